@@ -1,0 +1,56 @@
+"""The ``chime-ha`` command: one subcommand per module in this package.
+
+Each subcommand module exposes ``add_parser(subparsers)`` and a ``run(args) -> int``;
+they are imported lazily so that ``chime-ha check`` never pays for asyncio or netlink.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand name -> module (relative to this package)
+SUBCOMMANDS = {
+    "check": "check",
+    "run": "run",
+    "simulate": "simulate",
+    "lab": "lab",
+    "status": "status",
+    "journal": "journal",
+    "reload": "reload",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chime-ha",
+        description="keepalived-compatible high availability: VRRP v2/v3 virtual IPs and virtual servers.",
+    )
+    parser.add_argument("--version", action="version", version=f"chime-ha {__import__('chimeha').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(f"{__name__}.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{module}":
+                continue  # subcommand not built yet
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
