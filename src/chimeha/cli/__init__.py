@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "status": "status",
     "journal": "journal",
     "reload": "reload",
+    "genhash": "genhash",
 }
 
 

@@ -1,1 +1,81 @@
-"""See README.md for what this package holds."""
+"""keepalived.conf reader: ``load()``/``loads()`` give a typed model plus diagnostics.
+
+Pipeline: ``lexer`` (lines, includes, ``@`` conditionals, ``$`` parameters) ->
+``parser`` (block tree) -> ``build``/``build_lvs`` (typed frozen model) ->
+``validate`` (semantic checks).  ``cross_check`` compares several nodes;
+``render`` writes a model back as keepalived.conf text.  Nothing here raises on
+bad input: every problem is a ``Diagnostic`` with file and line.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable
+
+from .build import build_config
+from .lexer import Lexer
+from .model import *  # noqa: F401,F403  (the model is part of this package's API)
+from .model import Config, Diagnostic, LoadResult
+from .parser import parse_lines
+from .render import render
+from .validate import cross_check as _cross_check
+from .validate import validate
+from .values import Ctx
+
+__all__ = ["load", "loads", "render", "check_nodes", "LoadResult", "Config", "Diagnostic"]
+
+
+def default_config_id() -> str:
+    """keepalived's default config-id: the first label of the node name."""
+    try:
+        return os.uname().nodename.split(".")[0]
+    except (AttributeError, OSError):  # pragma: no cover - non-POSIX
+        return ""
+
+
+def _run(feed: Callable[[Lexer], bool], config_id: str | None, opener=None) -> LoadResult:
+    diags: list[Diagnostic] = []
+    try:
+        lexer = Lexer(diags, config_id=default_config_id() if config_id is None else config_id,
+                      **({"opener": opener} if opener else {}))
+        if not feed(lexer):
+            return LoadResult(None, _sorted(diags))
+        tree = parse_lines(lexer.lines, diags)
+        ctx = Ctx(diags)
+        config = build_config(tree, ctx)
+        validate(config, diags)
+    except RecursionError:
+        diags.append(Diagnostic("<config>", 0, "error", "too-deep", "configuration nested too deeply"))
+        return LoadResult(None, _sorted(diags))
+    return LoadResult(config, _sorted(diags))
+
+
+def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
+    # Stable: keeps file order of appearance, then line order within a file.
+    order: dict[str, int] = {}
+    for d in diags:
+        order.setdefault(d.file, len(order))
+    unique = list(dict.fromkeys(diags))
+    return sorted(unique, key=lambda d: (order[d.file], d.line))
+
+
+def load(path: str, config_id: str | None = None) -> LoadResult:
+    """Read a keepalived.conf file (and its includes). Never raises on bad input."""
+    return _run(lambda lx: lx.lex_file(path), config_id)
+
+
+def loads(text: str, filename: str = "<string>", config_id: str | None = None,
+          opener: Callable[[str], str] | None = None) -> LoadResult:
+    """Read keepalived.conf text; ``filename`` is used in diagnostics and for includes."""
+    def feed(lx: Lexer) -> bool:
+        lx.lex_text(text, filename)
+        return True
+
+    return _run(feed, config_id, opener)
+
+
+def check_nodes(results: Iterable[LoadResult]) -> list[Diagnostic]:
+    """Cross-node diagnostics for several nodes' configs (those that loaded)."""
+    diags: list[Diagnostic] = []
+    _cross_check([r.config for r in results if r.config is not None], diags)
+    return _sorted(diags)

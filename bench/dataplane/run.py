@@ -1,0 +1,260 @@
+"""Data-plane benchmark: client -> director -> two nginx real servers, in namespaces.
+
+Every setup forwards VIP:80 round robin to the two real servers; wrk (32
+connections) measures requests/s with keep-alive and with a new connection per
+request (``Connection: close``). All setups run in ONE invocation, alternating
+over several rounds so that drift on a shared machine hits all of them alike;
+the report gives each setup's median and its ratio to HAProxy and to
+hand-written nftables rules.
+
+    sudo .venv/bin/python bench/dataplane/run.py [--duration 10] [--rounds 3] [--out bench/dataplane/RESULTS.md]
+
+Needs root, nginx-light, haproxy, nftables and wrk (apt-get install wrk).
+Everything lives in namespaces this script creates and removes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from chimeha.lab.netns import Topology, stop_process  # noqa: E402
+
+VIP = "192.168.231.10"
+RS = ("192.168.231.11", "192.168.231.12")
+
+NGINX = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir};
+    proxy_temp_path {dir};
+    fastcgi_temp_path {dir};
+    uwsgi_temp_path {dir};
+    scgi_temp_path {dir};
+    keepalive_requests 1000000;
+    server {{
+        listen {addr}:8080 backlog=4096;
+        location / {{ return 200 "{name}\\n"; }}
+    }}
+}}
+"""
+
+HAPROXY = """
+global
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+listen vip
+    bind {vip}:80
+    balance roundrobin
+    server rs1 {rs1}:8080
+    server rs2 {rs2}:8080
+"""
+
+HAND_NFT = """
+table ip bench {{
+    chain pre {{
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr {vip} tcp dport 80 dnat to numgen inc mod 2 map {{ 0 : {rs1} . 8080, 1 : {rs2} . 8080 }}
+    }}
+    chain post {{
+        type nat hook postrouting priority srcnat; policy accept;
+        ct status dnat ip daddr 192.168.231.0/24 masquerade
+    }}
+}}
+"""
+
+CHIMEHA_CONF = """
+virtual_server {vip} 80 {{
+    delay_loop 6
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server {rs1} 8080 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 3
+        }}
+    }}
+    real_server {rs2} 8080 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 3
+        }}
+    }}
+}}
+"""
+
+
+def wait_port(host, addr, port, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = host.run(["nc", "-z", "-w", "1", addr, str(port)], check=False)
+        if r.returncode == 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class Setup:
+    def __init__(self, name, start, stop):
+        self.name, self.start, self.stop = name, start, stop
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--only", help="comma-separated setup names")
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = ap.parse_args()
+    for tool in ("wrk", "nginx", "haproxy", "nft", "nc"):
+        if not shutil.which(tool):
+            print(f"bench: {tool} is not installed", file=sys.stderr)
+            return 2
+    tmp = Path(tempfile.mkdtemp(prefix="chimeha-bench-"))
+    topo = Topology("bnch")
+    topo.open()
+    try:
+        client = topo.add_host("client", "192.168.231.5/24")
+        d = topo.add_host("dir", "192.168.231.2/24", f"{VIP}/32")
+        d.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        # Many short connections: let the client and the director (which opens
+        # connections for the proxies) reuse TIME_WAIT ports, so that the setups
+        # measured later in a round do not run out of ephemeral ports.
+        for h in (client, d):
+            h.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"])
+        for i, addr in enumerate(RS, 1):
+            h = topo.add_host(f"rs{i}", f"{addr}/24")
+            wd = tmp / f"rs{i}"
+            wd.mkdir()
+            (wd / "nginx.conf").write_text(NGINX.format(dir=wd, addr=addr, name=f"rs{i}"))
+            h.popen(["nginx", "-c", str(wd / "nginx.conf")])
+            assert wait_port(h, addr, 8080), f"nginx rs{i} did not start"
+        fmt = dict(vip=VIP, rs1=RS[0], rs2=RS[1])
+        (tmp / "haproxy.cfg").write_text(HAPROXY.format(**fmt))
+        (tmp / "hand.nft").write_text(HAND_NFT.format(**fmt))
+        (tmp / "chimeha.conf").write_text(CHIMEHA_CONF.format(**fmt))
+        procs = {}
+
+        def popen_ready(name, argv, port_check=True, ready_file=None):
+            procs[name] = d.popen(argv, stderr=open(tmp / f"{name}.log", "w"))
+            if ready_file:
+                deadline = time.monotonic() + 20
+                while not Path(ready_file).exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            if port_check and not wait_port(client, VIP, 80):
+                raise RuntimeError(f"{name} is not answering: {(tmp / f'{name}.log').read_text()[-2000:]}")
+
+        def stop(name):
+            p = procs.pop(name, None)
+            if p is not None:
+                stop_process(p)
+
+        def chime(name, dataplane, *extra):
+            rf = tmp / f"{name}.ready"
+            rf.unlink(missing_ok=True)
+            popen_ready(name, [sys.executable, "-m", "chimeha.runtime.lvs_manager", str(tmp / "chimeha.conf"),
+                               "--dataplane", dataplane, "--ready-file", str(rf), *extra], ready_file=rf)
+
+        setups = [
+            Setup("hand-written nft", lambda: (d.run(["nft", "-f", str(tmp / "hand.nft")]),
+                                               wait_port(client, VIP, 80)),
+                  lambda: d.run(["nft", "delete", "table", "ip", "bench"])),
+            Setup("haproxy (tcp)", lambda: popen_ready("haproxy", ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")]),
+                  lambda: stop("haproxy")),
+            Setup("chime-ha nft", lambda: chime("nft", "nft"), lambda: stop("nft")),
+            Setup("chime-ha proxy", lambda: chime("proxy", "proxy"), lambda: stop("proxy")),
+            Setup("chime-ha proxy+uvloop", lambda: chime("proxyuv", "proxy", "--uvloop"), lambda: stop("proxyuv")),
+        ]
+        if args.only:
+            keep = set(args.only.split(","))
+            setups = [s for s in setups if s.name in keep]
+        modes = {"keep-alive": [], "new connection": ["-H", "Connection: close"]}
+        results = {(s.name, m): [] for s in setups for m in modes}
+        errors = {(s.name, m): 0 for s in setups for m in modes}
+        for rnd in range(args.rounds):
+            for s in setups:
+                s.start()
+                try:
+                    for mode, extra in modes.items():
+                        out = client.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", *extra,
+                                          f"http://{VIP}/"], timeout=args.duration + 60).stdout
+                        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+                        m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+                        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+                        errs = (sum(map(int, m.groups())) if m else 0) + (int(bad.group(1)) if bad else 0)
+                        results[(s.name, mode)].append(rps)
+                        errors[(s.name, mode)] += errs
+                        print(f"round {rnd + 1} {s.name:24s} {mode:15s} {rps:10.0f} req/s  errors {errs}",
+                              flush=True)
+                finally:
+                    s.stop()
+        report(args, setups, modes, results, errors)
+    finally:
+        topo.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def report(args, setups, modes, results, errors) -> None:
+    med = {k: statistics.median(v) for k, v in results.items()}
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        "# Data-plane benchmark (bench/dataplane)", "",
+        f"- Command: `{' '.join([sys.executable.split('/')[-1], *sys.argv])}`",
+        f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}",
+        f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}:8080), "
+        "all in network namespaces on one bridge; every process shares the same cores.",
+        "- Client and director namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range 1024-65535; "
+        "director: ip_forward=1. Health checks (TCP_CHECK, delay_loop 6) run during chime-ha's measurements.",
+        f"- Load: wrk -t2 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, setups alternated "
+        "within each round; figures are medians of the rounds (requests/s).", "",
+        "| setup | " + " | ".join(f"{m} req/s | vs HAProxy | vs hand nft" for m in modes) + " | errors |",
+        "|---|" + "---|---|---|" * len(modes) + "---|",
+    ]
+    for s in setups:
+        cells = []
+        for m in modes:
+            v = med[(s.name, m)]
+            h = med.get(("haproxy (tcp)", m))
+            n = med.get(("hand-written nft", m))
+            cells.append(f"{v:,.0f} | {v / h:.2f}x | {v / n:.2f}x" if h and n else f"{v:,.0f} | - | -")
+        errs = sum(errors[(s.name, m)] for m in modes)
+        lines.append(f"| {s.name} | " + " | ".join(cells) + f" | {errs} |")
+    lines += ["", "Raw rounds (req/s):", ""]
+    for (name, mode), vals in results.items():
+        lines.append(f"- {name}, {mode}: " + ", ".join(f"{v:,.0f}" for v in vals))
+    text = "\n".join(lines) + "\n"
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Socket helpers shared by the network probes (non-blocking, asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import os
+import socket
+from typing import Any
+
+from chimeha.check.spec import Target
+
+
+def endpoint(checker: Any, target: Target, *, need_port: bool = True) -> tuple[str, int]:
+    """The address and port to probe: ``connect_ip``/``connect_port`` over the real server's."""
+    host = getattr(checker, "connect_ip", None) or target.address
+    port = getattr(checker, "connect_port", None) or target.port
+    if need_port and not port:
+        raise ValueError(f"no port to connect to for {host} (set connect_port or the real server port)")
+    return str(host), int(port or 0)
+
+
+def family_of(host: str) -> int:
+    """AF_INET or AF_INET6 for a literal address (checkers take addresses, never names)."""
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host.split("%")[0]).version == 6 else socket.AF_INET
+    except ValueError as exc:
+        raise ValueError(f"{host!r} is not an IP address") from exc
+
+
+def fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def new_socket(checker: Any, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A non-blocking socket, bound to ``bindto``/``bind_port`` when configured."""
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        bindto = getattr(checker, "bindto", None)
+        bind_port = getattr(checker, "bind_port", None)
+        if bindto or bind_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            sock.bind((bindto or any_addr, int(bind_port or 0)))
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def describe_oserror(exc: OSError) -> str:
+    """'refused', 'host unreachable', ... for an errno, else the OS message."""
+    names = {
+        errno.ECONNREFUSED: "refused",
+        errno.EHOSTUNREACH: "host unreachable",
+        errno.ENETUNREACH: "network unreachable",
+        errno.ECONNRESET: "reset by peer",
+        errno.ETIMEDOUT: "timed out",
+        errno.EADDRNOTAVAIL: "bind address not available",
+    }
+    if exc.errno in names:
+        return names[exc.errno]
+    return exc.strerror or os.strerror(exc.errno or 0) or str(exc)
+
+
+async def tcp_connect(checker: Any, host: str, port: int) -> socket.socket:
+    """Connect a non-blocking TCP socket (the caller bounds the time)."""
+    sock = new_socket(checker, family_of(host), socket.SOCK_STREAM)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        return sock
+    except BaseException:
+        sock.close()
+        raise

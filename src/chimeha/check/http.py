@@ -1,0 +1,186 @@
+"""HTTP_GET and SSL_GET: fetch each URL and compare status code and body digest.
+
+Measured against keepalived 2.2.7's ``genhash`` (see docs/checkers.md): the
+request is ``GET <path> HTTP/1.0`` (``http_protocol 1.1`` sends HTTP/1.1 and
+``1.0C`` HTTP/1.0, both with ``Connection: close``), ``Host:`` is the
+virtualhost, else ``address:port``; the digest is the MD5 of the raw bytes after
+the header block, as sent (a chunked body is hashed with its chunk framing, as
+genhash does), so a digest printed by ``genhash`` matches ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import ssl
+from typing import Any
+
+from chimeha.check._net import describe_oserror, endpoint, fmt, tcp_connect
+from chimeha.check.spec import CheckResult, Target
+
+MAX_BODY = 16 * 1024 * 1024  # more than any health page; bounds memory per probe
+USER_AGENT = "KeepAliveClient"  # keepalived's; some servers' health rules key on it
+
+
+def _ssl_context() -> ssl.SSLContext:
+    # keepalived's SSL_GET does not verify the real server's certificate
+    # (self-signed backends are the norm); the check is about liveness.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+_SSL_CTX: ssl.SSLContext | None = None
+
+
+def build_request(path: str, host_header: str, protocol: str | None) -> bytes:
+    """The request bytes for one URL (``protocol``: None/"1.0", "1.0C" or "1.1")."""
+    proto = (protocol or "1.0").upper()
+    version = "HTTP/1.1" if proto == "1.1" else "HTTP/1.0"
+    lines = [f"GET {path or '/'} {version}", f"User-Agent: {USER_AGENT}"]
+    if proto in ("1.1", "1.0C"):
+        lines.append("Connection: close")
+    lines.append(f"Host: {host_header}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def parse_response(raw: bytes) -> tuple[int, bytes]:
+    """``(status, body)`` from a whole response; ValueError when it is not HTTP."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    if not sep:
+        raise ValueError("no end of HTTP header")
+    status_line = head.split(b"\n", 1)[0].strip()
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"bad status line {status_line[:80]!r}")
+    return int(parts[1]), body
+
+
+def status_ranges(spec: Any) -> list[tuple[int, int]]:
+    """``status_code`` as inclusive ranges; accepts ints, ``(low, high)`` pairs and
+    the config's words (``"200"``, ``"300-302"``). Empty means 200-299."""
+    out: list[tuple[int, int]] = []
+    for item in spec or ():
+        if isinstance(item, int):
+            out.append((item, item))
+        elif isinstance(item, str):
+            lo, _, hi = item.partition("-")
+            try:
+                out.append((int(lo), int(hi or lo)))
+            except ValueError as exc:
+                raise ValueError(f"bad status_code {item!r}") from exc
+        else:
+            out.append((int(item[0]), int(item[1])))
+    return out or [(200, 299)]
+
+
+def status_ok(status: int, spec: Any) -> bool:
+    """Whether ``status`` is allowed by ``status_code`` ``spec`` (see :func:`status_ranges`)."""
+    return any(lo <= status <= hi for lo, hi in status_ranges(spec))
+
+
+def regex_ok(body: bytes, pattern: str | None, no_match: bool) -> bool:
+    """The url's ``regex`` test: found in the body (or, with ``regex_no_match``, not found).
+
+    Python's ``re`` stands in for PCRE2: the common syntax is the same.
+    """
+    if not pattern:
+        return True
+    found = re.search(pattern.encode("utf-8", "surrogateescape"), body) is not None
+    return found != bool(no_match)
+
+
+def body_digest(body: bytes) -> str:
+    """MD5 hex of a body, as ``genhash`` prints it."""
+    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+
+
+async def _fetch(checker: Any, host: str, port: int, request: bytes, sni: str | None) -> bytes:
+    global _SSL_CTX
+    sock = await tcp_connect(checker, host, port)
+    use_ssl = bool(getattr(checker, "ssl", False)) or getattr(checker, "kind", "") == "SSL_GET"
+    if use_ssl and _SSL_CTX is None:
+        _SSL_CTX = _ssl_context()
+    reader, writer = await asyncio.open_connection(
+        sock=sock, ssl=_SSL_CTX if use_ssl else None,
+        # "" sends no SNI (asyncio needs a value when given a socket).
+        server_hostname=(sni or "") if use_ssl else None)
+    try:
+        writer.write(request)
+        await writer.drain()
+        chunks, size = [], 0
+        while size <= MAX_BODY:
+            data = await reader.read(65536)
+            if not data:
+                break
+            chunks.append(data)
+            size += len(data)
+        return b"".join(chunks)
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (OSError, ssl.SSLError):
+            pass
+
+
+class HttpProbeError(Exception):
+    """One URL could not be fetched; the message is the operator sentence."""
+
+
+async def get_url(checker: Any, target: Target, url: Any, timeout: float) -> tuple[int, bytes]:
+    """Fetch one ``url`` as the checker would: ``(status, body)``, or HttpProbeError."""
+    host, port = endpoint(checker, target)
+    where = fmt(host, port)
+    path = getattr(url, "path", None) or "/"
+    vhost = getattr(url, "virtualhost", None) or getattr(checker, "virtualhost", None) or target.virtualhost
+    sni = vhost if getattr(checker, "enable_sni", False) else None
+    request = build_request(path, vhost or where, getattr(checker, "http_protocol", None))
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await _fetch(checker, host, port, request, sni)
+    except TimeoutError:
+        raise HttpProbeError(f"GET {path} from {where} timed out after {timeout:g} s") from None
+    except ssl.SSLError as exc:
+        raise HttpProbeError(f"GET {path} from {where}: TLS error: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise HttpProbeError(f"GET {path} from {where}: connection {describe_oserror(exc)}") from None
+    try:
+        return parse_response(raw)
+    except ValueError as exc:
+        raise HttpProbeError(f"GET {path} from {where}: {exc}") from None
+
+
+async def probe_http(checker: Any, target: Target, timeout: float) -> CheckResult:
+    """Fetch every URL (each within ``timeout``); up when all match status, regex and digest."""
+    host, port = endpoint(checker, target)
+    where = fmt(host, port)
+    urls = tuple(getattr(checker, "urls", ()) or ()) or (None,)
+    notes = []
+    for url in urls:
+        path = getattr(url, "path", None) or "/"
+        try:
+            status, body = await get_url(checker, target, url, timeout)
+        except HttpProbeError as exc:
+            return CheckResult(False, str(exc))
+        if not status_ok(status, getattr(url, "status_code", None)):
+            return CheckResult(False, f"GET {path} from {where}: status {status} not expected")
+        no_match = bool(getattr(url, "regex_no_match", False))
+        try:
+            matched = regex_ok(body, getattr(url, "regex", None), no_match)
+        except re.error as exc:
+            return CheckResult(False, f"GET {path}: bad regex: {exc}")
+        if not matched:
+            how = "matches" if no_match else "does not match"
+            return CheckResult(False, f"GET {path} from {where}: body {how} regex")
+        want = getattr(url, "digest", None)
+        if want:
+            got = body_digest(body)
+            if got != str(want).lower():
+                return CheckResult(False, f"GET {path} from {where}: digest {got} != {str(want).lower()}")
+        notes.append(f"{path} {status}")
+    return CheckResult(True, f"GET from {where}: " + ", ".join(notes))

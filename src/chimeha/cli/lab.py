@@ -1,0 +1,116 @@
+"""``chime-ha lab``: rehearse the seed document's verification in namespaces.
+
+``chime-ha lab [active-standby|active-active] [--peer keepalived] [--keep] [--json]``
+builds the two-server topology on this machine, runs the HA daemon with the
+seed's configs and performs the verification step by step (see
+:mod:`chimeha.lab.runner`). ``chime-ha lab down`` removes whatever a kept (or
+killed) lab left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+
+MODES = ("active-standby", "active-active")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lab", help="rehearse the seed's HA verification in network namespaces (root)",
+        description="Build the seed's two-server topology in network namespaces, run the HA daemon with the "
+                    "seed's configs and perform the document's verification step by step. "
+                    "`chime-ha lab down` removes what a kept lab left.")
+    p.add_argument("mode", nargs="?", default="active-standby", choices=(*MODES, "down"),
+                   help="active-standby (default), active-active, or `down` to tear down a kept lab")
+    p.add_argument("--peer", choices=("keepalived",), default=None,
+                   help="run keepalived on server2 instead of chime-ha (mixed cluster)")
+    p.add_argument("--daemon", choices=("chime-ha", "keepalived"), default="chime-ha",
+                   help="daemon on every server (default chime-ha; keepalived proves the lab itself)")
+    p.add_argument("--keep", action="store_true", help="leave the lab running and print how to enter it")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=run)
+
+
+def _progress(to_stderr: bool):
+    stream = sys.stderr if to_stderr else sys.stdout
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+    return say
+
+
+def _preflight(args) -> str | None:
+    if os.geteuid() != 0:
+        return "chime-ha lab needs root (network, PID and mount namespaces); run it with sudo"
+    for tool in ("ip", "unshare", "nsenter", "ss", "pgrep"):
+        if not shutil.which(tool):
+            return f"chime-ha lab needs `{tool}` (iproute2 / util-linux / procps)"
+    wants = {args.daemon, "keepalived" if args.peer else args.daemon}
+    if "keepalived" in wants and not shutil.which("keepalived"):
+        return "keepalived is not installed (apt-get install keepalived)"
+    if "chime-ha" in wants:
+        from chimeha.lab.cluster import chime_ha_available
+
+        why = chime_ha_available()
+        if why:
+            return f"{why}; use --daemon keepalived to exercise the lab with keepalived alone"
+    return None
+
+
+def run(args) -> int:
+    if args.mode == "down":
+        from chimeha.lab.state import teardown_all
+
+        removed = teardown_all()
+        if args.json:
+            print(json.dumps({"removed": removed}))
+        else:
+            print(f"removed {len(removed)} lab namespace(s)" + (f": {', '.join(removed)}" if removed else ""))
+        return 0
+    problem = _preflight(args)
+    if problem:
+        if args.json:
+            print(json.dumps({"ok": False, "error": problem}))
+        else:
+            print(f"chime-ha lab: {problem}", file=sys.stderr)
+        return 2
+
+    from chimeha.lab.runner import format_report, run_lab
+    from chimeha.lab.state import save_kept
+
+    daemons = {"server1": args.daemon, "server2": args.peer or args.daemon}
+    say = _progress(args.json)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    # SIGTERM/SIGHUP tear the lab down like Ctrl-C does.
+    old = {s: signal.signal(s, on_term) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        who = ", ".join(f"{k} on {n}" for n, k in daemons.items())
+        say(f"chime-ha lab: {args.mode} ({who})")
+        report, kept = run_lab(args.mode, daemons, keep=args.keep, progress=say)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if args.json:
+        out = report.as_dict()
+        if kept is not None:
+            out["kept"] = save_kept(kept)
+        print(json.dumps(out, indent=None))
+    else:
+        print(format_report(report))
+        if kept is not None:
+            info = save_kept(kept)
+            print("\nThe lab is still up (--keep). Enter a node with:")
+            for name, cmd in info["enter"].items():
+                print(f"  {name:<8} {cmd}")
+            print("Tear it down with:  chime-ha lab down")
+    if report.interrupted:
+        return 130
+    return 0 if report.ok else 1

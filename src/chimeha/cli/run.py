@@ -1,0 +1,126 @@
+"""``chime-ha run``: the VRRP daemon in the foreground, logging to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+DATAPLANES = ("auto", "nft", "proxy", "ipvs", "none")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run the VRRP daemon in the foreground",
+                       description="Run the VRRP instances (and virtual servers) of a keepalived.conf "
+                                   "in the foreground. SIGTERM stops (priority 0, VIPs removed); "
+                                   "SIGHUP reloads the file.")
+    p.add_argument("-f", "--use-file", dest="file", default="/etc/keepalived/keepalived.conf",
+                   help="configuration file (default: %(default)s)")
+    p.add_argument("--control", metavar="PATH", default=None,
+                   help="control socket for chime-ha status/journal/reload (default: none)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="log level (default: %(default)s)")
+    p.add_argument("--dataplane", default="auto", choices=DATAPLANES,
+                   help="virtual-server data plane (default: %(default)s)")
+    p.add_argument("--journal", metavar="PATH", default=None,
+                   help="transition journal file (default: none, kept in memory)")
+    p.add_argument("--pid-file", metavar="PATH", default=None, help="write the daemon's PID here")
+    p.set_defaults(func=run)
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s.%(msecs)03d chime-ha[%(process)d] %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    # pyroute2 logs every netlink message at debug level: far too much noise.
+    logging.getLogger("pyroute2").setLevel(max(logging.INFO, root.level))
+
+
+def run(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    log = logging.getLogger("chimeha.run")
+    if not os.path.exists(args.file):
+        log.error("%s: no such file", args.file)
+        return 2
+    from chimeha.config import load
+
+    result = load(args.file)
+    for d in result.diagnostics:
+        (log.error if d.severity == "error" else log.warning)("%s", d)
+    if not result.ok or result.config is None:
+        log.error("%s: configuration has errors; not starting", args.file)
+        return 2
+    # The default asyncio loop, not uvloop: uvloop cannot open netlink
+    # datagram endpoints, which pyroute2 (VIPs, virtual servers) needs.
+    try:
+        return asyncio.run(_main(args, result.config))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _main(args, config) -> int:
+    from chimeha.runtime.daemon import Daemon, DaemonError
+
+    log = logging.getLogger("chimeha.run")
+    daemon = Daemon(args.file, config, dataplane=None if args.dataplane == "auto" else args.dataplane)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloading: set[asyncio.Task] = set()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading %s", args.file)
+        t = loop.create_task(daemon.reload())
+        reloading.add(t)
+        t.add_done_callback(reloading.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await daemon.start()
+    except DaemonError as exc:
+        log.error("%s", exc)
+        await daemon.stop()
+        return 1
+    extras = await _start_observe(daemon, args, log)
+    if args.pid_file:
+        with open(args.pid_file, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+    try:
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for t in list(reloading):
+            await t
+        await daemon.stop()
+        for close in extras:
+            try:
+                await close()
+            except Exception:
+                log.exception("shutdown of an observer failed")
+        if args.pid_file:
+            try:
+                os.unlink(args.pid_file)
+            except OSError:
+                pass
+    return 0
+
+
+async def _start_observe(daemon, args, log) -> list:
+    """Attach the journal / control socket if the observe package offers them."""
+    closers = []
+    try:
+        from chimeha.runtime.observe_glue import attach
+    except ImportError:
+        return closers
+    try:
+        closers = await attach(daemon, control=args.control, journal=args.journal)
+    except Exception as exc:
+        log.error("observability could not start: %s", exc)
+    return closers

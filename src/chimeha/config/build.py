@@ -1,0 +1,560 @@
+"""Statement tree -> typed model (global, tracking and VRRP parts).
+
+Each ``_*`` builder walks one block, fills a dict of dataclass fields and
+reports problems through ``Ctx``.  Known keywords without a typed field are
+kept in ``options``; unknown ones are warned about (keepalived ignores them
+too).  LVS blocks are in ``build_lvs``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Callable
+
+from . import keywords as K
+from .build_lvs import build_virtual_server, build_virtual_server_group
+from .model import (
+    Block,
+    Config,
+    GlobalDefs,
+    Route,
+    Rule,
+    SyncGroup,
+    TrackFile,
+    TrackProcess,
+    TrackRef,
+    UnicastPeer,
+    VirtualAddress,
+    VrrpInstance,
+    VrrpScript,
+)
+from .parser import Stmt
+from .values import Ctx, parse_cidr, valid_ip
+
+Opts = dict[str, list[tuple[str, ...]]]
+
+
+def _opt(opts: Opts, st: Stmt) -> None:
+    opts.setdefault(st.name, []).append(st.words())
+
+
+def _freeze(opts: Opts) -> dict[str, tuple[tuple[str, ...], ...]]:
+    return {k: tuple(v) for k, v in opts.items()}
+
+
+def build_config(tree: list[Stmt], ctx: Ctx) -> Config:
+    """Build a ``Config`` from the top-level statements."""
+    f: dict = {
+        "vrrp_scripts": {}, "track_processes": {}, "track_files": {}, "sync_groups": {},
+        "instances": {}, "virtual_server_groups": {},
+    }
+    servers, static_ips, static_routes, static_rules = [], [], [], []
+    gdefs: list[Stmt] = []
+    blocks: list[Block] = []
+    opts: Opts = {}
+    named = {
+        "vrrp_script": ("vrrp_scripts", _vrrp_script),
+        "vrrp_track_process": ("track_processes", _track_process),
+        "vrrp_track_file": ("track_files", _track_file),
+        "track_file": ("track_files", _track_file),
+        "vrrp_sync_group": ("sync_groups", _sync_group),
+        "vrrp_instance": ("instances", _instance),
+        "virtual_server_group": ("virtual_server_groups", build_virtual_server_group),
+    }
+    for st in tree:
+        if st.name in named:
+            key, fn = named[st.name]
+            if not ctx.need(st, 1, "a name"):
+                continue
+            name = st.args[0].text
+            if name in f[key]:
+                ctx.error(st.where, "duplicate-name",
+                          f"{st.name} '{name}' is already defined at {f[key][name].where}")
+                continue
+            body = ctx.block(st)
+            if st.block is None:
+                continue
+            f[key][name] = fn(st, name, body, ctx)
+        elif st.name == "global_defs":
+            gdefs.append(st)
+        elif st.name == "virtual_server":
+            vs = build_virtual_server(st, ctx)
+            if vs is not None:
+                servers.append(vs)
+        elif st.name == "static_ipaddress":
+            static_ips.extend(_addresses(ctx.block(st), ctx))
+        elif st.name == "static_routes":
+            static_routes.extend(_routes(ctx.block(st), ctx))
+        elif st.name == "static_rules":
+            static_rules.extend(_rules(ctx.block(st), ctx))
+        elif st.name in K.TOP_LEVEL and st.block is not None:
+            blocks.append(_generic(st, ctx, K.BLOCKS.get(st.name)))
+        elif st.name in K.TOP_LEVEL:
+            _opt(opts, st)
+        else:
+            ctx.unknown(st, K.TOP_LEVEL, "the top level")
+    g = _global_defs(gdefs, ctx)
+    f["global_defs"] = g
+    # Instances inherit the global VRRP version; re-check advert_int against it.
+    f["instances"] = {n: _finish_instance(i, g, ctx) for n, i in f["instances"].items()}
+    where = tree[0].where if tree else None
+    extra = {"where": where} if where else {}
+    return Config(
+        **f, **extra, virtual_servers=tuple(servers), static_ipaddresses=tuple(static_ips),
+        static_routes=tuple(static_routes), static_rules=tuple(static_rules), blocks=tuple(blocks), options=_freeze(opts),
+    )
+
+
+def _generic(st: Stmt, ctx: Ctx, known: frozenset | None) -> Block:
+    """A statement tree as a ``Block``; direct children are checked against ``known``."""
+    children = None
+    if st.block is not None:
+        kids = []
+        for c in st.block:
+            if known is not None and c.name not in known:
+                ctx.unknown(c, known, st.name)
+            kids.append(_generic(c, ctx, None))
+        children = tuple(kids)
+    return Block(st.name, st.where, st.words(), children)
+
+
+# --------------------------------------------------------------------------- global_defs
+
+
+def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
+    if not stmts:
+        return GlobalDefs()
+    f: dict = {"where": stmts[0].where}
+    opts: Opts = {}
+    setters: dict[str, Callable[[Stmt], None]] = {
+        "router_id": lambda s: f.__setitem__("router_id", ctx.word(s)),
+        "vrrp_version": lambda s: f.__setitem__("vrrp_version", ctx.int_arg(s, 2, 3, what="vrrp_version")),
+        "enable_script_security": lambda s: f.__setitem__("enable_script_security", ctx.bool_arg(s)),
+        "notification_email_from": lambda s: f.__setitem__("notification_email_from", ctx.word(s)),
+        "smtp_server": lambda s: f.__setitem__("smtp_server", " ".join(s.words()) or ctx.word(s)),
+        "smtp_connect_timeout": lambda s: f.__setitem__("smtp_connect_timeout", ctx.float_arg(s, 0)),
+        "vrrp_mcast_group4": lambda s: f.__setitem__("vrrp_mcast_group4", ctx.ip_arg(s)),
+        "vrrp_mcast_group6": lambda s: f.__setitem__("vrrp_mcast_group6", ctx.ip_arg(s)),
+        "vrrp_garp_master_delay": lambda s: f.__setitem__("vrrp_garp_master_delay", ctx.float_arg(s, 0, 255)),
+        "vrrp_garp_master_repeat": lambda s: f.__setitem__("vrrp_garp_master_repeat", ctx.int_arg(s, 0)),
+        "vrrp_garp_master_refresh": lambda s: f.__setitem__("vrrp_garp_master_refresh", ctx.float_arg(s, 0)),
+        "vrrp_garp_master_refresh_repeat": lambda s: f.__setitem__("vrrp_garp_master_refresh_repeat", ctx.int_arg(s, 0)),
+        "vrrp_skip_check_adv_addr": lambda s: f.__setitem__("vrrp_skip_check_adv_addr", ctx.bool_arg(s)),
+        "vrrp_strict": lambda s: f.__setitem__("vrrp_strict", ctx.bool_arg(s)),
+        "vrrp_startup_delay": lambda s: f.__setitem__("vrrp_startup_delay", ctx.float_arg(s, 0)),
+        "lvs_id": lambda s: f.__setitem__("lvs_id", ctx.word(s)),
+        "dynamic_interfaces": lambda s: f.__setitem__("dynamic_interfaces", ctx.bool_arg(s)),
+    }
+
+    def script_user(s: Stmt) -> None:
+        f["script_user"] = ctx.word(s)
+        if len(s.args) > 1:
+            f["script_group"] = s.args[1].text
+
+    def email(s: Stmt) -> None:
+        f["notification_email"] = tuple(f.get("notification_email", ())) + tuple(
+            w for c in ctx.block(s) for w in (c.name, *c.words()))
+
+    setters["script_user"] = script_user
+    setters["notification_email"] = email
+    positions = {}
+    for gst in stmts:
+        for st in ctx.block(gst):
+            positions.setdefault(st.name, st.where)
+            if st.name in setters:
+                setters[st.name](st)
+            elif st.name in K.GLOBAL_DEFS:
+                _opt(opts, st)
+            else:
+                ctx.unknown(st, K.GLOBAL_DEFS | set(setters), "global_defs")
+    f = {k: v for k, v in f.items() if v is not None}
+    return GlobalDefs(**f, options=_freeze(opts), positions=positions)
+
+
+# --------------------------------------------------------------------------- tracked objects
+
+
+def _weight(st: Stmt, ctx: Ctx, lo: int, hi: int) -> tuple[int | None, bool]:
+    w = ctx.int_arg(st, lo, hi, what="weight")
+    rev = len(st.args) > 1 and st.args[1].text == "reverse"
+    if len(st.args) > 1 and not rev:
+        ctx.warning(st.where, "unexpected-argument", f"'weight' takes [reverse], not '{st.args[1].text}' (ignored)")
+    return w, rev
+
+
+def _vrrp_script(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpScript:
+    f: dict = {"name": name, "where": st.where}
+    opts: Opts = {}
+    positions = {}
+    for s in body:
+        n = s.name
+        positions[n] = s.where
+        if n == "script":
+            f["script"] = ctx.script_arg(s)
+        elif n == "interval":
+            f["interval"] = ctx.float_arg(s, 0.000001, what="interval")
+        elif n == "timeout":
+            f["timeout"] = ctx.float_arg(s, 0.000001, what="timeout")
+        elif n == "weight":
+            f["weight"], f["weight_reverse"] = _weight(s, ctx, -253, 253)
+        elif n in ("rise", "fall"):
+            f[n] = ctx.int_arg(s, 1, what=n)
+        elif n == "user":
+            f["user"] = ctx.word(s)
+            if len(s.args) > 1:
+                f["group"] = s.args[1].text
+        elif n == "init_fail":
+            f["init_fail"] = True
+        elif n in K.VRRP_SCRIPT:
+            _opt(opts, s)
+        else:
+            ctx.unknown(s, K.VRRP_SCRIPT, f"vrrp_script {name}")
+    if not f.get("script"):
+        ctx.error(st.where, "missing-script", f"vrrp_script {name} has no 'script' command")
+    return VrrpScript(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), positions=positions)
+
+
+def _track_process(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> TrackProcess:
+    f: dict = {"name": name, "where": st.where}
+    opts: Opts = {}
+    for s in body:
+        n = s.name
+        if n == "process":
+            f["process"] = s.words() if ctx.need(s) else None
+        elif n == "param_match":
+            f["param_match"] = ctx.choice(s, ("initial", "partial"))
+        elif n == "weight":
+            f["weight"], f["weight_reverse"] = _weight(s, ctx, -254, 254)
+        elif n in ("quorum", "quorum_max"):
+            f[n] = ctx.int_arg(s, 0, what=n)
+        elif n in ("delay", "fork_delay", "terminate_delay"):
+            f[n] = ctx.float_arg(s, 0, what=n)
+        elif n == "full_command":
+            f["full_command"] = True
+        elif n in K.TRACK_PROCESS:
+            _opt(opts, s)
+        else:
+            ctx.unknown(s, K.TRACK_PROCESS, f"vrrp_track_process {name}")
+    if not f.get("process"):
+        ctx.error(st.where, "missing-process", f"vrrp_track_process {name} has no 'process'")
+    return TrackProcess(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts))
+
+
+def _track_file(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> TrackFile:
+    f: dict = {"name": name, "where": st.where}
+    opts: Opts = {}
+    for s in body:
+        n = s.name
+        if n == "file":
+            f["file"] = ctx.word(s)
+        elif n == "weight":
+            f["weight"], f["weight_reverse"] = _weight(s, ctx, -2147483647, 2147483647)
+        elif n == "init_file":
+            f["init_file"] = True
+            for a in s.args:
+                if a.text == "overwrite":
+                    f["init_file_overwrite"] = True
+                else:
+                    try:
+                        f["init_file_value"] = int(a.text)
+                    except ValueError:
+                        ctx.error(s.where, "invalid-number", f"init_file value must be an integer, got '{a.text}'")
+        elif n in K.TRACK_FILE:
+            _opt(opts, s)
+        else:
+            ctx.unknown(s, K.TRACK_FILE, f"track_file {name}")
+    if not f.get("file"):
+        ctx.error(st.where, "missing-file", f"track_file {name} has no 'file'")
+    return TrackFile(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts))
+
+
+def _track_refs(st: Stmt, ctx: Ctx) -> tuple[TrackRef, ...]:
+    refs = []
+    for s in ctx.block(st):
+        weight, reverse = None, False
+        rest = list(s.args)
+        if rest and rest[0].text == "weight":
+            if len(rest) < 2:
+                ctx.error(s.where, "missing-parameter", f"'{s.name} weight' is missing the weight")
+            else:
+                try:
+                    weight = int(rest[1].text)
+                except ValueError:
+                    ctx.error(s.where, "invalid-number", f"weight expects an integer, got '{rest[1].text}'")
+                else:
+                    if not -254 <= weight <= 254:
+                        ctx.error(s.where, "out-of-range", f"weight {weight} is out of range (-254..254)")
+                        weight = None
+            reverse = any(a.text == "reverse" for a in rest[2:])
+        elif rest:
+            ctx.warning(s.where, "unexpected-argument", f"'{s.name}': expected 'weight N [reverse]', got '{rest[0].text}'")
+        refs.append(TrackRef(s.name, s.where, weight, reverse))
+    return tuple(refs)
+
+
+def _sync_group(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> SyncGroup:
+    f: dict = {"name": name, "where": st.where}
+    opts: Opts = {}
+    for s in body:
+        n = s.name
+        if n == "group":
+            f["group"] = tuple(w for c in ctx.block(s) for w in (c.name, *c.words()))
+        elif n in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
+            f[n] = ctx.script_arg(s)
+        elif n in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
+            f[n] = ctx.bool_arg(s)
+        elif n in ("track_script", "track_interface", "track_file", "track_process"):
+            key = {"track_script": "track_scripts", "track_interface": "track_interfaces",
+                   "track_file": "track_files", "track_process": "track_processes"}[n]
+            f[key] = f.get(key, ()) + _track_refs(s, ctx)
+        elif n in K.SYNC_GROUP:
+            _opt(opts, s)
+        else:
+            ctx.unknown(s, K.SYNC_GROUP, f"vrrp_sync_group {name}")
+    return SyncGroup(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts))
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+_VIP_FLAGS = {"home", "-nodad", "nodad", "noprefixroute", "autojoin", "no_track", "dadfailed"}
+_VIP_VALUED = {"brd": "broadcast", "broadcast": "broadcast", "dev": "dev", "scope": "scope",
+               "label": "label", "peer": "peer"}
+
+
+def _addresses(body: list[Stmt], ctx: Ctx) -> list[VirtualAddress]:
+    out = []
+    for s in body:
+        words = [s.name, *s.words()]
+        addr = parse_cidr(words[0])
+        if addr is None:
+            ctx.error(s.where, "invalid-address", f"'{words[0]}' is not an IP address or ADDRESS/PREFIX")
+            continue
+        f: dict = {"address": str(addr), "where": s.where}
+        i = 1
+        while i < len(words):
+            w = words[i]
+            if w in _VIP_VALUED and i + 1 < len(words):
+                f[_VIP_VALUED[w]] = words[i + 1]
+                i += 2
+                continue
+            if w in ("-nodad", "nodad"):
+                f["nodad"] = True
+            elif w == "no_track":
+                f["no_track"] = True
+            elif w == "home":
+                f["home"] = True
+            elif w == "noprefixroute":
+                f["noprefixroute"] = True
+            elif w == "use_vmac":
+                f["use_vmac"] = words[i + 1] if i + 1 < len(words) else ""
+                i += 1
+            elif w in _VIP_FLAGS:
+                pass
+            else:
+                ctx.warning(s.where, "unknown-keyword", f"unknown address option '{w}' (ignored)")
+            i += 1
+        if f.get("scope") and f["scope"] not in ("site", "link", "host", "nowhere", "global") and not f["scope"].isdigit():
+            ctx.error(s.where, "invalid-value", f"invalid scope '{f['scope']}' (site|link|host|nowhere|global)")
+        out.append(VirtualAddress(**f))
+    return out
+
+
+def _routes(body: list[Stmt], ctx: Ctx) -> list[Route]:
+    out = []
+    for s in body:
+        words = (s.name, *s.words())
+        dest = via = dev = None
+        i = 0
+        while i < len(words):
+            w = words[i]
+            if w in ("src", "table", "metric", "scope", "proto", "protocol", "mtu", "realm", "tos", "advmss",
+                     "window", "rtt", "rttvar", "ssthresh", "cwnd", "initcwnd", "initrwnd", "features",
+                     "quickack", "pref", "hoplimit", "reordering", "congctl", "rto_min", "nexthop", "lock",
+                     "expires", "vrf", "fastopen_no_cookie", "encap", "type"):
+                i += 2
+                continue
+            if w in ("gw", "or"):
+                ctx.warning(s.where, "deprecated",
+                            f"'{w}' in a route is deprecated; use '{'via' if w == 'gw' else 'nexthop'}'")
+            if w in ("via", "gw", "or"):
+                via = words[i + 1] if i + 1 < len(words) else None
+                i += 2
+                continue
+            if w == "dev":
+                dev = words[i + 1] if i + 1 < len(words) else None
+                i += 2
+                continue
+            if w in ("to", "blackhole", "unreachable", "prohibit", "throw", "onlink", "no_track"):
+                i += 1
+                continue
+            if dest is None and (parse_cidr(w) is not None or w == "default"):
+                dest = w
+            i += 1
+        if dest is None:
+            ctx.error(s.where, "invalid-route", f"route '{' '.join(words)}' has no destination")
+        out.append(Route(tuple(words), s.where, dest, via, dev))
+    return out
+
+
+def _rules(body: list[Stmt], ctx: Ctx) -> list[Rule]:
+    out = []
+    for s in body:
+        words = (s.name, *s.words())
+        for i, w in enumerate(words[:-1]):
+            if w in ("from", "to") and words[i + 1] != "all" and parse_cidr(words[i + 1]) is None:
+                ctx.error(s.where, "invalid-address", f"rule '{w} {words[i + 1]}': not an address or ADDRESS/PREFIX")
+        if not {"preference", "priority", "pref", "order"} & set(words):
+            ctx.warning(s.where, "rule-no-preference",
+                        "rule has no preference: keepalived picks one (counting down from 16384), "
+                        "which is probably not what you want")
+        out.append(Rule(words, s.where))
+    return out
+
+
+# --------------------------------------------------------------------------- vrrp_instance
+
+
+_SCALAR: dict[str, tuple[str, Callable[[Ctx, Stmt], object]]] = {
+    "interface": ("interface", lambda c, s: c.word(s)),
+    "virtual_router_id": ("virtual_router_id", lambda c, s: c.int_arg(s, 1, 255, what="virtual_router_id")),
+    "priority": ("priority", lambda c, s: c.int_arg(s, 1, 255, what="priority")),
+    "advert_int": ("advert_int", lambda c, s: c.float_arg(s, 0.01, 255, what="advert_int")),
+    "version": ("version", lambda c, s: c.int_arg(s, 2, 3, what="version")),
+    "native_ipv6": ("native_ipv6", lambda c, s: True),
+    "nopreempt": ("nopreempt", lambda c, s: True),
+    "preempt": ("nopreempt", lambda c, s: False),
+    "preempt_delay": ("preempt_delay", lambda c, s: c.float_arg(s, 0, 1000, what="preempt_delay")),
+    "unicast_src_ip": ("unicast_src_ip", lambda c, s: c.ip_arg(s)),
+    "mcast_src_ip": ("mcast_src_ip", lambda c, s: c.ip_arg(s)),
+    "garp_master_delay": ("garp_master_delay", lambda c, s: c.float_arg(s, 0, 255)),
+    "garp_master_repeat": ("garp_master_repeat", lambda c, s: c.int_arg(s, 0)),
+    "garp_master_refresh": ("garp_master_refresh", lambda c, s: c.float_arg(s, 0)),
+    "garp_master_refresh_repeat": ("garp_master_refresh_repeat", lambda c, s: c.int_arg(s, 0)),
+    "garp_lower_prio_delay": ("garp_lower_prio_delay", lambda c, s: c.float_arg(s, 0)),
+    "garp_lower_prio_repeat": ("garp_lower_prio_repeat", lambda c, s: c.int_arg(s, 0)),
+    "down_timer_adverts": ("down_timer_adverts", lambda c, s: c.int_arg(s, 1, 100, what="down_timer_adverts")),
+    "use_vmac": ("use_vmac", lambda c, s: s.args[0].text if s.args else "vrrp"),
+    "vmac_xmit_base": ("vmac_xmit_base", lambda c, s: True),
+    "dont_track_primary": ("dont_track_primary", lambda c, s: True),
+    "accept": ("accept", lambda c, s: True),
+    "no_accept": ("accept", lambda c, s: False),
+    "strict_mode": ("strict_mode", lambda c, s: c.bool_arg(s)),
+    "skip_check_adv_addr": ("skip_check_adv_addr", lambda c, s: c.bool_arg(s)),
+    "smtp_alert": ("smtp_alert", lambda c, s: c.bool_arg(s)),
+    "lvs_sync_daemon_interface": ("lvs_sync_daemon_interface", lambda c, s: c.word(s)),
+}
+_NOTIFY = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_master_rx_lower_pri")
+_TRACKS = {"track_script": "track_scripts", "track_interface": "track_interfaces", "track_file": "track_files",
+           "track_process": "track_processes", "track_bfd": "track_bfds"}
+
+
+def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
+    f: dict = {"name": name, "where": st.where}
+    opts: Opts = {}
+    seen: dict[str, Stmt] = {}
+    for s in body:
+        n = s.name
+        if n in _SCALAR:
+            key, fn = _SCALAR[n]
+            v = fn(ctx, s)
+            if v is not None:
+                f[key] = v
+                seen[n] = s
+        elif n == "state":
+            v = ctx.choice(s, ("MASTER", "BACKUP"))
+            if v:
+                f["state"] = v
+                seen["state"] = s
+        elif n == "authentication":
+            for a in ctx.block(s):
+                if a.name == "auth_type":
+                    v = ctx.choice(a, ("PASS", "AH"), upper=True)
+                    if v:
+                        f["auth_type"] = v
+                        seen["auth_type"] = a
+                elif a.name == "auth_pass":
+                    v = ctx.word(a)
+                    if v is not None:
+                        f["auth_pass"] = v
+                        seen["auth_pass"] = a
+                else:
+                    ctx.unknown(a, K.AUTHENTICATION, f"authentication of vrrp_instance {name}")
+        elif n in _NOTIFY:
+            f[n] = ctx.script_arg(s)
+        elif n == "virtual_ipaddress":
+            f["virtual_ipaddresses"] = f.get("virtual_ipaddresses", ()) + tuple(_addresses(ctx.block(s), ctx))
+        elif n == "virtual_ipaddress_excluded":
+            f["virtual_ipaddresses_excluded"] = f.get("virtual_ipaddresses_excluded", ()) + tuple(
+                _addresses(ctx.block(s), ctx))
+        elif n == "virtual_routes":
+            routes = _routes(ctx.block(s), ctx)
+            for r in routes:
+                if r.dev is None and not {"blackhole", "unreachable", "prohibit", "throw", "no_track"} & set(r.words):
+                    ctx.warning(r.where, "route-untracked",
+                                f"virtual route to {r.destination} has no 'dev': keepalived cannot track it")
+            f["virtual_routes"] = f.get("virtual_routes", ()) + tuple(routes)
+        elif n == "virtual_rules":
+            f["virtual_rules"] = f.get("virtual_rules", ()) + tuple(_rules(ctx.block(s), ctx))
+        elif n in _TRACKS:
+            f[_TRACKS[n]] = f.get(_TRACKS[n], ()) + _track_refs(s, ctx)
+        elif n == "unicast_peer":
+            peers = list(f.get("unicast_peers", ()))
+            for p in ctx.block(s):
+                if valid_ip(p.name) is None:
+                    ctx.error(p.where, "invalid-address", f"unicast_peer '{p.name}' is not an IP address")
+                    continue
+                peers.append(UnicastPeer(str(valid_ip(p.name)), p.where))
+            f["unicast_peers"] = tuple(peers)
+        elif n in K.VRRP_INSTANCE:
+            _opt(opts, s)
+        else:
+            ctx.unknown(s, K.VRRP_INSTANCE | set(_SCALAR), f"vrrp_instance {name}")
+        if n == "lvs_sync_daemon_interface":
+            ctx.warning(s.where, "deprecated",
+                        "lvs_sync_daemon_interface in a vrrp_instance is deprecated; use global_defs lvs_sync_daemon")
+    if "virtual_router_id" not in f:
+        ctx.error(st.where, "missing-vrid", f"vrrp_instance {name} has no virtual_router_id")
+    if "interface" not in f and not f.get("unicast_peers"):
+        ctx.error(st.where, "missing-interface", f"vrrp_instance {name} has no interface")
+    if not f.get("virtual_ipaddresses"):
+        ctx.warning(st.where, "no-vip", f"vrrp_instance {name} has no virtual_ipaddress")
+    vips = f.get("virtual_ipaddresses", ())
+    fams = {v.family for v in vips}
+    if len(fams) > 1:
+        ctx.warning(st.where, "mixed-family",
+                    f"vrrp_instance {name} mixes IPv4 and IPv6 in virtual_ipaddress; use virtual_ipaddress_excluded")
+    f["family"] = 6 if f.get("native_ipv6") or (vips and vips[0].family == 6) else 4
+    positions = {k: v.where for k, v in seen.items()}
+    return VrrpInstance(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), positions=positions)
+
+
+def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstance:
+    """Apply global defaults (version, garp) and check version-dependent values."""
+    seen = inst.positions
+    changes: dict = {}
+    version = inst.version if "version" in seen else g.vrrp_version
+    changes["version"] = version
+    for key in ("garp_master_delay", "garp_master_repeat", "garp_master_refresh", "garp_master_refresh_repeat"):
+        if key not in seen:
+            changes[key] = getattr(g, "vrrp_" + key)
+    adv = inst.advert_int
+    if "advert_int" in seen:
+        where = seen["advert_int"]
+        if version == 2 and adv != int(adv):
+            rounded = max(1, int(math.floor(adv + 0.5)))
+            ctx.warning(where, "advert-int-rounded",
+                        f"VRRPv2 advertises whole seconds: advert_int {adv:g} is used as {rounded}")
+            changes["advert_int"] = float(rounded)
+        elif version == 3:
+            if adv > 40.95:
+                ctx.error(where, "out-of-range", f"advert_int {adv:g} is out of range for VRRPv3 (0.01..40.95)")
+                changes["advert_int"] = 1.0
+            else:
+                cs = round(adv * 100)
+                if abs(cs - adv * 100) > 1e-6:
+                    ctx.warning(where, "advert-int-rounded",
+                                f"VRRPv3 advertises centiseconds: advert_int {adv:g} is used as {cs / 100:g}")
+                changes["advert_int"] = max(cs, 1) / 100.0
+    return replace(inst, **changes)

@@ -1,0 +1,344 @@
+"""Kernel NAT data plane with nftables: one table, replaced atomically.
+
+Layout of the table ``inet chimeha`` (the only thing this backend touches):
+
+* maps ``svc4`` / ``svc6`` (``daddr . l4proto . dport : verdict``) and
+  ``fwm`` (``mark : verdict``) send the first packet of a new connection to
+  its service chain, from ``prerouting`` (remote clients) and ``output``
+  (clients on the director itself);
+* a service chain first honours persistence (one timed set per real server,
+  holding masked client addresses: a hit jumps straight to that server), then
+  schedules: ``numgen inc`` over one full period of the rr/wrr sequence,
+  ``jhash`` into the 256-bucket sh/dh table or the 251-entry Maglev table, or
+  a constant jump for ``fo``;
+* a real-server chain refreshes the client's persistence entry and DNATs;
+* ``postrouting`` masquerades DNATed connections whose client and real server
+  share a subnet (``snat="auto"``, the seed's layout: without it the real
+  server answers the client directly and the client drops the reply), every
+  DNATed connection (``"always"``) or none (``"never"``).
+
+Every change renders the whole table and loads it with one ``nft -f`` (a
+single transaction: no packet sees a half-programmed table). Persistence
+entries that still apply are carried into the new table with their remaining
+lifetime; conntrack keeps established connections on their real server.
+
+Declined (see :meth:`NftBackend.unsupported`): schedulers that need live
+connection counts (lc wlc sed nq lblc lblcr ovf) or the random ``twos``, and
+the DR/TUN forwarding methods, which need IPVS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import logging
+from typing import Sequence
+
+from ..reconcile import Operation, apply_to
+from ..schedulers import CONNECTION_AWARE, MH_TABLE_SIZE, SH_TABLE_SIZE, Server, make_scheduler
+from ..types import DesiredState, Destination, Service, ServiceKey
+from .base import BackendError
+
+TABLE = "chimeha"
+NFT_ALGOS = ("rr", "wrr", "sh", "dh", "mh", "fo")
+#: An interleaved wrr period longer than this is declined (the map would be huge).
+MAX_PERIOD = 65536
+
+log = logging.getLogger("chimeha.lvs.nft")
+
+
+def _id(*parts: object) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:10]
+
+
+def _fam(addr: str) -> str:
+    return "ip6" if ":" in addr else "ip"
+
+
+def _mask_expr(key: ServiceKey, granularity: str | None) -> str:
+    fam = "ip6" if key.family == 6 else "ip"
+    if not granularity:
+        return f"{fam} saddr"
+    bits = 128 if key.family == 6 else 32
+    if granularity.isdigit():
+        plen = int(granularity)
+    else:
+        plen = ipaddress.ip_network(f"0.0.0.0/{granularity}").prefixlen if key.family == 4 else bits
+    if plen >= bits:
+        return f"{fam} saddr"
+    mask = ipaddress.ip_address((((1 << plen) - 1) << (bits - plen)) if plen else 0)
+    return f"{fam} saddr & {mask}"
+
+
+def _dnat_target(d: Destination) -> str:
+    host = f"[{d.address}]" if ":" in d.address else d.address
+    return f"{host}:{d.port}" if d.port else d.address
+
+
+def _ranges(entries: list[str]) -> str:
+    """``0-2 : goto a, 3 : goto b`` from a list of one verdict per slot (runs merged)."""
+    out, start = [], 0
+    for i in range(1, len(entries) + 1):
+        if i == len(entries) or entries[i] != entries[start]:
+            span = f"{start}" if i - 1 == start else f"{start}-{i - 1}"
+            out.append(f"{span} : goto {entries[start]}")
+            start = i
+    return ", ".join(out)
+
+
+def schedule_slots(service: Service) -> tuple[str, list[Destination | None]]:
+    """The selector expression kind and one destination per slot (None = no server).
+
+    The slots come from the pure scheduler itself, so the kernel path and the
+    proxy agree on the sequence (rr/wrr) and the tables (sh/dh/mh).
+    """
+    servers = [Server(d.key, d.weight) for d in service.destinations]
+    by_key = {d.key: d for d in service.destinations}
+    algo = service.scheduler
+    sched = make_scheduler(algo, servers)
+    if algo in ("rr", "wrr"):
+        live = [s for s in servers if s.available]
+        if not live:
+            return "numgen", []
+        if algo == "rr":
+            return "numgen", [by_key[s.key] for s in live]
+        period = sched.cycle()
+        if len(period) > MAX_PERIOD:
+            raise BackendError(f"{service.key}: wrr period {len(period)} too long for an nftables map")
+        return "numgen", [by_key[s.key] for s in period]
+    if algo == "fo":
+        s = sched.schedule("0.0.0.0")
+        return "const", [by_key[s.key]] if s else []
+    size = MH_TABLE_SIZE if algo == "mh" else SH_TABLE_SIZE
+    slots: list[Destination | None] = []
+    for b in range(size):
+        idx = sched.table[b] if sched.table else -1
+        s = servers[idx] if idx >= 0 else None
+        slots.append(by_key[s.key] if s is not None and s.available else None)
+    return "hash", slots
+
+
+class Renderer:
+    """Pure: DesiredState (+ carried persistence entries) -> one nft script."""
+
+    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = ()):
+        self.snat = snat
+        self.snat_subnets = list(snat_subnets)
+
+    def render(self, state: DesiredState, carried: dict[str, list[str]] | None = None) -> str:
+        carried = carried or {}
+        lines = [f"table inet {TABLE} {{}}", f"delete table inet {TABLE}", f"table inet {TABLE} {{"]
+        maps = {"svc4": [], "svc6": [], "fwm": []}
+        vips = {4: set(), 6: set()}
+        chains: list[str] = []
+        sets: list[str] = []
+        for key in sorted(state.services, key=ServiceKey.sort_key):
+            svc = state.services[key]
+            sid = "s_" + _id(key)
+            if key.fwmark is not None:
+                maps["fwm"].append(f"{key.fwmark} : goto {sid}")
+            else:
+                mapname = "svc6" if key.family == 6 else "svc4"
+                maps[mapname].append(f"{key.address} . {key.protocol.lower()} . {key.port} : goto {sid}")
+                vips[key.family].add(key.address)
+            chains.append(self._service_chain(svc, sid, sets, carried))
+        for name, typ in (("svc4", "ipv4_addr . inet_proto . inet_service"),
+                          ("svc6", "ipv6_addr . inet_proto . inet_service"), ("fwm", "mark")):
+            elems = f"\n    elements = {{ {', '.join(maps[name])} }}" if maps[name] else ""
+            lines.append(f"  map {name} {{\n    type {typ} : verdict{elems}\n  }}")
+        lines += sets + chains
+        hook_rules = ["ct state new ip daddr . meta l4proto . th dport vmap @svc4",
+                      "ct state new ip6 daddr . meta l4proto . th dport vmap @svc6",
+                      "ct state new meta mark vmap @fwm"]
+        for hook, prio in (("prerouting", "dstnat"), ("output", "-100")):
+            lines.append(f"  chain {hook} {{\n    type nat hook {hook} priority {prio}; policy accept;\n"
+                         + "".join(f"    {r}\n" for r in hook_rules) + "  }")
+        lines.append(self._postrouting(state, vips))
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def _service_chain(self, svc: Service, sid: str, sets: list[str], carried) -> str:
+        body: list[str] = []
+        persist = bool(svc.persistence_timeout)
+        mexpr = _mask_expr(svc.key, svc.persistence_netmask) if persist else ""
+        settype = "ipv6_addr" if svc.key.family == 6 else "ipv4_addr"
+        dest_chains = []
+        for d in svc.destinations:
+            did = "d_" + _id(svc.key, d.key)
+            stmts = []
+            if persist:
+                pset = "p_" + _id(svc.key, d.key, svc.persistence_netmask)
+                elems = carried.get(pset, [])
+                el = f"\n    elements = {{ {', '.join(elems)} }}" if elems else ""
+                sets.append(f"  set {pset} {{\n    type {settype}\n    flags dynamic,timeout\n"
+                            f"    timeout {svc.persistence_timeout}s{el}\n  }}")
+                if d.weight > 0:
+                    body.append(f"{mexpr} @{pset} goto {did}")
+                stmts.append(f"update @{pset} {{ {mexpr} }}")
+            fam = "ip6" if ":" in d.address else "ip"
+            stmts.append(f"meta l4proto {svc.key.protocol.lower()} dnat {fam} to {_dnat_target(d)}")
+            dest_chains.append(f"  chain {did} {{\n" + "".join(f"    {s}\n" for s in stmts) + "  }")
+        kind, slots = schedule_slots(svc)
+        dids = {d.key: "d_" + _id(svc.key, d.key) for d in svc.destinations}
+        if kind == "const" and slots:
+            body.append(f"goto {dids[slots[0].key]}")
+        elif kind == "numgen" and slots:
+            body.append(f"numgen inc mod {len(slots)} vmap {{ {_ranges([dids[d.key] for d in slots])} }}")
+        elif kind == "hash" and any(slots):
+            fam = "ip6" if svc.key.family == 6 else "ip"
+            field = f"{fam} daddr" if svc.scheduler == "dh" else f"{fam} saddr"
+            # Slots without a server are left out of the map: no match, no NAT.
+            names = [dids[d.key] if d is not None else "" for d in slots]
+            entries = ", ".join(e for e in _ranges(names).split(", ") if not e.endswith("goto "))
+            body.append(f"jhash {field} mod {len(slots)} vmap {{ {entries} }}")
+        return (f"  chain {sid} {{\n" + "".join(f"    {r}\n" for r in body) + "  }\n"
+                + "\n".join(dest_chains))
+
+    def _postrouting(self, state: DesiredState, vips) -> str:
+        rules = []
+        if self.snat != "never":
+            nets = [None] if self.snat == "always" else self.snat_subnets
+            for fam, famname in ((4, "ip"), (6, "ip6")):
+                if not vips[fam]:
+                    continue
+                vset = "{ " + ", ".join(sorted(vips[fam])) + " }"
+                for net in nets:
+                    if net is not None and ipaddress.ip_network(net).version != fam:
+                        continue
+                    cond = "" if net is None else f" {famname} saddr {net} {famname} daddr {net}"
+                    rules.append(f"ct status dnat ct original {famname} daddr {vset}{cond} masquerade")
+            marks = sorted(k.fwmark for k in state.services if k.fwmark is not None)
+            for m in marks:
+                for net in nets:
+                    fam = "ip" if net is None or ipaddress.ip_network(net).version == 4 else "ip6"
+                    cond = "" if net is None else f" {fam} saddr {net} {fam} daddr {net}"
+                    rules.append(f"ct status dnat meta mark {m}{cond} masquerade")
+        return ("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+                + "".join(f"    {r}\n" for r in rules) + "  }")
+
+
+class NftBackend:
+    """nftables NAT backend (see the module docstring).
+
+    ``netns``: run ``nft`` inside this network namespace (tests, the lab);
+    None = the daemon's own namespace. ``snat``: "auto" | "always" | "never".
+    """
+
+    name = "nft"
+
+    def __init__(self, netns: str | None = None, snat: str = "auto", log: logging.Logger | None = None):
+        if snat not in ("auto", "always", "never"):
+            raise ValueError(f"snat must be auto, always or never, not {snat!r}")
+        self.netns = netns
+        self.snat = snat
+        self.log = log or globals()["log"]
+        self._state = DesiredState()
+        self._programmed = False
+        self.last_script = ""
+
+    def unsupported(self, service: Service) -> str | None:
+        if service.lb_kind != "NAT" or any(d.lb_kind != "NAT" for d in service.destinations):
+            return (f"{service.key}: lb_kind {service.lb_kind} (DR/TUN) needs the IPVS data plane; "
+                    "nftables only does NAT")
+        if service.scheduler in CONNECTION_AWARE:
+            why = "random two-choice" if service.scheduler == "twos" else "live connection counts"
+            return (f"{service.key}: lb_algo {service.scheduler} needs {why}, which nftables NAT cannot "
+                    "schedule by; use --dataplane proxy or ipvs")
+        if service.scheduler not in NFT_ALGOS:
+            return f"{service.key}: lb_algo {service.scheduler} is not implemented by nftables"
+        try:
+            schedule_slots(service)
+        except BackendError as e:
+            return str(e)
+        return None
+
+    def _argv(self, *args: str) -> list[str]:
+        pre = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return [*pre, "nft", *args]
+
+    async def _nft(self, *args: str, stdin: str | None = None) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *self._argv(*args), stdin=asyncio.subprocess.PIPE if stdin is not None else None,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
+        if proc.returncode != 0:
+            raise BackendError(f"nft {' '.join(args)} failed: {err.decode().strip()}")
+        return out.decode()
+
+    async def _snat_subnets(self, state: DesiredState) -> list[str]:
+        """Directly connected subnets that hold a real server (where replies would bypass us)."""
+        pre = ["ip", "netns", "exec", self.netns] if self.netns else []
+        proc = await asyncio.create_subprocess_exec(*pre, "ip", "-j", "addr", "show",
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        nets = []
+        try:
+            for link in json.loads(out or b"[]"):
+                for a in link.get("addr_info", []):
+                    if a.get("scope") == "global":
+                        nets.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
+        except (ValueError, KeyError):
+            return []
+        found = set()
+        for svc in state.services.values():
+            for d in svc.destinations:
+                ip = ipaddress.ip_address(d.address)
+                found.update(str(n) for n in nets if ip in n)
+        return sorted(found)
+
+    async def _carried(self) -> dict[str, list[str]]:
+        if not self._programmed:
+            return {}
+        try:
+            data = json.loads(await self._nft("-j", "list", "table", "inet", TABLE))
+        except (BackendError, ValueError):
+            return {}
+        out: dict[str, list[str]] = {}
+        for obj in data.get("nftables", []):
+            s = obj.get("set")
+            if not s or not s.get("name", "").startswith("p_"):
+                continue
+            for e in s.get("elem", []):
+                e = e.get("elem", e) if isinstance(e, dict) else e
+                if isinstance(e, dict) and isinstance(e.get("val"), str) and e.get("expires"):
+                    out.setdefault(s["name"], []).append(f"{e['val']} expires {int(e['expires'])}s")
+        return out
+
+    async def apply(self, ops: Sequence[Operation]) -> None:
+        new = apply_to(self._state, list(ops))
+        for svc in new.services.values():
+            why = self.unsupported(svc)
+            if why:
+                raise BackendError(why)
+        subnets = await self._snat_subnets(new) if self.snat == "auto" else []
+        script = Renderer(self.snat, subnets).render(new, await self._carried())
+        await self._nft("-f", "-", stdin=script)
+        self.last_script = script
+        self._state = new
+        self._programmed = True
+
+    def read_actual(self) -> DesiredState:
+        return self._state
+
+    async def verify(self) -> bool:
+        """True when our table is still loaded (someone may have flushed the ruleset)."""
+        try:
+            await self._nft("list", "table", "inet", TABLE)
+            return True
+        except BackendError:
+            self._state = DesiredState()
+            return False
+
+    async def close(self) -> None:
+        if self._programmed:
+            try:
+                await self._nft("-f", "-", stdin=f"table inet {TABLE} {{}}\ndelete table inet {TABLE}\n")
+            finally:
+                self._programmed = False
+                self._state = DesiredState()
+
+    def stats(self) -> dict:
+        return {}

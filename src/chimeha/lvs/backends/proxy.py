@@ -1,0 +1,371 @@
+"""Userspace data plane: an asyncio TCP and UDP proxy running every scheduler.
+
+Where the kernel path is not allowed (or a scheduler needs live connection
+counts that nftables cannot provide), chime-ha accepts the client itself and
+opens a second connection to the chosen real server. Because this process
+sees every connection open and close, ``lc``/``wlc``/``sed``/``nq``/``lblc``/
+``lblcr``/``ovf``/``twos`` run exactly as specified in ``schedulers.py``.
+
+Performance notes (see bench/dataplane/RESULTS.md for numbers):
+
+* ``asyncio.Protocol`` callbacks, not streams: a received chunk is handed to
+  the other transport's ``write`` with no intermediate buffering or task
+  switch; back-pressure pauses the reading side when the writing side's
+  buffer passes its high-water mark.
+* uvloop is used when installed (``chimeha.runtime.lvs_manager`` installs the
+  policy); the proxy itself is loop-agnostic.
+* Listeners are bound with ``IP_FREEBIND`` so a listener can be opened the
+  moment VRRP adds the VIP (or just before) without racing the address.
+* The client address as seen by the real server is the director's (full
+  NAT), which is what makes the seed's same-subnet layout work.
+
+UDP: one flow per client address:port, scheduled on its first datagram and
+forgotten after ``udp_timeout`` seconds idle (IPVS's default is 300 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+from typing import Sequence
+
+from ..reconcile import Operation, apply_to
+from ..schedulers import Persistence, Server, make_scheduler
+from ..types import DesiredState, DestKey, Service, ServiceKey
+from .base import BackendError
+
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+log = logging.getLogger("chimeha.lvs.proxy")
+
+
+class _Upstream(asyncio.Protocol):
+    """The director -> real server leg; mirrors data back to the client."""
+
+    __slots__ = ("peer", "transport")
+
+    def __init__(self, peer: "_Client"):
+        self.peer = peer
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.peer.transport.write(data)
+
+    def eof_received(self):
+        if self.peer.transport.can_write_eof():
+            self.peer.transport.write_eof()
+            return True  # half-close: keep the other direction open
+        return False
+
+    def connection_lost(self, exc):
+        self.peer.upstream_lost()
+
+    def pause_writing(self):
+        self.peer.transport.pause_reading()
+
+    def resume_writing(self):
+        self.peer.transport.resume_reading()
+
+
+class _Client(asyncio.Protocol):
+    """The client -> director leg; created by the listener for each accepted connection."""
+
+    def __init__(self, svc: "_Service"):
+        self.svc = svc
+        self.transport = None
+        self.up: _Upstream | None = None
+        self.server: Server | None = None
+        self.client = ("", 0)
+        self.pending: list[bytes] = []
+        self.closed = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        self.client = peer[:2]
+        server = self.svc.pick(self.client[0], self.client[1])
+        if server is None:
+            self.svc.refused += 1
+            transport.abort()
+            return
+        self.server = server
+        server.active += 1
+        transport.pause_reading()
+        asyncio.get_running_loop().create_task(self._connect(server))
+
+    async def _connect(self, server: Server):
+        loop = asyncio.get_running_loop()
+        try:
+            _, up = await loop.create_connection(lambda: _Upstream(self), server.key.address,
+                                                 server.key.port or self.svc.key.port)
+        except OSError as e:
+            self.svc.connect_errors += 1
+            log.debug("%s: connect to %s failed: %s", self.svc.key, server.key, e)
+            self.transport.abort()
+            return
+        if self.closed:
+            up.transport.close()
+            return
+        self.up = up
+        for chunk in self.pending:
+            up.transport.write(chunk)
+        self.pending.clear()
+        self.transport.resume_reading()
+
+    def data_received(self, data):
+        if self.up is not None:
+            self.up.transport.write(data)
+        else:
+            self.pending.append(data)
+
+    def eof_received(self):
+        if self.up is not None and self.up.transport.can_write_eof():
+            self.up.transport.write_eof()
+            return True
+        return False
+
+    def pause_writing(self):
+        if self.up is not None:
+            self.up.transport.pause_reading()
+
+    def resume_writing(self):
+        if self.up is not None:
+            self.up.transport.resume_reading()
+
+    def upstream_lost(self):
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        if self.up is not None and not self.up.transport.is_closing():
+            self.up.transport.close()
+        if self.server is not None:
+            self.server.active -= 1
+            self.svc.done(self.client[0])
+            self.server = None
+
+
+class _UdpFlow(asyncio.DatagramProtocol):
+    def __init__(self, svc: "_Service", client: tuple, server: Server):
+        self.svc, self.client, self.server = svc, client, server
+        self.transport = None
+        self.last = time.monotonic()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.last = time.monotonic()
+        if self.svc.udp_transport is not None:
+            self.svc.udp_transport.sendto(data, self.client)
+
+    def error_received(self, exc):
+        self.svc.connect_errors += 1
+
+
+class _UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, svc: "_Service"):
+        self.svc = svc
+
+    def datagram_received(self, data, addr):
+        self.svc.udp_datagram(data, addr)
+
+
+class _Service:
+    """One virtual service: listener, scheduler, per-real-server counters."""
+
+    def __init__(self, service: Service, udp_timeout: float):
+        self.key = service.key
+        self.spec = service
+        self.servers: dict[DestKey, Server] = {}
+        self.sched = None
+        self.server = None  # asyncio.Server (TCP)
+        self.udp_transport = None
+        self.flows: dict[tuple, _UdpFlow] = {}
+        self.udp_timeout = udp_timeout
+        self.refused = self.connect_errors = 0
+        self.configure(service)
+
+    def configure(self, service: Service) -> None:
+        """Take the new weights and scheduler, keeping live counters of surviving servers."""
+        old = self.servers
+        self.servers = {}
+        for d in service.destinations:
+            s = old.get(d.key) or Server(d.key, d.weight)
+            s.weight = d.weight
+            self.servers[d.key] = s
+        algo_changed = self.sched is None or service.attrs() != self.spec.attrs()
+        self.spec = service
+        if algo_changed:
+            sched = make_scheduler(service.scheduler, list(self.servers.values()))
+            self.sched = (Persistence(sched, service.persistence_timeout, service.persistence_netmask)
+                          if service.persistence_timeout else sched)
+        else:
+            self.sched.update(list(self.servers.values()))
+
+    def pick(self, client: str, port: int) -> Server | None:
+        return self.sched.schedule(client, self.key.address or "", time.monotonic(), port)
+
+    def done(self, client: str) -> None:
+        if isinstance(self.sched, Persistence):
+            self.sched.closed(client, time.monotonic())
+
+    async def open(self) -> None:
+        fam = socket.AF_INET6 if self.key.family == 6 else socket.AF_INET
+        if self.key.fwmark is not None:
+            raise BackendError(f"{self.key}: fwmark services need a kernel data plane (nft or ipvs)")
+        loop = asyncio.get_running_loop()
+        kind = socket.SOCK_DGRAM if self.key.protocol == "UDP" else socket.SOCK_STREAM
+        if self.key.protocol == "SCTP":
+            raise BackendError(f"{self.key}: the proxy data plane does not do SCTP")
+        sock = socket.socket(fam, kind)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sol = socket.IPPROTO_IPV6 if fam == socket.AF_INET6 else socket.IPPROTO_IP
+            sock.setsockopt(sol, IP_FREEBIND, 1)
+            sock.bind((self.key.address, self.key.port))
+        except OSError as e:
+            sock.close()
+            hint = ""
+            if e.errno == errno.EADDRINUSE:
+                hint = (" (another program listens on this port, e.g. on 0.0.0.0; the proxy data plane "
+                        "needs the VIP's port free on the director: use --dataplane nft)")
+            raise BackendError(f"{self.key}: cannot listen: {e.strerror}{hint}") from None
+        sock.setblocking(False)
+        if kind == socket.SOCK_STREAM:
+            self.server = await loop.create_server(lambda: _Client(self), sock=sock, backlog=4096)
+        else:
+            self.udp_transport, _ = await loop.create_datagram_endpoint(lambda: _UdpListener(self), sock=sock)
+
+    def udp_datagram(self, data: bytes, addr: tuple) -> None:
+        flow = self.flows.get(addr)
+        now = time.monotonic()
+        if flow is not None and now - flow.last > self.udp_timeout:
+            self._end_flow(addr)
+            flow = None
+        if flow is None:
+            server = self.pick(addr[0], addr[1])
+            if server is None:
+                self.refused += 1
+                return
+            server.active += 1
+            flow = _UdpFlow(self, addr, server)
+            self.flows[addr] = flow
+            asyncio.get_running_loop().create_task(self._udp_connect(flow, data))
+            return
+        flow.last = now
+        if flow.transport is not None:
+            flow.transport.sendto(data)
+
+    async def _udp_connect(self, flow: _UdpFlow, first: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_datagram_endpoint(lambda: flow, remote_addr=(
+                flow.server.key.address, flow.server.key.port or self.key.port))
+        except OSError:
+            self.connect_errors += 1
+            self._end_flow(flow.client)
+            return
+        flow.transport.sendto(first)
+
+    def _end_flow(self, addr) -> None:
+        flow = self.flows.pop(addr, None)
+        if flow is not None:
+            flow.server.active -= 1
+            self.done(addr[0])
+            if flow.transport is not None:
+                flow.transport.close()
+
+    def expire_flows(self) -> None:
+        now = time.monotonic()
+        for addr in [a for a, f in self.flows.items() if now - f.last > self.udp_timeout]:
+            self._end_flow(addr)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.udp_transport is not None:
+            self.udp_transport.close()
+            self.udp_transport = None
+        for addr in list(self.flows):
+            self._end_flow(addr)
+
+
+class ProxyBackend:
+    """Userspace TCP/UDP proxy backend (see the module docstring)."""
+
+    name = "proxy"
+
+    def __init__(self, udp_timeout: float = 300.0, log: logging.Logger | None = None):
+        self.log = log or globals()["log"]
+        self.udp_timeout = udp_timeout
+        self._state = DesiredState()
+        self._svcs: dict[ServiceKey, _Service] = {}
+        self._sweeper: asyncio.Task | None = None
+
+    def unsupported(self, service: Service) -> str | None:
+        if service.lb_kind != "NAT" or any(d.lb_kind != "NAT" for d in service.destinations):
+            return f"{service.key}: lb_kind {service.lb_kind} (DR/TUN) needs the IPVS data plane"
+        if service.key.fwmark is not None:
+            return f"{service.key}: fwmark services need a kernel data plane (nft or ipvs)"
+        if service.key.protocol == "SCTP":
+            return f"{service.key}: the proxy data plane does not do SCTP"
+        return None
+
+    async def apply(self, ops: Sequence[Operation]) -> None:
+        new = apply_to(self._state, list(ops))
+        errors = []
+        for key in list(self._svcs):
+            if key not in new.services:
+                await self._svcs.pop(key).close()
+        for key, svc in new.services.items():
+            cur = self._svcs.get(key)
+            if cur is None:
+                cur = _Service(svc, self.udp_timeout)
+                try:
+                    await cur.open()
+                except BackendError as e:
+                    errors.append(str(e))
+                    continue
+                self._svcs[key] = cur
+            else:
+                cur.configure(svc)
+        self._state = DesiredState({k: v for k, v in new.services.items() if k in self._svcs})
+        if self._sweeper is None and any(k.protocol == "UDP" for k in self._svcs):
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        if errors:
+            raise BackendError("; ".join(errors))
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.udp_timeout, 5.0))
+            for s in self._svcs.values():
+                s.expire_flows()
+
+    def read_actual(self) -> DesiredState:
+        return self._state
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for s in self._svcs.values():
+            await s.close()
+        self._svcs.clear()
+        self._state = DesiredState()
+
+    def stats(self) -> dict:
+        out = {}
+        for key, s in self._svcs.items():
+            out[str(key)] = {
+                "refused": s.refused, "connect_errors": s.connect_errors,
+                "real_servers": {str(k): {"active": v.active, "weight": v.weight} for k, v in s.servers.items()},
+            }
+        return out

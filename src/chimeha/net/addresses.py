@@ -1,0 +1,242 @@
+"""Virtual IP addresses and virtual routes over netlink (pyroute2).
+
+Operations are idempotent: adding an address already present or deleting one
+that is gone is not an error, because the kernel's state is the truth and a
+previous run (killed with SIGKILL) may have left a VIP behind. Every call
+reports what it changed so the daemon can log it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+log = logging.getLogger("chimeha.net.addresses")
+
+IFA_F_NODAD = 0x02
+_EEXIST = 17
+_EADDRNOTAVAIL = 99
+_ESRCH = 3
+_ENOENT = 2
+
+_SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+
+
+class AddressError(OSError):
+    """A netlink request for a VIP or route failed for a reason other than 'already done'."""
+
+
+@dataclass(frozen=True)
+class Vip:
+    """One address to hold on an interface while MASTER."""
+
+    address: str  # bare address
+    prefixlen: int
+    dev: str
+    label: str | None = None
+    scope: int | None = None
+    broadcast: str | None = None
+    peer: str | None = None
+    nodad: bool = False
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
+
+    def __str__(self) -> str:
+        return f"{self.address}/{self.prefixlen} dev {self.dev}"
+
+
+def parse_scope(scope: str | int | None) -> int | None:
+    """Map keepalived's scope words (or a number) to the kernel's value."""
+    if scope is None or isinstance(scope, int):
+        return scope
+    word = str(scope).strip().lower()
+    if word.isdigit():
+        return int(word)
+    if word not in _SCOPES:
+        raise ValueError(f"unknown address scope {scope!r}")
+    return _SCOPES[word]
+
+
+def vip_from_config(va, default_dev: str) -> Vip:
+    """Build a :class:`Vip` from a config ``VirtualAddress`` (duck-typed)."""
+    iface = ipaddress.ip_interface(va.address)
+    scope = parse_scope(getattr(va, "scope", None))
+    return Vip(
+        address=str(iface.ip),
+        prefixlen=iface.network.prefixlen,
+        dev=getattr(va, "dev", None) or default_dev,
+        label=getattr(va, "label", None),
+        scope=scope,
+        broadcast=getattr(va, "broadcast", None),
+        peer=getattr(va, "peer", None),
+        # IPv6 VIPs must be usable at once: duplicate address detection would
+        # hold them "tentative" for a second after every failover.
+        nodad=bool(getattr(va, "nodad", False)) or ":" in str(iface.ip),
+    )
+
+
+class AddressManager:
+    """Adds and removes VIPs and routes in the current network namespace."""
+
+    def __init__(self, ipr: IPRoute | None = None):
+        self._ipr = ipr or IPRoute()
+        self._own_ipr = ipr is None
+        self._index_cache: dict[str, int] = {}
+
+    def close(self) -> None:
+        if self._own_ipr:
+            self._ipr.close()
+
+    def ifindex(self, dev: str) -> int:
+        # Not cached across calls: an interface may be recreated with a new index.
+        found = self._ipr.link_lookup(ifname=dev)
+        if not found:
+            raise AddressError(f"interface {dev!r} does not exist")
+        return found[0]
+
+    def present(self, vip: Vip) -> bool:
+        """Whether the kernel has ``vip`` (address and prefix) on its interface."""
+        try:
+            idx = self.ifindex(vip.dev)
+        except AddressError:
+            return False
+        fam = 2 if vip.family == 4 else 10
+        for msg in self._ipr.get_addr(index=idx, family=fam):
+            if msg.get("IFA_ADDRESS") == vip.address or msg.get("IFA_LOCAL") == vip.address:
+                return True
+        return False
+
+    def raw_addresses(self, index: int, family: int):
+        """The kernel's address messages for interface ``index`` (pyroute2 objects)."""
+        return list(self._ipr.get_addr(index=index, family=family))
+
+    def addresses(self, dev: str) -> set[str]:
+        """Addresses currently on ``dev`` (without prefix)."""
+        idx = self.ifindex(dev)
+        out = set()
+        for msg in self._ipr.get_addr(index=idx):
+            addr = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
+            if addr:
+                out.add(addr)
+        return out
+
+    def add(self, vip: Vip) -> bool:
+        """Add ``vip``; True if it was added, False if already present."""
+        kw: dict = {"index": self.ifindex(vip.dev), "address": vip.address, "prefixlen": vip.prefixlen}
+        if vip.family == 4:
+            kw["local"] = vip.address
+            if vip.peer:
+                kw["address"] = vip.peer
+            if vip.label:
+                kw["label"] = vip.label
+            if vip.broadcast:
+                kw["broadcast"] = vip.broadcast
+        if vip.scope is not None:
+            kw["scope"] = vip.scope
+        if vip.nodad and vip.family == 6:
+            kw["flags"] = IFA_F_NODAD
+        try:
+            self._ipr.addr("add", **kw)
+        except NetlinkError as exc:
+            if exc.code == _EEXIST:
+                return False
+            raise AddressError(f"cannot add {vip}: {exc.args[-1] if exc.args else exc}") from exc
+        return True
+
+    def delete(self, vip: Vip) -> bool:
+        """Delete ``vip``; True if it was there, False if it was already gone."""
+        try:
+            idx = self.ifindex(vip.dev)
+        except AddressError:
+            return False
+        kw: dict = {"index": idx, "address": vip.address, "prefixlen": vip.prefixlen}
+        if vip.family == 4:
+            kw["local"] = vip.address
+            if vip.peer:
+                kw["address"] = vip.peer
+        try:
+            self._ipr.addr("del", **kw)
+        except NetlinkError as exc:
+            if exc.code in (_EADDRNOTAVAIL, _ESRCH, _ENOENT):
+                return False
+            raise AddressError(f"cannot delete {vip}: {exc.args[-1] if exc.args else exc}") from exc
+        return True
+
+    # -- routes --------------------------------------------------------------
+    def route(self, op: str, route: "Route") -> bool:
+        """Add or delete one virtual route; idempotent like the address calls."""
+        kw: dict = {"dst": route.dst}
+        if route.gateway:
+            kw["gateway"] = route.gateway
+        if route.dev:
+            kw["oif"] = self.ifindex(route.dev)
+        if route.src:
+            kw["prefsrc"] = route.src
+        if route.metric is not None:
+            kw["priority"] = route.metric
+        if route.table is not None:
+            kw["table"] = route.table
+        if route.scope is not None:
+            kw["scope"] = route.scope
+        if route.type:
+            kw["type"] = route.type
+        try:
+            self._ipr.route(op, **kw)
+        except NetlinkError as exc:
+            if op == "add" and exc.code == _EEXIST:
+                return False
+            if op == "del" and exc.code in (_ESRCH, _ENOENT, _EADDRNOTAVAIL):
+                return False
+            raise AddressError(f"cannot {op} route {route}: {exc.args[-1] if exc.args else exc}") from exc
+        return True
+
+
+@dataclass(frozen=True)
+class Route:
+    """A virtual route held while MASTER (keepalived's ``virtual_routes``)."""
+
+    dst: str  # CIDR or "default"
+    gateway: str | None = None
+    dev: str | None = None
+    src: str | None = None
+    metric: int | None = None
+    table: int | None = None
+    scope: int | None = None
+    type: str | None = None  # "blackhole", "unreachable", "prohibit"...
+
+    def __str__(self) -> str:
+        parts = [self.dst]
+        if self.gateway:
+            parts.append(f"via {self.gateway}")
+        if self.dev:
+            parts.append(f"dev {self.dev}")
+        return " ".join(parts)
+
+
+def route_from_config(vr, default_dev: str | None = None) -> Route:
+    """Build a :class:`Route` from a config route object or keyword dict (duck-typed)."""
+    get = (lambda k: vr.get(k)) if isinstance(vr, dict) else (lambda k: getattr(vr, k, None))
+    dst = get("dst") or get("to") or get("destination")
+    if dst in (None, "default"):
+        dst = "0.0.0.0/0"
+    if dst == "default6":
+        dst = "::/0"
+    gw = get("gateway") or get("via") or get("gw")
+    table = get("table")
+    metric = get("metric")
+    return Route(
+        dst=str(dst),
+        gateway=gw,
+        dev=get("dev") or (default_dev if not gw else None),
+        src=get("src"),
+        metric=int(metric) if metric is not None else None,
+        table=int(table) if table is not None and str(table).isdigit() else None,
+        scope=parse_scope(get("scope")),
+        type=get("type") if get("type") not in (None, "unicast") else None,
+    )

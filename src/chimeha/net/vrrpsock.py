@@ -1,0 +1,193 @@
+"""Raw VRRP sockets (IP protocol 112) for IPv4 and IPv6, multicast and unicast.
+
+RFC 5798 section 5.1.1.3 / 5.1.2.3 require the TTL (IPv4) or hop limit (IPv6) of
+every advertisement to be 255 and receivers to drop anything else, which proves
+the sender is on the link. So the socket sends with TTL/hop limit 255 and asks
+the kernel for each packet's received TTL (``IP_RECVTTL``) or hop limit
+(``IPV6_RECVHOPLIMIT``) and its destination address (``IP_PKTINFO`` /
+``IPV6_RECVPKTINFO``); the VRRP checks themselves are the pure codec's job.
+
+On IPv4 a raw socket hands us the whole IP datagram (header included); on
+IPv6 only the payload, so :class:`Received` always carries the VRRP payload
+plus the addressing facts the validator needs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from dataclasses import dataclass
+
+IPPROTO_VRRP = 112
+VRRP_GROUP_V4 = "224.0.0.18"
+VRRP_GROUP_V6 = "ff02::12"
+
+# Linux constants missing from Python's socket module on some builds.
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IP_TTL = getattr(socket, "IP_TTL", 2)
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
+SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+IPV6_MULTICAST_ALL = 29
+IP_MULTICAST_ALL = 49
+
+
+class VrrpSocketError(OSError):
+    """Opening or configuring a VRRP socket failed (bad interface, no privilege...)."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """One datagram received on a VRRP socket."""
+
+    payload: bytes  # the VRRP message (IPv4 header stripped)
+    src: str  # source IP address
+    dst: str | None  # destination address (multicast group or our unicast address)
+    ttl: int | None  # TTL / hop limit as received, None if the kernel did not say
+    ifindex: int | None
+    family: int  # 4 or 6
+    ip_header: bytes = b""  # IPv4 only: the raw header, for length checks
+
+
+def _ifindex(ifname: str) -> int:
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError as exc:
+        raise VrrpSocketError(f"interface {ifname!r} does not exist") from exc
+
+
+class VrrpSocket:
+    """A raw socket for VRRP on one interface and one address family.
+
+    It receives every VRRP packet arriving on the interface (multicast when
+    ``join_group``, and unicast to any local address); the caller dispatches
+    by VRID. ``src_addr`` is the default source address of sent packets.
+    """
+
+    def __init__(self, ifname: str, family: int = 4, *, join_group: bool = True,
+                 src_addr: str | None = None):
+        if family not in (4, 6):
+            raise ValueError("family must be 4 or 6")
+        self.ifname = ifname
+        self.family = family
+        self.ifindex = _ifindex(ifname)
+        self.src_addr = src_addr
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        try:
+            sock = socket.socket(af, socket.SOCK_RAW, IPPROTO_VRRP)
+        except PermissionError as exc:
+            raise VrrpSocketError("raw sockets need root or CAP_NET_RAW") from exc
+        try:
+            sock.setblocking(False)
+            # Bound to the device so that two instances on different interfaces
+            # (or namespaces sharing nothing) never see each other's traffic.
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+            if family == 4:
+                sock.setsockopt(socket.IPPROTO_IP, IP_TTL, 255)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                try:
+                    sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+                except OSError:
+                    pass
+                mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4),
+                                    socket.inet_aton(src_addr or "0.0.0.0"), self.ifindex)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+                if join_group:
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            else:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+                try:
+                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+                except OSError:
+                    pass
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+                if join_group:
+                    mreq = socket.inet_pton(socket.AF_INET6, VRRP_GROUP_V6) + struct.pack("=I", self.ifindex)
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        except OSError as exc:
+            sock.close()
+            raise VrrpSocketError(f"cannot set up VRRP socket on {ifname}: {exc}") from exc
+        self.sock = sock
+
+    # -- sending -----------------------------------------------------------
+    def send(self, payload: bytes, dst: str | None = None, src: str | None = None) -> None:
+        """Send one VRRP message to ``dst`` (default: the VRRP multicast group).
+
+        ``src`` (default: the socket's ``src_addr``) is set per packet with
+        IP_PKTINFO / IPV6_PKTINFO rather than bind(): a raw socket bound to a
+        unicast address would stop receiving the multicast adverts.
+        """
+        src = src or self.src_addr
+        if self.family == 4:
+            anc = []
+            if src:
+                anc = [(socket.IPPROTO_IP, IP_PKTINFO,
+                        struct.pack("=i4s4s", self.ifindex, socket.inet_aton(src), bytes(4)))]
+            self.sock.sendmsg([payload], anc, 0, (dst or VRRP_GROUP_V4, 0))
+        else:
+            target = dst or VRRP_GROUP_V6
+            ip = ipaddress.IPv6Address(target)
+            scope = self.ifindex if (ip.is_link_local or ip.is_multicast) else 0
+            anc = []
+            if src:
+                anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO,
+                        socket.inet_pton(socket.AF_INET6, src) + struct.pack("=I", self.ifindex))]
+            self.sock.sendmsg([payload], anc, 0, (target, 0, 0, scope))
+
+    # -- receiving ---------------------------------------------------------
+    def recv(self) -> Received | None:
+        """Read one datagram without blocking; None if nothing is queued."""
+        try:
+            data, anc, _flags, addr = self.sock.recvmsg(65535, 256)
+        except (BlockingIOError, InterruptedError):
+            return None
+        return self.parse(data, anc, addr)
+
+    def parse(self, data: bytes, anc: list, addr: tuple) -> Received | None:
+        ttl = dst = ifindex = None
+        for level, ctype, cdata in anc:
+            if level == socket.IPPROTO_IP and ctype == IP_TTL and len(cdata) >= 4:
+                ttl = struct.unpack("=i", cdata[:4])[0]
+            elif level == socket.IPPROTO_IP and ctype == IP_PKTINFO and len(cdata) >= 12:
+                ifindex, _spec, daddr = struct.unpack("=i4s4s", cdata[:12])
+                dst = socket.inet_ntoa(daddr)
+            elif level == socket.IPPROTO_IPV6 and ctype == IPV6_HOPLIMIT and len(cdata) >= 4:
+                ttl = struct.unpack("=i", cdata[:4])[0]
+            elif level == socket.IPPROTO_IPV6 and ctype == IPV6_PKTINFO and len(cdata) >= 20:
+                dst = socket.inet_ntop(socket.AF_INET6, cdata[:16])
+                ifindex = struct.unpack("=I", cdata[16:20])[0]
+        if self.family == 4:
+            if len(data) < 20:
+                return Received(b"", addr[0], dst, ttl, ifindex, 4, data)
+            ihl = (data[0] & 0x0F) * 4
+            header = data[:ihl]
+            if ttl is None and len(header) >= 9:
+                ttl = header[8]
+            if dst is None and len(header) >= 20:
+                dst = socket.inet_ntoa(header[16:20])
+            return Received(data[ihl:], addr[0], dst, ttl, ifindex, 4, header)
+        src = addr[0].split("%", 1)[0]
+        return Received(data, src, dst, ttl, ifindex, 6)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "VrrpSocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,625 @@
+"""The VRRP daemon: one asyncio loop driving the pure VRRP core.
+
+Theory of operation
+-------------------
+The core (:class:`chimeha.vrrp.instance.VrrpInstance`) never reads a clock or
+a socket; this adapter does both, in the aioquic style:
+
+* **time**: ``loop.time()`` (monotonic) is the ``now`` of every call. Each
+  instance has exactly one timer handle, re-armed at ``get_timer()`` after
+  every input (packet, timer, tracking change).
+* **packets in**: one raw VRRP socket per (interface, family). Each datagram
+  is judged by :func:`chimeha.vrrp.packet.validate` against the instances on
+  that socket (RFC 3768 section 7.1 / RFC 5798 section 7.1 checks); a
+  :class:`Drop` is counted by reason, an :class:`Advertisement` goes to
+  ``handle_advert``. Nothing a peer sends can raise out of the reader.
+* **actions out**: SendAdvert -> encode + socket, Add/RemoveAddresses ->
+  netlink (net.addresses), SendGratuitous -> GARP / unsolicited NA,
+  StateChanged -> log, notify scripts, notify FIFO, journal hooks.
+* **tracking**: vrrp_script runners, interface / file / process watchers feed
+  ``set_tracked``; sync groups are synced after every input to a member.
+* **lifecycle**: stale VIPs left by a killed run are deleted before start
+  (keepalived does the same); SIGTERM -> ``shutdown`` (priority 0, VIPs
+  removed, notify_stop); SIGHUP -> :meth:`Daemon.reload`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from typing import Any, Callable
+
+from chimeha.net.addresses import AddressError, AddressManager
+from chimeha.net.vrrpsock import VrrpSocket, VrrpSocketError
+from chimeha.runtime.netlink import NetlinkWorker
+from chimeha.runtime.notify import Notifier, NotifyFifo
+from chimeha.runtime.scripts import ScriptTracker
+from chimeha.runtime.trackers import (FileWatcher, InterfaceWatcher, ProcessWatcher,
+                                      init_track_file, process_quorum_ok)
+from chimeha.vrrp import packet
+from chimeha.vrrp.events import (AddAddresses, PriorityChanged, RemoveAddresses, SendAdvert,
+                                 SendGratuitous, SplitBrain, State, StateChanged)
+from chimeha.vrrp.instance import VrrpInstance
+from chimeha.vrrp.sync_group import SyncGroup
+
+log = logging.getLogger("chimeha.runtime")
+
+
+class DaemonError(RuntimeError):
+    """The daemon cannot start (bad config, missing interface...); str() says why."""
+
+
+def interface_primary_address(ifname: str, family: int, mgr: AddressManager) -> str | None:
+    """The address VRRP packets leave ``ifname`` from: first IPv4 / the IPv6 link-local."""
+    try:
+        idx = mgr.ifindex(ifname)
+    except AddressError:
+        return None
+    fam = socket.AF_INET if family == 4 else socket.AF_INET6
+    for msg in mgr.raw_addresses(idx, fam):
+        addr = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
+        if not addr:
+            continue
+        if family == 4 and not (msg["flags"] & 0x01):  # not IFA_F_SECONDARY
+            return addr
+        if family == 6 and ipaddress.IPv6Address(addr).is_link_local:
+            return addr
+    return None
+
+
+class _Instance:
+    """Runtime companion of one core instance: socket, timer, counters."""
+
+    def __init__(self, core: VrrpInstance, cfg: Any, sock_key: tuple[str, int], src: str):
+        self.core = core
+        self.cfg = cfg  # config model VrrpInstance (notify scripts, etc.)
+        self.sock_key = sock_key
+        self.src = src
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at: float | None = None
+        self.drops: Counter = Counter()
+        self.sent = 0
+        self.received = 0
+        self.send_errors = 0
+        self.vips_owned = False
+        self.last_transition: dict | None = None
+        self.last_rx: float | None = None
+        self.failovers: list[float] = []
+        self.split_brain: dict = {"active": False, "peer": None, "since": None}
+        self.group: SyncGroup | None = None
+
+    @property
+    def name(self) -> str:
+        return self.core.name
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(self.core.spec.unicast_peers)
+
+
+def _wall(mono: float) -> float:
+    return time.time() - (time.monotonic() - mono)
+
+
+class Daemon:
+    """Runs the VRRP instances of one config. See the module docstring.
+
+    ``state_hooks`` receive every :class:`StateChanged` (the journal subscribes);
+    ``event_hooks`` receive every other action worth recording (SplitBrain...).
+    """
+
+    def __init__(self, config_path: str, config=None, *, dataplane: str | None = None):
+        self.config_path = config_path
+        self.config = config
+        self.dataplane = dataplane
+        self.state_hooks: list[Callable[[StateChanged], None]] = []
+        self.event_hooks: list[Callable[[Any], None]] = []
+        self.instances: dict[str, _Instance] = {}
+        self.groups: dict[str, SyncGroup] = {}
+        self.sockets: dict[tuple[str, int], VrrpSocket] = {}
+        self.scripts: dict[str, ScriptTracker] = {}
+        self.drops: Counter = Counter()  # packets matching no instance
+        self.reloads = 0
+        self.started_at: float | None = None
+        self.config_loaded_at: float | None = None
+        self.lvs = None
+        self._nl = NetlinkWorker()
+        self._notifier = Notifier()
+        self._iface_watch: InterfaceWatcher | None = None
+        self._file_watch: FileWatcher | None = None
+        self._proc_watch: ProcessWatcher | None = None
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bg: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ start
+    def now(self) -> float:
+        return self._loop.time() if self._loop else time.monotonic()
+
+    async def start(self) -> None:
+        """Load (if needed) and start everything; raises :class:`DaemonError`."""
+        self._loop = asyncio.get_running_loop()
+        if self.config is None:
+            self.config = _load_or_raise(self.config_path)
+        self.started_at = time.time()
+        self.config_loaded_at = self.started_at
+        self._setup_notify()
+        self._build(self.config, cleanup_stale=True)
+        self._start_trackers(self.config)
+        now = self.now()
+        for inst in self.instances.values():
+            inst.core.start(now)
+        self._after_input(list(self.instances.values()))
+        await self._start_lvs()
+        log.info("started %d VRRP instance(s) from %s", len(self.instances), self.config_path)
+
+    def _setup_notify(self) -> None:
+        gd = self.config.global_defs
+        fifos = []
+        for key in ("vrrp_notify_fifo", "notify_fifo"):
+            words = _option(gd, key)
+            if words:
+                fifos.append(NotifyFifo(words[0]))
+        for fifo in fifos:
+            try:
+                fifo.open()
+            except OSError as exc:
+                log.warning("notify FIFO %s: %s", fifo.path, exc)
+        self._notifier.close()
+        self._notifier = Notifier([f for f in fifos if f._fd is not None],
+                                  user=gd.script_user, group=gd.script_group)
+
+    def _specs(self, config) -> list:
+        from chimeha.vrrp.from_config import instance_specs
+
+        return instance_specs(config)
+
+    def _build(self, config, *, cleanup_stale: bool, keep: dict[str, _Instance] | None = None) -> None:
+        keep = keep or {}
+        new: dict[str, _Instance] = {}
+        for spec in self._specs(config):
+            cfg = config.instances.get(spec.name)
+            if spec.name in keep:
+                new[spec.name] = keep[spec.name]
+                new[spec.name].cfg = cfg
+                continue
+            if not spec.interface:
+                raise DaemonError(f"vrrp_instance {spec.name}: no interface")
+            src = spec.primary_address or self._nl.call(
+                lambda m: interface_primary_address(spec.interface, spec.family, m))
+            if not src:
+                raise DaemonError(
+                    f"vrrp_instance {spec.name}: interface {spec.interface} has no IPv{spec.family} address"
+                    + (" (IPv6 needs a link-local address)" if spec.family == 6 else ""))
+            if not spec.primary_address:
+                spec = dataclasses.replace(spec, primary_address=src)
+            key = (spec.interface, spec.family)
+            if key not in self.sockets:
+                try:
+                    self.sockets[key] = VrrpSocket(spec.interface, spec.family)
+                except VrrpSocketError as exc:
+                    raise DaemonError(f"vrrp_instance {spec.name}: {exc}") from exc
+                self._loop.add_reader(self.sockets[key].fileno(), self._readable, key)
+            if cleanup_stale:
+                self._remove_stale(spec)
+            new[spec.name] = _Instance(VrrpInstance(spec), cfg, key, src)
+        self.instances = new
+        self.groups = {}
+        for name, grp in getattr(config, "sync_groups", {}).items():
+            members = [new[m].core for m in grp.group if m in new]
+            if members:
+                sg = SyncGroup(name, members)
+                self.groups[name] = sg
+                for m in grp.group:
+                    if m in new:
+                        new[m].group = sg
+        self._expect = self._expectations()
+
+    def _expectations(self) -> dict[tuple[str, int], dict[int, packet.Expectation]]:
+        out: dict[tuple[str, int], dict[int, packet.Expectation]] = {}
+        for inst in self.instances.values():
+            exp = packet.expectation_for(inst.core.spec)
+            skip = bool(getattr(inst.cfg, "skip_check_adv_addr", False)) or bool(
+                getattr(self.config.global_defs, "vrrp_skip_check_adv_addr", False))
+            if skip:
+                exp = dataclasses.replace(exp, skip_check_adv_addr=True)
+            out.setdefault(inst.sock_key, {})[inst.core.spec.vrid] = exp
+        return out
+
+    def _remove_stale(self, spec) -> None:
+        self._nl.remove_stale(spec.name, tuple(spec.virtual_ipaddresses)
+                              + tuple(spec.virtual_ipaddresses_excluded), spec.interface)
+
+    # ----------------------------------------------------------- tracking
+    def _start_trackers(self, config) -> None:
+        wanted: dict[str, set[str]] = {"script": set(), "interface": set(), "file": set(), "process": set()}
+        for inst in self.instances.values():
+            for t in inst.core.spec.tracks:
+                wanted.setdefault(t.kind, set()).add(t.name)
+        gd = config.global_defs
+        for name in sorted(wanted["script"]):
+            vs = config.vrrp_scripts.get(name)
+            if vs is None:
+                continue
+            self.scripts[name] = ScriptTracker(
+                name, vs.script, interval=vs.interval, timeout=vs.timeout, rise=vs.rise, fall=vs.fall,
+                init_fail=vs.init_fail, user=vs.user or gd.script_user, group=vs.group or gd.script_group,
+                on_change=lambda n, ok, _res: self._tracked("script", n, ok))
+            self.scripts[name].start()
+        if wanted["interface"]:
+            self._iface_watch = InterfaceWatcher(sorted(wanted["interface"]),
+                                                 lambda n, up: self._tracked("interface", n, up))
+            self._iface_watch.start()
+        files = {}
+        for name in wanted["file"]:
+            tf = config.track_files.get(name)
+            if tf and tf.file:
+                if tf.init_file:
+                    try:
+                        init_track_file(tf.file, tf.init_file_value or 0, tf.init_file_overwrite)
+                    except OSError as exc:
+                        log.warning("track_file %s: cannot initialise %s: %s", name, tf.file, exc)
+                files[name] = tf.file
+        if files:
+            self._file_watch = FileWatcher(files, lambda n, v: self._tracked("file", n, v == 0))
+            self._file_watch.start()
+        procs = {n: config.track_processes[n] for n in wanted["process"] if n in config.track_processes}
+        if procs:
+            self._proc_watch = ProcessWatcher(
+                procs, lambda n, c: self._tracked("process", n, process_quorum_ok(procs[n], c)))
+            self._proc_watch.start()
+
+    async def _stop_trackers(self) -> None:
+        for tracker in self.scripts.values():
+            await tracker.stop()
+        self.scripts = {}
+        for w in (self._iface_watch, self._file_watch, self._proc_watch):
+            if w is not None:
+                w.stop()
+        self._iface_watch = self._file_watch = self._proc_watch = None
+
+    def _tracked(self, kind: str, name: str, ok: bool) -> None:
+        if self._stopping:
+            return
+        now = self.now()
+        touched = []
+        for inst in self.instances.values():
+            if any(t.kind == kind and t.name == name for t in inst.core.spec.tracks):
+                inst.core.set_tracked(name, ok, now)
+                touched.append(inst)
+        self._after_input(touched)
+
+    # ------------------------------------------------------------ packets
+    def _readable(self, key: tuple[str, int]) -> None:
+        sock = self.sockets.get(key)
+        if sock is None:
+            return
+        for _ in range(64):  # bounded so one flood cannot starve the timers
+            try:
+                rx = sock.recv()
+            except OSError as exc:
+                log.warning("receive on %s: %s", key[0], exc)
+                return
+            if rx is None:
+                return
+            try:
+                self._on_packet(key, rx)
+            except Exception:  # never let one packet kill the daemon
+                log.exception("unexpected error handling a packet from %s", rx.src)
+                self.drops["internal-error"] += 1
+
+    def _on_packet(self, key, rx) -> None:
+        expect = self._expect.get(key, {})
+        verdict = packet.validate(rx.payload, source=rx.src, destination=rx.dst or "",
+                                  ttl=rx.ttl if rx.ttl is not None else -1, family=rx.family, expect=expect)
+        if isinstance(verdict, packet.Drop):
+            inst = self._by_vrid(key, verdict.vrid)
+            if inst is not None:
+                inst.drops[verdict.reason.value] += 1
+            else:
+                self.drops[verdict.reason.value] += 1
+            log.debug("%s: %s", key[0], verdict)
+            return
+        inst = self._by_vrid(key, verdict.vrid)
+        if inst is None:
+            self.drops[packet.DropReason.VRID_UNKNOWN.value] += 1
+            return
+        now = self.now()
+        inst.received += 1
+        inst.last_rx = now
+        inst.core.handle_advert(verdict, now)
+        self._after_input([inst])
+
+    def _by_vrid(self, key, vrid) -> _Instance | None:
+        if vrid is None:
+            return None
+        for inst in self.instances.values():
+            if inst.sock_key == key and inst.core.spec.vrid == vrid:
+                return inst
+        return None
+
+    # ------------------------------------------------------------- timers
+    def _on_timer(self, name: str) -> None:
+        inst = self.instances.get(name)
+        if inst is None:
+            return
+        inst.timer = None
+        inst.timer_at = None
+        try:
+            inst.core.handle_timer(self.now())
+            self._after_input([inst])
+        except Exception:
+            log.exception("%s: unexpected error in timer", name)
+            self._arm(inst)
+
+    def _arm(self, inst: _Instance) -> None:
+        when = inst.core.get_timer()
+        if when == inst.timer_at and inst.timer is not None:
+            return
+        if inst.timer is not None:
+            inst.timer.cancel()
+            inst.timer = None
+        inst.timer_at = when
+        if when is not None and not self._stopping:
+            inst.timer = self._loop.call_at(when, self._on_timer, inst.name)
+
+    def _after_input(self, touched: list[_Instance]) -> None:
+        """Sync groups of the touched instances, execute every queued action, re-arm timers."""
+        now = self.now()
+        todo = {i.name: i for i in touched}
+        for inst in list(todo.values()):
+            if inst.group is not None:
+                inst.group.sync(now)
+                for m in inst.group.members:
+                    todo[m.name] = self.instances[m.name]
+        for inst in todo.values():
+            for action in inst.core.pop_actions():
+                try:
+                    self._execute(inst, action)
+                except Exception:
+                    log.exception("%s: executing %s failed", inst.name, type(action).__name__)
+            self._arm(inst)
+
+    # ------------------------------------------------------------ actions
+    def _execute(self, inst: _Instance, action) -> None:
+        if isinstance(action, SendAdvert):
+            self._send_advert(inst, action)
+        elif isinstance(action, AddAddresses):
+            self._addresses(inst, action, add=True)
+        elif isinstance(action, RemoveAddresses):
+            self._addresses(inst, action, add=False)
+        elif isinstance(action, SendGratuitous):
+            self._gratuitous(inst, action)
+        elif isinstance(action, StateChanged):
+            self._state_changed(inst, action)
+        elif isinstance(action, PriorityChanged):
+            log.info("%s: priority %d -> %d (%s)", inst.name, action.old, action.new, action.reason)
+            self._emit(action)
+        elif isinstance(action, SplitBrain):
+            if not inst.split_brain["active"]:
+                inst.split_brain = {"active": True, "peer": action.peer, "since": _wall(action.at)}
+                log.warning("%s: split brain: %s", inst.name, action.reason)
+            self._emit(action)
+
+    def _send_advert(self, inst: _Instance, a: SendAdvert) -> None:
+        sock = self.sockets[inst.sock_key]
+        dests = inst.peers or (None,)
+        for dst in dests:
+            try:
+                data = packet.encode(a.version, a.vrid, a.priority, a.addresses, a.interval, family=a.family,
+                                     auth_type=a.auth_type, auth_pass=a.auth_pass, source=inst.src,
+                                     destination=dst)
+                sock.send(data, dst, inst.src)
+                inst.sent += 1
+            except (OSError, ValueError) as exc:
+                inst.send_errors += 1
+                if inst.send_errors in (1, 10, 100) or inst.send_errors % 1000 == 0:
+                    log.warning("%s: cannot send advert to %s: %s", inst.name, dst or "multicast", exc)
+
+    def _addresses(self, inst: _Instance, a, add: bool) -> None:
+        self._nl.apply(inst.name, a.addresses, a.excluded, a.routes, inst.core.spec.interface, add)
+        inst.vips_owned = add
+        self._vips_changed()
+
+    def _gratuitous(self, inst: _Instance, a: SendGratuitous) -> None:
+        self._nl.announce(inst.name, a.addresses, a.interface or inst.core.spec.interface, a.count)
+
+    def _state_changed(self, inst: _Instance, a: StateChanged) -> None:
+        log.info("%s: %s -> %s (%s)", inst.name, a.old, a.new, a.reason)
+        inst.last_transition = {"at": _wall(a.at), "from": str(a.old), "to": str(a.new), "reason": a.reason}
+        if a.new is State.MASTER and a.old is State.BACKUP and inst.last_rx is not None:
+            inst.failovers.append(round(a.at - inst.last_rx, 4))
+            del inst.failovers[:-20]
+        if a.new is not State.MASTER:
+            inst.split_brain = {"active": False, "peer": None, "since": None}
+        state = "STOP" if a.new is State.INIT else str(a.new)
+        if a.new is not State.INIT or a.old is not State.INIT:
+            self._notifier.notify("INSTANCE", inst.name, state, inst.core.priority, inst.cfg)
+        for hook in list(self.state_hooks):
+            try:
+                hook(a)
+            except Exception:
+                log.exception("state hook %r failed", hook)
+
+    def _emit(self, action) -> None:
+        for hook in list(self.event_hooks):
+            try:
+                hook(action)
+            except Exception:
+                log.exception("event hook %r failed", hook)
+
+    # ---------------------------------------------------------------- LVS
+    def owned_vips(self) -> set[str]:
+        out = set()
+        for inst in self.instances.values():
+            if inst.vips_owned:
+                for va in inst.core.spec.virtual_ipaddresses:
+                    out.add(str(ipaddress.ip_interface(va.address).ip))
+        return out
+
+    def _vips_changed(self) -> None:
+        if self.lvs is not None:
+            try:
+                self.lvs.on_vips_changed(self.owned_vips())
+            except Exception:
+                log.exception("virtual servers: on_vips_changed failed")
+
+    async def _start_lvs(self) -> None:
+        if not getattr(self.config, "virtual_servers", ()):
+            return
+        try:
+            from chimeha.runtime import lvs_manager
+        except ImportError:
+            log.warning("config has virtual_server blocks; virtual servers are not handled yet")
+            return
+        cls = getattr(lvs_manager, "LvsManager", None)
+        if cls is None:
+            log.warning("runtime.lvs_manager has no LvsManager; virtual servers not handled")
+            return
+        try:
+            self.lvs = cls(self.config, dataplane=self.dataplane)
+            await self.lvs.start()
+            self.lvs.on_vips_changed(self.owned_vips())
+        except Exception as exc:
+            log.error("virtual servers could not start: %s", exc)
+            self.lvs = None
+
+    # ---------------------------------------------------------- lifecycle
+    async def stop(self) -> None:
+        """SIGTERM: priority 0 from every MASTER, VIPs removed, notify_stop, close."""
+        if self._stopping:
+            return
+        now = self.now()
+        for inst in self.instances.values():
+            inst.core.shutdown(now)
+        self._after_input(list(self.instances.values()))
+        self._stopping = True
+        for inst in self.instances.values():
+            if inst.timer:
+                inst.timer.cancel()
+        await self._stop_trackers()
+        if self.lvs is not None:
+            try:
+                await self.lvs.stop()
+            except Exception:
+                log.exception("virtual servers: stop failed")
+        await self._notifier.drain(5.0)
+        self._close_sockets()
+        self._notifier.close()
+        await self._loop.run_in_executor(None, self._nl.close)
+        self._stopped.set()
+        log.info("stopped")
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets.values():
+            try:
+                self._loop.remove_reader(sock.fileno())
+            except (ValueError, OSError):
+                pass
+            sock.close()
+        self.sockets = {}
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def reload(self) -> dict:
+        """SIGHUP: load the file again; refuse it (old config keeps running) if invalid.
+
+        Instances whose spec is unchanged keep their state, timers and VIPs;
+        removed instances shut down (priority 0, VIPs removed); new or changed
+        instances start fresh.
+        """
+        from chimeha.config import load
+
+        result = load(self.config_path)
+        diags = [str(d) for d in result.diagnostics]
+        if not result.ok or result.config is None:
+            for d in diags:
+                log.error("reload refused: %s", d)
+            return {"ok": False, "diagnostics": diags, "message": "invalid configuration; still running the old one"}
+        new_config = result.config
+        try:
+            new_specs = {s.name: s for s in self._specs(new_config)}
+        except Exception as exc:
+            log.error("reload refused: %s", exc)
+            return {"ok": False, "diagnostics": diags + [str(exc)], "message": "reload failed"}
+        keep, drop = {}, []
+        for name, inst in self.instances.items():
+            spec = new_specs.get(name)
+            old = dataclasses.replace(inst.core.spec, primary_address=spec.primary_address) if spec else None
+            if spec is not None and (spec == old or spec == inst.core.spec):
+                keep[name] = inst
+            else:
+                drop.append(inst)
+        now = self.now()
+        for inst in drop:
+            inst.core.shutdown(now)
+            self._after_input([inst])
+            if inst.timer:
+                inst.timer.cancel()
+        await self._stop_trackers()
+        old_config = self.config
+        self.config = new_config
+        try:
+            self._build(new_config, cleanup_stale=False, keep=keep)
+        except DaemonError as exc:
+            log.error("reload failed: %s", exc)
+            self.config = old_config
+            return {"ok": False, "diagnostics": diags + [str(exc)], "message": "reload failed"}
+        self._setup_notify()
+        self._start_trackers(new_config)
+        # Feed the kept instances the trackers' fresh first readings too.
+        now = self.now()
+        started = [i for n, i in self.instances.items() if n not in keep]
+        for inst in started:
+            inst.core.start(now)
+        self._after_input(list(self.instances.values()))
+        self._gc_sockets()
+        self.reloads += 1
+        self.config_loaded_at = time.time()
+        msg = (f"reloaded: {len(keep)} instance(s) kept, {len(started)} started, {len(drop)} stopped")
+        log.info(msg)
+        return {"ok": True, "diagnostics": diags, "message": msg}
+
+    def _gc_sockets(self) -> None:
+        used = {i.sock_key for i in self.instances.values()}
+        for key in list(self.sockets):
+            if key not in used:
+                self._loop.remove_reader(self.sockets[key].fileno())
+                self.sockets.pop(key).close()
+
+    # ------------------------------------------------------------- status
+    def snapshot(self) -> dict:
+        """JSON-able status in the shape of :class:`chimeha.observe.schema.Snapshot`."""
+        from chimeha.runtime.status import snapshot
+
+        return snapshot(self)
+
+
+def _option(node, key: str):
+    value = getattr(node, key, None)
+    if value:
+        return (value,) if isinstance(value, str) else tuple(value)
+    opts = getattr(node, "options", {}) or {}
+    lines = opts.get(key)
+    if lines:
+        return tuple(lines[0])
+    return None
+
+
+def _load_or_raise(path: str):
+    from chimeha.config import load
+
+    result = load(path)
+    for d in result.diagnostics:
+        (log.error if d.severity == "error" else log.warning)("%s", d)
+    if not result.ok or result.config is None:
+        raise DaemonError(f"{path}: configuration has errors (see above); not starting")
+    return result.config

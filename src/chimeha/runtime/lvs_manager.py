@@ -1,0 +1,376 @@
+"""Asyncio glue for virtual servers: checkers -> desired state -> data planes.
+
+The VRRP daemon creates one :class:`LvsManager` when the config has
+``virtual_server`` blocks. Three things change desired state: a health
+verdict (from ``chimeha.check.runner.RealServerMonitor``), VIP ownership
+(``on_vips_changed`` from the daemon) and a reload. Each only marks the state
+dirty; one reconcile task computes :func:`chimeha.lvs.desired.desired_state`,
+chooses a backend per service (:func:`chimeha.lvs.backends.select.choose`),
+diffs against what each backend holds and applies the operations. Triggers
+that arrive while a reconcile runs are coalesced into one more pass.
+
+It can also be run on its own (the lab, the benchmark, tests)::
+
+    python -m chimeha.runtime.lvs_manager CONFIG [--dataplane nft] [--own VIP ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any, Iterable
+
+from chimeha.lvs.backends.base import BackendError
+from chimeha.lvs.backends.select import DATAPLANES, Choice, choose
+from chimeha.lvs.desired import RsHealth, desired_state, quorum_changes, rs_id, service_keys, vs_id
+from chimeha.lvs.reconcile import diff
+from chimeha.lvs.types import DesiredState, LvsConfigError
+
+_log = logging.getLogger("chimeha.lvs")
+
+
+class LvsManager:
+    """Virtual servers of one config on this node.
+
+    ``dataplane``: auto | ipvs | nft | proxy (None = auto). ``netns``: run
+    nft inside that namespace (lab use; the daemon normally runs inside its
+    own). ``snat``: the nft backend's source NAT mode. ``health_checks``:
+    start the config's checkers (False = every real server counts as up unless
+    :meth:`set_health` says otherwise; tests and the benchmark use it).
+    ``forwarding``: "warn" (default) or "enable" IPv4 forwarding in this
+    namespace when a kernel data plane forwards to a remote real server.
+    """
+
+    def __init__(self, config: Any, dataplane: str | None = "auto", log: logging.Logger | None = None, *,
+                 netns: str | None = None, snat: str = "auto", health_checks: bool = True,
+                 forwarding: str = "warn", backends: dict[str, Any] | None = None):
+        self.config = config
+        self.dataplane = dataplane or "auto"
+        if self.dataplane not in DATAPLANES:
+            raise LvsConfigError(f"--dataplane must be one of {', '.join(DATAPLANES)}, not {dataplane!r}")
+        self.log = log or _log
+        self.netns = netns
+        self.snat = snat
+        self.health_checks = health_checks
+        self.forwarding = forwarding
+        self.owned: set[str] | None = set()
+        self.health: dict[str, RsHealth] = {}
+        self.errors: list[str] = []
+        self.choice = Choice()
+        self.desired = DesiredState()
+        self._backends: dict[str, Any] = dict(backends or {})
+        self._monitors: dict[str, Any] = {}
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._idle = asyncio.Event()
+        self._bg: set[asyncio.Task] = set()
+        self.reconciles = 0
+
+    # ------------------------------------------------------------ backends
+    def _backend(self, name: str):
+        b = self._backends.get(name)
+        if b is None:
+            if name == "nft":
+                from chimeha.lvs.backends.nft import NftBackend
+                b = NftBackend(netns=self.netns, snat=self.snat, log=self.log)
+            elif name == "proxy":
+                from chimeha.lvs.backends.proxy import ProxyBackend
+                b = ProxyBackend(log=self.log)
+            else:
+                from chimeha.lvs.backends.ipvs import IpvsBackend
+                b = IpvsBackend(log=self.log)
+            self._backends[name] = b
+        return b
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Start checkers and program the data plane for the current VIP ownership."""
+        self._start_monitors(self.config)
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="lvs reconcile")
+        await self.reconcile_now()
+
+    def on_vips_changed(self, owned: Iterable[str] | None) -> None:
+        """The VIPs this node holds now (None: forward every virtual server, no VRRP gating)."""
+        self.owned = None if owned is None else set(owned)
+        self._kick()
+
+    def set_health(self, rsid: str, up: bool, weight: int | None = None) -> None:
+        """Feed a real server's verdict directly (see :func:`chimeha.lvs.desired.rs_id`)."""
+        self.health[rsid] = RsHealth(up, weight)
+        self._kick()
+
+    async def reload(self, config: Any) -> None:
+        """Take a new config: checkers of unchanged real servers keep running."""
+        self.config = config
+        self._start_monitors(config)
+        await self.reconcile_now()
+
+    async def stop(self) -> None:
+        """Stop checkers, remove the nft table / close listeners, run omega notifiers."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for mon in self._monitors.values():
+            await mon.stop()
+        self._monitors.clear()
+        for vs in self.config.virtual_servers:
+            if getattr(vs, "omega", False) and vs.quorum_down and self.desired.quorum.get(vs_id(vs)):
+                self._run(vs.quorum_down)
+        for b in list(self._backends.values()):
+            try:
+                await b.close()
+            except BackendError as e:
+                self.log.error("virtual servers: closing %s data plane: %s", b.name, e)
+        if self._bg:
+            await asyncio.wait(set(self._bg), timeout=5.0)
+
+    # ------------------------------------------------------------ health
+    def _start_monitors(self, config: Any) -> None:
+        if not self.health_checks:
+            return
+        try:
+            from chimeha.check.runner import RealServerMonitor
+        except ImportError as e:  # the check package is optional at import time
+            self.log.warning("health checkers unavailable (%s): real servers count as up", e)
+            return
+        wanted: dict[str, tuple] = {}
+        for vs in config.virtual_servers:
+            for rs in vs.real_servers:
+                if rs.checkers:
+                    wanted[rs_id(vs, rs)] = (vs, rs)
+        for key in [k for k in self._monitors if k not in wanted or self._monitors[k].spec != wanted[k]]:
+            mon = self._monitors.pop(key)
+            t = asyncio.get_running_loop().create_task(mon.stop())
+            self._bg.add(t)
+            t.add_done_callback(self._bg.discard)
+            self.health.pop(key, None)
+        for key, (vs, rs) in wanted.items():
+            if key in self._monitors:
+                continue
+            mon = RealServerMonitor.from_config(
+                rs, vs, lambda up, w, why, k=key, r=rs: self._health_changed(k, r, up, w, why),
+                track_files=getattr(config, "track_files", None))
+            mon.spec = (vs, rs)
+            self._monitors[key] = mon
+            self.health[key] = RsHealth(mon.up, mon.weight)
+            mon.start()
+
+    def _health_changed(self, key: str, rs: Any, up: bool, weight: int | None, why: str) -> None:
+        self.log.info("virtual servers: %s is %s: %s", key, "up" if up else "down", why)
+        self.health[key] = RsHealth(up, weight)
+        script = rs.notify_up if up else rs.notify_down
+        if script:
+            self._run(script)
+        self._kick()
+
+    def _run(self, argv) -> None:
+        try:
+            from chimeha.runtime.scripts import run_program
+        except ImportError:
+            return
+
+        async def go():
+            res = await run_program(tuple(argv), 30.0)
+            if not res.ok:
+                self.log.warning("virtual servers: %s: %s", " ".join(argv), res.describe())
+        t = asyncio.get_running_loop().create_task(go())
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+
+    # ------------------------------------------------------------ reconcile
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._dirty.set()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._reconcile()
+            except Exception:  # a bug here must never take the VRRP daemon down
+                self.log.exception("virtual servers: reconcile failed")
+            if not self._dirty.is_set():
+                self._idle.set()
+
+    async def reconcile_now(self) -> None:
+        """Reconcile and wait until the data plane matches (used by start/reload/tests)."""
+        self._kick()
+        if self._task is None:
+            await self._reconcile()
+            self._idle.set()
+            return
+        await self._idle.wait()
+
+    async def _reconcile(self) -> None:
+        before = self.desired
+        desired = desired_state(self.config, self.owned, self.health, before)
+        for vid, up in quorum_changes(before, desired):
+            vs = next((v for v in self.config.virtual_servers if vs_id(v) == vid), None)
+            self.log.warning("virtual servers: %s %s quorum", vid, "regained" if up else "lost")
+            script = (vs.quorum_up if up else vs.quorum_down) if vs is not None else None
+            if script:
+                self._run(script)
+        services = list(desired.services.values())
+        errors = []
+        probes = {n: self._backend(n) for n in ("nft", "proxy") if self.dataplane in ("auto", n)}
+        choice = Choice()
+        for svc in services:
+            try:
+                c = choose([svc], self.dataplane, probes)
+            except LvsConfigError as e:
+                errors.append(str(e))
+                continue
+            choice.backend.update(c.backend)
+            choice.reasons.update(c.reasons)
+        for key, why in choice.reasons.items():
+            if self.choice.reasons.get(key) != why:
+                self.log.info("virtual servers: data plane %s", why)
+        for e in errors:
+            if e not in self.errors:
+                self.log.error("virtual servers: %s", e)
+        self.choice, self.errors, self.desired = choice, errors, desired
+        for name in set(choice.backend.values()) | {n for n, b in self._backends.items() if b.read_actual().services}:
+            b = self._backend(name)
+            mine = DesiredState({k: s for k, s in desired.services.items() if choice.backend.get(k) == name})
+            if name == "nft":
+                self._check_forwarding(mine)
+                if b.read_actual().services and not await b.verify():
+                    self.log.warning("virtual servers: nftables table chimeha was missing; reprogramming")
+            ops = diff(mine, b.read_actual())
+            if not ops:
+                continue
+            for op in ops:
+                self.log.debug("virtual servers [%s]: %s", name, op)
+            try:
+                await b.apply(ops)
+            except BackendError as e:
+                self.errors.append(str(e))
+                self.log.error("virtual servers: %s data plane: %s", name, e)
+        self.reconciles += 1
+
+    def _check_forwarding(self, state: DesiredState) -> None:
+        if not state.services or self.netns is not None:
+            return
+        path = "/proc/sys/net/ipv4/ip_forward"
+        try:
+            with open(path) as f:
+                on = f.read().strip() == "1"
+        except OSError:
+            return
+        if on:
+            return
+        if self.forwarding == "enable":
+            with open(path, "w") as f:
+                f.write("1")
+            self.log.info("virtual servers: enabled net.ipv4.ip_forward for the nft data plane")
+        else:
+            self.log.warning("virtual servers: net.ipv4.ip_forward is 0: the nft data plane cannot reach "
+                             "remote real servers (sysctl -w net.ipv4.ip_forward=1)")
+
+    # ------------------------------------------------------------ status
+    def snapshot(self) -> dict:
+        """Per virtual server: data plane, quorum, real servers with health and weight (JSON-able)."""
+        out = []
+        stats = {n: b.stats() for n, b in self._backends.items()}
+        for vs in self.config.virtual_servers:
+            vid = vs_id(vs)
+            try:
+                keys = service_keys(vs, getattr(self.config, "virtual_server_groups", {}) or {})
+            except (LvsConfigError, ValueError):
+                keys = []
+            svc = next((self.desired.services[k] for k in keys if k in self.desired.services), None)
+            backend = self.choice.backend.get(svc.key) if svc else None
+            rss = []
+            for rs in vs.real_servers:
+                rid = rs_id(vs, rs)
+                h = self.health.get(rid)
+                dest = None
+                if svc is not None:
+                    dest = next((d for d in svc.destinations if d.address == rs.address and
+                                 d.port == (rs.port or vs.port or 0)), None)
+                rss.append({"address": rs.address, "port": rs.port or vs.port,
+                            "healthy": h.up if h is not None else True,
+                            "configured_weight": rs.weight,
+                            "weight": dest.weight if dest is not None else None,
+                            "in_service": dest is not None and dest.weight > 0})
+            out.append({"virtual_server": vid, "lb_algo": vs.lb_algo, "lb_kind": vs.lb_kind,
+                        "dataplane": backend, "why": self.choice.reasons.get(svc.key) if svc else None,
+                        "state": self.desired.notes.get(vid), "quorum": self.desired.quorum.get(vid),
+                        "sorry_server": bool(svc and svc.sorry), "real_servers": rss,
+                        "counters": stats.get(backend, {}).get(str(svc.key)) if svc and backend else None})
+        return {"dataplane": self.dataplane, "virtual_servers": out, "errors": list(self.errors),
+                "reconciles": self.reconciles}
+
+
+# ---------------------------------------------------------------- standalone
+def _main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m chimeha.runtime.lvs_manager",
+                                 description="Run only the virtual servers of a keepalived.conf")
+    ap.add_argument("config")
+    ap.add_argument("--dataplane", default="auto", choices=DATAPLANES)
+    ap.add_argument("--own", action="append", default=None,
+                    help="VIP this node holds (repeatable); default: forward every virtual server")
+    ap.add_argument("--snat", default="auto", choices=("auto", "always", "never"))
+    ap.add_argument("--no-checks", action="store_true", help="do not run health checkers")
+    ap.add_argument("--ready-file", help="write 'ready' here once the data plane is programmed")
+    ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
+    ap.add_argument("--forwarding", default="warn", choices=("warn", "enable"),
+                    help="enable IPv4 forwarding in this namespace when nft needs it")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        from chimeha.config import load
+    except ImportError:
+        print("chime-ha: the config loader is not available", file=sys.stderr)
+        return 2
+    res = load(args.config)
+    for d in res.diagnostics:
+        print(str(d), file=sys.stderr)
+    if res.config is None:
+        return 2
+
+    async def run() -> int:
+        mgr = LvsManager(res.config, args.dataplane, health_checks=not args.no_checks, snat=args.snat,
+                         forwarding=args.forwarding)
+        mgr.owned = None if args.own is None else set(args.own)
+        await mgr.start()
+        for e in mgr.errors:
+            print(f"chime-ha: {e}", file=sys.stderr)
+
+        def dump() -> None:
+            if args.ready_file:
+                with open(args.ready_file + ".tmp", "w") as f:
+                    json.dump(mgr.snapshot(), f)
+                os.replace(args.ready_file + ".tmp", args.ready_file)
+
+        dump()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        # SIGUSR1: rewrite the status file (tests and the lab poll it)
+        loop.add_signal_handler(signal.SIGUSR1, dump)
+        await stop.wait()
+        await mgr.stop()
+        return 1 if mgr.errors else 0
+
+    if args.uvloop:
+        import uvloop
+        return uvloop.run(run())
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,107 @@
+"""Netlink and link-layer side effects, run in one worker thread, in order.
+
+pyroute2's synchronous API runs its own event loop, which cannot nest inside
+the daemon's running loop (and uvloop cannot open netlink datagram
+endpoints at all). So every VIP/route change and gratuitous announcement goes
+through a single worker thread with a plain asyncio loop of its own: FIFO
+order is kept (a GARP is never sent before its VIP is added), and a slow
+netlink reply never delays an advertisement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+
+from chimeha.net.addresses import AddressError, AddressManager, route_from_config, vip_from_config
+from chimeha.net.garp import Announcer
+
+log = logging.getLogger("chimeha.runtime.netlink")
+
+
+def _thread_init() -> None:
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+class NetlinkWorker:
+    """Owns an :class:`AddressManager` and the GARP sockets, all used from one thread."""
+
+    def __init__(self):
+        self._ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chimeha-netlink",
+                                                         initializer=_thread_init)
+        self._mgr: AddressManager | None = None
+        self._announcers: dict[str, Announcer] = {}
+
+    def _m(self) -> AddressManager:
+        if self._mgr is None:
+            self._mgr = AddressManager()
+        return self._mgr
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        """Run ``fn(manager, *args)`` in the worker; returns its future."""
+        return self._ex.submit(lambda: fn(self._m(), *args))
+
+    def call(self, fn, *args):
+        """Run ``fn(manager, *args)`` in the worker and wait for the result (start/reload only)."""
+        return self.submit(fn, *args).result()
+
+    # -- operations (run in the worker thread) -------------------------------
+    def apply(self, name: str, addresses, excluded, routes, dev: str, add: bool) -> concurrent.futures.Future:
+        """Add or remove an instance's VIPs, excluded VIPs and virtual routes."""
+        def work(m: AddressManager) -> int:
+            changed = 0
+            for va in tuple(addresses) + tuple(excluded):
+                try:
+                    vip = vip_from_config(va, dev)
+                    if m.add(vip) if add else m.delete(vip):
+                        changed += 1
+                        log.info("%s: %s VIP %s", name, "added" if add else "removed", vip)
+                except (AddressError, ValueError) as exc:
+                    log.error("%s: %s", name, exc)
+            for vr in routes:
+                try:
+                    m.route("add" if add else "del", route_from_config(vr, None))
+                except (AddressError, ValueError) as exc:
+                    log.error("%s: virtual route: %s", name, exc)
+            return changed
+        return self.submit(work)
+
+    def announce(self, name: str, addresses, dev: str, count: int) -> concurrent.futures.Future:
+        """Gratuitous ARP / unsolicited NA, ``count`` of each, for ``addresses``."""
+        def work(_m: AddressManager) -> None:
+            for va in addresses:
+                try:
+                    vip = vip_from_config(va, dev)
+                    ann = self._announcers.get(vip.dev)
+                    if ann is None:
+                        ann = self._announcers[vip.dev] = Announcer(vip.dev)
+                    for _ in range(max(1, count)):
+                        ann.announce(vip.address)
+                except (OSError, ValueError) as exc:
+                    log.warning("%s: gratuitous announcement for %s: %s", name,
+                                getattr(va, "address", va), exc)
+        return self.submit(work)
+
+    def remove_stale(self, name: str, addresses, dev: str) -> None:
+        """Delete VIPs a killed previous run left behind (waits for completion)."""
+        def work(m: AddressManager) -> None:
+            for va in addresses:
+                try:
+                    vip = vip_from_config(va, dev)
+                    if m.delete(vip):
+                        log.info("%s: removed stale VIP %s left by a previous run", name, vip)
+                except (AddressError, ValueError) as exc:
+                    log.warning("%s: stale VIP check for %s: %s", name, getattr(va, "address", va), exc)
+        self.call(work)
+
+    def close(self) -> None:
+        def work(m: AddressManager) -> None:
+            for ann in self._announcers.values():
+                ann.close()
+            self._announcers.clear()
+            m.close()
+        try:
+            self.call(work)
+        finally:
+            self._ex.shutdown(wait=True)

@@ -1,0 +1,388 @@
+"""A simulated LAN segment of N nodes running the pure VRRP core on a fake clock.
+
+Theory of operation
+-------------------
+Discrete-event simulation in the style of h11's ``ConnectionPair`` and
+aioquic's ``roundtrip``: one queue of timed events (advert deliveries, script
+runs, operator events) plus every instance's own timer (``get_timer()``). The
+loop always advances the clock to the earliest of those, runs it, and routes
+the actions the instances queued:
+
+* ``SendAdvert`` is encoded with :func:`chimeha.vrrp.packet.encode` and, on
+  every other node whose link is up, checked with ``packet.validate`` exactly
+  as the runtime would (so a v2 advert_int or auth mismatch is dropped and
+  counted here too) before ``handle_advert``. Delivery takes ``latency``
+  seconds (0 by default: timelines then follow the RFC formulas exactly).
+* ``AddAddresses``/``RemoveAddresses`` update who holds each VIP; a change of
+  holder is a "VIP move" in the timeline.
+* ``vrrp_script`` checks run every ``interval`` from node start through
+  :class:`chimeha.track.Hysteresis` (rise/fall) and feed ``set_tracked``.
+* A link cut drops the node's traffic both ways and, like a pulled cable,
+  tells instances tracking that interface (keepalived's default for the
+  instance's own interface) that it is down.
+
+Ties in time are processed in insertion order, so runs are deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
+
+from chimeha.track.hysteresis import Hysteresis
+from chimeha.vrrp import packet
+from chimeha.vrrp.events import (
+    AddAddresses,
+    InstanceSpec,
+    RemoveAddresses,
+    SendAdvert,
+    SplitBrain,
+    State,
+    StateChanged,
+)
+from chimeha.vrrp.instance import VrrpInstance
+from chimeha.vrrp.sync_group import SyncGroup
+
+
+@dataclass(frozen=True)
+class ScriptModel:
+    """A vrrp_script as the simulator runs it: timing only, health set by events."""
+
+    name: str
+    interval: float = 1.0
+    rise: int = 1
+    fall: int = 1
+    init_fail: bool = False
+
+
+@dataclass(frozen=True)
+class Record:
+    """One line of the simulated timeline."""
+
+    at: float
+    node: str
+    kind: str  # "state", "vip", "split-brain", "drop", "event", "priority"
+    text: str
+    instance: str = ""
+    data: dict = field(default_factory=dict, compare=False)
+
+    def __str__(self) -> str:
+        who = f"{self.node}/{self.instance}" if self.instance else self.node
+        return f"{self.at:9.3f}  {who:<18} {self.text}"
+
+
+class Node:
+    """One simulated host: its instances, sync groups, scripts and link."""
+
+    def __init__(self, seg: "Segment", name: str, address: str, specs: Iterable[InstanceSpec],
+                 groups: dict[str, tuple[str, ...]] | None = None, scripts: Iterable[ScriptModel] = ()):
+        self.seg = seg
+        self.name = name
+        self.address = address
+        self.specs = [s if s.primary_address else replace(s, primary_address=address) for s in specs]
+        self.group_defs = dict(groups or {})
+        self.scripts = {s.name: s for s in scripts}
+        self.health: dict[str, bool] = {s: True for s in self.scripts}
+        self.link_up = True
+        self.running = False
+        self.instances: dict[str, VrrpInstance] = {}
+        self.groups: list[SyncGroup] = []
+        self._hyst: dict[str, Hysteresis] = {}
+        self._epoch = 0  # bumps on stop so stale script runs are ignored
+
+    def boot(self, now: float) -> None:
+        self.instances = {s.name: VrrpInstance(s) for s in self.specs}
+        self.groups = [
+            SyncGroup(g, [self.instances[m] for m in members if m in self.instances])
+            for g, members in self.group_defs.items()
+        ]
+        self._hyst = {n: Hysteresis(s.rise, s.fall, s.init_fail) for n, s in self.scripts.items()}
+        self.running = True
+        self._epoch += 1
+        for inst in self.instances.values():
+            for name, h in self._hyst.items():
+                if not h.ok:
+                    inst.set_tracked(name, False, now)
+            for t in inst.spec.tracks:
+                if t.kind == "interface" and t.name == inst.spec.interface and not self.link_up:
+                    inst.set_tracked(t.name, False, now)
+            inst.start(now)
+        for name, s in self.scripts.items():
+            self.seg._push(now, self._run_script, name, self._epoch)
+
+    def _run_script(self, now: float, name: str, epoch: int) -> None:
+        if not self.running or epoch != self._epoch:
+            return
+        change = self._hyst[name].feed(self.health[name])
+        if change is not None:
+            self.seg.record(now, self.name, "event", f"{name} now {'OK' if change else 'FAILED'}")
+            for inst in self.instances.values():
+                inst.set_tracked(name, change, now)
+        self.seg._push(now + self.scripts[name].interval, self._run_script, name, epoch)
+
+    def sync(self, now: float) -> None:
+        for g in self.groups:
+            g.sync(now)
+
+    def state_of(self, instance: str) -> State | None:
+        inst = self.instances.get(instance)
+        return inst.state if inst else None
+
+
+class Segment:
+    """The shared wire and clock (see module docstring)."""
+
+    def __init__(self, latency: float = 0.0):
+        self.latency = latency
+        self.now = 0.0
+        self.nodes: dict[str, Node] = {}
+        self.timeline: list[Record] = []
+        self.drops: dict[tuple[str, str], int] = {}
+        self.vip_holders: dict[str, set[str]] = {}
+        self._queue: list = []
+        self._seq = itertools.count()
+
+    # -- building --------------------------------------------------------
+    def add_node(self, name: str, address: str, specs: Iterable[InstanceSpec], *,
+                 groups: dict[str, tuple[str, ...]] | None = None,
+                 scripts: Iterable[ScriptModel] = ()) -> Node:
+        """Add a host with its instances; it boots at :meth:`start` or :meth:`start_node`."""
+        node = Node(self, name, address, specs, groups, scripts)
+        self.nodes[name] = node
+        return node
+
+    def start(self, at: float | None = None) -> None:
+        """Boot every node at ``at`` (default: now), in the order they were added."""
+        for name in self.nodes:
+            self.start_node(name, at)
+
+    # -- operator events (scheduled) ------------------------------------
+    def start_node(self, name: str, at: float | None = None) -> None:
+        self._at(at, self._do_start, name)
+
+    def stop_node(self, name: str, at: float | None = None) -> None:
+        """The daemon stops cleanly (SIGTERM): a MASTER sends priority 0."""
+        self._at(at, self._do_stop, name)
+
+    def crash_node(self, name: str, at: float | None = None) -> None:
+        """The node dies without a word (power loss): no priority 0."""
+        self._at(at, self._do_crash, name)
+
+    def link_down(self, name: str, at: float | None = None) -> None:
+        self._at(at, self._do_link, name, False)
+
+    def link_up(self, name: str, at: float | None = None) -> None:
+        self._at(at, self._do_link, name, True)
+
+    def check_fail(self, name: str, script: str, at: float | None = None) -> None:
+        """From ``at`` on, every run of ``script`` on ``name`` fails (detected at its next runs)."""
+        self._at(at, self._do_health, name, script, False)
+
+    def check_ok(self, name: str, script: str, at: float | None = None) -> None:
+        self._at(at, self._do_health, name, script, True)
+
+    def set_tracked(self, name: str, track: str, ok: bool, at: float | None = None) -> None:
+        """Directly set a tracked object (interface, file, process) on every instance of ``name``."""
+        self._at(at, self._do_tracked, name, track, ok)
+
+    # -- running ---------------------------------------------------------
+    def run_until(self, t_end: float) -> None:
+        """Advance the clock to ``t_end``, processing everything due on the way."""
+        while True:
+            t_q = self._queue[0][0] if self._queue else None
+            t_i, inst_owner = self._next_instance_timer()
+            candidates = [t for t in (t_q, t_i) if t is not None]
+            if not candidates:
+                break
+            t_next = min(candidates)
+            if t_next > t_end:
+                break
+            self.now = t_next
+            if t_q is not None and t_q <= t_next:
+                _, _, fn, args = heapq.heappop(self._queue)
+                fn(self.now, *args)
+            else:
+                node, inst = inst_owner
+                inst.handle_timer(self.now)
+                node.sync(self.now)
+            self._route()
+        self.now = max(self.now, t_end)
+
+    def run_for(self, seconds: float) -> None:
+        self.run_until(self.now + seconds)
+
+    # -- queries ---------------------------------------------------------
+    def masters(self, instance: str) -> list[str]:
+        """Names of running nodes where ``instance`` is MASTER."""
+        return [n.name for n in self.nodes.values() if n.running and n.state_of(instance) is State.MASTER]
+
+    def state(self, node: str, instance: str) -> State | None:
+        return self.nodes[node].state_of(instance)
+
+    def instance(self, node: str, instance: str) -> VrrpInstance:
+        return self.nodes[node].instances[instance]
+
+    def holders(self, vip: str) -> set[str]:
+        """Nodes that currently have ``vip`` installed."""
+        return set(self.vip_holders.get(vip, set()))
+
+    def records(self, kind: str | None = None) -> list[Record]:
+        return [r for r in self.timeline if kind is None or r.kind == kind]
+
+    def record(self, at: float, node: str, kind: str, text: str, instance: str = "", **data) -> None:
+        self.timeline.append(Record(at, node, kind, text, instance, data))
+
+    # -- internals -------------------------------------------------------
+    def _push(self, t: float, fn: Callable, *args) -> None:
+        heapq.heappush(self._queue, (t, next(self._seq), fn, args))
+
+    def _at(self, at: float | None, fn: Callable, *args) -> None:
+        self._push(self.now if at is None else at, fn, *args)
+
+    def _next_instance_timer(self):
+        best, owner = None, None
+        for node in self.nodes.values():
+            if not node.running:
+                continue
+            for inst in node.instances.values():
+                t = inst.get_timer()
+                if t is not None and (best is None or t < best):
+                    best, owner = t, (node, inst)
+        return best, owner
+
+    def _do_start(self, now: float, name: str) -> None:
+        node = self.nodes[name]
+        if node.running:
+            return
+        self.record(now, name, "event", "node starts")
+        node.boot(now)
+        node.sync(now)
+
+    def _do_stop(self, now: float, name: str) -> None:
+        node = self.nodes[name]
+        if not node.running:
+            return
+        self.record(now, name, "event", "node stops (priority 0 if MASTER)")
+        for inst in node.instances.values():
+            inst.shutdown(now)
+        self._route()
+        node.running = False
+
+    def _do_crash(self, now: float, name: str) -> None:
+        node = self.nodes[name]
+        if not node.running:
+            return
+        self.record(now, name, "event", "node crashes (silent)")
+        node.running = False
+        for inst in node.instances.values():
+            inst.pop_actions()
+        for vip, holders in self.vip_holders.items():
+            if name in holders:
+                holders.discard(name)
+                self.record(now, name, "vip", f"VIP {vip} lost with the node", vip=vip)
+
+    def _do_link(self, now: float, name: str, up: bool) -> None:
+        node = self.nodes[name]
+        if node.link_up == up:
+            return
+        node.link_up = up
+        self.record(now, name, "event", "link restored" if up else "link cut")
+        if node.running:
+            for inst in node.instances.values():
+                if any(t.kind == "interface" and t.name == inst.spec.interface for t in inst.spec.tracks):
+                    inst.set_tracked(inst.spec.interface, up, now)
+            node.sync(now)
+
+    def _do_health(self, now: float, name: str, script: str, ok: bool) -> None:
+        node = self.nodes[name]
+        if script not in node.health:
+            raise KeyError(f"node {name} has no vrrp_script {script!r}")
+        node.health[script] = ok
+        self.record(now, name, "event", f"{script} starts {'succeeding' if ok else 'failing'}")
+
+    def _do_tracked(self, now: float, name: str, track: str, ok: bool) -> None:
+        node = self.nodes[name]
+        self.record(now, name, "event", f"{track} {'up' if ok else 'down'}")
+        if node.running:
+            for inst in node.instances.values():
+                inst.set_tracked(track, ok, now)
+            node.sync(now)
+
+    def _deliver(self, now: float, src: str, dst: str, adv_action: SendAdvert, payload: bytes) -> None:
+        sender, node = self.nodes[src], self.nodes[dst]
+        if not (node.running and node.link_up and sender.link_up):
+            return
+        inst = next((i for i in node.instances.values() if i.spec.vrid == adv_action.vrid
+                     and i.spec.family == adv_action.family), None)
+        if inst is None:
+            return
+        dest = packet.MCAST_V4 if adv_action.family == 4 else packet.MCAST_V6
+        res = packet.validate(payload, source=sender_address(sender, adv_action), destination=dest, ttl=255,
+                              family=adv_action.family, expect=packet.expectation_for(inst.spec))
+        if isinstance(res, packet.Drop):
+            key = (dst, res.reason.value)
+            first = key not in self.drops
+            self.drops[key] = self.drops.get(key, 0) + 1
+            if first:
+                self.record(now, dst, "drop", str(res), inst.name, reason=res.reason.value)
+            return
+        inst.handle_advert(res, now)
+        node.sync(now)
+
+    def _route(self) -> None:
+        # Instances may queue actions while we route (sync groups), so loop.
+        for _ in range(100):
+            moved = False
+            for node in self.nodes.values():
+                for inst in node.instances.values():
+                    for act in inst.pop_actions():
+                        moved = True
+                        self._apply(node, inst, act)
+            if not moved:
+                return
+
+    def _apply(self, node: Node, inst: VrrpInstance, act) -> None:
+        now = self.now
+        if isinstance(act, SendAdvert):
+            if not node.link_up:
+                return
+            src = sender_address(node, act)
+            dest = packet.MCAST_V4 if act.family == 4 else packet.MCAST_V6
+            payload = packet.encode(act.version, act.vrid, act.priority, act.addresses, act.interval,
+                                    family=act.family, auth_type=act.auth_type, auth_pass=act.auth_pass,
+                                    source=src, destination=dest)
+            for other in self.nodes:
+                if other != node.name:
+                    self._push(now + self.latency, self._deliver, node.name, other, act, payload)
+        elif isinstance(act, StateChanged):
+            self.record(now, node.name, "state", f"{act.old} -> {act.new}: {act.reason}", inst.name,
+                        old=act.old.value, new=act.new.value, reason=act.reason)
+        elif isinstance(act, SplitBrain):
+            self.record(now, node.name, "split-brain", act.reason, inst.name, peer=act.peer)
+        elif isinstance(act, AddAddresses):
+            for vip in _vips(inst.spec):
+                holders = self.vip_holders.setdefault(vip, set())
+                if node.name not in holders:
+                    holders.add(node.name)
+                    self.record(now, node.name, "vip", f"VIP {vip} added", inst.name, vip=vip)
+        elif isinstance(act, RemoveAddresses):
+            for vip in _vips(inst.spec):
+                holders = self.vip_holders.setdefault(vip, set())
+                if node.name in holders:
+                    holders.discard(node.name)
+                    self.record(now, node.name, "vip", f"VIP {vip} removed", inst.name, vip=vip)
+
+
+def sender_address(node: Node, act: SendAdvert) -> str:
+    """The source address a node's advert carries (its instance's primary address)."""
+    inst = node.instances.get(act.instance)
+    return inst.spec.primary_address if inst and inst.spec.primary_address else node.address
+
+
+def _vips(spec: InstanceSpec) -> list[str]:
+    out = []
+    for v in spec.virtual_ipaddresses or spec.advert_addresses:
+        out.append(getattr(v, "ip", None) or str(v).split("/")[0])
+    return out

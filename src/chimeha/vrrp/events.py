@@ -1,0 +1,202 @@
+"""Specs and actions exchanged between the pure VRRP core and its adapters.
+
+The core (``VrrpInstance``) consumes calls with an explicit ``now`` and emits
+these frozen action objects; the runtime executes them (raw socket, netlink,
+notify scripts, journal). Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class State(str, Enum):
+    """VRRP states (RFC 5798 section 6.4) plus keepalived's FAULT."""
+
+    INIT = "INIT"
+    BACKUP = "BACKUP"
+    MASTER = "MASTER"
+    FAULT = "FAULT"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    """One tracked object attached to an instance.
+
+    ``kind`` is "script", "interface", "file" or "process" (for messages only).
+    ``weight`` 0 means a failure puts the instance in FAULT; a positive weight
+    is added to the priority while the object is OK; a negative weight is
+    added while it fails. ``reverse`` inverts OK and failed first.
+    """
+
+    name: str
+    kind: str = "script"
+    weight: int = 0
+    reverse: bool = False
+    init_ok: bool = True
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything the state machine needs to know about one vrrp_instance.
+
+    ``advert_addresses`` are the bare addresses put in adverts (the VIPs of the
+    instance's family); ``virtual_ipaddresses``/``excluded``/``routes`` are the
+    config objects handed back untouched in Add/RemoveAddresses actions.
+    """
+
+    name: str
+    vrid: int
+    priority: int = 100
+    version: int = 2
+    family: int = 4
+    advert_int: float = 1.0
+    advert_addresses: tuple[str, ...] = ()
+    primary_address: str = ""
+    interface: str = ""
+    initial_state: str = "BACKUP"
+    nopreempt: bool = False
+    preempt_delay: float = 0.0
+    down_timer_adverts: int = 3
+    auth_type: str | None = None
+    auth_pass: str | None = None
+    unicast_peers: tuple[str, ...] = ()
+    check_unicast_src: bool = False
+    tracks: tuple[TrackSpec, ...] = ()
+    garp_master_delay: float = 5.0
+    garp_master_repeat: int = 5
+    garp_master_refresh: float = 0.0
+    garp_master_refresh_repeat: int = 1
+    lower_prio_no_advert: bool = False
+    virtual_ipaddresses: tuple[Any, ...] = ()
+    virtual_ipaddresses_excluded: tuple[Any, ...] = ()
+    virtual_routes: tuple[Any, ...] = ()
+    sync_group: str | None = None
+
+    @property
+    def is_owner(self) -> bool:
+        """Priority 255: the address owner (RFC 5798 section 3)."""
+        return self.priority == 255
+
+
+@dataclass(frozen=True)
+class Action:
+    """Base class of everything the core asks the runtime to do."""
+
+    instance: str
+
+
+@dataclass(frozen=True)
+class SendAdvert(Action):
+    """Send one advertisement with these fields (encode with ``packet.encode``)."""
+
+    vrid: int
+    version: int
+    family: int
+    priority: int
+    interval: float
+    addresses: tuple[str, ...]
+    auth_type: str | None = None
+    auth_pass: str | None = None
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AddAddresses(Action):
+    """Install the VIPs (and excluded VIPs, routes) of the instance."""
+
+    addresses: tuple[Any, ...]
+    excluded: tuple[Any, ...] = ()
+    routes: tuple[Any, ...] = ()
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class RemoveAddresses(Action):
+    """Remove the VIPs (and excluded VIPs, routes) of the instance."""
+
+    addresses: tuple[Any, ...]
+    excluded: tuple[Any, ...] = ()
+    routes: tuple[Any, ...] = ()
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class SendGratuitous(Action):
+    """Send ``count`` gratuitous ARPs / unsolicited NAs for ``addresses`` now.
+
+    ``why`` is "master" (first burst), "master-delay" (second burst after
+    garp_master_delay), "refresh" or "lower-priority".
+    """
+
+    addresses: tuple[Any, ...]
+    interface: str = ""
+    count: int = 1
+    why: str = "master"
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class StateChanged(Action):
+    """The instance moved from ``old`` to ``new`` at ``at`` for ``reason`` (operator words)."""
+
+    old: State
+    new: State
+    reason: str
+    at: float
+
+    def __str__(self) -> str:
+        return f"{self.at:.3f} {self.instance}: {self.old} -> {self.new} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class PriorityChanged(Action):
+    """The effective priority changed (tracking); ``reason`` names the cause."""
+
+    old: int
+    new: int
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class SplitBrain(Action):
+    """Two masters at once: we are MASTER and heard another master's advert.
+
+    ``healing`` is True when the other side has the lower priority (or loses
+    the address tie-break) and is expected to step down on our next advert.
+    """
+
+    peer: str
+    peer_priority: int
+    local_priority: int
+    reason: str
+    at: float
+    healing: bool = True
+
+
+@dataclass
+class Counters:
+    """Per-instance counters the runtime exports as metrics."""
+
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    priority_zero_sent: int = 0
+    priority_zero_received: int = 0
+    became_master: int = 0
+    released_master: int = 0
+    entered_fault: int = 0
+    split_brain: int = 0
+    lower_priority_received: int = 0
+    interval_adopted: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        d = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        d.update(self.extra)
+        return d

@@ -1,0 +1,102 @@
+"""Build :class:`InstanceSpec` objects from the parsed configuration model.
+
+Pure glue between ``chimeha.config.model`` and the VRRP core. The node's
+primary address is not in the config (keepalived reads it from the
+interface); ``primary_address`` is ``unicast_src_ip`` or ``mcast_src_ip`` when
+given, else empty, and the runtime (or the simulator) fills it in with
+:func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chimeha.vrrp.events import InstanceSpec, TrackSpec
+
+
+def _opt_flag(node: Any, key: str, default: bool = False) -> bool:
+    opts = getattr(node, "options", None) or {}
+    if key not in opts:
+        return default
+    args = opts[key][-1] if opts[key] else ()
+    if not args:
+        return True
+    return str(args[0]).lower() in ("on", "true", "yes", "1")
+
+
+def _tracks(config: Any, inst: Any) -> tuple[TrackSpec, ...]:
+    out: list[TrackSpec] = []
+    for ref in inst.track_scripts:
+        script = config.vrrp_scripts.get(ref.name)
+        weight = ref.weight if ref.weight is not None else (script.weight if script else 0)
+        reverse = ref.reverse or (ref.weight is None and script is not None and script.weight_reverse)
+        init_ok = not (script.init_fail if script else False)
+        out.append(TrackSpec(ref.name, "script", weight, reverse, init_ok))
+    for ref in inst.track_interfaces:
+        out.append(TrackSpec(ref.name, "interface", ref.weight or 0, ref.reverse))
+    for ref in inst.track_files:
+        tf = config.track_files.get(ref.name)
+        weight = ref.weight if ref.weight is not None else (tf.weight if tf else 1)
+        out.append(TrackSpec(ref.name, "file", weight, ref.reverse))
+    for ref in inst.track_processes:
+        tp = config.track_processes.get(ref.name)
+        weight = ref.weight if ref.weight is not None else (tp.weight if tp else 0)
+        reverse = ref.reverse or (ref.weight is None and tp is not None and tp.weight_reverse)
+        out.append(TrackSpec(ref.name, "process", weight, reverse))
+    # keepalived watches the instance's own interface unless told not to: a
+    # carrier loss puts the instance in FAULT.
+    if inst.interface and not inst.dont_track_primary and not any(
+        t.kind == "interface" and t.name == inst.interface for t in out
+    ):
+        out.append(TrackSpec(inst.interface, "interface", 0, False))
+    return tuple(out)
+
+
+def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
+    """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst``."""
+    gd = config.global_defs
+    family = inst.family
+    advert = tuple(v.ip for v in inst.virtual_ipaddresses if v.family == family)
+    group = next((g.name for g in config.sync_groups.values() if inst.name in g.group), None)
+    return InstanceSpec(
+        name=inst.name,
+        vrid=inst.virtual_router_id or 0,
+        priority=inst.priority,
+        version=inst.version,
+        family=family,
+        advert_int=inst.advert_int,
+        advert_addresses=advert,
+        primary_address=primary_address or inst.unicast_src_ip or inst.mcast_src_ip or "",
+        interface=inst.interface or "",
+        initial_state=inst.state,
+        nopreempt=inst.nopreempt,
+        preempt_delay=inst.preempt_delay,
+        down_timer_adverts=inst.down_timer_adverts,
+        auth_type=inst.auth_type,
+        auth_pass=inst.auth_pass,
+        unicast_peers=tuple(p.address for p in inst.unicast_peers),
+        check_unicast_src=_opt_flag(inst, "check_unicast_src", _opt_flag(gd, "vrrp_check_unicast_src"))
+        or any(p.min_ttl is not None or p.max_ttl is not None for p in inst.unicast_peers),
+        tracks=_tracks(config, inst),
+        garp_master_delay=inst.garp_master_delay,
+        garp_master_repeat=inst.garp_master_repeat,
+        garp_master_refresh=inst.garp_master_refresh,
+        garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
+        lower_prio_no_advert=_opt_flag(inst, "lower_prio_no_advert", _opt_flag(gd, "vrrp_lower_prio_no_advert")),
+        virtual_ipaddresses=tuple(inst.virtual_ipaddresses),
+        virtual_ipaddresses_excluded=tuple(inst.virtual_ipaddresses_excluded),
+        virtual_routes=tuple(inst.virtual_routes),
+        sync_group=group,
+    )
+
+
+def instance_specs(config: Any, primary_address: str = "") -> list[InstanceSpec]:
+    """Every vrrp_instance of ``config`` as an :class:`InstanceSpec`, in file order."""
+    return [instance_spec(config, inst, primary_address) for inst in config.instances.values()]
+
+
+def sync_groups(config: Any) -> dict[str, tuple[str, ...]]:
+    """Sync group name -> member instance names (only members that exist)."""
+    return {
+        name: tuple(m for m in g.group if m in config.instances) for name, g in config.sync_groups.items()
+    }

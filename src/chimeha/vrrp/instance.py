@@ -1,0 +1,384 @@
+"""The VRRP instance state machine, sans I/O.
+
+Theory of operation
+-------------------
+This implements the protocol state machine of RFC 5798 / RFC 9568 section 6.4
+(which subsumes RFC 3768 section 6.4 for VRRPv2) plus keepalived's FAULT
+state, as a pure object: every input carries ``now`` (seconds, any epoch), and
+every output is an action queued for :meth:`VrrpInstance.pop_actions`. The
+owner of the instance arms one timer at :meth:`get_timer` and calls
+:meth:`handle_timer` when it expires (aioquic style).
+
+States and transitions:
+
+* INIT -> MASTER at :meth:`start` when the configured priority is 255 (the
+  address owner) and ``state MASTER`` is configured (section 6.4.1; keepalived
+  requires both); otherwise INIT -> BACKUP with the Master_Down_Timer armed.
+  A weight-0 tracked object that is down at start gives INIT -> FAULT.
+* BACKUP (6.4.2): an advert with priority 0 re-arms the down timer to
+  Skew_Time; an advert with priority >= ours (or any advert when
+  ``nopreempt``, or a lower one while the ``preempt_delay`` window since
+  start/recovery is open) re-arms it to Master_Down_Interval and, for v3,
+  adopts the master's advert interval; a lower priority advert is ignored,
+  so the timer runs out and we preempt. Timer expiry -> MASTER.
+* MASTER (6.4.3): adverts every Advertisement_Interval; priority 0 heard ->
+  advert at once; a higher priority advert, or an equal one from a higher
+  primary address, -> BACKUP. A lower priority advert means another master
+  exists: we report :class:`SplitBrain` and (keepalived default, unless
+  ``lower_prio_no_advert``) answer with an advert at once so it steps down.
+* Any state -> FAULT when a weight-0 track fails (a MASTER first sends
+  priority 0 and removes its addresses); FAULT -> BACKUP on recovery.
+* :meth:`shutdown`: a MASTER sends priority 0 and removes its addresses;
+  every state ends in INIT.
+
+Gratuitous ARP/NA on becoming MASTER: a burst of ``garp_master_repeat`` at
+once, another after ``garp_master_delay``, then every ``garp_master_refresh``
+(if set) ``garp_master_refresh_repeat`` at a time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from chimeha.track.weights import effective_priority
+from chimeha.vrrp.events import (
+    Action,
+    AddAddresses,
+    Counters,
+    InstanceSpec,
+    PriorityChanged,
+    RemoveAddresses,
+    SendAdvert,
+    SendGratuitous,
+    SplitBrain,
+    State,
+    StateChanged,
+)
+from chimeha.vrrp.packet import Advertisement
+from chimeha.vrrp.timing import master_down_interval, skew_time, wire_interval
+
+
+def _ip_key(addr: str) -> int:
+    try:
+        return int(ipaddress.ip_address(addr))
+    except ValueError:
+        return -1
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+class VrrpInstance:
+    """One VRRP virtual router on this node (pure; see the module docstring)."""
+
+    def __init__(self, spec: InstanceSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.state = State.INIT
+        self.counters = Counters()
+        self._actions: list[Action] = []
+        self._track_states: dict[str, bool] = {}
+        eff = effective_priority(spec.priority, spec.tracks, self._track_states)
+        self.priority = eff.priority
+        self._faults: tuple[str, ...] = eff.faults
+        self._group_fault: str | None = None
+        self.master_adver_interval = wire_interval(spec.advert_int, spec.version)
+        self.master: str | None = None  # primary address of the current master (if not us)
+        self.master_priority: int | None = None
+        self._last_advert_at: float | None = None
+        self._down_at: float | None = None
+        self._down_reason: str | None = None
+        self._advert_at: float | None = None
+        self._garp_delay_at: float | None = None
+        self._garp_refresh_at: float | None = None
+        self._preempt_until: float = 0.0
+        self.last_change: StateChanged | None = None
+
+    # -- public API ------------------------------------------------------
+    @property
+    def advert_interval(self) -> float:
+        """Our own Advertisement_Interval as it goes on the wire."""
+        return wire_interval(self.spec.advert_int, self.spec.version)
+
+    @property
+    def in_fault(self) -> bool:
+        """True when own tracking or the sync group demands FAULT."""
+        return bool(self._faults) or self._group_fault is not None
+
+    def skew_time(self) -> float:
+        """Skew_Time for our current priority and the master's interval."""
+        return skew_time(self.priority, self.master_adver_interval, self.spec.version)
+
+    def master_down_interval(self) -> float:
+        """Master_Down_Interval for our current priority and the master's interval."""
+        return master_down_interval(
+            self.priority, self.master_adver_interval, self.spec.version, self.spec.down_timer_adverts
+        )
+
+    def start(self, now: float) -> None:
+        """Leave INIT (RFC 5798 6.4.1)."""
+        if self.state is not State.INIT:
+            return
+        self._preempt_until = now + self.spec.preempt_delay
+        if self.in_fault:
+            self._to_fault(now, self._fault_reason() + " at start")
+        elif self.spec.is_owner and self.spec.initial_state.upper() == "MASTER":
+            self._to_master(now, "address owner (priority 255) starting as MASTER")
+        else:
+            self._to_backup(now, "started", self.master_down_interval())
+            self._down_reason = None
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called (None: no timer)."""
+        times = [t for t in (self._down_at, self._advert_at, self._garp_delay_at, self._garp_refresh_at) if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer due at ``now`` (calling early is harmless)."""
+        if self._down_at is not None and now >= self._down_at and self.state is State.BACKUP:
+            self._down_at = None
+            self._to_master(now, self._takeover_reason(now))
+        if self._advert_at is not None and now >= self._advert_at and self.state is State.MASTER:
+            self._send_advert(now)
+            # Scheduled from the due time, not from `now`, so a late wake-up
+            # does not stretch every later interval.
+            self._advert_at = max(self._advert_at + self.advert_interval, now)
+        if self._garp_delay_at is not None and now >= self._garp_delay_at:
+            self._garp_delay_at = None
+            if self.state is State.MASTER:
+                self._garp(now, self.spec.garp_master_repeat, "master-delay")
+        if self._garp_refresh_at is not None and now >= self._garp_refresh_at:
+            if self.state is State.MASTER and self.spec.garp_master_refresh > 0:
+                self._garp(now, self.spec.garp_master_refresh_repeat, "refresh")
+                self._garp_refresh_at = self._garp_refresh_at + self.spec.garp_master_refresh
+            else:
+                self._garp_refresh_at = None
+
+    def handle_advert(self, adv: Advertisement, now: float) -> None:
+        """Process one advertisement that :func:`packet.validate` accepted."""
+        if adv.vrid != self.spec.vrid:
+            return
+        self.counters.adverts_received += 1
+        if adv.priority == 0:
+            self.counters.priority_zero_received += 1
+        if self.state is State.BACKUP:
+            self._backup_advert(adv, now)
+        elif self.state is State.MASTER:
+            self._master_advert(adv, now)
+
+    def set_tracked(self, name: str, ok: bool, now: float) -> None:
+        """A tracked object (after rise/fall) changed to ``ok``; recompute priority/FAULT."""
+        if self._track_states.get(name) == ok and name in self._track_states:
+            return
+        known = any(t.name == name for t in self.spec.tracks)
+        if not known:
+            return
+        self._track_states[name] = ok
+        kind = next(t for t in self.spec.tracks if t.name == name).kind
+        label = {"script": "track_script", "interface": "track_interface", "file": "track_file",
+                 "process": "track_process"}.get(kind, kind)
+        self._recompute(now, f"{label} {name} {'recovered' if ok else 'failed'}")
+
+    def set_group_fault(self, reason: str | None, now: float) -> None:
+        """Sync group: force FAULT (``reason``) or lift the group's FAULT (None)."""
+        if reason == self._group_fault:
+            return
+        self._group_fault = reason
+        self._recompute(now, reason or "sync group recovered")
+
+    def force_state(self, new: State, now: float, reason: str) -> None:
+        """Sync group: follow a member into MASTER or BACKUP (ignored while in FAULT/INIT)."""
+        if self.state in (State.FAULT, State.INIT) or self.state is new:
+            return
+        if new is State.MASTER:
+            self._down_at = None
+            self._to_master(now, reason)
+        elif new is State.BACKUP:
+            self._to_backup(now, reason, self.master_down_interval())
+
+    def shutdown(self, now: float) -> None:
+        """Stop: a MASTER sends priority 0 and removes its addresses; -> INIT."""
+        if self.state is State.INIT:
+            return
+        if self.state is State.MASTER:
+            self._send_advert(now, priority=0)
+            self._remove_addresses(now)
+        self._cancel_timers()
+        self._change(State.INIT, now, "shutdown")
+
+    def pop_actions(self) -> list[Action]:
+        """Return and clear the actions queued since the last call."""
+        out, self._actions = self._actions, []
+        return out
+
+    def snapshot(self) -> dict:
+        """A JSON-able view for status pages and the journal."""
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "vrid": self.spec.vrid,
+            "priority": self.priority,
+            "base_priority": self.spec.priority,
+            "master": self.master,
+            "master_adver_interval": self.master_adver_interval,
+            "faults": list(self._faults) + ([self._group_fault] if self._group_fault else []),
+            "timer": self.get_timer(),
+            "counters": self.counters.as_dict(),
+        }
+
+    # -- state handlers --------------------------------------------------
+    def _backup_advert(self, adv: Advertisement, now: float) -> None:
+        if adv.priority == 0:
+            self.master = adv.source
+            self._down_at = now + self.skew_time()
+            self._down_reason = f"received priority 0 from {adv.source}"
+            return
+        preempt_window = now < self._preempt_until
+        if self.spec.nopreempt or adv.priority >= self.priority or preempt_window:
+            if self.spec.version == 3 and adv.interval != self.master_adver_interval and adv.interval > 0:
+                # RFC 5798 6.4.2: a v3 backup times the master by the master's interval.
+                self.master_adver_interval = adv.interval
+                self.counters.interval_adopted += 1
+            self.master = adv.source
+            self.master_priority = adv.priority
+            self._last_advert_at = now
+            self._down_at = now + self.master_down_interval()
+            self._down_reason = None
+        else:
+            self.counters.lower_priority_received += 1
+            self._down_reason = (
+                f"preempting {adv.source} (priority {adv.priority} < our {self.priority})"
+            )
+
+    def _master_advert(self, adv: Advertisement, now: float) -> None:
+        if adv.priority == 0:
+            self._send_advert(now)
+            self._advert_at = now + self.advert_interval
+            return
+        higher = adv.priority > self.priority
+        tie_lost = adv.priority == self.priority and _ip_key(adv.source) > _ip_key(self.spec.primary_address)
+        if higher or tie_lost:
+            if self.spec.version == 3 and adv.interval > 0:
+                self.master_adver_interval = adv.interval
+            self.master = adv.source
+            self.master_priority = adv.priority
+            self._last_advert_at = now
+            if higher:
+                reason = f"higher priority {adv.priority} from {adv.source}"
+            else:
+                reason = f"equal priority {adv.priority} from higher address {adv.source}"
+            self._to_backup(now, reason, self.master_down_interval())
+            return
+        # Another master at lower priority (or losing the tie): two masters.
+        self.counters.lower_priority_received += 1
+        self.counters.split_brain += 1
+        if adv.priority == self.priority == 255:
+            why = f"two address owners (priority 255): {adv.source} and us; we keep MASTER on the higher address"
+        elif adv.priority == self.priority:
+            why = f"{adv.source} is also MASTER at equal priority {adv.priority}; we win on the higher address"
+        else:
+            why = f"{adv.source} is also MASTER at lower priority {adv.priority} (ours {self.priority})"
+        self._actions.append(SplitBrain(self.name, adv.source, adv.priority, self.priority, why, now))
+        if not self.spec.lower_prio_no_advert:
+            # keepalived "forcing new election": answer at once and restart the
+            # advert cadence from this advert (measured against 2.2.7).
+            self._send_advert(now)
+            self._advert_at = now + self.advert_interval
+
+    # -- transitions -----------------------------------------------------
+    def _recompute(self, now: float, reason: str) -> None:
+        eff = effective_priority(self.spec.priority, self.spec.tracks, self._track_states)
+        if eff.priority != self.priority:
+            self._actions.append(PriorityChanged(self.name, self.priority, eff.priority, reason, now))
+            self.priority = eff.priority
+        self._faults = eff.faults
+        if self.state is State.INIT:
+            return
+        if self.in_fault and self.state is not State.FAULT:
+            self._to_fault(now, self._fault_reason())
+        elif not self.in_fault and self.state is State.FAULT:
+            self._preempt_until = now + self.spec.preempt_delay
+            self._to_backup(now, reason, self.master_down_interval())
+
+    def _fault_reason(self) -> str:
+        if self._faults:
+            return " and ".join(f"{f} failed" for f in self._faults)
+        return self._group_fault or "fault"
+
+    def _takeover_reason(self, now: float) -> str:
+        if self._down_reason:
+            return self._down_reason
+        if self.master and self._last_advert_at is not None:
+            return f"no advertisement from {self.master} for {_fmt(now - self._last_advert_at)} s"
+        return f"no advertisement received for {_fmt(self.master_down_interval())} s (master down interval)"
+
+    def _to_master(self, now: float, reason: str) -> None:
+        self._change(State.MASTER, now, reason)
+        self.counters.became_master += 1
+        self.master = None
+        self.master_priority = None
+        self.master_adver_interval = self.advert_interval
+        self._down_at = None
+        self._down_reason = None
+        self._actions.append(
+            AddAddresses(self.name, self.spec.virtual_ipaddresses, self.spec.virtual_ipaddresses_excluded,
+                         self.spec.virtual_routes, now)
+        )
+        self._send_advert(now)
+        self._advert_at = now + self.advert_interval
+        self._garp(now, self.spec.garp_master_repeat, "master")
+        self._garp_delay_at = now + self.spec.garp_master_delay if self.spec.garp_master_delay > 0 else None
+        self._garp_refresh_at = now + self.spec.garp_master_refresh if self.spec.garp_master_refresh > 0 else None
+
+    def _to_backup(self, now: float, reason: str, down_in: float) -> None:
+        was_master = self.state is State.MASTER
+        self._cancel_timers()
+        if was_master:
+            self.counters.released_master += 1
+            self._remove_addresses(now)
+        self._down_at = now + down_in
+        self._change(State.BACKUP, now, reason)
+
+    def _to_fault(self, now: float, reason: str) -> None:
+        if self.state is State.MASTER:
+            self.counters.released_master += 1
+            self._send_advert(now, priority=0)
+            self._remove_addresses(now)
+        self._cancel_timers()
+        self.master = None
+        self.counters.entered_fault += 1
+        self._change(State.FAULT, now, reason)
+
+    def _change(self, new: State, now: float, reason: str) -> None:
+        old, self.state = self.state, new
+        change = StateChanged(self.name, old, new, reason, now)
+        self.last_change = change
+        self._actions.append(change)
+
+    def _cancel_timers(self) -> None:
+        self._down_at = self._advert_at = self._garp_delay_at = self._garp_refresh_at = None
+
+    # -- outputs ---------------------------------------------------------
+    def _send_advert(self, now: float, priority: int | None = None) -> None:
+        prio = self.priority if priority is None else priority
+        if prio == 0:
+            self.counters.priority_zero_sent += 1
+        self.counters.adverts_sent += 1
+        s = self.spec
+        self._actions.append(
+            SendAdvert(s.name, s.vrid, s.version, s.family, prio, self.advert_interval,
+                       tuple(s.advert_addresses), s.auth_type, s.auth_pass, now)
+        )
+
+    def _remove_addresses(self, now: float) -> None:
+        s = self.spec
+        self._actions.append(
+            RemoveAddresses(s.name, s.virtual_ipaddresses, s.virtual_ipaddresses_excluded, s.virtual_routes, now)
+        )
+
+    def _garp(self, now: float, count: int, why: str) -> None:
+        if count <= 0:
+            return
+        addrs = self.spec.virtual_ipaddresses + self.spec.virtual_ipaddresses_excluded
+        self._actions.append(SendGratuitous(self.name, addrs, self.spec.interface, count, why, now))

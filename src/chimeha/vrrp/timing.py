@@ -1,0 +1,39 @@
+"""VRRP timer formulas (RFC 3768 section 6.1, RFC 5798 / RFC 9568 section 6.1).
+
+Skew_Time lets the highest-priority backup time out first:
+
+* v2: ``(256 - Priority) / 256`` seconds, independent of the advert interval;
+* v3: ``((256 - Priority) * Master_Adver_Interval) / 256``.
+
+``Master_Down_Interval = down_timer_adverts * Master_Adver_Interval + Skew_Time``
+where ``down_timer_adverts`` is 3 in the RFCs and configurable in keepalived.
+
+Results are rounded to the microsecond, the resolution keepalived keeps its
+timers in, so that simulated timelines print cleanly and compare exactly.
+"""
+
+from __future__ import annotations
+
+
+def _us(seconds: float) -> float:
+    return round(seconds * 1_000_000) / 1_000_000
+
+
+def skew_time(priority: int, interval: float, version: int = 2) -> float:
+    """Skew_Time in seconds for ``priority`` (the receiver's own priority)."""
+    prio = max(0, min(255, int(priority)))
+    if version == 3:
+        return _us((256 - prio) * interval / 256)
+    return _us((256 - prio) / 256)
+
+
+def master_down_interval(priority: int, interval: float, version: int = 2, down_timer_adverts: int = 3) -> float:
+    """Master_Down_Interval in seconds: how long a backup waits for the master."""
+    return _us(down_timer_adverts * interval + skew_time(priority, interval, version))
+
+
+def wire_interval(interval: float, version: int) -> float:
+    """The advert interval as it survives the wire: whole seconds (v2) or centiseconds (v3)."""
+    if version == 2:
+        return float(max(1, min(255, int(round(interval)))))
+    return max(1, min(4095, int(round(interval * 100)))) / 100.0

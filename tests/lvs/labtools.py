@@ -1,0 +1,93 @@
+"""Helpers for the LVS system tests: name servers and a counting client, run inside namespaces."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+# A real server: answers every TCP connection (and UDP datagram) with its name.
+NAME_SERVER = r'''
+import socket, sys, threading
+name, host, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3].split(",")]
+def tcp(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port)); s.listen(512)
+    while True:
+        c, _ = s.accept()
+        try:
+            c.sendall(name.encode() + b"\n")
+        except OSError:
+            pass
+        c.close()
+def udp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((host, port))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(name.encode() + b"\n", peer)
+for p in ports:
+    threading.Thread(target=tcp, args=(p,), daemon=True).start()
+    threading.Thread(target=udp, args=(p,), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+'''
+
+# A client: N sequential TCP connections, prints {"name": count, "error: ...": count}.
+CLIENT = r'''
+import collections, json, socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+src = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
+udp = len(sys.argv) > 5 and sys.argv[5] == "udp"
+out = collections.Counter()
+for _ in range(n):
+    if udp:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        try:
+            s.sendto(b"hi", (host, port))
+            out[s.recv(100).decode().strip()] += 1
+        except OSError as e:
+            out["error: " + type(e).__name__] += 1
+        s.close()
+        continue
+    try:
+        s = socket.socket()
+        s.settimeout(3)
+        if src:
+            s.bind((src, 0))
+        s.connect((host, port))
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(100)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        out[data.decode().strip() or "error: empty"] += 1
+    except OSError as e:
+        out["error: " + type(e).__name__] += 1
+print(json.dumps(out))
+'''
+
+
+def start_name_server(host, name: str, ports: list[int], bind: str = "0.0.0.0"):
+    proc = host.popen([sys.executable, "-c", NAME_SERVER, name, bind, ",".join(map(str, ports))],
+                      stdout=__import__("subprocess").PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", f"name server {name} did not start"
+    return proc
+
+
+def count(host, vip: str, port: int, n: int, src: str | None = None, udp: bool = False) -> dict:
+    args = [sys.executable, "-c", CLIENT, vip, str(port), str(n), src or ""] + (["udp"] if udp else [])
+    return json.loads(host.run(args, timeout=120).stdout)
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
+    """Poll ``predicate`` until it returns a truthy value; return it (or the last value on timeout)."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value

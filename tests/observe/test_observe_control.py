@@ -1,0 +1,147 @@
+import asyncio
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from chimeha.observe import attach
+from chimeha.observe.control import ControlClient, ControlError, ControlServer
+
+from observe_fakes import Event, FakeDaemon
+
+
+@pytest.fixture
+async def observer(tmp_path):
+    obs = attach(FakeDaemon(), control_path=str(tmp_path / "run" / "ctl.sock"), metrics_addr=None,
+                 journal_path=None, signals=False)
+    await obs.start()
+    try:
+        yield obs
+    finally:
+        await obs.stop()
+
+
+def raw_exchange(path, *lines, read=None):
+    """Send raw request lines, return the parsed answer lines (one per request unless ``read``)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(b"".join(lines))
+        want = read if read is not None else len(lines)
+        buf = b""
+        while buf.count(b"\n") < want:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return [json.loads(x) for x in buf.splitlines() if x.strip()]
+
+
+async def test_status_round_trip_and_socket_is_root_only(observer):
+    path = observer.control.path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    status = await asyncio.to_thread(ControlClient(path).status)
+    assert status["instances"]["VI_1"]["state"] == "MASTER"
+    assert status["instances"]["VI_1"]["drops_by_reason"]["checksum"] == 2
+    assert status["virtual_servers"][0]["real_servers"][1]["healthy"] is False
+
+
+async def test_bad_requests_get_errors_and_the_connection_stays_usable(observer):
+    answers = await asyncio.to_thread(
+        raw_exchange, observer.control.path,
+        b"this is not json\n", b"[1, 2]\n", b'{"cmd": "bogus"}\n', b'{"cmd": "journal", "limit": -3}\n',
+        b'{"cmd": "dump", "kind": "nope"}\n', b'{"cmd": "status"}\n')
+    assert [a["ok"] for a in answers] == [False, False, False, False, False, True]
+    assert answers[0]["error"].startswith("request is not JSON")
+    assert answers[1]["error"] == 'request must be a JSON object with a "cmd" string'
+    assert answers[2]["error"] == "unknown command 'bogus' (expected: status, journal, reload, dump)"
+    assert "'limit' must be a non-negative integer" in answers[3]["error"]
+    assert "unknown dump kind 'nope'" in answers[4]["error"]
+
+
+async def test_oversized_request_is_refused_without_killing_the_server(observer):
+    answers = await asyncio.to_thread(raw_exchange, observer.control.path, b"x" * 200000 + b"\n", read=1)
+    assert answers[0]["ok"] is False and "longer than" in answers[0]["error"]
+    assert (await asyncio.to_thread(ControlClient(observer.control.path).status))["node"]["router_id"] == "server1"
+
+
+async def test_journal_and_follow_stream_new_entries(observer):
+    observer.on_transition(Event("VI_1", "INIT", "BACKUP", "startup", None))
+    client = ControlClient(observer.control.path)
+    assert [e["to"] for e in await asyncio.to_thread(client.journal)] == ["BACKUP"]
+
+    follow = client.follow(limit=10)
+    first = await asyncio.to_thread(next, follow)
+    assert first["reason"] == "startup"
+    # The follower is subscribed once the backlog arrived: new entries stream to it.
+    observer.on_transition(Event("VI_1", "BACKUP", "MASTER", "no advertisement from 192.168.231.12 for 3.008 s", None))
+    second = await asyncio.to_thread(next, follow)
+    assert (second["from"], second["to"]) == ("BACKUP", "MASTER")
+    assert second["reason"] == "no advertisement from 192.168.231.12 for 3.008 s"
+    follow.close()
+
+
+async def test_follow_filters_by_instance(observer):
+    client = ControlClient(observer.control.path)
+    follow = client.follow(limit=0, instance="VI_2")
+    observer.on_transition(Event("VI_1", "BACKUP", "MASTER", "not for you", None))
+    observer.on_transition(Event("VI_2", "BACKUP", "MASTER", "for you", None))
+    entry = await asyncio.to_thread(next, follow)
+    assert entry["instance"] == "VI_2" and entry["reason"] == "for you"
+    follow.close()
+
+
+async def test_reload_and_dump_through_the_socket(observer, tmp_path):
+    client = ControlClient(observer.control.path)
+    observer.daemon.reload_result = {"ok": False, "message": "invalid configuration; still running the old one",
+                                     "diagnostics": ["/etc/k.conf:3: error: unknown keyword 'vrrp_instanc' [E1]"]}
+    outcome = await asyncio.to_thread(client.reload)
+    assert outcome["ok"] is False and outcome["diagnostics"][0].startswith("/etc/k.conf:3: error")
+    assert observer.journal.entries()[-1]["kind"] == "reload"
+    assert observer.journal.entries()[-1]["ok"] is False
+
+
+async def test_stale_socket_is_replaced_and_a_live_one_is_not_stolen(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()  # the file stays, nobody listens: a crashed daemon's leftover
+    first = ControlServer(path, None)
+    await first.start()
+    try:
+        with pytest.raises(ControlError, match="already listening"):
+            await ControlServer(path, None).start()
+    finally:
+        await first.stop()
+    assert not os.path.exists(path)
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    with pytest.raises(ControlError, match="not a socket"):
+        await ControlServer(str(regular), None).start()
+
+
+def test_client_errors_are_operator_sentences(tmp_path):
+    with pytest.raises(ControlError, match=r"chime-ha is not running: no control socket at .*nope\.sock"):
+        ControlClient(str(tmp_path / "nope.sock")).status()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "stale.sock"))
+    stale.close()
+    with pytest.raises(ControlError, match="stale socket"):
+        ControlClient(str(tmp_path / "stale.sock")).status()
+
+
+async def test_non_root_peer_is_refused(observer):
+    """A peer whose uid is not root (nor the daemon's) gets a refusal, not data."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    path = observer.control.path
+    os.chmod(path, 0o666)  # open the file mode so only the credential check stands in the way
+    os.chmod(os.path.dirname(path), 0o755)
+    code = ("import socket,json,os; os.setuid(65534); s=socket.socket(socket.AF_UNIX); s.connect(%r); "
+            "s.sendall(b'{\"cmd\":\"status\"}\\n'); print(s.recv(4096).decode())" % path)
+    proc = await asyncio.create_subprocess_exec("python3", "-c", code, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    answer = json.loads(out)
+    assert answer == {"ok": False, "error": "permission denied: the control socket is for root only"}

@@ -1,0 +1,118 @@
+"""Helpers for daemon-level tests: chime-ha and keepalived nodes in lab namespaces."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CHIME_HA = str(Path(sys.executable).with_name("chime-ha"))
+FAKE_SERVICE = "#!/bin/sh\n# stands in for chime-server: pgrep matches the script's name\nwhile :; do sleep 1; done\n"
+
+
+def wait_until(cond, timeout: float, what: str, interval: float = 0.05):
+    """Poll ``cond()`` until truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def holders(nodes, vip: str) -> list[str]:
+    """Names of the nodes that have ``vip`` on their interface now."""
+    return [n.name for n in nodes if vip in n.addresses_on()]
+
+
+def settle_on(nodes, vip: str, owner: str, timeout: float, hold: float = 1.0) -> None:
+    """Wait until exactly ``owner`` has the VIP, then check it stays that way for ``hold`` s."""
+    wait_until(lambda: holders(nodes, vip) == [owner], timeout, f"{vip} on {owner} only "
+               f"(now on {holders(nodes, vip)})")
+    end = time.monotonic() + hold
+    while time.monotonic() < end:
+        now = holders(nodes, vip)
+        assert now == [owner], f"{vip} moved to {now} after settling on {owner}"
+        time.sleep(0.05)
+
+
+class Daemon:
+    """One daemon process (chime-ha or keepalived) inside a node, with its log in a file."""
+
+    def __init__(self, node, kind: str, conf_text: str, logdir: Path, conf_path: str | None = None,
+                 control: bool = False):
+        self.node = node
+        self.kind = kind
+        self.conf = conf_path or f"/etc/keepalived/{kind}.conf"
+        self.logfile = logdir / f"{node.name}-{kind}.log"
+        self.control = f"/run/chime-ha-{node.name}.sock" if control else None
+        node.write_file(self.conf, conf_text)
+        self.proc = None
+
+    def start(self) -> "Daemon":
+        if self.kind == "chime-ha":
+            cmd = [CHIME_HA, "run", "-f", self.conf, "--log-level", "debug"]
+            if self.control:
+                cmd += ["--control", self.control]
+        else:
+            cmd = ["keepalived", "-n", "-l", "-D", "-P", "-f", self.conf,
+                   "-p", "/run/ka.pid", "-r", "/run/ka-vrrp.pid", "-c", "/run/ka-chk.pid"]
+        self._log = open(self.logfile, "ab")
+        self.proc = self.node.popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def pid_in_node(self) -> int:
+        """The daemon's PID as the node sees it (for signals sent with kill inside the node)."""
+        name = "keepalived" if self.kind == "keepalived" else None
+        if name:
+            return int(self.node.read_file("/run/ka.pid").split()[0])
+        out = self.node.run(["pgrep", "-f", f"run -f {self.conf}"], check=False).stdout.split()
+        return int(out[0])
+
+    def signal(self, sig: str) -> None:
+        self.node.run(["kill", f"-{sig}", str(self.pid_in_node())])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.node.stop(self.proc, grace=5)
+            self.proc = None
+            self._log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def status(self) -> dict:
+        out = self.node.run([sys.executable, "-c",
+                             "import json,sys; from chimeha.observe.control import ControlClient;"
+                             f"print(json.dumps(ControlClient({self.control!r}, timeout=10).status()))"])
+        import json
+
+        return json.loads(out.stdout)
+
+
+def start_service(node) -> None:
+    node.write_file("/run/bin/chime-server", FAKE_SERVICE, mode=0o755)
+    node.popen(["/run/bin/chime-server"])
+    wait_until(lambda: node.pids("chime-server"), 10, f"chime-server running on {node.name}")
+
+
+def stop_service(node) -> None:
+    for proc in list(node.procs):
+        if proc.args[-1] == "/run/bin/chime-server":
+            node.stop(proc)
+    wait_until(lambda: not node.pids("chime-server"), 10, f"chime-server gone on {node.name}")
+
+
+def have_keepalived() -> bool:
+    return shutil.which("keepalived") is not None

@@ -1,0 +1,50 @@
+"""The seed's active-standby configs, unmodified, on two chime-ha nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chalab import Daemon, holders, settle_on, start_service, stop_service, wait_until
+
+pytestmark = pytest.mark.system
+
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
+VIP = "192.168.231.10"
+
+
+def test_seed_active_standby_service_stop_and_start(topology, tmp_path):
+    from chimeha.lab.node import add_node
+
+    s1 = add_node(topology, "server1", "192.168.231.11/24", ifname="ens160")
+    s2 = add_node(topology, "server2", "192.168.231.12/24", ifname="ens160")
+    nodes = [s1, s2]
+    start_service(s1)
+    start_service(s2)
+    d1 = Daemon(s1, "chime-ha", (SEED / "active-standby-server1.conf").read_text(), tmp_path,
+                conf_path="/etc/keepalived/keepalived.conf")
+    d2 = Daemon(s2, "chime-ha", (SEED / "active-standby-server2.conf").read_text(), tmp_path,
+                conf_path="/etc/keepalived/keepalived.conf")
+    try:
+        d1.start()
+        d2.start()
+        # server1 (priority 255, the address owner) takes the VIP; server2 stays backup.
+        settle_on(nodes, VIP, "server1", timeout=10, hold=2.5)
+        assert s1.pids("chime-server") and s2.pids("chime-server")  # pgrep is per node
+
+        stop_service(s1)
+        settle_on(nodes, VIP, "server2", timeout=10)
+
+        start_service(s1)
+        settle_on(nodes, VIP, "server1", timeout=15)
+        assert d1.alive() and d2.alive()
+    except BaseException:
+        print(d1.log()[-4000:])
+        print(d2.log()[-4000:])
+        raise
+    finally:
+        d1.stop()
+        d2.stop()
+    # SIGTERM removed the VIP from the master.
+    assert holders(nodes, VIP) == []
