@@ -52,6 +52,10 @@ http {{
     keepalive_requests 1000000;
     server {{
         listen {addr}:8080 backlog=4096;
+        listen {addr}:8081 backlog=4096;
+        listen {addr}:8082 backlog=4096;
+        listen {addr}:8083 backlog=4096;
+        listen {addr}:8084 backlog=4096;
         location / {{ return 200 "{name}\\n"; }}
     }}
 }}
@@ -68,15 +72,15 @@ defaults
 listen vip
     bind {vip}:80
     balance roundrobin
-    server rs1 {rs1}:8080
-    server rs2 {rs2}:8080
+    server rs1 {rs1}:{port}
+    server rs2 {rs2}:{port}
 """
 
 HAND_NFT = """
 table ip bench {{
     chain pre {{
         type nat hook prerouting priority dstnat; policy accept;
-        ip daddr {vip} tcp dport 80 dnat to numgen inc mod 2 map {{ 0 : {rs1} . 8080, 1 : {rs2} . 8080 }}
+        ip daddr {vip} tcp dport 80 dnat to numgen inc mod 2 map {{ 0 : {rs1} . {port}, 1 : {rs2} . {port} }}
     }}
     chain post {{
         type nat hook postrouting priority srcnat; policy accept;
@@ -91,13 +95,13 @@ virtual_server {vip} 80 {{
     lb_algo rr
     lb_kind NAT
     protocol TCP
-    real_server {rs1} 8080 {{
+    real_server {rs1} {port} {{
         weight 1
         TCP_CHECK {{
             connect_timeout 3
         }}
     }}
-    real_server {rs2} 8080 {{
+    real_server {rs2} {port} {{
         weight 1
         TCP_CHECK {{
             connect_timeout 3
@@ -154,9 +158,13 @@ def main() -> int:
             h.popen(["nginx", "-c", str(wd / "nginx.conf")])
             assert wait_port(h, addr, 8080), f"nginx rs{i} did not start"
         fmt = dict(vip=VIP, rs1=RS[0], rs2=RS[1])
-        (tmp / "haproxy.cfg").write_text(HAPROXY.format(**fmt))
-        (tmp / "hand.nft").write_text(HAND_NFT.format(**fmt))
-        (tmp / "chimeha.conf").write_text(CHIMEHA_CONF.format(**fmt))
+        # Each setup talks to its own real-server port: a real server's TIME_WAIT
+        # sockets left by one setup (the director's address and port, seen again
+        # through another setup's NAT) would otherwise drop SYNs of the next one.
+        (tmp / "hand.nft").write_text(HAND_NFT.format(port=8080, **fmt))
+        (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=8081, **fmt))
+        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084)):
+            (tmp / f"{name}.conf").write_text(CHIMEHA_CONF.format(port=port, **fmt))
         procs = {}
 
         def popen_ready(name, argv, port_check=True, ready_file=None):
@@ -176,7 +184,7 @@ def main() -> int:
         def chime(name, dataplane, *extra):
             rf = tmp / f"{name}.ready"
             rf.unlink(missing_ok=True)
-            popen_ready(name, [sys.executable, "-m", "chimeha.runtime.lvs_manager", str(tmp / "chimeha.conf"),
+            popen_ready(name, [sys.executable, "-m", "chimeha.runtime.lvs_manager", str(tmp / f"{name}.conf"),
                                "--dataplane", dataplane, "--ready-file", str(rf), *extra], ready_file=rf)
 
         setups = [
@@ -230,7 +238,7 @@ def report(args, setups, modes, results, errors) -> None:
         "# Data-plane benchmark (bench/dataplane)", "",
         f"- Command: `{' '.join([sys.executable.split('/')[-1], *sys.argv])}`",
         f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}",
-        f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}:8080), "
+        f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}; one port per setup, 8080-8084), "
         "all in network namespaces on one bridge; every process shares the same cores.",
         "- Client and director namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range 1024-65535; "
         "director: ip_forward=1. Health checks (TCP_CHECK, delay_loop 6) run during chime-ha's measurements.",

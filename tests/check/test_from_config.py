@@ -117,3 +117,20 @@ virtual_server 127.0.0.1 8080 {{
     finally:
         await mon.stop()
         web.close()
+
+
+def test_seed_active_active_timing():
+    """The seed's TCP_CHECKs: delay_loop 6 from the virtual server, connect_timeout 3, defaults otherwise."""
+    import pathlib
+    seed = pathlib.Path(__file__).resolve().parents[2] / "examples" / "seed" / "active-active-server1.conf"
+    res = config.load(str(seed))
+    assert res.ok
+    timings = {resolve_timing(c, rs, vs) for vs in res.config.virtual_servers
+               for rs in vs.real_servers for c in rs.checkers}
+    assert len(timings) == 1
+    (t,) = timings
+    assert (t.delay_loop, t.connect_timeout, t.retry, t.delay_before_retry, t.warmup, t.alpha) == \
+        (6.0, 3.0, 1, 1.0, 6.0, False)
+    targets = {(target_for(rs, vs).address, target_for(rs, vs).port) for vs in res.config.virtual_servers
+               for rs in vs.real_servers}
+    assert ("192.168.231.11", 8033) in targets and ("192.168.231.12", 8802) in targets

@@ -137,3 +137,17 @@ def test_ping_uses_unprivileged_datagram_socket_when_allowed(topology):
         ping._dgram_allowed.clear()
         ping._dgram_allowed.update(saved)
     assert res.ok and "datagram" in res.detail, res.detail
+
+
+def test_fwmark_and_bind_if_apply_to_checker_sockets():
+    import socket
+
+    from chimeha.check._net import new_socket
+    s = new_socket(TcpCheck(fwmark=0x2a, bind_if="lo"), socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_MARK) == 0x2a
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, 16).rstrip(b"\0") == b"lo"
+    finally:
+        s.close()
+    res = asyncio.run(probe(TcpCheck(connect_timeout=1, bind_if="nope0"), Target("127.0.0.1", 9)))
+    assert not res.ok and "no such interface (bind_if)" in res.detail, res.detail

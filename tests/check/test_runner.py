@@ -8,7 +8,7 @@ import sys
 from chimeha.check import CheckerRunner, RealServerMonitor, Target
 from chimeha.check.spec import MiscCheck, TcpCheck, Timing
 
-FAST = Timing(delay_loop=0.05, connect_timeout=0.5, retry=1, delay_before_retry=0.05, warmup=0)
+FAST = Timing(delay_loop=0.05, connect_timeout=3, retry=1, delay_before_retry=0.05, warmup=0)
 
 
 async def wait_for(cond, deadline=10.0):
@@ -57,7 +57,7 @@ async def test_runner_alpha_starts_down_and_callback_errors_do_not_stop_it():
         raise RuntimeError("consumer bug")
 
     runner = CheckerRunner(TcpCheck(), Target("127.0.0.1", port), bad,
-                           timing=Timing(delay_loop=0.05, connect_timeout=0.5, retry=0, warmup=0, alpha=True))
+                           timing=Timing(delay_loop=0.05, connect_timeout=3, retry=0, warmup=0, alpha=True))
     assert runner.up is False
     runner.start()
     try:
@@ -79,7 +79,7 @@ async def test_real_server_up_only_when_all_checkers_up(tmp_path):
 
     class RS:
         address, weight, virtualhost = "127.0.0.1", 5, None
-        delay_loop, connect_timeout, retry, delay_before_retry, warmup, alpha = 0.05, 0.5, 0, 0.05, 0, None
+        delay_loop, connect_timeout, retry, delay_before_retry, warmup, alpha = 0.05, 3, 0, 0.05, 0, None
 
     RS.port = port
     RS.checkers = (TcpCheck(), MiscCheck(misc_path=script, misc_dynamic=True, misc_timeout=5))

@@ -192,3 +192,24 @@ def test_combine_all_up_and_dynamic_weights():
     # Two dynamic checkers: each adds its offset from the configured weight.
     assert combine([(True, 10), (True, 5)], 3) == (True, 12)
     assert combine([(True, 0), (True, 0)], 3) == (True, 0)
+
+
+def test_schedule_and_spec_stay_pure():
+    """The state machine and its data never import I/O or clocks (project rule for the core)."""
+    import ast
+    import pathlib
+
+    import chimeha.check.schedule as sched_mod
+    import chimeha.check.spec as spec_mod
+    forbidden = {"asyncio", "socket", "subprocess", "time", "select", "selectors", "threading"}
+    for mod in (sched_mod, spec_mod):
+        tree = ast.parse(pathlib.Path(mod.__file__).read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+                if node.module.startswith("chimeha"):
+                    assert node.module in ("chimeha.check.spec",), node.module
+        assert not imported & forbidden, (mod.__name__, imported & forbidden)

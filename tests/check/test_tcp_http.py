@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import shutil
 import socket
-import subprocess
 
 import pytest
 
@@ -49,7 +48,7 @@ async def test_tcp_slow_server_times_out():
         t0 = loop.time()
         res = await probe(TcpCheck(connect_timeout=0.3), Target("127.0.0.1", port))
         assert not res.ok and "timed out" in res.detail
-        assert loop.time() - t0 < 2.0
+        assert loop.time() - t0 < 5.0  # generous: only proves the attempt was cut short
     finally:
         for f in fillers:
             f.close()
@@ -142,12 +141,12 @@ async def test_http_virtualhost_precedence_and_protocol(http_server):
 
 
 async def test_http_slow_server_times_out(http_server):
-    http_server.delay = 2.0
+    http_server.delay = 20.0
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     res = await probe(HttpCheck(urls=(Url(path="/"),), connect_timeout=0.3), Target("127.0.0.1", http_server.port))
     assert not res.ok and "timed out" in res.detail
-    assert loop.time() - t0 < 1.5
+    assert loop.time() - t0 < 10.0  # generous: the server would have taken 20 s
 
 
 async def test_http_refused_and_garbage(unused_port):
@@ -229,3 +228,20 @@ async def test_http_status_words_and_regex(http_server):
     assert not res.ok and "matches regex" in res.detail
     res = await probe(HttpCheck(urls=(Url(path="/", status_code=("2xx",)),)), target)
     assert not res.ok and "status_code" in res.detail
+
+
+async def test_tcp_over_ipv6_loopback():
+    import os
+    if not os.path.exists("/proc/net/if_inet6"):
+        pytest.skip("no IPv6")
+    server = await asyncio.start_server(lambda r, w: w.close(), "::1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        res = await probe(TcpCheck(), Target("::1", port))
+        assert res.ok and "[::1]" in res.detail, res.detail
+        server.close()
+        await server.wait_closed()
+        res = await probe(TcpCheck(), Target("::1", port))
+        assert not res.ok and "refused" in res.detail
+    finally:
+        server.close()

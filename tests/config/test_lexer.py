@@ -163,3 +163,23 @@ def test_script_argv_from_quoted_and_unquoted_forms():
     c = loads(text).config
     assert c.vrrp_scripts["a"].script == c.vrrp_scripts["b"].script == ("/bin/nc", "-zv", "localhost", "8801")
     assert c.vrrp_scripts["c"].script == ("/bin/sh", "-c", "exit 1")
+
+
+def test_notify_command_then_user_and_group():
+    text = ("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  10.0.0.1\n }\n"
+            ' notify_master "/bin/n.sh master \'a b\'" nobody nogroup\n notify_backup /bin/n.sh\n'
+            " unicast_peer {\n  10.0.0.2 min_ttl 2 max_ttl 9\n  10.0.0.3\n }\n}\n")
+    r = loads(text, config_id="x")
+    inst = r.config.instances["V"]
+    assert inst.notify_master == ("/bin/n.sh", "master", "a b")
+    assert inst.script_users == {"notify_master": ("nobody", "nogroup")}
+    assert inst.notify_backup == ("/bin/n.sh",)
+    assert [(p.address, p.min_ttl, p.max_ttl) for p in inst.unicast_peers] == [("10.0.0.2", 2, 9), ("10.0.0.3", None, None)]
+    # notify_backup runs as root without script security; notify_master does not
+    assert [(d.line, d.code) for d in r.diagnostics] == [(8, "script-security")]
+
+
+def test_overlong_line_is_skipped_with_an_error():
+    r = loads("bogus 1\n" + "x" * 70000 + "\n" + INST)
+    assert [(d.line, d.code) for d in r.diagnostics] == [(1, "unknown-keyword"), (2, "line-too-long")]
+    assert list(r.config.instances) == ["VI_1"]

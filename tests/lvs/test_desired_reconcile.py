@@ -151,7 +151,7 @@ def test_diff_orders_operations_safely():
 def test_diff_adds_service_before_its_destinations():
     ops = diff(state(svc(K1, ("10.0.0.2", 1), ("10.0.0.1", 2))), DesiredState())
     assert isinstance(ops[0], AddService)
-    assert [o.dest.address for o in ops[1:]] == ["10.0.0.1", "10.0.0.2"]
+    assert [o.dest.address for o in ops[1:]] == ["10.0.0.2", "10.0.0.1"]  # configuration order
 
 
 service_st = st.builds(

@@ -180,3 +180,16 @@ print(json.dumps(an.mac.hex(":")))
             break
         time.sleep(0.05)
     assert mac in seen
+
+
+def test_blackhole_route_reaches_the_kernel(topology):
+    a = topology.add_host("a", "10.1.0.1/24")
+    out = run_py(a, """
+import json, subprocess
+from chimeha.net.addresses import AddressManager, Route
+m = AddressManager()
+r = Route("10.66.0.0/16", type="blackhole")
+res = [m.route("add", r), subprocess.run(["ip", "route"], capture_output=True, text=True).stdout, m.route("del", r)]
+print(json.dumps(res))
+""")
+    assert out[0] is True and "blackhole 10.66.0.0/16" in out[1] and out[2] is True

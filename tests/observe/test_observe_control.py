@@ -1,8 +1,11 @@
 import asyncio
 import json
 import os
+import shutil
 import socket
 import stat
+import sys
+import tempfile
 
 import pytest
 
@@ -67,12 +70,21 @@ async def test_oversized_request_is_refused_without_killing_the_server(observer)
     assert (await asyncio.to_thread(ControlClient(observer.control.path).status))["node"]["router_id"] == "server1"
 
 
+async def wait_followers(observer, n=1):
+    base = 1  # the metrics' own subscription
+    for _ in range(1000):
+        if observer.journal.subscribers >= base + n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the follower never subscribed")
+
+
 async def test_journal_and_follow_stream_new_entries(observer):
     observer.on_transition(Event("VI_1", "INIT", "BACKUP", "startup", None))
     client = ControlClient(observer.control.path)
     assert [e["to"] for e in await asyncio.to_thread(client.journal)] == ["BACKUP"]
 
-    follow = client.follow(limit=10)
+    follow = client.follow(limit=10, idle_timeout=20)
     first = await asyncio.to_thread(next, follow)
     assert first["reason"] == "startup"
     # The follower is subscribed once the backlog arrived: new entries stream to it.
@@ -85,10 +97,12 @@ async def test_journal_and_follow_stream_new_entries(observer):
 
 async def test_follow_filters_by_instance(observer):
     client = ControlClient(observer.control.path)
-    follow = client.follow(limit=0, instance="VI_2")
+    follow = client.follow(limit=0, instance="VI_2", idle_timeout=20)
+    pending = asyncio.ensure_future(asyncio.to_thread(next, follow))
+    await wait_followers(observer)
     observer.on_transition(Event("VI_1", "BACKUP", "MASTER", "not for you", None))
     observer.on_transition(Event("VI_2", "BACKUP", "MASTER", "for you", None))
-    entry = await asyncio.to_thread(next, follow)
+    entry = await asyncio.wait_for(pending, 20)
     assert entry["instance"] == "VI_2" and entry["reason"] == "for you"
     follow.close()
 
@@ -132,16 +146,28 @@ def test_client_errors_are_operator_sentences(tmp_path):
         ControlClient(str(tmp_path / "stale.sock")).status()
 
 
-async def test_non_root_peer_is_refused(observer):
+async def test_non_root_peer_is_refused():
     """A peer whose uid is not root (nor the daemon's) gets a refusal, not data."""
     if os.geteuid() != 0:
         pytest.skip("needs root to connect as another user")
-    path = observer.control.path
+    directory = tempfile.mkdtemp(prefix="chimeha-ctl-")
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "ctl.sock")
+    server = ControlServer(path, None)
+    await server.start()
     os.chmod(path, 0o666)  # open the file mode so only the credential check stands in the way
-    os.chmod(os.path.dirname(path), 0o755)
-    code = ("import socket,json,os; os.setuid(65534); s=socket.socket(socket.AF_UNIX); s.connect(%r); "
-            "s.sendall(b'{\"cmd\":\"status\"}\\n'); print(s.recv(4096).decode())" % path)
-    proc = await asyncio.create_subprocess_exec("python3", "-c", code, stdout=asyncio.subprocess.PIPE)
-    out, _ = await asyncio.wait_for(proc.communicate(), 20)
-    answer = json.loads(out)
+    try:
+        answer = await _status_as_nobody(path)
+    finally:
+        await server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
     assert answer == {"ok": False, "error": "permission denied: the control socket is for root only"}
+
+
+async def _status_as_nobody(path):
+    # The interpreter lives under /root: import everything before dropping to nobody.
+    code = ("import socket, os; os.setuid(65534); s = socket.socket(socket.AF_UNIX); s.connect(%r); "
+            "print(s.recv(4096).decode())" % path)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    return json.loads(out)

@@ -60,7 +60,7 @@ json_values = st.recursive(
     max_leaves=15)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.sampled_from(["node", "instances", "scripts", "virtual_servers", "drops_by_reason", "x"]),
                        st.dictionaries(st.text(max_size=4), json_values, max_size=3) | json_values, max_size=5))
 def test_normalize_never_raises_and_is_json_serializable(raw):
@@ -69,3 +69,16 @@ def test_normalize_never_raises_and_is_json_serializable(raw):
     for inst in snap["instances"].values():
         assert isinstance(inst["effective_priority"], int)
         assert isinstance(inst["split_brain"]["active"], bool)
+
+
+def test_lvs_manager_shaped_entries_are_understood():
+    raw = {"virtual_server": "TCP 192.168.231.10:8801", "lb_algo": "rr", "lb_kind": "NAT", "dataplane": "proxy",
+           "counters": {"refused": 2}, "real_servers": [
+               {"address": "192.168.231.21", "port": 8801, "healthy": True, "weight": 1, "in_service": True},
+               {"address": "192.168.231.22", "port": 8801, "healthy": False, "weight": None, "in_service": False}]}
+    vs = normalize({"virtual_servers": [raw]})["virtual_servers"][0]
+    assert vs["name"] == "TCP 192.168.231.10:8801" and vs["dataplane"] == "proxy" and vs["active"] is True
+    assert [r["weight"] for r in vs["real_servers"]] == [1, 0]
+    assert vs["stats"]["connections"] == 0  # counters without known keys are not mistaken for stats
+    idle = dict(raw, real_servers=[dict(raw["real_servers"][1])])
+    assert normalize({"virtual_servers": [idle]})["virtual_servers"][0]["active"] is False

@@ -66,7 +66,7 @@ async def test_tracker_applies_fall_and_rise(tmp_path):
     state.write_text("0")
     script = [sys.executable, "-c", f"import sys; sys.exit(int(open({str(state)!r}).read()))"]
     changes = []
-    tr = ScriptTracker("chk", tuple(script), interval=0.05, rise=2, fall=3,
+    tr = ScriptTracker("chk", tuple(script), interval=0.05, timeout=30, rise=2, fall=3,
                        on_change=lambda n, ok, res: changes.append((n, ok)))
     # Driven run by run so the assertion does not depend on timing.
     for _ in range(3):
@@ -107,3 +107,28 @@ async def test_tracker_loop_runs_periodically_and_stops():
     assert runs >= 3
     await asyncio.sleep(0.2)
     assert tr.runs == runs
+
+
+def test_script_security_refuses_a_world_writable_script(tmp_path):
+    from chimeha.runtime.scripts import insecure_reason
+
+    script = tmp_path / "chk.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o777)
+    reason = insecure_reason(str(script))
+    assert reason and "writable by everyone" in reason
+    assert insecure_reason("/bin/true") is None  # root-owned all the way up
+
+
+async def test_tracker_with_security_never_runs_an_insecure_script(tmp_path):
+    marker = tmp_path / "ran"
+    script = tmp_path / "chk.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    script.chmod(0o777)
+    changes = []
+    tr = ScriptTracker("chk", (str(script),), interval=1, secure=True,
+                       on_change=lambda n, ok, res: changes.append((ok, res.error)))
+    res = await tr.run_once()
+    assert not res.ok and "enable_script_security" in res.error
+    assert not marker.exists()
+    assert changes and changes[0][0] is False

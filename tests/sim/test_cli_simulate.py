@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from chimeha.cli import main
+from chimeha.sim.scenario import format_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED = os.path.join(ROOT, "examples", "seed")
@@ -92,3 +93,24 @@ def test_console_entry_point_runs_without_root():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "192.168.231.10: server1 -> server2" in proc.stdout
+
+
+def test_partition_shows_split_brain_and_healing(capsys):
+    rc, out, err = sim(capsys, "--json", "--event", "5.5 server1 partition", "--event", "12.5 server1 heal")
+    assert rc == 0, err
+    res = json.loads(out)
+    moves = [(m["to"], m["at"]) for m in res["vip_moves"]]
+    # server2 takes the VIP 3.008 s after server1's last advert (at 5 s); both hold it
+    # until server1's first advert after the heal (13 s) sends server2 back to BACKUP.
+    assert moves == [("server1", 0.0), ("server2", pytest.approx(5 + 3 + 2 / 256, abs=1e-6))]
+    removed = [r for r in res["timeline"] if r["kind"] == "vip" and r["text"].endswith("removed")]
+    assert [(r["node"], r["at"]) for r in removed] == [("server2", 13.0)]
+    assert res["final"]["VI_1"] == {"server1": "MASTER", "server2": "BACKUP"}
+    assert "Split brain" not in format_text(res)
+    # Healed between server1's advert (13.0) and server2's (13.0078): server1 hears the
+    # other master first, reports it and answers at once; server2 yields at 13.0078.
+    rc, out, err = sim(capsys, "--event", "5.5 server1 partition", "--event", "13.003 server1 heal")
+    assert rc == 0, err
+    assert ("Split brain: 1 advert(s) from a second master, first at 13.008 s (server1: 192.0.2.2 is also "
+            "MASTER at lower priority 254 (ours 255))") in out
+    assert "13.008  server2/VI_1 MASTER -> BACKUP: higher priority 255 from 192.0.2.1" in out

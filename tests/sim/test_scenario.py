@@ -43,6 +43,9 @@ def test_from_config_builds_specs_with_tracks_and_interface():
         ("VI_1", 51, 150, 3, 0.5, True, 4.0)
     assert s.advert_addresses == ("192.168.231.10",) and s.primary_address == "10.0.0.1"
     assert [(t.name, t.kind, t.weight) for t in s.tracks] == [("chk", "script", -60), ("ens160", "interface", 0)]
+    assert not s.skip_check_adv_addr
+    res = loads("global_defs {\n vrrp_skip_check_adv_addr\n}\n" + conf(100), "b.conf")
+    assert instance_specs(res.config)[0].skip_check_adv_addr
 
 
 def test_from_config_track_weight_override_and_dont_track_primary():
@@ -50,6 +53,15 @@ def test_from_config_track_weight_override_and_dont_track_primary():
                      track="track_script {\n chk weight 10 reverse\n }"), "a.conf")
     (s,) = instance_specs(res.config)
     assert [(t.name, t.weight, t.reverse) for t in s.tracks] == [("chk", 10, True)]
+
+
+def test_from_config_unicast_peers_with_ttl_range():
+    res = loads(conf(100, extra="unicast_src_ip 10.0.0.1\n    unicast_peer {\n 10.0.0.2 min_ttl 250\n 10.0.0.3\n }"),
+                "a.conf")
+    assert res.ok, [str(d) for d in res.diagnostics]
+    (s,) = instance_specs(res.config)
+    assert s.primary_address == "10.0.0.1" and s.unicast_peers == ("10.0.0.2", "10.0.0.3")
+    assert s.check_unicast_src and s.unicast_peer_ttl == (("10.0.0.2", 250, None),)
 
 
 def test_from_config_sync_groups():

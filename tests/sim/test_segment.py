@@ -324,3 +324,15 @@ def test_sync_group_member_becoming_master_pulls_the_others():
     assert by_inst["VI_1"] == "BACKUP -> MASTER: sync group G: VI_2 became MASTER"
     assert by_inst["VI_2"].startswith("BACKUP -> MASTER: no advertisement received")
     assert seg.masters("VI_1") == ["a"] and seg.masters("VI_2") == ["a"]
+
+
+def test_ipv6_v3_instances_on_ipv4_addressed_nodes_get_link_local_sources():
+    seg = Segment()
+    v6 = dict(version=3, family=6, vip="2001:db8::10")
+    seg.add_node("a", A, [spec(200, **v6)])
+    seg.add_node("b", B, [spec(100, **v6)])
+    seg.start(0.0)
+    seg.run_until(10)
+    assert seg.masters("VI_1") == ["a"] and not seg.drops
+    assert seg.instance("b", "VI_1").master == "fe80::e70b"  # from 192.168.231.11
+    assert seg.holders("2001:db8::10") == {"a"}

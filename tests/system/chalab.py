@@ -45,13 +45,14 @@ class Daemon:
     """One daemon process (chime-ha or keepalived) inside a node, with its log in a file."""
 
     def __init__(self, node, kind: str, conf_text: str, logdir: Path, conf_path: str | None = None,
-                 control: bool = False):
+                 control: bool = False, extra_args: tuple[str, ...] = ()):
         self.node = node
         self.kind = kind
         self.conf = conf_path or f"/etc/keepalived/{kind}.conf"
         self.logfile = logdir / f"{node.name}-{kind}.log"
         self.control = f"/run/chime-ha-{node.name}.sock" if control else None
         node.write_file(self.conf, conf_text)
+        self.extra_args = tuple(extra_args)
         self.proc = None
 
     def start(self) -> "Daemon":
@@ -59,6 +60,7 @@ class Daemon:
             cmd = [CHIME_HA, "run", "-f", self.conf, "--log-level", "debug"]
             if self.control:
                 cmd += ["--control", self.control]
+            cmd += list(self.extra_args)
         else:
             cmd = ["keepalived", "-n", "-l", "-D", "-P", "-f", self.conf,
                    "-p", "/run/ka.pid", "-r", "/run/ka-vrrp.pid", "-c", "/run/ka-chk.pid"]

@@ -48,3 +48,27 @@ def test_seed_active_standby_service_stop_and_start(topology, tmp_path):
         d2.stop()
     # SIGTERM removed the VIP from the master.
     assert holders(nodes, VIP) == []
+
+
+def test_seed_nc_variant_tracks_the_api_port(topology, tmp_path):
+    """The seed's commented alternative, ``nc -zv localhost 8801``, as the check."""
+    from chimeha.lab.node import add_node
+
+    s1 = add_node(topology, "server1", "192.168.231.11/24", ifname="ens160")
+    text = (SEED / "active-standby-server1.conf").read_text()
+    text = text.replace('script "/usr/bin/pgrep chime-server"', 'script "nc -zv localhost 8801"')
+    assert 'script "nc -zv localhost 8801"' in text
+    listen = ["nc", "-l", "-k", "127.0.0.1", "8801"]
+    api = s1.popen(listen)
+    d1 = Daemon(s1, "chime-ha", text, tmp_path, conf_path="/etc/keepalived/keepalived.conf")
+    try:
+        d1.start()
+        settle_on([s1], VIP, "server1", timeout=10, hold=2.5)
+        s1.stop(api)  # the API port closes: the check fails, VI_1 goes to FAULT
+        wait_until(lambda: holders([s1], VIP) == [], 10, "VIP released after the API went away")
+        assert "track_script chk_server failed" in d1.log()
+        s1.popen(listen)
+        settle_on([s1], VIP, "server1", timeout=15)
+    finally:
+        d1.stop()
+        print(d1.log()[-4000:])

@@ -39,7 +39,9 @@ def test_owner_with_state_master_is_master_at_once():
     acts = i.pop_actions()
     assert i.state is State.MASTER
     assert kinds(acts) == ["StateChanged", "AddAddresses", "SendAdvert", "SendGratuitous"]
-    assert acts[2].priority == 255 and acts[3].count == 3
+    assert acts[1] == AddAddresses("VI_1", ("192.168.231.10/32",), (), (), 10.0)
+    assert acts[2] == SendAdvert("VI_1", 51, 2, 4, 255, 1.0, ("192.168.231.10",), None, None, 10.0)
+    assert acts[3].count == 3 and acts[3].why == "master"
     assert i.get_timer() == 11.0
 
 

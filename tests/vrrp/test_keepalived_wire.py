@@ -153,3 +153,113 @@ def test_v3_ipv6_adverts(topology, tmp_path):
         assert rec["src"].startswith("fe80::")
         check_record(rec, exp, version=3, prio=150, interval=1.0, vips=vips, auth=False)
     check_record(zeros[0], exp, version=3, prio=0, interval=1.0, vips=vips, auth=False)
+
+
+SENDER = os.path.join(os.path.dirname(__file__), "send_helper.py")
+
+
+def wait_line(proc, selector, prefix, deadline):
+    while time.time() < deadline:
+        for key, _ in selector.select(timeout=0.1):
+            line = key.fileobj.readline()
+            if line.startswith(prefix):
+                return True
+            if not line and proc.poll() is not None:
+                return False
+    return False
+
+
+def link_local(host):
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        out = host.run(["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"], check=False).stdout
+        if "inet6 fe80" in out and "tentative" not in out:
+            return out.split("inet6 ")[1].split("/")[0]
+        time.sleep(0.1)
+    raise AssertionError("no usable link-local address")
+
+
+@pytest.mark.parametrize("version,family", [(2, 4), (3, 4), (3, 6)], ids=["v2-pass-ipv4", "v3-ipv4", "v3-ipv6"])
+def test_keepalived_obeys_our_adverts_and_our_priority_zero(topology, tmp_path, version, family):
+    """A keepalived BACKUP hears our priority-200 adverts (stays BACKUP past its down
+    interval, so it accepted every check), then our priority 0 (takes over after its
+    Skew_Time, well before a master-down timeout could)."""
+    ka = topology.add_host("ka", "192.168.231.11/24")
+    peer = topology.add_host("peer", "192.168.231.12/24")
+    if family == 4:
+        vips, src = ["192.168.231.10"], "192.168.231.12"
+    else:
+        vips = ["2001:db8::10"]
+        link_local(ka)
+        src = link_local(peer)
+    auth = version == 2
+    conf = tmp_path / "ka.conf"
+    conf.write_text(ka_conf(version, vips, auth=auth, prio=100).replace("state MASTER", "state BACKUP"))
+    spec = {"family": family, "ifname": "eth0", "source": src, "version": version, "vrid": 51,
+            "priority": 200, "vips": vips, "interval": 1.0, "auth_pass": "1111" if auth else None,
+            "seconds": 6.0, "then_zero": True}
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+    sender = peer.popen([sys.executable, SENDER, json.dumps(spec)], stdout=subprocess.PIPE, text=True, env=env)
+    sel = selectors.DefaultSelector()
+    sel.register(sender.stdout, selectors.EVENT_READ)
+    assert wait_line(sender, sel, "sent 1", time.time() + 10), "sender did not start"
+    log = open(tmp_path / "ka.log", "w")
+    proc = ka.popen(["keepalived", "-n", "-l", "-D", "-P", "-f", str(conf), "-p", str(tmp_path / "ka.pid"),
+                     "-r", str(tmp_path / "vrrp.pid"), "-c", str(tmp_path / "chk.pid")],
+                    stdout=log, stderr=subprocess.STDOUT)
+    vip = vips[0]
+    try:
+        # While we advertise priority 200 (6 s > keepalived's 3.6 s down interval) the VIP
+        # must never appear on the keepalived node.
+        seen_early = False
+        end = time.time() + 12
+        zero_sent = False
+        while time.time() < end:
+            for key, _ in sel.select(timeout=0.05):
+                if key.fileobj.readline().startswith("sent zero"):
+                    zero_sent = True
+            if zero_sent:
+                break
+            seen_early |= vip in ka.addresses_on()
+        zero_at = time.time()
+        assert zero_sent, "sender never sent priority 0"
+        assert not seen_early, (tmp_path / "ka.log").read_text()
+        # After priority 0: Skew_Time (0.61 s); a timeout would need >= 2.6 s.
+        took = None
+        while time.time() < zero_at + 2.5:
+            if vip in ka.addresses_on():
+                took = time.time() - zero_at
+                break
+            time.sleep(0.02)
+        logtext = (tmp_path / "ka.log").read_text()
+        assert took is not None, logtext
+        assert "Entering MASTER STATE" in logtext
+        assert "invalid" not in logtext.lower() and "bad" not in logtext.lower(), logtext
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def test_v3_unicast_checksum_uses_the_peer_destination(topology, tmp_path):
+    vips = ["192.168.231.10"]
+    text = ka_conf(3, vips, auth=False, prio=255).replace(
+        "  virtual_ipaddress", "  unicast_src_ip 192.168.231.11\n  unicast_peer {\n    192.168.231.12\n  }\n"
+        "  virtual_ipaddress")
+    recs, log = capture_keepalived(topology, tmp_path, text)
+    adverts, zeros = split(recs)
+    assert len(adverts) >= 2 and zeros, log
+    exp = Expectation(vrid=51, version=3, family=4, interval=1.0, addresses=tuple(vips),
+                      unicast_peers=("192.168.231.11",), check_unicast_src=True)
+    for rec in adverts + zeros[:1]:
+        assert (rec["src"], rec["dst"]) == ("192.168.231.11", "192.168.231.12")
+        check_record(rec, exp, version=3, prio=bytes.fromhex(rec["payload"])[2], interval=1.0, vips=vips,
+                     auth=False)
+        # the same bytes do not verify against the multicast group
+        res = packet.validate(bytes.fromhex(rec["payload"]), source=rec["src"], destination=packet.MCAST_V4,
+                              ttl=255, family=4, expect=exp)
+        assert res.reason is packet.DropReason.CHECKSUM

@@ -144,6 +144,12 @@ def test_validate_unicast_ttl_not_checked_and_known_peer_accepted():
     assert isinstance(res, Advertisement)
 
 
+def test_unicast_peer_ttl_range():
+    uni = exp_seed(unicast_peers=(SRC,), check_unicast_src=True, unicast_peer_ttl=((SRC, 250, None),))
+    assert _reason(_validate(v2_seed(), ttl=64, dest="192.168.231.12", expect=uni)) is DropReason.TTL
+    assert isinstance(_validate(v2_seed(), ttl=254, dest="192.168.231.12", expect=uni), Advertisement)
+
+
 def test_validate_skip_check_adv_addr():
     res = _validate(v2_seed(), expect=exp_seed(addresses=("10.9.9.9",), skip_check_adv_addr=True))
     assert isinstance(res, Advertisement)

@@ -13,7 +13,7 @@ Public API (see docs/checkers.md):
 * ``CheckSchedule`` (pure, clock-injected) in :mod:`chimeha.check.schedule`.
 """
 
-from chimeha.check.probe import SUPPORTED_KINDS, probe
+from chimeha.check.dispatch import SUPPORTED_KINDS, probe
 from chimeha.check.runner import CheckerRunner, RealServerMonitor
 from chimeha.check.schedule import CheckSchedule, Transition, combine
 from chimeha.check.spec import CheckResult, Target, Timing, resolve_timing, target_for

@@ -34,10 +34,18 @@ def fmt(host: str, port: int) -> str:
 
 
 def new_socket(checker: Any, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A non-blocking socket, bound to ``bindto``/``bind_port`` when configured."""
+    """A non-blocking socket: ``fwmark`` (SO_MARK), ``bind_if`` (SO_BINDTODEVICE) and
+    ``bindto``/``bind_port`` applied when configured."""
     sock = socket.socket(family, kind, proto)
     try:
         sock.setblocking(False)
+        fwmark = getattr(checker, "fwmark", None)
+        if fwmark:
+            # Lets policy routing / nft rules treat checker traffic apart (needs CAP_NET_ADMIN).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, int(fwmark))
+        bind_if = getattr(checker, "bind_if", None)
+        if bind_if:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, str(bind_if).encode())
         bindto = getattr(checker, "bindto", None)
         bind_port = getattr(checker, "bind_port", None)
         if bindto or bind_port:
@@ -59,6 +67,7 @@ def describe_oserror(exc: OSError) -> str:
         errno.ECONNRESET: "reset by peer",
         errno.ETIMEDOUT: "timed out",
         errno.EADDRNOTAVAIL: "bind address not available",
+        errno.ENODEV: "failed: no such interface (bind_if)",
     }
     if exc.errno in names:
         return names[exc.errno]

@@ -105,10 +105,14 @@ async def _fetch(checker: Any, host: str, port: int, request: bytes, sni: str | 
     use_ssl = bool(getattr(checker, "ssl", False)) or getattr(checker, "kind", "") == "SSL_GET"
     if use_ssl and _SSL_CTX is None:
         _SSL_CTX = _ssl_context()
-    reader, writer = await asyncio.open_connection(
-        sock=sock, ssl=_SSL_CTX if use_ssl else None,
-        # "" sends no SNI (asyncio needs a value when given a socket).
-        server_hostname=(sni or "") if use_ssl else None)
+    try:
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=_SSL_CTX if use_ssl else None,
+            # "" sends no SNI (asyncio needs a value when given a socket).
+            server_hostname=(sni or "") if use_ssl else None)
+    except BaseException:
+        sock.close()  # a timed-out TLS handshake must not leak the descriptor
+        raise
     try:
         writer.write(request)
         await writer.drain()

@@ -60,7 +60,12 @@ async def probe_misc(checker: Any, target: Target, timeout: float) -> CheckResul
         await proc.wait()
         return CheckResult(False, f"{argv[0]} still running after {timeout:g} s, killed")
     except BaseException:
+        # Cancelled (the runner stops): kill and reap, so no zombie outlives the loop.
         _kill_group(proc)
+        try:
+            await asyncio.wait_for(proc.wait(), 2.0)
+        except BaseException:
+            pass
         raise
     if status < 0:
         return CheckResult(False, f"{argv[0]} killed by signal {-status}")

@@ -2,7 +2,7 @@
 
 :class:`CheckerRunner` drives one checker: it asks the pure
 :class:`~chimeha.check.schedule.CheckSchedule` when the next probe is due,
-sleeps until then on the event loop's clock, runs :func:`~chimeha.check.probe.probe`
+sleeps until then on the event loop's clock, runs :func:`~chimeha.check.dispatch.probe`
 and feeds the result back. :class:`RealServerMonitor` combines the runners of
 one real server (up only when all checkers are up).
 """
@@ -14,7 +14,7 @@ import logging
 import random as _random
 from typing import Any, Callable, Mapping, Sequence
 
-from chimeha.check.probe import probe
+from chimeha.check.dispatch import probe
 from chimeha.check.schedule import CheckSchedule, Transition, combine
 from chimeha.check.spec import CheckResult, Target, Timing, checker_kind, resolve_timing, target_for
 from chimeha.check._net import fmt

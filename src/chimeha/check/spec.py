@@ -135,6 +135,8 @@ class _Common:
     connect_port: int | None = None
     bindto: str | None = None
     bind_port: int | None = None
+    bind_if: str | None = None
+    fwmark: int | None = None
     connect_timeout: float | None = None
     retry: int | None = None
     delay_before_retry: float | None = None

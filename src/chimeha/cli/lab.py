@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="daemon on every server (default chime-ha; keepalived proves the lab itself)")
     p.add_argument("--keep", action="store_true", help="leave the lab running and print how to enter it")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    # Tests give their runs their own namespace prefix, so `lab down` and a
+    # user's lab never touch them (and vice versa).
+    p.add_argument("--tag", default="lab", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -50,6 +53,12 @@ def _preflight(args) -> str | None:
     for tool in ("ip", "unshare", "nsenter", "ss", "pgrep"):
         if not shutil.which(tool):
             return f"chime-ha lab needs `{tool}` (iproute2 / util-linux / procps)"
+    from chimeha.lab.cluster import seed_dir
+
+    try:
+        seed_dir()
+    except FileNotFoundError as exc:
+        return str(exc)
     wants = {args.daemon, "keepalived" if args.peer else args.daemon}
     if "keepalived" in wants and not shutil.which("keepalived"):
         return "keepalived is not installed (apt-get install keepalived)"
@@ -66,7 +75,7 @@ def run(args) -> int:
     if args.mode == "down":
         from chimeha.lab.state import teardown_all
 
-        removed = teardown_all()
+        removed = teardown_all(args.tag)
         if args.json:
             print(json.dumps({"removed": removed}))
         else:
@@ -94,7 +103,7 @@ def run(args) -> int:
     try:
         who = ", ".join(f"{k} on {n}" for n, k in daemons.items())
         say(f"chime-ha lab: {args.mode} ({who})")
-        report, kept = run_lab(args.mode, daemons, keep=args.keep, progress=say)
+        report, kept = run_lab(args.mode, daemons, keep=args.keep, progress=say, tag=args.tag)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

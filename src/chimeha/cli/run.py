@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
                    help="virtual-server data plane (default: %(default)s)")
     p.add_argument("--journal", metavar="PATH", default=None,
                    help="transition journal file (default: none, kept in memory)")
+    p.add_argument("--metrics", metavar="ADDR", default=None,
+                   help="serve /metrics and the status page on ADDR, e.g. 127.0.0.1:9650 (default: off)")
     p.add_argument("--pid-file", metavar="PATH", default=None, help="write the daemon's PID here")
     p.set_defaults(func=run)
 
@@ -39,7 +41,7 @@ def _setup_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))
     # pyroute2 logs every netlink message at debug level: far too much noise.
-    logging.getLogger("pyroute2").setLevel(max(logging.INFO, root.level))
+    handler.addFilter(lambda rec: not (rec.name.startswith("pyroute2") and rec.levelno < logging.INFO))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,13 +84,16 @@ async def _main(args, config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # Observers first, so the journal sees the very first transitions.
+    extras = await _start_observe(daemon, args, log)
     try:
         await daemon.start()
     except DaemonError as exc:
         log.error("%s", exc)
         await daemon.stop()
+        for close in extras:
+            await close()
         return 1
-    extras = await _start_observe(daemon, args, log)
     if args.pid_file:
         with open(args.pid_file, "w") as fh:
             fh.write(f"{os.getpid()}\n")
@@ -113,14 +118,16 @@ async def _main(args, config) -> int:
 
 
 async def _start_observe(daemon, args, log) -> list:
-    """Attach the journal / control socket if the observe package offers them."""
-    closers = []
+    """Attach chimeha.observe (journal, control socket, metrics) if it is available."""
     try:
-        from chimeha.runtime.observe_glue import attach
+        from chimeha.observe import attach_running
     except ImportError:
-        return closers
+        log.warning("chimeha.observe is not available: no control socket, journal or metrics")
+        return []
     try:
-        closers = await attach(daemon, control=args.control, journal=args.journal)
-    except Exception as exc:
+        observer = await attach_running(daemon, control_path=args.control, metrics_addr=args.metrics,
+                                        journal_path=args.journal)
+    except Exception as exc:  # status tooling must never keep VRRP from running
         log.error("observability could not start: %s", exc)
-    return closers
+        return []
+    return [observer.close]

@@ -15,7 +15,7 @@ import sys
 
 EVENT_HELP = (
     "TIME NODE ACTION [ARG]; actions: check-fail SCRIPT, check-ok SCRIPT, link-down, link-up, "
-    "stop, start, crash, track-down NAME, track-up NAME (e.g. '2.0 server1 check-fail chk_server')"
+    "partition, heal (traffic lost, carrier up), stop, start, crash, track-down NAME, track-up NAME (e.g. '2.0 server1 check-fail chk_server')"
 )
 
 
@@ -118,6 +118,9 @@ def run(args) -> int:
         result = simulate(nodes, events, until=args.until, latency=args.latency)
     except ScenarioError as exc:
         print(f"chime-ha simulate: {exc}", file=err)
+        return 2
+    except (ValueError, KeyError) as exc:  # a config the core cannot model; never a traceback
+        print(f"chime-ha simulate: cannot simulate these configs: {exc}", file=err)
         return 2
     if args.json:
         print(json.dumps(result, indent=2))

@@ -14,15 +14,16 @@ from typing import Callable, Iterable
 
 from .build import build_config
 from .lexer import Lexer
+from . import model as _model
 from .model import *  # noqa: F401,F403  (the model is part of this package's API)
 from .model import Config, Diagnostic, LoadResult
 from .parser import parse_lines
 from .render import render
 from .validate import cross_check as _cross_check
-from .validate import validate
+from .validate import validate as _validate
 from .values import Ctx
 
-__all__ = ["load", "loads", "render", "check_nodes", "LoadResult", "Config", "Diagnostic"]
+__all__ = ["load", "loads", "render", "check_nodes", "default_config_id", *_model.__all__]
 
 
 def default_config_id() -> str:
@@ -43,7 +44,7 @@ def _run(feed: Callable[[Lexer], bool], config_id: str | None, opener=None) -> L
         tree = parse_lines(lexer.lines, diags)
         ctx = Ctx(diags)
         config = build_config(tree, ctx)
-        validate(config, diags)
+        _validate(config, diags)
     except RecursionError:
         diags.append(Diagnostic("<config>", 0, "error", "too-deep", "configuration nested too deeply"))
         return LoadResult(None, _sorted(diags))

@@ -296,12 +296,13 @@ def _track_refs(st: Stmt, ctx: Ctx) -> tuple[TrackRef, ...]:
 def _sync_group(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> SyncGroup:
     f: dict = {"name": name, "where": st.where}
     opts: Opts = {}
+    users: dict = {}
     for s in body:
         n = s.name
         if n == "group":
             f["group"] = tuple(w for c in ctx.block(s) for w in (c.name, *c.words()))
         elif n in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
-            f[n] = ctx.script_arg(s)
+            f[n] = ctx.notify_arg(s, users)
         elif n in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
             f[n] = ctx.bool_arg(s)
         elif n in ("track_script", "track_interface", "track_file", "track_process"):
@@ -312,7 +313,7 @@ def _sync_group(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> SyncGroup:
             _opt(opts, s)
         else:
             ctx.unknown(s, K.SYNC_GROUP, f"vrrp_sync_group {name}")
-    return SyncGroup(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts))
+    return SyncGroup(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), script_users=users)
 
 
 # --------------------------------------------------------------------------- addresses
@@ -453,10 +454,12 @@ _TRACKS = {"track_script": "track_scripts", "track_interface": "track_interfaces
 def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
     f: dict = {"name": name, "where": st.where}
     opts: Opts = {}
+    users: dict = {}
     seen: dict[str, Stmt] = {}
     for s in body:
         n = s.name
         if n in _SCALAR:
+            ctx.no_block(s)
             key, fn = _SCALAR[n]
             v = fn(ctx, s)
             if v is not None:
@@ -470,7 +473,7 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
         elif n == "authentication":
             for a in ctx.block(s):
                 if a.name == "auth_type":
-                    v = ctx.choice(a, ("PASS", "AH"), upper=True)
+                    v = ctx.choice(a, ("PASS", "AH"))
                     if v:
                         f["auth_type"] = v
                         seen["auth_type"] = a
@@ -482,7 +485,7 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
                 else:
                     ctx.unknown(a, K.AUTHENTICATION, f"authentication of vrrp_instance {name}")
         elif n in _NOTIFY:
-            f[n] = ctx.script_arg(s)
+            f[n] = ctx.notify_arg(s, users)
         elif n == "virtual_ipaddress":
             f["virtual_ipaddresses"] = f.get("virtual_ipaddresses", ()) + tuple(_addresses(ctx.block(s), ctx))
         elif n == "virtual_ipaddress_excluded":
@@ -505,7 +508,17 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
                 if valid_ip(p.name) is None:
                     ctx.error(p.where, "invalid-address", f"unicast_peer '{p.name}' is not an IP address")
                     continue
-                peers.append(UnicastPeer(str(valid_ip(p.name)), p.where))
+                ttl: dict = {}
+                words = p.words()
+                for i in range(0, len(words) - 1, 2):
+                    if words[i] in ("min_ttl", "max_ttl") and words[i + 1].isdigit() and int(words[i + 1]) <= 255:
+                        ttl[words[i]] = int(words[i + 1])
+                    else:
+                        ctx.error(p.where, "invalid-value", f"unicast_peer {p.name}: expected min_ttl|max_ttl 0-255")
+                        break
+                if len(words) % 2:
+                    ctx.error(p.where, "missing-parameter", f"unicast_peer {p.name}: '{words[-1]}' needs a value")
+                peers.append(UnicastPeer(str(valid_ip(p.name)), p.where, **ttl))
             f["unicast_peers"] = tuple(peers)
         elif n in K.VRRP_INSTANCE:
             _opt(opts, s)
@@ -521,13 +534,23 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
     if not f.get("virtual_ipaddresses"):
         ctx.warning(st.where, "no-vip", f"vrrp_instance {name} has no virtual_ipaddress")
     vips = f.get("virtual_ipaddresses", ())
-    fams = {v.family for v in vips}
-    if len(fams) > 1:
-        ctx.warning(st.where, "mixed-family",
-                    f"vrrp_instance {name} mixes IPv4 and IPv6 in virtual_ipaddress; use virtual_ipaddress_excluded")
-    f["family"] = 6 if f.get("native_ipv6") or (vips and vips[0].family == 6) else 4
-    positions = {k: v.where for k, v in seen.items()}
-    return VrrpInstance(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), positions=positions)
+    family = 6 if f.get("native_ipv6") or (vips and vips[0].family == 6) else 4
+    kept = []
+    for v in vips:
+        if v.family != family:
+            # keepalived drops such an address too: the advert carries one family only.
+            ctx.warning(v.where, "mixed-family",
+                        f"vrrp_instance {name} is IPv{family} but VIP {v.address} is IPv{v.family}: ignored; "
+                        "put it in virtual_ipaddress_excluded")
+        else:
+            kept.append(v)
+    if vips:
+        f["virtual_ipaddresses"] = tuple(kept)
+    f["family"] = family
+    positions = {s.name: s.where for s in reversed(body)}
+    positions.update({k: v.where for k, v in seen.items()})
+    return VrrpInstance(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), positions=positions,
+                        script_users=users)
 
 
 def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstance:

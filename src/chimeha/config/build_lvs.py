@@ -101,6 +101,7 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
             ctx.error(st.where, "missing-parameter", f"virtual_server {head} is missing its port")
     opts: dict = {}
     positions = {}
+    users: dict = {}
     pending_rs: list[Stmt] = []
     sorry: Stmt | None = None
     for s in ctx.block(st):
@@ -111,26 +112,26 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
         if n in ("lb_algo", "lvs_sched"):
             f["lb_algo"] = ctx.choice(s, LB_ALGOS)
         elif n in ("lb_kind", "lvs_method"):
-            f["lb_kind"] = ctx.choice(s, LB_KINDS, upper=True)
+            f["lb_kind"] = ctx.choice(s, LB_KINDS)
         elif n == "protocol":
             f["protocol"] = ctx.choice(s, ("TCP", "UDP", "SCTP"), upper=True)
             f["protocol_explicit"] = f["protocol"] is not None
         elif n == "persistence_timeout":
             # A bare persistence_timeout means keepalived's default of 360 s.
-            f["persistence_timeout"] = ctx.int_arg(s, 1, 2**31 - 1, what="persistence_timeout") if s.args else 360
+            f["persistence_timeout"] = ctx.int_arg(s, 0, 2**31 - 1, what="persistence_timeout") if s.args else 360
         elif n in ("persistence_granularity", "persistence_engine", "virtualhost", "ip_family"):
             f[n] = ctx.word(s)
         elif n in ("quorum", "hysteresis"):
             f[n] = ctx.int_arg(s, 0 if n == "hysteresis" else 1, what=n)
         elif n in ("quorum_up", "quorum_down"):
-            f[n] = ctx.script_arg(s)
+            f[n] = ctx.notify_arg(s, users)
         elif n in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "sorry_server_inhibit"):
             f[n] = ctx.bool_arg(s)
         elif n == "sorry_server_lvs_method":
-            f[n] = ctx.choice(s, LB_KINDS, upper=True)
+            f[n] = ctx.choice(s, LB_KINDS)
         elif n == "weight":
             # chime-ha extension: the default weight of this virtual server's real servers.
-            f["weight"] = ctx.int_arg(s, 0, 65535, what="weight")
+            f["weight"] = ctx.int_arg(s, 0, 2**31 - 1, what="weight")
         elif n == "real_server":
             pending_rs.append(s)
         elif n == "sorry_server":
@@ -139,6 +140,8 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
             _opt(opts, s)
         else:
             ctx.unknown(s, K.VIRTUAL_SERVER, f"virtual_server {head}")
+    if not f.get("protocol_explicit") and f.get("fwmark") is None:
+        f["protocol"] = "UDP"  # what keepalived silently does; validate() warns about it
     default_weight = f.get("weight") if f.get("weight") is not None else 1
     rss = []
     for s in pending_rs:
@@ -152,7 +155,8 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
             ctx.error(sorry.where, "invalid-address", f"sorry_server address '{sorry.args[0].text}' is not an IP address")
         else:
             f["sorry_server"] = RealServer(str(ip), sorry.where, _port(ctx, sorry, 1), default_weight)
-    return VirtualServer(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), positions=positions)
+    return VirtualServer(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), positions=positions,
+                         script_users=users)
 
 
 def _real_server(st: Stmt, ctx: Ctx, default_weight: int) -> RealServer | None:
@@ -165,6 +169,7 @@ def _real_server(st: Stmt, ctx: Ctx, default_weight: int) -> RealServer | None:
     f: dict = {"address": str(ip), "where": st.where, "port": _port(ctx, st, 1), "weight": default_weight}
     opts: dict = {}
     positions = {}
+    users: dict = {}
     checkers = []
     body = st.block if st.block is not None else []
     for s in body:
@@ -178,15 +183,15 @@ def _real_server(st: Stmt, ctx: Ctx, default_weight: int) -> RealServer | None:
                             f"'weight' without a value in real_server {st.args[0].text}: using the virtual "
                             f"server's weight ({default_weight}); keepalived 2.2.7 refuses to start on this line")
             else:
-                w = ctx.int_arg(s, 0, 65535, what="weight")
+                w = ctx.int_arg(s, 0, 2**31 - 1, what="weight")
                 if w is not None:
                     f["weight"] = w
         elif n in ("inhibit_on_failure", "alpha", "smtp_alert"):
             f[n] = ctx.bool_arg(s)
         elif n in ("notify_up", "notify_down"):
-            f[n] = ctx.script_arg(s)
+            f[n] = ctx.notify_arg(s, users)
         elif n == "lvs_method":
-            f[n] = ctx.choice(s, LB_KINDS, upper=True)
+            f[n] = ctx.choice(s, LB_KINDS)
         elif n == "virtualhost":
             f[n] = ctx.word(s)
         elif n in _CHECKERS:
@@ -198,7 +203,8 @@ def _real_server(st: Stmt, ctx: Ctx, default_weight: int) -> RealServer | None:
         else:
             ctx.unknown(s, K.REAL_SERVER | set(_CHECKERS), f"real_server {st.args[0].text}")
     f["checkers"] = tuple(checkers)
-    return RealServer(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), positions=positions)
+    return RealServer(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), positions=positions,
+                      script_users=users)
 
 
 # --------------------------------------------------------------------------- checkers

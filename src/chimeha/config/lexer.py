@@ -37,6 +37,8 @@ from .model import Diagnostic
 MAX_INCLUDE_DEPTH = 32
 MAX_SUBST_DEPTH = 64
 MAX_EXPANDED_LINES = 200_000
+MAX_LINE_CHARS = 65_536
+MAX_WORK = 1_000_000  # logical lines processed, counting every expansion step
 
 INCLUDE_KEYWORDS = ("include", "includer", "includem", "includew", "includeb", "includea", "includet")
 
@@ -197,6 +199,8 @@ class Lexer:
         self.files: list[str] = []
         self._stack: list[str] = []
         self._rng = rng or random.Random(0)
+        self._work = 0
+        self._gave_up = False
 
     # ---------------------------------------------------------------- entry points
 
@@ -232,6 +236,9 @@ class Lexer:
             lineno = i + 1
             text = raw[i].replace("\r", "").replace("\0", "").replace("\x01", "").replace("\x02", "")
             i += 1
+            if len(text) > MAX_LINE_CHARS:
+                self.rep.error(filename, lineno, "line-too-long", f"line longer than {MAX_LINE_CHARS} characters (ignored)")
+                continue
             stripped = strip_comment(text).strip()
             if not stripped:
                 continue
@@ -247,11 +254,19 @@ class Lexer:
                     else:
                         value_lines.append(nxt)
                         break
-                self.defs[m.group(1)] = [v for v in value_lines if v]
+                self.defs[m.group(1)] = [v for v in value_lines if v] or [""]
                 continue
             self._logical(stripped, filename, lineno, 0)
 
     def _logical(self, text: str, filename: str, lineno: int, depth: int) -> None:
+        self._work += 1
+        if self._gave_up:
+            return
+        if self._work > MAX_WORK or len(text) > MAX_LINE_CHARS:
+            self._gave_up = True
+            self.rep.error(filename, lineno, "expansion-too-large",
+                           "parameter/sequence expansion grows without bound here; the rest of the configuration is ignored")
+            return
         if depth > MAX_SUBST_DEPTH:
             self.rep.error(filename, lineno, "substitution-loop", "parameter substitution nested too deeply (a definition refers to itself?)")
             return
@@ -447,9 +462,14 @@ def _expand_spec(kind: str, spec: str) -> list[dict[str, str]]:
     return out
 
 
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
 def _read_file(path: str) -> str:
     with open(path, "rb") as fh:
-        data = fh.read(16 * 1024 * 1024)
+        data = fh.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     return data.decode("utf-8", errors="replace")
 
 

@@ -6,6 +6,8 @@ operator at the exact line.  Units follow keepalived's configuration language:
 times are seconds as ``float`` (``advert_int 0.5`` is 0.5), weights and
 priorities are plain ints.
 
+``script_users`` maps a notify-style keyword (``notify_master``, ``quorum_up``,
+``notify_up`` ...) to the ``username [groupname]`` written after its command.
 ``positions`` maps a keyword to the ``Where`` of the line that set it (for
 diagnostics that must point at, say, the ``priority`` line rather than the
 block).  Keywords that keepalived accepts but that have no typed field here are kept,
@@ -18,6 +20,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Union
+
+__all__ = [
+    "Where",
+    "Diagnostic",
+    "GlobalDefs",
+    "VrrpScript",
+    "TrackProcess",
+    "TrackFile",
+    "TrackRef",
+    "SyncGroup",
+    "VirtualAddress",
+    "Route",
+    "Rule",
+    "UnicastPeer",
+    "VrrpInstance",
+    "TcpCheck",
+    "HttpUrl",
+    "HttpCheck",
+    "MiscCheck",
+    "SmtpCheck",
+    "DnsCheck",
+    "UdpCheck",
+    "PingCheck",
+    "FileCheck",
+    "BfdCheck",
+    "RealServer",
+    "VirtualServerGroupEntry",
+    "VirtualServerGroup",
+    "VirtualServer",
+    "Block",
+    "Config",
+    "LoadResult",
+    "Checker",
+    "Severity",
+    "NOWHERE",
+]
 
 Severity = Literal["error", "warning"]
 
@@ -182,6 +220,7 @@ class SyncGroup:
     track_interfaces: tuple[TrackRef, ...] = ()
     track_files: tuple[TrackRef, ...] = ()
     track_processes: tuple[TrackRef, ...] = ()
+    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
 
 
@@ -302,6 +341,7 @@ class VrrpInstance:
     strict_mode: bool = False
     skip_check_adv_addr: bool = False
     lvs_sync_daemon_interface: str | None = None
+    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
@@ -454,6 +494,7 @@ class RealServer:
     smtp_alert: bool = False
     virtualhost: str | None = None
     checkers: tuple[Checker, ...] = ()
+    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
@@ -519,6 +560,7 @@ class VirtualServer:
     warmup: float | None = None
     ip_family: str | None = None
     real_servers: tuple[RealServer, ...] = ()
+    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 

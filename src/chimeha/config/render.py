@@ -8,6 +8,7 @@ keyword per line, four-space indentation, no comments.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable
 
 from .model import (
@@ -34,6 +35,13 @@ def _cmd(argv: Iterable[str]) -> str:
     # One double-quoted string; arguments with spaces get single quotes (keepalived's rule).
     parts = [f"'{a}'" if (any(c.isspace() for c in a) or a == "") else a for a in argv]
     return quote(" ".join(parts)) if len(parts) != 1 or parts[0] != quote(parts[0]) else parts[0]
+
+
+def _notify(w: "_W", obj, key: str) -> None:
+    argv = getattr(obj, key)
+    if argv is not None:
+        w.line(key, quote(" ".join(f"'{a}'" if (any(c.isspace() for c in a) or a == "") else a for a in argv)),
+               *(quote(u) for u in obj.script_users.get(key, ())))
 
 
 def _num(v: float) -> str:
@@ -134,8 +142,7 @@ def render(config: Config) -> str:
             w.line(quote(m))
         w.close()
         for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
-            if getattr(g, key) is not None:
-                w.line(key, _cmd(getattr(g, key)))
+            _notify(w, g, key)
         for key in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
             if getattr(g, key):
                 w.line(key)
@@ -177,6 +184,8 @@ def _if(w: _W, key: str, value, default, fmt) -> None:
 
 def _globals(w: _W, g: GlobalDefs) -> None:
     d = GlobalDefs()
+    if replace(g, where=d.where) == d:
+        return  # all defaults: nothing to write
     w.open("global_defs")
     if g.router_id is not None:
         w.line("router_id", quote(g.router_id))
@@ -293,12 +302,12 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
     if i.unicast_peers:
         w.open("unicast_peer")
         for p in i.unicast_peers:
-            w.line(p.address)
+            ttl = [x for k in ("min_ttl", "max_ttl") if getattr(p, k) is not None for x in (k, str(getattr(p, k)))]
+            w.line(p.address, *ttl)
         w.close()
     _tracks(w, i)
     for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_master_rx_lower_pri"):
-        if getattr(i, key) is not None:
-            w.line(key, _cmd(getattr(i, key)))
+        _notify(w, i, key)
     w.options(i.options)
     w.close()
 
@@ -334,8 +343,7 @@ def _virtual_server(w: _W, vs: VirtualServer) -> None:
     _if(w, "quorum", vs.quorum, 1, str)
     _if(w, "hysteresis", vs.hysteresis, 0, str)
     for key in ("quorum_up", "quorum_down"):
-        if getattr(vs, key) is not None:
-            w.line(key, _cmd(getattr(vs, key)))
+        _notify(w, vs, key)
     for key in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "sorry_server_inhibit"):
         if getattr(vs, key):
             w.line(key)
@@ -360,8 +368,7 @@ def _real_server(w: _W, rs: RealServer) -> None:
     if rs.smtp_alert:
         w.line("smtp_alert")
     for key in ("notify_up", "notify_down"):
-        if getattr(rs, key) is not None:
-            w.line(key, _cmd(getattr(rs, key)))
+        _notify(w, rs, key)
     for key in ("lvs_method", "virtualhost"):
         if getattr(rs, key) is not None:
             w.line(key, quote(getattr(rs, key)))

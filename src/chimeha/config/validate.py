@@ -24,7 +24,8 @@ KEEPALIVED_REPORTS = frozenset({
     "unknown-keyword", "unknown-block", "nopreempt-master", "auth-pass-too-long", "auth-v3",
     "protocol-missing", "bare-weight", "no-vip", "unexpected-block", "unexpected-argument",
     "track-weight-owner", "advert-int-rounded", "ah-master", "fwmark-protocol", "route-untracked",
-    "deprecated", "rule-no-preference", "unterminated-quote",
+    "deprecated", "rule-no-preference", "unterminated-quote", "duplicate-real-server", "mixed-family",
+    "quorum-unreachable",
 })
 # Warning codes keepalived -t reports only through its script-security exit status (6).
 KEEPALIVED_SECURITY = frozenset({"script-security"})
@@ -138,8 +139,8 @@ def _virtual_servers(config: Config, ctx: Ctx) -> None:
     for vs in config.virtual_servers:
         if not vs.protocol_explicit and vs.fwmark is None:
             ctx.warning(vs.where, "protocol-missing",
-                        f"virtual_server {vs.key} has no 'protocol': keepalived silently uses UDP "
-                        "(chime-ha uses TCP); write 'protocol TCP' or 'protocol UDP'")
+                        f"virtual_server {vs.key} has no 'protocol': UDP is used (as keepalived silently does); "
+                        "write 'protocol TCP' if this is a TCP service")
         if vs.fwmark is not None and vs.protocol_explicit:
             ctx.warning(vs.positions.get("protocol", vs.where), "fwmark-protocol",
                         f"virtual_server fwmark {vs.fwmark}: 'protocol' is ignored for a fwmark service")
@@ -189,7 +190,7 @@ def _script_security(config: Config, ctx: Ctx) -> None:
             first = w if first is None or w < first else first
     for inst in config.instances.values():
         for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
-            if getattr(inst, key) is not None:
+            if getattr(inst, key) is not None and inst.script_users.get(key, ("root",))[0] == "root":
                 w = inst.positions.get(key, inst.where)
                 first = w if first is None or w < first else first
     for vs in config.virtual_servers:

@@ -138,6 +138,22 @@ class Ctx:
         return argv
 
 
+    def notify_arg(self, st: Stmt, users: dict) -> tuple[str, ...] | None:
+        """``KEYWORD COMMAND [username [groupname]]``: one (usually quoted) command word."""
+        if not self.need(st, 1, "a command"):
+            return None
+        argv = split_command(st.args[0].text)
+        if not argv:
+            self.error(st.where, "missing-parameter", f"'{st.name}' has an empty command")
+            return None
+        if len(st.args) > 1:
+            users[st.name] = tuple(t.text for t in st.args[1:3])
+            if len(st.args) > 3:
+                self.warning(st.where, "unexpected-argument",
+                             f"'{st.name}' takes COMMAND [username [groupname]]; quote a command with arguments")
+        return argv
+
+
 def _requote(tok) -> str:
     # A double-quoted token is one command string; split it again as keepalived does.
     return tok.text

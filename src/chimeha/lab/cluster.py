@@ -20,9 +20,7 @@ benchmark drives the same class.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -199,8 +197,8 @@ class SeedCluster:
 
     def build(self) -> None:
         """Create the nodes, stand-ins and instruments (daemons start separately)."""
-        self._say("building the topology (namespaces, bridge, nodes)")
         self.topo = Topology(self.tag)
+        self._say(f"building the topology (namespaces {self.topo.prefix}*: bridge, server1, server2, client)")
         self.topo.open()
         for name, addr in SERVERS.items():
             node = add_node(self.topo, name, f"{addr}/{PREFIXLEN}", ifname=IFNAME)
@@ -348,10 +346,10 @@ class SeedCluster:
         with self._lock:
             return [r for r in self.probes if r.t >= since and (target is None or r.target == target)]
 
-    def answered_by(self, target: str, node: str, since: float) -> bool:
-        """Has ``target`` been answered by ``node`` (its last probe since ``since``)?"""
-        results = [r for r in self.probe_results(target, since)]
-        return bool(results) and results[-1].ok and results[-1].node == node
+    def last_probe(self, target: str, since: float = 0.0) -> ProbeResult | None:
+        """The most recently *started* probe of ``target`` that has reported."""
+        results = self.probe_results(target, since)
+        return max(results, key=lambda r: r.t) if results else None
 
     # -- helpers ---------------------------------------------------------------------
     @staticmethod
@@ -377,10 +375,3 @@ class SeedCluster:
         n = self.nodes.get(node) or (self.client if node == CLIENT[0] else None)
         return f"nsenter -t {n.init_pid} -p -m -n -- bash"
 
-
-def keepalived_available() -> str | None:
-    return None if shutil.which("keepalived") else "the keepalived binary is not installed"
-
-
-def which_ok(cmd: str) -> bool:
-    return shutil.which(cmd) is not None or os.path.exists(cmd)

@@ -66,6 +66,8 @@ class LabReport:
     total_outage: float | None = None
     interrupted: bool = False
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    prefix: str = ""  # the namespace-name prefix of this run (all its namespaces start with it)
 
     @property
     def ok(self) -> bool:
@@ -174,10 +176,10 @@ class LabRunner:
     def _answers_ok(self, st: _Step, since: float) -> bool:
         for label, want in st.answer_from.items():
             for target in self._endpoint_targets().get(label, []):
-                res = self.c.probe_results(target, since)
-                if not res or not res[-1].ok:
+                last = self.c.last_probe(target, since)
+                if last is None or not last.ok:
                     return False
-                if want is not None and res[-1].node != want:
+                if want is not None and last.node != want:
                     return False
         return True
 
@@ -204,13 +206,13 @@ class LabRunner:
                 parts.append(f"VIP {vip} is on {where}, expected on exactly one server")
         for label, want in st.answer_from.items():
             for target in self._endpoint_targets().get(label, []):
-                res = self.c.probe_results(target, since)
-                if not res:
+                last = self.c.last_probe(target, since)
+                if last is None:
                     parts.append(f"{label} {target}: no probe result yet")
-                elif not res[-1].ok:
-                    parts.append(f"{label} {target}: {res[-1].node}")
-                elif want is not None and res[-1].node != want:
-                    parts.append(f"{label} {target} answered by {res[-1].node}, expected {want}")
+                elif not last.ok:
+                    parts.append(f"{label} {target}: {last.node}")
+                elif want is not None and last.node != want:
+                    parts.append(f"{label} {target} answered by {last.node}, expected {want}")
         hints = peer_mismatches(self.c.configs)
         if hints:
             parts.append("the configs disagree: " + "; ".join(hints))
@@ -247,6 +249,10 @@ class LabRunner:
                     raise _Failed(f"not done after {self.step_timeout:.0f} s: {self.explain(st, t0)}")
                 time.sleep(0.02)
             t_end = time.monotonic()
+            if st.action is not None:
+                # Probes started before t_end report when they finish (a lost
+                # SYN only after the probe timeout): wait for them to be counted.
+                time.sleep(self.c.probe_timeout + 0.1)
             self._measure(st, res, t0, t_end)
             res.ok = True
             res.message = self._success_message(st, res)
@@ -289,9 +295,9 @@ class LabRunner:
         bits = [where]
         answered = []
         for label, target in self.c.endpoints():
-            r = self.c.probe_results(target)
-            if r and st.answer_from:
-                answered.append(f"{label} {target} -> {r[-1].node}")
+            last = self.c.last_probe(target)
+            if last is not None and st.answer_from:
+                answered.append(f"{label} {target} -> {last.node}")
         if answered:
             bits.append("; ".join(answered))
         return "; ".join(bits)
@@ -320,6 +326,8 @@ def run_lab(mode: str = "active-standby", daemons: dict[str, str] | None = None,
     steps = steps_for(mode)
     try:
         cluster.build()
+        report.prefix = cluster.topo.prefix
+        report.notes.extend(cluster.notes)
         if on_built:
             on_built(cluster)
         cluster.start_prober()
@@ -350,11 +358,28 @@ def run_lab(mode: str = "active-standby", daemons: dict[str, str] | None = None,
         report.duration = round(time.monotonic() - t_start, 2)
         if not keep:
             say("tearing down the lab")
-            cluster.close()
+            _close_uninterrupted(cluster)
             if report.ok:
                 shutil.rmtree(cluster.logdir, ignore_errors=True)
                 report.logdir = ""
     return report, (cluster if keep else None)
+
+
+def _close_uninterrupted(cluster: SeedCluster) -> None:
+    """Tear down even if the user presses Ctrl-C again meanwhile."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        cluster.close()
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in sigs}
+    try:
+        cluster.close()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def format_step(res: StepResult) -> str:
@@ -391,6 +416,8 @@ def format_report(report: LabReport) -> str:
         lines.append(f"  SKIP  {s.name:<18}   (not run: an earlier step failed)")
     if report.total_outage is not None:
         lines.append(f"  total client-visible outage after first answer: {report.total_outage:.2f} s")
+    for note in report.notes:
+        lines.append(f"  note: {note}")
     if report.interrupted:
         lines.append("  interrupted: the lab was torn down")
     if report.error:

@@ -38,22 +38,23 @@ def save_kept(cluster) -> dict:
     return info
 
 
-def lab_namespaces() -> list[str]:
+def lab_namespaces(prefix: str = LAB_PREFIX) -> list[str]:
     """Namespaces made by ``chime-ha lab`` (never those of tests or benchmarks)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return [n for n in names if n.startswith(LAB_PREFIX)]
+    return [n for n in names if n.startswith(prefix)]
 
 
-def teardown_all() -> list[str]:
-    """Kill what runs in every lab namespace, delete them; returns their names."""
+def teardown_all(tag: str = LAB_TAG) -> list[str]:
+    """Kill what runs in every namespace of labs tagged ``tag``, delete them; returns their names."""
     removed = []
-    for ns in lab_namespaces():
+    prefix = NAME_PREFIX + tag[:4]
+    for ns in lab_namespaces(prefix):
         kill_namespace_pids(ns)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         removed.append(ns)
     if STATE_DIR.is_dir():
-        for f in STATE_DIR.glob("*.json"):
+        for f in STATE_DIR.glob(f"{prefix}*.json"):
             f.unlink(missing_ok=True)
         try:
             os.rmdir(STATE_DIR)

@@ -17,8 +17,9 @@ operations that is minimal and safe to apply in order:
    forwarding method), then additions, so a weight never briefly exceeds what
    the operator configured on the way.
 
-Services and destinations are visited in sorted key order, so the same inputs
-always give the same list (tests and logs can compare them).
+Services are visited in sorted key order, new destinations in configuration
+order (rr and wrr follow it, as IPVS follows insertion order), so the same
+inputs always give the same list (tests and logs can compare them).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def diff(desired: DesiredState, actual: DesiredState) -> list[Operation]:
         have = actual.services.get(key)
         if have is None:
             ops.append(AddService(_bare(want)))
-            ops.extend(AddDest(key, d) for d in sorted(want.destinations, key=lambda d: d.key))
+            # configuration order, not sorted: rr/wrr sequences follow it (as IPVS follows insertion order)
+            ops.extend(AddDest(key, d) for d in want.destinations)
             continue
         if want.attrs() != have.attrs():
             ops.append(EditService(_bare(want)))
@@ -109,7 +111,7 @@ def _diff_dests(key: ServiceKey, want: Service, have: Service) -> list[Operation
     h = {d.key: d for d in have.destinations}
     out: list[Operation] = [DelDest(key, h[k]) for k in sorted(set(h) - set(w))]
     out += [EditDest(key, w[k]) for k in sorted(set(w) & set(h)) if w[k] != h[k]]
-    out += [AddDest(key, w[k]) for k in sorted(set(w) - set(h))]
+    out += [AddDest(key, d) for d in want.destinations if d.key not in h]
     return out
 
 

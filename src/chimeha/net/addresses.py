@@ -219,24 +219,52 @@ class Route:
         return " ".join(parts)
 
 
+_ROUTE_TYPES = ("blackhole", "unreachable", "prohibit", "throw")
+
+
+def _route_words(words) -> dict:
+    """The keywords of a keepalived route line (``src``, ``metric``, ``table``...)."""
+    out: dict = {}
+    words = list(words or ())
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in _ROUTE_TYPES:
+            out["type"] = w
+            i += 1
+        elif w in ("src", "metric", "table", "scope", "via", "gw", "dev") and i + 1 < len(words):
+            out["gateway" if w in ("via", "gw") else w] = words[i + 1]
+            i += 2
+        else:
+            i += 1
+    return out
+
+
 def route_from_config(vr, default_dev: str | None = None) -> Route:
-    """Build a :class:`Route` from a config route object or keyword dict (duck-typed)."""
-    get = (lambda k: vr.get(k)) if isinstance(vr, dict) else (lambda k: getattr(vr, k, None))
-    dst = get("dst") or get("to") or get("destination")
+    """Build a :class:`Route` from a config ``Route`` (destination/via/dev + its words) or a dict."""
+    if isinstance(vr, dict):
+        fields = dict(vr)
+    else:
+        fields = _route_words(getattr(vr, "words", ()))
+        for attr, key in (("destination", "dst"), ("via", "gateway"), ("dev", "dev")):
+            if getattr(vr, attr, None):
+                fields[key] = getattr(vr, attr)
+    dst = fields.get("dst") or fields.get("to") or fields.get("destination")
     if dst in (None, "default"):
         dst = "0.0.0.0/0"
-    if dst == "default6":
-        dst = "::/0"
-    gw = get("gateway") or get("via") or get("gw")
-    table = get("table")
-    metric = get("metric")
+    elif "/" not in str(dst):
+        dst = f"{dst}/{128 if ':' in str(dst) else 32}"
+    gw = fields.get("gateway") or fields.get("via")
+    table = fields.get("table")
+    metric = fields.get("metric")
+    rtype = fields.get("type")
     return Route(
         dst=str(dst),
         gateway=gw,
-        dev=get("dev") or (default_dev if not gw else None),
-        src=get("src"),
+        dev=fields.get("dev") or (default_dev if not gw and not rtype else None),
+        src=fields.get("src"),
         metric=int(metric) if metric is not None else None,
         table=int(table) if table is not None and str(table).isdigit() else None,
-        scope=parse_scope(get("scope")),
-        type=get("type") if get("type") not in (None, "unicast") else None,
+        scope=parse_scope(fields.get("scope")),
+        type=rtype if rtype not in (None, "unicast") else None,
     )

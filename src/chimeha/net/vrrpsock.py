@@ -99,8 +99,6 @@ class VrrpSocket:
                 mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4),
                                     socket.inet_aton(src_addr or "0.0.0.0"), self.ifindex)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
-                if join_group:
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
             else:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
@@ -112,13 +110,29 @@ class VrrpSocket:
                 except OSError:
                     pass
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
-                if join_group:
-                    mreq = socket.inet_pton(socket.AF_INET6, VRRP_GROUP_V6) + struct.pack("=I", self.ifindex)
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
         except OSError as exc:
             sock.close()
             raise VrrpSocketError(f"cannot set up VRRP socket on {ifname}: {exc}") from exc
         self.sock = sock
+        self.joined = False
+        if join_group:
+            try:
+                self.join()
+            except OSError as exc:
+                sock.close()
+                raise VrrpSocketError(f"cannot join the VRRP group on {ifname}: {exc}") from exc
+
+    def join(self) -> None:
+        """Join the VRRP multicast group on the interface (idempotent)."""
+        if self.joined:
+            return
+        if self.family == 4:
+            mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4), bytes(4), self.ifindex)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        else:
+            mreq = socket.inet_pton(socket.AF_INET6, VRRP_GROUP_V6) + struct.pack("=I", self.ifindex)
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        self.joined = True
 
     # -- sending -----------------------------------------------------------
     def send(self, payload: bytes, dst: str | None = None, src: str | None = None) -> None:

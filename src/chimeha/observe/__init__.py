@@ -10,6 +10,13 @@ The daemon makes itself observable with one call::
     ...
     await observer.stop()
 
+Or, for a ``runtime.Daemon`` (which has ``state_hooks`` and ``event_hooks``),
+all of that in one step::
+
+    observer = await chimeha.observe.attach_running(daemon, control_path, metrics_addr, journal_path)
+    ...
+    await observer.close()           # STOPPING=1, unhook, close everything
+
 ``daemon.snapshot()`` must return the dict described in :mod:`.schema` (and
 docs/operations.md). Submodules: ``schema``, ``journal``, ``metrics``,
 ``http`` (status page), ``control`` (unix socket server and client),
@@ -36,3 +43,23 @@ def attach(daemon: Any, control_path: str | None = DEFAULT_CONTROL_PATH, metrics
 
     return Observer(daemon, control_path=control_path, metrics_addr=metrics_addr,
                     journal_path=journal_path, **options)
+
+
+async def attach_running(daemon: Any, control_path: str | None = DEFAULT_CONTROL_PATH,
+                         metrics_addr: str | None = None, journal_path: str | None = DEFAULT_JOURNAL_PATH,
+                         **options: Any):
+    """:func:`attach`, hook into ``daemon.state_hooks`` / ``event_hooks`` and start.
+
+    May be called before ``daemon.start()`` (then the first transitions are
+    journaled too). READY=1 goes to systemd as soon as the snapshot reports
+    ``node.started_at`` (checked on every transition and watcher tick), so
+    readiness means "instances running", not "observer attached"; calling
+    ``observer.ready()`` sends it at once. Returns the started Observer;
+    ``await observer.close()`` undoes all of it. Raises what
+    :meth:`Observer.start` raises (nothing is left hooked or open then).
+    """
+    observer = attach(daemon, control_path, metrics_addr, journal_path, **options)
+    observer.auto_ready = True
+    await observer.start()
+    observer.hook()
+    return observer

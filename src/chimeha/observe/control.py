@@ -266,6 +266,15 @@ class ControlClient:
         return sock
 
     @staticmethod
+    def _send(sock: socket.socket, request: dict[str, Any]) -> None:
+        try:
+            sock.sendall(_dumps(request))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon hung up first (e.g. refused us): its reason is waiting to be read
+        except socket.timeout:
+            raise ControlError("the daemon did not accept the request in time") from None
+
+    @staticmethod
     def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
         buf = b""
         while True:
@@ -273,6 +282,8 @@ class ControlClient:
                 chunk = sock.recv(65536)
             except socket.timeout:
                 raise ControlError("the daemon did not answer in time") from None
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
                 if buf.strip():
                     raise ControlError("the daemon closed the connection mid-answer")
@@ -293,7 +304,7 @@ class ControlClient:
     def request(self, cmd: str, **params: Any) -> Any:
         """Send one command and return its ``result``; a daemon-side error raises ControlError."""
         with self._connect() as sock:
-            sock.sendall(_dumps({"cmd": cmd, **params}))
+            self._send(sock, {"cmd": cmd, **params})
             for msg in self._lines(sock):
                 if not msg.get("ok"):
                     raise ControlError(str(msg.get("error", "the daemon refused the request")))
@@ -306,12 +317,17 @@ class ControlClient:
     def journal(self, limit: int | None = None, instance: str | None = None) -> list[dict[str, Any]]:
         return self.request("journal", limit=limit, instance=instance)["entries"]
 
-    def follow(self, limit: int | None = None, instance: str | None = None) -> Iterator[dict[str, Any]]:
-        """Yield the backlog then every new entry until the daemon goes away."""
+    def follow(self, limit: int | None = None, instance: str | None = None,
+               idle_timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield the backlog then every new entry until the daemon goes away.
+
+        By default it waits for new entries for as long as it takes;
+        ``idle_timeout`` raises ControlError after that many quiet seconds.
+        """
         sock = self._connect()
-        sock.settimeout(None)  # following waits for as long as it takes
+        sock.settimeout(idle_timeout)
         try:
-            sock.sendall(_dumps({"cmd": "journal", "limit": limit, "instance": instance, "follow": True}))
+            self._send(sock, {"cmd": "journal", "limit": limit, "instance": instance, "follow": True})
             lines = self._lines(sock)
             first = next(lines, None)
             if first is None:

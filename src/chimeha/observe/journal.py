@@ -163,6 +163,11 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def subscribers(self) -> int:
+        """How many listeners are subscribed (followers included)."""
+        return len(self._listeners)
+
     def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Call ``listener(entry)`` for every new entry; returns the unsubscribe function."""
         self._listeners.append(listener)

@@ -243,7 +243,7 @@ def _real_server(raw: Any) -> RealServerStatus:
         "address": _str(raw.get("address"), "?"),
         "port": None if port is None else _int(port),
         "healthy": bool(raw.get("healthy", False)),
-        "weight": _int(raw.get("weight")),
+        "weight": _int(raw.get("weight")),  # None (not in the data plane) counts as 0
         "detail": _str(raw.get("detail")),
         "stats": _stats(raw.get("stats")),
     }
@@ -253,13 +253,18 @@ def _virtual_server(raw: Any) -> VirtualServerStatus:
     raw = raw if isinstance(raw, dict) else {}
     address, port, fwmark = raw.get("address"), raw.get("port"), raw.get("fwmark")
     protocol = _str(raw.get("protocol"), "TCP").upper()
-    name = raw.get("name")
+    name = raw.get("name") or raw.get("virtual_server")  # runtime.lvs_manager says virtual_server
     if not name:
         name = f"fwmark {fwmark}/{protocol}" if fwmark is not None else f"{address}:{port}/{protocol}"
     rss = [_real_server(r) for r in (raw.get("real_servers") or [])]
-    stats = _stats(raw.get("stats")) if raw.get("stats") else {
+    given = raw.get("stats") or raw.get("counters")
+    stats = _stats(given) if isinstance(given, dict) and any(k in given for k in STAT_KEYS) else {
         k: sum(r["stats"][k] for r in rss) for k in STAT_KEYS}
     dataplane = raw.get("dataplane")
+    active = raw.get("active")
+    if active is None:  # not reported: programmed when a data plane carries an in-service real server
+        active = dataplane not in (None, "") and any(
+            isinstance(r, dict) and r.get("in_service") for r in raw.get("real_servers") or [])
     return {
         "name": str(name),
         "address": None if address is None else str(address),
@@ -269,7 +274,7 @@ def _virtual_server(raw: Any) -> VirtualServerStatus:
         "lb_algo": _str(raw.get("lb_algo"), "wlc"),
         "lb_kind": _str(raw.get("lb_kind"), "NAT"),
         "dataplane": None if dataplane in (None, "") else str(dataplane),
-        "active": bool(raw.get("active", False)),
+        "active": bool(active),
         "real_servers": rss,
         "stats": stats,
     }

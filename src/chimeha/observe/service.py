@@ -63,6 +63,8 @@ class Observer:
         self._failovers_seen: dict[str, int] = {}
         self._last_raw: Any = {}
         self._snapshot_failed = False
+        self._ready_sent = False
+        self.auto_ready = False
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -95,9 +97,30 @@ class Observer:
         if self.control:
             await self.control.stop()
 
+    def hook(self) -> None:
+        """Subscribe to the daemon's ``state_hooks`` and ``event_hooks`` lists (when it has them)."""
+        for attr, fn in (("state_hooks", self.on_transition), ("event_hooks", self.on_event)):
+            hooks = getattr(self.daemon, attr, None)
+            if isinstance(hooks, list) and fn not in hooks:
+                hooks.append(fn)
+
+    def unhook(self) -> None:
+        for attr, fn in (("state_hooks", self.on_transition), ("event_hooks", self.on_event)):
+            hooks = getattr(self.daemon, attr, None)
+            if isinstance(hooks, list) and fn in hooks:
+                hooks.remove(fn)
+
+    async def close(self) -> None:
+        """STOPPING=1 to systemd, unhook from the daemon, then :meth:`stop`."""
+        self.stopping()
+        self.unhook()
+        await self.stop()
+
     def ready(self) -> None:
-        """Tell systemd the daemon is up (call once the instances are running)."""
-        sdnotify.ready(self._summary())
+        """Tell systemd the daemon is up (call once the instances are running); sent once."""
+        if not self._ready_sent:
+            self._ready_sent = True
+            sdnotify.ready(self._summary())
 
     def stopping(self) -> None:
         sdnotify.stopping()
@@ -198,6 +221,8 @@ class Observer:
         self._poll(self.snapshot())
 
     def _poll(self, snap: Snapshot) -> None:
+        if self.auto_ready and not self._ready_sent and snap["node"]["started_at"] is not None:
+            self.ready()  # the daemon reports it started: its instances run
         for name, inst in snap["instances"].items():
             sb = inst["split_brain"]
             if sb["active"] != self._split.get(name, False):

@@ -29,7 +29,6 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
-import os
 import socket
 import time
 from collections import Counter
@@ -114,7 +113,8 @@ class Daemon:
     ``event_hooks`` receive every other action worth recording (SplitBrain...).
     """
 
-    def __init__(self, config_path: str, config=None, *, dataplane: str | None = None):
+    def __init__(self, config_path: str, config=None, *, dataplane: str | None = None,
+                 socket_factory: Callable[..., Any] = VrrpSocket, netlink: Any = None):
         self.config_path = config_path
         self.config = config
         self.dataplane = dataplane
@@ -129,7 +129,9 @@ class Daemon:
         self.started_at: float | None = None
         self.config_loaded_at: float | None = None
         self.lvs = None
-        self._nl = NetlinkWorker()
+        # Both injectable so the adapter can be tested without root (fake LAN).
+        self._socket_factory = socket_factory
+        self._nl = netlink if netlink is not None else NetlinkWorker()
         self._notifier = Notifier()
         self._iface_watch: InterfaceWatcher | None = None
         self._file_watch: FileWatcher | None = None
@@ -137,7 +139,8 @@ class Daemon:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._bg: set[asyncio.Task] = set()
+        self._reload_lock = asyncio.Lock()
+        self._group_states: dict[str, str] = {}
 
     # ------------------------------------------------------------------ start
     def now(self) -> float:
@@ -192,6 +195,11 @@ class Daemon:
                 continue
             if not spec.interface:
                 raise DaemonError(f"vrrp_instance {spec.name}: no interface")
+            try:
+                socket.if_nametoindex(spec.interface)
+            except OSError:
+                raise DaemonError(f"{_where(cfg)}vrrp_instance {spec.name}: interface {spec.interface} "
+                                  "does not exist") from None
             src = spec.primary_address or self._nl.call(
                 lambda m: interface_primary_address(spec.interface, spec.family, m))
             if not src:
@@ -201,12 +209,19 @@ class Daemon:
             if not spec.primary_address:
                 spec = dataclasses.replace(spec, primary_address=src)
             key = (spec.interface, spec.family)
-            if key not in self.sockets:
-                try:
-                    self.sockets[key] = VrrpSocket(spec.interface, spec.family)
-                except VrrpSocketError as exc:
-                    raise DaemonError(f"vrrp_instance {spec.name}: {exc}") from exc
-                self._loop.add_reader(self.sockets[key].fileno(), self._readable, key)
+            clash = next((i for i in new.values() if i.sock_key == key and i.core.spec.vrid == spec.vrid), None)
+            if clash is not None:
+                raise DaemonError(f"{_where(cfg)}vrrp_instance {spec.name}: virtual_router_id {spec.vrid} is "
+                                  f"already used by {clash.name} on {spec.interface} (IPv{spec.family})")
+            try:
+                if key not in self.sockets:
+                    # Unicast-only interfaces stay out of the multicast group, as keepalived's do.
+                    self.sockets[key] = self._socket_factory(spec.interface, spec.family, join_group=False)
+                    self._loop.add_reader(self.sockets[key].fileno(), self._readable, key)
+                if not spec.unicast_peers:
+                    self.sockets[key].join()
+            except (VrrpSocketError, OSError) as exc:
+                raise DaemonError(f"vrrp_instance {spec.name}: {exc}") from exc
             if cleanup_stale:
                 self._remove_stale(spec)
             new[spec.name] = _Instance(VrrpInstance(spec), cfg, key, src)
@@ -251,7 +266,8 @@ class Daemon:
             self.scripts[name] = ScriptTracker(
                 name, vs.script, interval=vs.interval, timeout=vs.timeout, rise=vs.rise, fall=vs.fall,
                 init_fail=vs.init_fail, user=vs.user or gd.script_user, group=vs.group or gd.script_group,
-                on_change=lambda n, ok, _res: self._tracked("script", n, ok))
+                on_change=lambda n, ok, _res: self._tracked("script", n, ok),
+                secure=gd.enable_script_security)
             self.scripts[name].start()
         if wanted["interface"]:
             self._iface_watch = InterfaceWatcher(sorted(wanted["interface"]),
@@ -305,7 +321,9 @@ class Daemon:
             try:
                 rx = sock.recv()
             except OSError as exc:
-                log.warning("receive on %s: %s", key[0], exc)
+                self.drops["receive-error"] += 1
+                if self.drops["receive-error"] in (1, 10, 100) or self.drops["receive-error"] % 1000 == 0:
+                    log.warning("receive on %s: %s", key[0], exc)
                 return
             if rx is None:
                 return
@@ -442,11 +460,26 @@ class Daemon:
         state = "STOP" if a.new is State.INIT else str(a.new)
         if a.new is not State.INIT or a.old is not State.INIT:
             self._notifier.notify("INSTANCE", inst.name, state, inst.core.priority, inst.cfg)
+        if inst.group is not None:
+            self._group_notify(inst.group)
         for hook in list(self.state_hooks):
             try:
                 hook(a)
             except Exception:
                 log.exception("state hook %r failed", hook)
+
+    def _group_notify(self, group: SyncGroup) -> None:
+        # keepalived reports a group's state once all members agree on it.
+        states = {m.state for m in group.members}
+        if len(states) != 1:
+            return
+        state = states.pop()
+        word = "STOP" if state is State.INIT else str(state)
+        if self._group_states.get(group.name) == word:
+            return
+        self._group_states[group.name] = word
+        cfg = self.config.sync_groups.get(group.name)
+        self._notifier.notify("GROUP", group.name, word, None, cfg)
 
     def _emit(self, action) -> None:
         for hook in list(self.event_hooks):
@@ -474,6 +507,9 @@ class Daemon:
     async def _start_lvs(self) -> None:
         if not getattr(self.config, "virtual_servers", ()):
             return
+        if self.dataplane == "none":
+            log.info("virtual_server blocks ignored (--dataplane none)")
+            return
         try:
             from chimeha.runtime import lvs_manager
         except ImportError:
@@ -484,7 +520,7 @@ class Daemon:
             log.warning("runtime.lvs_manager has no LvsManager; virtual servers not handled")
             return
         try:
-            self.lvs = cls(self.config, dataplane=self.dataplane)
+            self.lvs = cls(self.config, dataplane=self.dataplane or "auto")
             await self.lvs.start()
             self.lvs.on_vips_changed(self.owned_vips())
         except Exception as exc:
@@ -492,6 +528,20 @@ class Daemon:
             self.lvs = None
 
     # ---------------------------------------------------------- lifecycle
+    async def _reload_lvs(self) -> None:
+        """Hand a reloaded config to the virtual servers (start or stop them as needed)."""
+        try:
+            if self.lvs is None:
+                await self._start_lvs()
+            elif not getattr(self.config, "virtual_servers", ()):
+                await self.lvs.stop()
+                self.lvs = None
+            else:
+                await self.lvs.reload(self.config)
+                self.lvs.on_vips_changed(self.owned_vips())
+        except Exception as exc:
+            log.error("virtual servers: reload failed: %s", exc)
+
     async def stop(self) -> None:
         """SIGTERM: priority 0 from every MASTER, VIPs removed, notify_stop, close."""
         if self._stopping:
@@ -532,61 +582,18 @@ class Daemon:
     async def reload(self) -> dict:
         """SIGHUP: load the file again; refuse it (old config keeps running) if invalid.
 
-        Instances whose spec is unchanged keep their state, timers and VIPs;
-        removed instances shut down (priority 0, VIPs removed); new or changed
-        instances start fresh.
+        Unchanged instances (ignoring file:line positions) keep their state,
+        timers and VIPs untouched. A changed instance is rebuilt but keeps
+        MASTER if it was MASTER (no priority 0, VIPs it still has are never
+        removed). Removed instances shut down (priority 0, VIPs removed).
         """
-        from chimeha.config import load
+        async with self._reload_lock:  # a second SIGHUP waits for the first
+            return await self._reload()
 
-        result = load(self.config_path)
-        diags = [str(d) for d in result.diagnostics]
-        if not result.ok or result.config is None:
-            for d in diags:
-                log.error("reload refused: %s", d)
-            return {"ok": False, "diagnostics": diags, "message": "invalid configuration; still running the old one"}
-        new_config = result.config
-        try:
-            new_specs = {s.name: s for s in self._specs(new_config)}
-        except Exception as exc:
-            log.error("reload refused: %s", exc)
-            return {"ok": False, "diagnostics": diags + [str(exc)], "message": "reload failed"}
-        keep, drop = {}, []
-        for name, inst in self.instances.items():
-            spec = new_specs.get(name)
-            old = dataclasses.replace(inst.core.spec, primary_address=spec.primary_address) if spec else None
-            if spec is not None and (spec == old or spec == inst.core.spec):
-                keep[name] = inst
-            else:
-                drop.append(inst)
-        now = self.now()
-        for inst in drop:
-            inst.core.shutdown(now)
-            self._after_input([inst])
-            if inst.timer:
-                inst.timer.cancel()
-        await self._stop_trackers()
-        old_config = self.config
-        self.config = new_config
-        try:
-            self._build(new_config, cleanup_stale=False, keep=keep)
-        except DaemonError as exc:
-            log.error("reload failed: %s", exc)
-            self.config = old_config
-            return {"ok": False, "diagnostics": diags + [str(exc)], "message": "reload failed"}
-        self._setup_notify()
-        self._start_trackers(new_config)
-        # Feed the kept instances the trackers' fresh first readings too.
-        now = self.now()
-        started = [i for n, i in self.instances.items() if n not in keep]
-        for inst in started:
-            inst.core.start(now)
-        self._after_input(list(self.instances.values()))
-        self._gc_sockets()
-        self.reloads += 1
-        self.config_loaded_at = time.time()
-        msg = (f"reloaded: {len(keep)} instance(s) kept, {len(started)} started, {len(drop)} stopped")
-        log.info(msg)
-        return {"ok": True, "diagnostics": diags, "message": msg}
+    async def _reload(self) -> dict:
+        from chimeha.runtime.reload import reload
+
+        return await reload(self)
 
     def _gc_sockets(self) -> None:
         used = {i.sock_key for i in self.instances.values()}
@@ -601,6 +608,11 @@ class Daemon:
         from chimeha.runtime.status import snapshot
 
         return snapshot(self)
+
+
+def _where(cfg) -> str:
+    where = getattr(cfg, "where", None)
+    return f"{where.file}:{where.line}: " if where is not None and getattr(where, "line", 0) else ""
 
 
 def _option(node, key: str):

@@ -13,7 +13,9 @@ import asyncio
 import logging
 import os
 import pwd
+import shutil
 import signal
+import stat
 import time
 from dataclasses import dataclass
 
@@ -94,6 +96,32 @@ async def run_program(argv: tuple[str, ...] | list[str], timeout: float | None =
     return ScriptResult(rc == 0, rc, duration=loop.time() - started)
 
 
+def insecure_reason(program: str) -> str | None:
+    """Why ``program`` is unsafe to run as root under ``enable_script_security``, or None.
+
+    The rule keepalived documents: the script and every directory above it
+    must be writable by root only (owner root, no group/other write bit
+    unless the group is root's), else any such user could become root.
+    """
+    path = shutil.which(program) if "/" not in program else program
+    if not path or not os.path.exists(path):
+        return None  # the run reports "cannot run" itself
+    path = os.path.realpath(path)
+    current = path
+    while True:
+        st = os.stat(current)
+        if st.st_uid != 0:
+            return f"{current} is owned by uid {st.st_uid}, not root"
+        if st.st_mode & stat.S_IWOTH:
+            return f"{current} is writable by everyone"
+        if st.st_mode & stat.S_IWGRP and st.st_gid != 0:
+            return f"{current} is writable by group {st.st_gid}"
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
 def _kill_group(pid: int) -> None:
     # The child leads its own session, so its pgid is its pid: this reaches the
     # children it forked and nothing else.
@@ -114,7 +142,7 @@ class ScriptTracker:
     def __init__(self, name: str, argv: tuple[str, ...], *, interval: float = 1.0,
                  timeout: float | None = None, rise: int = 1, fall: int = 1,
                  init_fail: bool = False, user: str | None = None, group: str | None = None,
-                 on_change=None):
+                 on_change=None, secure: bool = False):
         self.name = name
         self.argv = tuple(argv)
         self.interval = max(0.01, float(interval))
@@ -129,6 +157,8 @@ class ScriptTracker:
         self.runs = 0
         self._task: asyncio.Task | None = None
         self._logged_error: str | None = None
+        # enable_script_security with root: an insecure script is never run.
+        self.refused = insecure_reason(self.argv[0]) if (secure and self.argv and not user) else None
 
     def start(self) -> None:
         if self._task is None:
@@ -144,7 +174,10 @@ class ScriptTracker:
                 pass
 
     async def run_once(self) -> ScriptResult:
-        res = await run_program(self.argv, self.timeout, user=self.user, group=self.group)
+        if self.refused:
+            res = ScriptResult(False, None, error=f"not run (enable_script_security): {self.refused}")
+        else:
+            res = await run_program(self.argv, self.timeout, user=self.user, group=self.group)
         self.last = res
         self.last_run_at = time.time()
         self.runs += 1

@@ -20,7 +20,7 @@ from chimeha.vrrp.timing import master_down_interval, skew_time, wire_interval
 
 ACTIONS = {
     "check-fail": 1, "check-ok": 1, "link-down": 0, "link-up": 0, "stop": 0, "start": 0,
-    "crash": 0, "track-down": 1, "track-up": 1,
+    "crash": 0, "track-down": 1, "track-up": 1, "partition": 0, "heal": 0,
 }
 
 
@@ -220,6 +220,10 @@ def _schedule(seg: Segment, e: Event) -> None:
         seg.start_node(e.node, at=e.at)
     elif a == "crash":
         seg.crash_node(e.node, at=e.at)
+    elif a == "partition":
+        seg.partition(e.node, at=e.at)
+    elif a == "heal":
+        seg.heal(e.node, at=e.at)
     elif a == "track-down":
         seg.set_tracked(e.node, e.arg, False, at=e.at)
     elif a == "track-up":
@@ -299,6 +303,10 @@ def format_text(result: dict) -> str:
     for m in result["vip_moves"]:
         src = m["from"] or "nobody"
         lines.append(f"  {m['at']:9.3f}  {m['vip']}: {src} -> {m['to']}  ({m['delay']:.3f} s after {m['after_event']})")
+    splits = [r for r in result["timeline"] if r["kind"] == "split-brain"]
+    if splits:
+        lines.append(f"Split brain: {len(splits)} advert(s) from a second master, first at {splits[0]['at']:.3f} s "
+                     f"({splits[0]['node']}: {splits[0]['text']})")
     if result["drops"]:
         lines.append("Dropped adverts: " + ", ".join(f"{k}={v}" for k, v in result["drops"].items()))
     lines.append("Final states:")

@@ -81,7 +81,8 @@ class Node:
         self.seg = seg
         self.name = name
         self.address = address
-        self.specs = [s if s.primary_address else replace(s, primary_address=address) for s in specs]
+        self.specs = [s if s.primary_address else replace(s, primary_address=_address_for(address, s.family))
+                      for s in specs]
         self.group_defs = dict(groups or {})
         self.scripts = {s.name: s for s in scripts}
         self.health: dict[str, bool] = {s: True for s in self.scripts}
@@ -175,6 +176,14 @@ class Segment:
 
     def link_up(self, name: str, at: float | None = None) -> None:
         self._at(at, self._do_link, name, True)
+
+    def partition(self, name: str, at: float | None = None) -> None:
+        """Lose the node's VRRP traffic both ways while its carrier stays up (no FAULT):
+        a filtering switch or firewall, the classic split-brain recipe."""
+        self._at(at, self._do_partition, name, True)
+
+    def heal(self, name: str, at: float | None = None) -> None:
+        self._at(at, self._do_partition, name, False)
 
     def check_fail(self, name: str, script: str, at: float | None = None) -> None:
         """From ``at`` on, every run of ``script`` on ``name`` fails (detected at its next runs)."""
@@ -295,6 +304,13 @@ class Segment:
                     inst.set_tracked(inst.spec.interface, up, now)
             node.sync(now)
 
+    def _do_partition(self, now: float, name: str, cut: bool) -> None:
+        node = self.nodes[name]
+        if node.link_up == (not cut):
+            return
+        node.link_up = not cut
+        self.record(now, name, "event", "partitioned (carrier up)" if cut else "partition healed")
+
     def _do_health(self, now: float, name: str, script: str, ok: bool) -> None:
         node = self.nodes[name]
         if script not in node.health:
@@ -379,6 +395,16 @@ def sender_address(node: Node, act: SendAdvert) -> str:
     """The source address a node's advert carries (its instance's primary address)."""
     inst = node.instances.get(act.instance)
     return inst.spec.primary_address if inst and inst.spec.primary_address else node.address
+
+
+def _address_for(address: str, family: int) -> str:
+    """The node's address for an instance of ``family`` (a link-local one derived for IPv6)."""
+    is_v6 = ":" in address
+    if (family == 6) == is_v6:
+        return address
+    if family == 6:
+        return "fe80::" + "".join(f"{int(o):02x}" for o in address.split(".")[-2:])
+    return "192.0.2." + str(int(address.rsplit(":", 1)[-1] or "0", 16) % 254 + 1)
 
 
 def _vips(spec: InstanceSpec) -> list[str]:

@@ -67,6 +67,8 @@ class InstanceSpec:
     auth_pass: str | None = None
     unicast_peers: tuple[str, ...] = ()
     check_unicast_src: bool = False
+    unicast_peer_ttl: tuple[tuple[str, int | None, int | None], ...] = ()  # (peer, min_ttl, max_ttl)
+    skip_check_adv_addr: bool = False
     tracks: tuple[TrackSpec, ...] = ()
     garp_master_delay: float = 5.0
     garp_master_repeat: int = 5

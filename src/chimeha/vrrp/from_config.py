@@ -77,6 +77,9 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         unicast_peers=tuple(p.address for p in inst.unicast_peers),
         check_unicast_src=_opt_flag(inst, "check_unicast_src", _opt_flag(gd, "vrrp_check_unicast_src"))
         or any(p.min_ttl is not None or p.max_ttl is not None for p in inst.unicast_peers),
+        unicast_peer_ttl=tuple((p.address, p.min_ttl, p.max_ttl) for p in inst.unicast_peers
+                               if p.min_ttl is not None or p.max_ttl is not None),
+        skip_check_adv_addr=bool(inst.skip_check_adv_addr or gd.vrrp_skip_check_adv_addr),
         tracks=_tracks(config, inst),
         garp_master_delay=inst.garp_master_delay,
         garp_master_repeat=inst.garp_master_repeat,

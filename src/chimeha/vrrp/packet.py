@@ -112,6 +112,7 @@ class Expectation:
     addresses: tuple[str, ...] = ()
     unicast_peers: tuple[str, ...] = ()
     check_unicast_src: bool = False
+    unicast_peer_ttl: tuple[tuple[str, int | None, int | None], ...] = ()
     skip_check_adv_addr: bool = False
     local_addresses: tuple[str, ...] = field(default=())
 
@@ -314,6 +315,11 @@ def validate(
         return Drop(DropReason.OWN_PACKET, f"our own advert from {source}", adv.vrid)
     if exp.unicast_peers and exp.check_unicast_src and source not in exp.unicast_peers:
         return Drop(DropReason.UNICAST_SOURCE, f"{source} is not a configured unicast_peer", adv.vrid)
+    for peer, lo, hi in exp.unicast_peer_ttl:
+        # keepalived: unicast_peer { ADDR min_ttl N max_ttl M } bounds the received TTL.
+        if peer == source and ((lo is not None and ttl < lo) or (hi is not None and ttl > hi)):
+            return Drop(DropReason.TTL, f"TTL {ttl} from {source} outside {lo or 0}..{hi if hi is not None else 255}",
+                        adv.vrid)
     if adv.version == 2:
         want = _AUTH_NAMES.get(exp.auth_type, AUTH_NONE)
         if adv.auth_type != want:
@@ -357,5 +363,7 @@ def expectation_for(spec) -> Expectation:
         addresses=tuple(spec.advert_addresses),
         unicast_peers=tuple(spec.unicast_peers),
         check_unicast_src=spec.check_unicast_src,
+        unicast_peer_ttl=tuple(getattr(spec, "unicast_peer_ttl", ())),
+        skip_check_adv_addr=bool(getattr(spec, "skip_check_adv_addr", False)),
         local_addresses=(spec.primary_address,) if spec.primary_address else (),
     )

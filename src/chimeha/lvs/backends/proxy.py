@@ -57,10 +57,7 @@ class _Upstream(asyncio.Protocol):
         self.peer.transport.write(data)
 
     def eof_received(self):
-        if self.peer.transport.can_write_eof():
-            self.peer.transport.write_eof()
-            return True  # half-close: keep the other direction open
-        return False
+        return self.peer.half_close(upstream=True)
 
     def connection_lost(self, exc):
         self.peer.upstream_lost()
@@ -83,6 +80,7 @@ class _Client(asyncio.Protocol):
         self.client = ("", 0)
         self.pending: list[bytes] = []
         self.closed = False
+        self.eof_up = self.eof_client = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -115,7 +113,10 @@ class _Client(asyncio.Protocol):
         for chunk in self.pending:
             up.transport.write(chunk)
         self.pending.clear()
-        self.transport.resume_reading()
+        if self.eof_client:
+            up.transport.write_eof()
+        else:
+            self.transport.resume_reading()
 
     def data_received(self, data):
         if self.up is not None:
@@ -124,8 +125,32 @@ class _Client(asyncio.Protocol):
             self.pending.append(data)
 
     def eof_received(self):
-        if self.up is not None and self.up.transport.can_write_eof():
-            self.up.transport.write_eof()
+        return self.half_close(upstream=False)
+
+    def half_close(self, upstream: bool) -> bool:
+        """One side finished sending: pass the EOF on; close both once both sides have.
+
+        Returns what ``eof_received`` must return (True keeps the transport
+        open for the other direction). Closing explicitly matters: uvloop, unlike
+        the default loop, never closes a transport on its own after two EOFs.
+        """
+        if upstream:
+            self.eof_up = True
+            other = self.transport
+        else:
+            self.eof_client = True
+            other = self.up.transport if self.up is not None else None
+        if not upstream and self.up is None:
+            # EOF before the real server answered the connect (uvloop may deliver
+            # it despite pause_reading): passed on once connected.
+            return True
+        if self.eof_up and self.eof_client:
+            self.transport.close()
+            if self.up is not None:
+                self.up.transport.close()
+            return False
+        if other is not None and not other.is_closing() and other.can_write_eof():
+            other.write_eof()
             return True
         return False
 

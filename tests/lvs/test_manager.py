@@ -1,0 +1,120 @@
+"""LvsManager glue without a kernel: a recording backend stands in for nft/proxy."""
+
+from __future__ import annotations
+
+from chimeha.config import loads
+from chimeha.lvs.desired import rs_id
+from chimeha.lvs.reconcile import AddDest, AddService, DelDest, DelService, EditDest, apply_to
+from chimeha.lvs.types import DesiredState
+from chimeha.runtime.lvs_manager import LvsManager
+
+CONF = """
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        192.168.231.10
+    }
+}
+virtual_server 192.168.231.10 8801 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    inhibit_on_failure
+    real_server 192.168.231.11 8801 {
+        weight 2
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+    real_server 192.168.231.12 8801 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+virtual_server 192.168.231.10 8802 {
+    lb_algo wlc
+    lb_kind DR
+    protocol TCP
+    real_server 192.168.231.11 8802 {
+    }
+}
+"""
+
+
+class Recorder:
+    name = "nft"
+
+    def __init__(self):
+        self.state = DesiredState()
+        self.batches = []
+        self.closed = False
+
+    def unsupported(self, service):
+        return None
+
+    async def apply(self, ops):
+        self.batches.append(list(ops))
+        self.state = apply_to(self.state, list(ops))
+
+    def read_actual(self):
+        return self.state
+
+    async def verify(self):
+        return True
+
+    async def close(self):
+        self.closed = True
+        self.state = DesiredState()
+
+    def stats(self):
+        return {}
+
+
+async def test_manager_follows_vips_health_and_reports():
+    cfg = loads(CONF).config
+    rec = Recorder()
+    mgr = LvsManager(cfg, "nft", health_checks=False, backends={"nft": rec})
+    await mgr.start()
+    assert rec.batches == []  # backup: nothing to forward
+    snap = mgr.snapshot()
+    assert snap["virtual_servers"][0]["state"] == "standby: VIP held by another node"
+    mgr.on_vips_changed({"192.168.231.10"})
+    await mgr.reconcile_now()
+    assert [type(o) for o in rec.batches[-1]] == [AddService, AddDest, AddDest]
+    # DR without IPVS is a configuration error naming the service, not a silent NAT
+    assert len(mgr.errors) == 1 and "TCP 192.168.231.10:8802: lb_kind DR needs IPVS" in mgr.errors[0]
+    vs = cfg.virtual_servers[0]
+    mgr.set_health(rs_id(vs, vs.real_servers[1]), False)
+    await mgr.reconcile_now()
+    assert [(type(o), o.dest.address, o.dest.weight) for o in rec.batches[-1]] == [
+        (EditDest, "192.168.231.12", 0)]  # inhibit_on_failure: weight 0, not removed
+    snap = mgr.snapshot()["virtual_servers"][0]
+    assert snap["dataplane"] == "nft"
+    assert [(r["healthy"], r["weight"], r["in_service"]) for r in snap["real_servers"]] == [
+        (True, 2, True), (False, 0, False)]
+    assert mgr.snapshot()["virtual_servers"][1]["dataplane"] is None
+    mgr.on_vips_changed(set())
+    await mgr.reconcile_now()
+    assert [type(o) for o in rec.batches[-1]] == [DelService]
+    n = len(rec.batches)
+    mgr.on_vips_changed(set())
+    await mgr.reconcile_now()
+    assert len(rec.batches) == n  # nothing changed: no operations
+    await mgr.stop()
+    assert rec.closed
+
+
+async def test_reload_applies_only_the_difference():
+    cfg = loads(CONF).config
+    rec = Recorder()
+    mgr = LvsManager(cfg, "nft", health_checks=False, backends={"nft": rec})
+    mgr.on_vips_changed(None)
+    await mgr.start()
+    new = loads(CONF.replace("real_server 192.168.231.12 8801", "real_server 192.168.231.13 8801")).config
+    await mgr.reload(new)
+    assert [(type(o), o.dest.address) for o in rec.batches[-1]] == [(DelDest, "192.168.231.12"),
+                                                                     (AddDest, "192.168.231.13")]
+    await mgr.stop()

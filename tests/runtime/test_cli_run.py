@@ -1,0 +1,36 @@
+"""`chime-ha run` refuses bad input with a clear message and no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+CHIME_HA = str(Path(sys.executable).with_name("chime-ha"))
+
+
+def _run(*args, timeout=30):
+    return subprocess.run([CHIME_HA, "run", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_missing_file():
+    p = _run("-f", "/nonexistent/keepalived.conf")
+    assert p.returncode == 2
+    assert "/nonexistent/keepalived.conf: no such file" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_invalid_config_reports_file_and_line(tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("vrrp_instance VI_1 {\n    virtual_router_id 300\n    interface eth0\n}\n")
+    p = _run("-f", str(conf))
+    assert p.returncode == 2
+    assert f"{conf}:2:" in p.stderr  # the VRID line
+    assert "not starting" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_bad_arguments_are_usage_errors():
+    p = _run("--log-level", "loud")
+    assert p.returncode == 2
+    assert "invalid choice" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,176 @@
+"""The asyncio adapter end to end without root: two Daemons on an in-process LAN.
+
+Sockets and netlink are replaced by fakes (the daemon accepts both as
+arguments); everything else is the real code path: validate -> core ->
+actions -> timers, SIGTERM's priority 0, drop counting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from functools import partial
+
+from chimeha.config import loads
+from chimeha.net.vrrpsock import Received
+from chimeha.runtime.daemon import Daemon, DaemonError
+from chimeha.vrrp import packet
+from chimeha.vrrp.events import State
+
+
+class Bus:
+    def __init__(self):
+        self.sockets: list["FakeSocket"] = []
+
+
+class FakeSocket:
+    """Delivers every send to every other socket on the bus, TTL 255, to the VRRP group."""
+
+    def __init__(self, bus: Bus, src: str, ifname: str, family: int, join_group: bool = False):
+        self.bus, self.src, self.ifname, self.family = bus, src, ifname, family
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        self.queue: deque = deque()
+        bus.sockets.append(self)
+
+    def fileno(self) -> int:
+        return self._r
+
+    def join(self) -> None:
+        pass
+
+    def send(self, payload: bytes, dst: str | None = None, src: str | None = None) -> None:
+        for other in list(self.bus.sockets):
+            if other is not self:
+                other.deliver(Received(payload, src or self.src, dst or "224.0.0.18", 255, 1, 4))
+
+    def deliver(self, rx: Received) -> None:
+        self.queue.append(rx)
+        os.write(self._w, b"x")
+
+    def recv(self):
+        if not self.queue:
+            return None
+        os.read(self._r, 1)
+        return self.queue.popleft()
+
+    def close(self) -> None:
+        if self in self.bus.sockets:
+            self.bus.sockets.remove(self)
+        os.close(self._r)
+        os.close(self._w)
+
+
+class FakeNetlink:
+    def __init__(self):
+        self.log: list[tuple] = []
+        self.held: set[str] = set()
+
+    def apply(self, name, addresses, excluded, routes, dev, add):
+        for va in tuple(addresses) + tuple(excluded):
+            (self.held.add if add else self.held.discard)(va.address)
+        self.log.append(("add" if add else "del", name, tuple(v.address for v in addresses)))
+
+    def announce(self, name, addresses, dev, count):
+        self.log.append(("garp", name, count))
+
+    def remove_stale(self, name, addresses, dev):
+        self.log.append(("stale", name))
+
+    def call(self, fn, *args):
+        raise AssertionError("no interface lookups expected: mcast_src_ip is set")
+
+    def close(self):
+        pass
+
+
+def conf(priority: int, src: str, vrid: int = 10) -> str:
+    return (f"vrrp_instance VI_1 {{\n state BACKUP\n interface lo\n virtual_router_id {vrid}\n"
+            f" priority {priority}\n advert_int 0.05\n version 3\n mcast_src_ip {src}\n"
+            " virtual_ipaddress {\n  10.0.0.100/24\n }\n}\n")
+
+
+def node(bus: Bus, priority: int, src: str) -> tuple[Daemon, FakeNetlink]:
+    res = loads(conf(priority, src), "node.conf")
+    assert res.ok, [str(d) for d in res.diagnostics]
+    nl = FakeNetlink()
+    return Daemon("node.conf", res.config, socket_factory=partial(FakeSocket, bus, src), netlink=nl), nl
+
+
+async def until(cond, timeout: float = 5.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def state(d: Daemon) -> State:
+    return d.instances["VI_1"].core.state
+
+
+async def test_election_sigterm_takeover_and_drops():
+    bus = Bus()
+    a, nla = node(bus, 200, "10.0.0.1")
+    b, nlb = node(bus, 100, "10.0.0.2")
+    hooks = []
+    b.state_hooks.append(hooks.append)
+    await b.start()
+    await a.start()
+    try:
+        await until(lambda: state(a) is State.MASTER and state(b) is State.BACKUP, what="a MASTER, b BACKUP")
+        assert ("stale", "VI_1") in nla.log and ("stale", "VI_1") in nlb.log
+        assert nla.held == {"10.0.0.100/24"}
+        assert ("garp", "VI_1", 5) in nla.log
+        await until(lambda: b.snapshot()["instances"]["VI_1"]["adverts_received"] >= 3, what="adverts at b")
+        sb = b.snapshot()["instances"]["VI_1"]
+        assert sb["master_address"] == "10.0.0.1" and sb["vips_owned"] is False
+
+        # hostile traffic at b: counted by reason, state untouched
+        sock = next(iter(b.sockets.values()))
+        good = packet.encode(3, 10, 250, ["10.0.0.100"], 0.05, source="10.0.0.9")
+        bad = bytearray(good)
+        bad[6] ^= 0xFF
+        sock.deliver(Received(bytes(bad), "10.0.0.9", "224.0.0.18", 255, 1, 4))
+        sock.deliver(Received(good, "10.0.0.9", "224.0.0.18", 64, 1, 4))
+        sock.deliver(Received(b"\x00", "10.0.0.9", "224.0.0.18", 255, 1, 4))
+        await until(lambda: sum(b.snapshot()["instances"]["VI_1"]["drops_by_reason"].values())
+                    + sum(b.snapshot()["drops_by_reason"].values()) == 3, what="3 drops")
+        drops = b.snapshot()["instances"]["VI_1"]["drops_by_reason"]
+        assert drops == {"checksum": 1, "ttl": 1}
+        assert b.snapshot()["drops_by_reason"] == {"length": 1}
+        assert state(b) is State.BACKUP
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await a.stop()  # priority 0: b takes over after Skew_Time, not Master_Down_Interval
+        await until(lambda: state(b) is State.MASTER, 2, "b MASTER after a's priority 0")
+        took = loop.time() - t0
+        assert took < 3 * 0.05  # a whole Master_Down_Interval would be >= 0.15 s
+        assert nla.held == set() and nlb.held == {"10.0.0.100/24"}
+        sb = b.snapshot()["instances"]["VI_1"]
+        assert sb["priority_zero_received"] == 1
+        assert sb["last_transition"]["to"] == "MASTER"
+        assert "priority 0" in sb["last_transition"]["reason"]
+        assert [(h.old, h.new) for h in hooks] == [(State.INIT, State.BACKUP), (State.BACKUP, State.MASTER)]
+    finally:
+        await a.stop()
+        await b.stop()
+    assert nlb.held == set()
+
+
+async def test_duplicate_vrid_on_one_interface_is_refused():
+    text = conf(100, "10.0.0.1") + conf(100, "10.0.0.1").replace("VI_1", "VI_2")
+    res = loads(text, "dup.conf")
+    d = Daemon("dup.conf", res.config, socket_factory=partial(FakeSocket, Bus(), "10.0.0.1"),
+               netlink=FakeNetlink())
+    try:
+        await d.start()
+    except DaemonError as exc:
+        assert "virtual_router_id 10 is already used by VI_1" in str(exc)
+    else:
+        raise AssertionError("duplicate VRID accepted")
+    finally:
+        await d.stop()
