@@ -266,3 +266,16 @@ def test_known_but_untyped_keywords_are_kept_in_options():
     assert r.diagnostics == []
     assert r.config.global_defs.options == {"max_auto_priority": (("20",),), "vrrp_iptables": (("IN", "OUT"),)}
     assert r.config.instances["V"].options == {"promote_secondaries": ((),)}
+
+
+def test_model_is_frozen_and_hashable():
+    import dataclasses
+
+    import pytest
+
+    c = one(LVS).config
+    vs = c.virtual_servers[0]
+    nodes = [c, vs, *vs.real_servers, *vs.real_servers[0].checkers, *c.virtual_server_groups.values()]
+    assert len({hash(n) for n in nodes}) == len(nodes)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        vs.protocol = "UDP"

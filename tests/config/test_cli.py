@@ -76,3 +76,10 @@ def test_console_script_subprocess():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and "0 error(s), 0 warning(s): ok" in proc.stderr
+
+
+def test_source_lines_shown(capsys):
+    code, out, _ = run(capsys, "-s", "-f", str(SEED / "active-active-server1.conf"))
+    lines = out.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.endswith("[bare-weight]"))
+    assert lines[i + 1] == "       25 |         weight"

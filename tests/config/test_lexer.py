@@ -183,3 +183,22 @@ def test_overlong_line_is_skipped_with_an_error():
     r = loads("bogus 1\n" + "x" * 70000 + "\n" + INST)
     assert [(d.line, d.code) for d in r.diagnostics] == [(1, "unknown-keyword"), (2, "line-too-long")]
     assert list(r.config.instances) == ["VI_1"]
+
+
+def test_include_with_braces_and_quotes(tmp_path):
+    from chimeha.config.lexer import brace_expand
+
+    assert brace_expand("{foo/{,cat,dog},bar}") == ["foo/", "foo/cat", "foo/dog", "bar"]
+    assert brace_expand("a{b") == ["a{b"]
+    (tmp_path / "x.conf").write_text("global_defs {\n router_id X\n}\n")
+    (tmp_path / "y.conf").write_text(INST)
+    (tmp_path / "main.conf").write_text('include "{x,y}.conf"\n')
+    r = load(str(tmp_path / "main.conf"))
+    assert r.diagnostics == []
+    assert r.config.global_defs.router_id == "X" and list(r.config.instances) == ["VI_1"]
+
+
+def test_deep_nesting_is_an_error_not_a_crash():
+    r = loads("a {\n" * 5000 + "}\n" * 5000)
+    assert r.config is not None
+    assert [(d.line, d.code) for d in r.diagnostics if d.severity == "error"] == [(65, "too-deep")]

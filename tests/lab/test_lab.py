@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chimeha.lab.cluster import chime_ha_available, seed_configs
+from chimeha.lab.cluster import CONF_PATH, chime_ha_available, seed_configs, seed_dir
 from chimeha.lab.netns import list_own_namespaces
 from chimeha.lab.runner import format_report, run_lab
 
@@ -88,7 +88,18 @@ def test_lab_passes_with_chime_ha_on_both_nodes():
 @pytest.mark.keepalived
 def test_lab_passes_with_a_mixed_cluster():
     _need_chime_ha()
-    report, _ = run_lab("active-standby", {"server1": "chime-ha", "server2": "keepalived"}, tag=TAG)
+    installed = {}
+
+    def grab(cluster):
+        for name, node in cluster.nodes.items():
+            installed[name] = node.read_file(CONF_PATH)
+
+    report, _ = run_lab("active-standby", {"server1": "chime-ha", "server2": "keepalived"}, tag=TAG,
+                        on_built=grab)
+    # The seed's files, byte for byte, at the path the document uses, one per node.
+    d = seed_dir()
+    assert installed == {n: (d / f"active-standby-{n}.conf").read_text(encoding="utf-8")
+                         for n in ("server1", "server2")}
     _assert_all_pass(report)
     _no_leftovers(report)
 

@@ -84,3 +84,14 @@ def test_bad_paths_are_refused(topology):
     node = add_node(topology, "n", "192.168.231.24/24")
     with pytest.raises(ValueError):
         node.write_file("relative/path", "x")
+
+
+def test_stop_waits_until_the_command_itself_is_gone(topology):
+    """Like `systemctl stop`: returning means the service no longer exists (pgrep would not find it)."""
+    node = add_node(topology, "n", "192.168.231.25/24")
+    # A service that needs a moment to shut down after SIGTERM.
+    proc = node.popen(["sh", "-c", "trap 'sleep 0.4; exit 0' TERM; while :; do sleep 0.05; done"])
+    assert _wait(lambda: node.pids("sh"))
+    node.stop(proc)
+    assert node.pids("sh") == []
+    assert proc.poll() is not None

@@ -102,6 +102,7 @@ async def test_wlc_uses_live_connection_counts():
         conns = []
         for _ in range(6):  # held open: wlc must alternate on live counts
             r, w = await asyncio.open_connection("127.0.0.1", vport)
+            w.write(b"x")
             conns.append((await r.read(1), w))
         assert [c for c, _ in conns] == [b"a", b"b"] * 3
         stats = backend.stats()[str(key)]["real_servers"]

@@ -1,9 +1,10 @@
 """Run the real runtime ``Daemon`` with the real ``Observer``: a test launcher.
 
-This is what ``chime-ha run --control ... --journal ... --metrics ...`` does
-once run.py hands the daemon to ``chimeha.observe.attach_running``; the system
-tests use it so they exercise the full observe stack (metrics, status page,
-dump signals, sd_notify) against the real daemon today.
+The same composition as ``chime-ha run --control ... --journal ... --metrics
+...`` (run.py calls ``chimeha.observe.attach_running``), plus one thing the
+CLI has no option for: the keepalived dump paths, which this puts in a
+per-node directory so that two nodes (and other tests) never share
+/tmp/keepalived.*. test_observe_system.py also runs the real CLI end to end.
 
     python observe_daemon.py CONFIG --control PATH --journal PATH --metrics ADDR --dump-dir DIR
 """

@@ -11,6 +11,7 @@ import pytest
 
 from chimeha.observe import attach
 from chimeha.observe.control import ControlClient, ControlError, ControlServer
+from chimeha.observe.dumps import DumpPaths
 
 from observe_fakes import Event, FakeDaemon
 
@@ -18,7 +19,8 @@ from observe_fakes import Event, FakeDaemon
 @pytest.fixture
 async def observer(tmp_path):
     obs = attach(FakeDaemon(), control_path=str(tmp_path / "run" / "ctl.sock"), metrics_addr=None,
-                 journal_path=None, signals=False)
+                 journal_path=None, signals=False,
+                 dump_paths=DumpPaths(str(tmp_path / "k.data"), str(tmp_path / "k.stats"), str(tmp_path / "k.json")))
     await obs.start()
     try:
         yield obs
@@ -171,3 +173,28 @@ async def _status_as_nobody(path):
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     return json.loads(out)
+
+
+async def test_fuzzed_requests_each_get_one_answer_and_the_server_survives(observer):
+    import random
+
+    rng = random.Random(6)
+    values = [None, True, 0, -1, 2**70, 1.5, "", "VI_1", "x" * 300, [], {}, [1], {"a": 1}, "data", "all"]
+    lines = []
+    for _ in range(300):
+        kind = rng.random()
+        if kind < 0.3:
+            line = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60))).replace(b"\n", b" ")
+        else:
+            req = {"cmd": rng.choice(["status", "journal", "dump", "reload", "bogus", 5, None])}
+            for key in rng.sample(["limit", "instance", "kind", "extra"], rng.randrange(0, 4)):
+                req[key] = rng.choice(values)
+            line = json.dumps(req).encode()
+        if not line.strip():
+            line = b"{"
+        lines.append(line + b"\n")
+    answers = await asyncio.to_thread(raw_exchange, observer.control.path, *lines)
+    assert len(answers) == len(lines)
+    assert all(isinstance(a.get("ok"), bool) and (a["ok"] or isinstance(a.get("error"), str)) for a in answers)
+    assert (await asyncio.to_thread(ControlClient(observer.control.path).status))["instances"]
+    assert any(a.get("result", {}).get("paths") for a in answers if a["ok"] and isinstance(a.get("result"), dict))

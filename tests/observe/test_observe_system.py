@@ -174,6 +174,9 @@ def test_failover_is_journaled_with_reason_time_and_metrics(pair):
     assert inst["last_transition"]["reason"] == entry["reason"]
     assert inst["adverts_received"] > 0 and inst["adverts_sent"] > 0
 
+    print(subprocess.run([CHIME_HA, "status", "--control", b.control], capture_output=True, text=True,
+                         timeout=30).stdout)
+
     # Prometheus over HTTP, inside server2's namespace.
     assert b.metric("chimeha_vrrp_state", instance="VI_1", state="MASTER") == 1
     assert b.metric("chimeha_vrrp_transitions_total", instance="VI_1", **{"from": "BACKUP", "to": "MASTER"}) == 1
@@ -190,6 +193,10 @@ def test_failover_is_journaled_with_reason_time_and_metrics(pair):
     os.kill(b.pid, signal.SIGUSR1)
     data = wait_until(lambda: (b.dir / "keepalived.data").read_text(), 10, "the data dump")
     assert "   State = MASTER\n" in data and f"     {VIP}/32 dev eth0 set\n" in data
+    os.kill(b.pid, signal.SIGRTMIN + 2)  # keepalived --signum=JSON
+    dump = wait_until(lambda: json.loads((b.dir / "keepalived.json").read_text()), 10, "the JSON dump")
+    assert dump[0]["data"]["iname"] == "VI_1" and dump[0]["data"]["state"] == 2  # keepalived's MASTER
+    assert dump[0]["stats"]["become_master"] == 1 and dump[0]["stats"]["advert_rcvd"] > 0
 
     a.host.link_up()  # server1 is back with the higher priority and preempts
     wait_until(lambda: b.instance()["state"] == "BACKUP", 15, "server2 yields to server1")

@@ -25,6 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-i", "--config-id", default=None,
                    help="config-id for '@' conditional lines (default: first label of the host name)")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument("-s", "--source", action="store_true", help="show the source line under each diagnostic")
     p.set_defaults(func=run)
     return p
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         diags = [d for d in diags if d.severity == "error"]
     failed = any(not r.ok for r in results) or any(d.severity == "error" for d in diags)
     try:
-        _print(diags, args.json)
+        _print(diags, args.json, getattr(args, "source", False))
     except BrokenPipeError:  # e.g. piped into head: the verdict still stands
         pass
     if not args.json:
@@ -60,11 +61,27 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _print(diags, as_json: bool) -> None:
+def _print(diags, as_json: bool, source: bool = False) -> None:
     if as_json:
         json.dump([d.as_dict() for d in diags], sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
+        cache: dict[str, list[str]] = {}
         for d in diags:
             print(d)
+            if source:
+                text = _source_line(cache, d.file, d.line)
+                if text is not None:
+                    print(f"    {d.line:>5} | {text}")
     sys.stdout.flush()
+
+
+def _source_line(cache: dict, file: str, line: int) -> str | None:
+    if file not in cache:
+        try:
+            with open(file, encoding="utf-8", errors="replace") as fh:
+                cache[file] = fh.read(16 * 1024 * 1024).split("\n")
+        except OSError:
+            cache[file] = []
+    lines = cache[file]
+    return lines[line - 1].rstrip() if 0 < line <= len(lines) else None

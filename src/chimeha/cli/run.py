@@ -10,6 +10,7 @@ import signal
 import sys
 
 DATAPLANES = ("auto", "nft", "proxy", "ipvs", "none")
+DEFAULT_CONTROL_PATH = "/run/chime-ha/control.sock"  # chimeha.observe.control's default
 
 
 def add_parser(sub) -> None:
@@ -19,8 +20,9 @@ def add_parser(sub) -> None:
                                    "SIGHUP reloads the file.")
     p.add_argument("-f", "--use-file", dest="file", default="/etc/keepalived/keepalived.conf",
                    help="configuration file (default: %(default)s)")
-    p.add_argument("--control", metavar="PATH", default=None,
-                   help="control socket for chime-ha status/journal/reload (default: none)")
+    p.add_argument("--control", metavar="PATH", default=DEFAULT_CONTROL_PATH,
+                   help="control socket for chime-ha status/journal/reload (default: %(default)s; "
+                        "'none' disables it)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="log level (default: %(default)s)")
     p.add_argument("--dataplane", default="auto", choices=DATAPLANES,
@@ -125,7 +127,8 @@ async def _start_observe(daemon, args, log) -> list:
         log.warning("chimeha.observe is not available: no control socket, journal or metrics")
         return []
     try:
-        observer = await attach_running(daemon, control_path=args.control, metrics_addr=args.metrics,
+        control = None if args.control in ("", "none") else args.control
+        observer = await attach_running(daemon, control_path=control, metrics_addr=args.metrics,
                                         journal_path=args.journal)
     except Exception as exc:  # status tooling must never keep VRRP from running
         log.error("observability could not start: %s", exc)

@@ -48,6 +48,11 @@ def _run(feed: Callable[[Lexer], bool], config_id: str | None, opener=None) -> L
     except RecursionError:
         diags.append(Diagnostic("<config>", 0, "error", "too-deep", "configuration nested too deeply"))
         return LoadResult(None, _sorted(diags))
+    except Exception as exc:  # a bug of ours: report it, never take the caller (the daemon) down
+        diags.append(Diagnostic("<config>", 0, "error", "internal-error",
+                                f"chime-ha could not read this configuration ({type(exc).__name__}: {exc}); "
+                                "please report this as a bug"))
+        return LoadResult(None, _sorted(diags))
     return LoadResult(config, _sorted(diags))
 
 

@@ -562,6 +562,12 @@ def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstanc
     for key in ("garp_master_delay", "garp_master_repeat", "garp_master_refresh", "garp_master_refresh_repeat"):
         if key not in seen:
             changes[key] = getattr(g, "vrrp_" + key)
+    if "priority" not in seen and inst.state == "MASTER":
+        # Measured on keepalived 2.2.7: state MASTER without a priority line is an address owner.
+        changes["priority"] = 255
+        ctx.warning(seen.get("state", inst.where), "implicit-owner",
+                    f"vrrp_instance {inst.name}: state MASTER without 'priority' means priority 255 "
+                    "(address owner), as in keepalived; write the priority explicitly")
     adv = inst.advert_int
     if "advert_int" in seen:
         where = seen["advert_int"]

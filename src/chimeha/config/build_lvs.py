@@ -297,6 +297,10 @@ def _url(st: Stmt, ctx: Ctx) -> HttpUrl:
             f[n] = ctx.word(s)
         elif n == "status_code":
             f[n] = s.words() if ctx.need(s) else None
+            for code in f[n] or ():
+                lo, _, hi = code.partition("-")
+                if not (lo.isdigit() and 100 <= int(lo) <= 599 and (not hi or (hi.isdigit() and int(lo) <= int(hi) <= 599))):
+                    ctx.error(s.where, "invalid-value", f"status_code '{code}' is not an HTTP status (100-599) or range")
         elif n == "regex_no_match":
             f[n] = True
         elif n in K.HTTP_URL:

@@ -399,25 +399,56 @@ class Lexer:
         return True
 
     def _include(self, text: str, filename: str, lineno: int) -> None:
-        words = split_words(text, filename, lineno, self.rep)
-        kw = words[0].text
-        if len(words) < 2:
+        kw, _, raw = text.partition(" ") if " " in text else text.partition("\t")
+        raw = raw.strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+            raw = raw[1:-1]
+        if not raw:
             self.rep.error(filename, lineno, "missing-parameter", f"'{kw}' needs a file name")
             return
-        pattern = words[1].text
         base = os.path.dirname(filename) if not filename.startswith("<") else os.getcwd()
-        if not os.path.isabs(pattern):
-            pattern = os.path.join(base, pattern)
-        matches = sorted(self.globber(pattern))
+        matches = []
+        for pattern in brace_expand(raw):
+            if not os.path.isabs(pattern):
+                pattern = os.path.join(base, pattern)
+            matches.extend(p for p in sorted(self.globber(pattern)) if p not in matches)
         if not matches:
             sev = self.rep.warning if kw in ("include", "includer") else self.rep.error
-            sev(filename, lineno, "include-no-match", f"{kw} {words[1].text}: no file matches")
+            sev(filename, lineno, "include-no-match", f"{kw} {raw}: no file matches")
             return
         for path in matches:
             if path in self._stack:
                 self.rep.error(filename, lineno, "include-loop", f"{path} includes itself (via {filename})")
                 continue
             self.lex_file(path, (filename, lineno))
+
+
+def brace_expand(pattern: str, limit: int = 1000) -> list[str]:
+    """csh-style ``{a,b}`` expansion (nested), as glob(GLOB_BRACE) does for includes."""
+    start = pattern.find("{")
+    if start < 0:
+        return [pattern]
+    level = 0
+    parts, last = [], start + 1
+    for i in range(start, len(pattern)):
+        c = pattern[i]
+        if c == "{":
+            level += 1
+        elif c == "}":
+            level -= 1
+            if level == 0:
+                parts.append(pattern[last:i])
+                head, tail = pattern[:start], pattern[i + 1 :]
+                out: list[str] = []
+                for alt in parts:
+                    for x in brace_expand(head + alt + tail, limit):
+                        if len(out) < limit:
+                            out.append(x)
+                return out
+        elif c == "," and level == 1:
+            parts.append(pattern[last:i])
+            last = i + 1
+    return [pattern]  # unbalanced: taken literally
 
 
 def _expand_spec(kind: str, spec: str) -> list[dict[str, str]]:

@@ -127,7 +127,7 @@ class GlobalDefs:
     vrrp_startup_delay: float = 0.0
     lvs_id: str | None = None
     dynamic_interfaces: bool = False
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -150,7 +150,7 @@ class VrrpScript:
     user: str | None = None
     group: str | None = None
     init_fail: bool = False
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -170,7 +170,7 @@ class TrackProcess:
     fork_delay: float | None = None
     terminate_delay: float | None = None
     full_command: bool = False
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class TrackFile:
     init_file: bool = False
     init_file_value: int | None = None
     init_file_overwrite: bool = False
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,8 @@ class SyncGroup:
     track_interfaces: tuple[TrackRef, ...] = ()
     track_files: tuple[TrackRef, ...] = ()
     track_processes: tuple[TrackRef, ...] = ()
-    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
 
 
 # --------------------------------------------------------------------------- addresses
@@ -246,7 +246,7 @@ class VirtualAddress:
     home: bool = False
     noprefixroute: bool = False
     use_vmac: str | None = None
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
 
     @property
     def family(self) -> int:
@@ -341,8 +341,8 @@ class VrrpInstance:
     strict_mode: bool = False
     skip_check_adv_addr: bool = False
     lvs_sync_daemon_interface: str | None = None
-    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -365,7 +365,7 @@ class _CheckerBase:
     fwmark: int | None = None
     alpha: bool | None = None
     log_all_failures: bool = False
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -386,7 +386,7 @@ class HttpUrl:
     virtualhost: str | None = None
     regex: str | None = None
     regex_no_match: bool = False
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -494,8 +494,8 @@ class RealServer:
     smtp_alert: bool = False
     virtualhost: str | None = None
     checkers: tuple[Checker, ...] = ()
-    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -560,8 +560,8 @@ class VirtualServer:
     warmup: float | None = None
     ip_family: str | None = None
     real_servers: tuple[RealServer, ...] = ()
-    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -599,18 +599,18 @@ class Config:
 
     where: Where = NOWHERE
     global_defs: GlobalDefs = field(default_factory=GlobalDefs)
-    vrrp_scripts: Mapping[str, VrrpScript] = field(default_factory=dict)
-    track_processes: Mapping[str, TrackProcess] = field(default_factory=dict)
-    track_files: Mapping[str, TrackFile] = field(default_factory=dict)
-    sync_groups: Mapping[str, SyncGroup] = field(default_factory=dict)
-    instances: Mapping[str, VrrpInstance] = field(default_factory=dict)
-    virtual_server_groups: Mapping[str, VirtualServerGroup] = field(default_factory=dict)
+    vrrp_scripts: Mapping[str, VrrpScript] = field(default_factory=dict, hash=False)
+    track_processes: Mapping[str, TrackProcess] = field(default_factory=dict, hash=False)
+    track_files: Mapping[str, TrackFile] = field(default_factory=dict, hash=False)
+    sync_groups: Mapping[str, SyncGroup] = field(default_factory=dict, hash=False)
+    instances: Mapping[str, VrrpInstance] = field(default_factory=dict, hash=False)
+    virtual_server_groups: Mapping[str, VirtualServerGroup] = field(default_factory=dict, hash=False)
     virtual_servers: tuple[VirtualServer, ...] = ()
     static_ipaddresses: tuple[VirtualAddress, ...] = ()
     static_routes: tuple[Route, ...] = ()
     static_rules: tuple[Rule, ...] = ()
     blocks: tuple[Block, ...] = ()
-    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

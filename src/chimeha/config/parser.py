@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from .lexer import Line, Token
 from .model import Diagnostic, Where
 
+MAX_DEPTH = 64
+
 
 @dataclass
 class Stmt:
@@ -42,6 +44,7 @@ def parse_lines(lines: list[Line], diags: list[Diagnostic]) -> list[Stmt]:
     stack: list[tuple[list[Stmt], Stmt | None]] = [(root, None)]
     current: Stmt | None = None
     pending: Stmt | None = None  # the last statement, if a '{' on the next line may open it
+    too_deep = False
 
     for ln in lines:
         for tok in ln.tokens:
@@ -51,6 +54,12 @@ def parse_lines(lines: list[Line], diags: list[Diagnostic]) -> list[Stmt]:
                     diags.append(Diagnostic(tok.file, tok.line, "error", "unexpected-brace", "'{' does not follow a keyword"))
                     # Open an anonymous block anyway so the matching '}' balances.
                     target = Stmt(Token("{", tok.file, tok.line))  # not attached to the tree
+                if len(stack) > MAX_DEPTH:
+                    if not too_deep:
+                        diags.append(Diagnostic(tok.file, tok.line, "error", "too-deep",
+                                                f"blocks nested deeper than {MAX_DEPTH} (the inner ones are ignored)"))
+                    too_deep = True
+                    target = Stmt(Token("{", tok.file, tok.line))  # balanced but not attached
                 target.block = []
                 stack.append((target.block, target))
                 current = pending = None

@@ -255,7 +255,7 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
         w.line("interface", quote(i.interface))
     if i.virtual_router_id is not None:
         w.line("virtual_router_id", str(i.virtual_router_id))
-    _if(w, "priority", i.priority, d.priority, str)
+    w.line("priority", str(i.priority))  # always: its default depends on state
     _if(w, "advert_int", i.advert_int, d.advert_int, _num)
     if i.version != g.vrrp_version:
         w.line("version", str(i.version))

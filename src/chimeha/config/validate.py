@@ -25,7 +25,7 @@ KEEPALIVED_REPORTS = frozenset({
     "protocol-missing", "bare-weight", "no-vip", "unexpected-block", "unexpected-argument",
     "track-weight-owner", "advert-int-rounded", "ah-master", "fwmark-protocol", "route-untracked",
     "deprecated", "rule-no-preference", "unterminated-quote", "duplicate-real-server", "mixed-family",
-    "quorum-unreachable",
+    "quorum-unreachable", "track-own-interface", "unicast-no-peers", "vmac-unicast", "fwmark-rs-port",
 })
 # Warning codes keepalived -t reports only through its script-security exit status (6).
 KEEPALIVED_SECURITY = frozenset({"script-security"})
@@ -64,6 +64,18 @@ def _instances(config: Config, ctx: Ctx) -> None:
             ctx.warning(_pos(inst, "auth_type"), "ah-master",
                         f"vrrp_instance {inst.name}: auth_type AH is incompatible with state MASTER "
                         "(keepalived starts it as BACKUP)")
+        for ref in inst.track_interfaces:
+            if ref.name == inst.interface:
+                ctx.warning(ref.where, "track-own-interface",
+                            f"vrrp_instance {inst.name} already tracks its own interface {ref.name}; "
+                            "this track_interface entry is ignored")
+        if inst.unicast_src_ip is not None and not inst.unicast_peers:
+            ctx.warning(_pos(inst, "unicast_src_ip"), "unicast-no-peers",
+                        f"vrrp_instance {inst.name}: unicast_src_ip without unicast_peer: adverts go multicast")
+        if inst.use_vmac is not None and inst.unicast_peers and not inst.vmac_xmit_base:
+            ctx.warning(_pos(inst, "use_vmac"), "vmac-unicast",
+                        f"vrrp_instance {inst.name}: use_vmac with unicast peers needs vmac_xmit_base "
+                        "(keepalived sets it)")
         if inst.priority == 255 and inst.state == "BACKUP":
             ctx.warning(_pos(inst, "priority"), "owner-backup",
                         f"vrrp_instance {inst.name}: priority 255 makes this node the address owner, "
@@ -144,6 +156,12 @@ def _virtual_servers(config: Config, ctx: Ctx) -> None:
         if vs.fwmark is not None and vs.protocol_explicit:
             ctx.warning(vs.positions.get("protocol", vs.where), "fwmark-protocol",
                         f"virtual_server fwmark {vs.fwmark}: 'protocol' is ignored for a fwmark service")
+        if vs.fwmark is not None:
+            for rs in vs.real_servers:
+                if rs.port is not None:
+                    ctx.warning(rs.where, "fwmark-rs-port",
+                                f"real_server {rs.address} {rs.port} of fwmark service {vs.fwmark}: the port is "
+                                "ignored (the fwmark decides what is forwarded)")
         if vs.group is not None and vs.group not in groups:
             ctx.error(vs.where, "undefined-group",
                       f"virtual_server group '{vs.group}' is not defined{_near(vs.group, groups)}")

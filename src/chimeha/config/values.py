@@ -131,7 +131,7 @@ class Ctx:
     def script_arg(self, st: Stmt) -> tuple[str, ...] | None:
         if not self.need(st, 1, "a command"):
             return None
-        argv = split_command(" ".join(_requote(t) for t in st.args))
+        argv = split_command(" ".join(t.text for t in st.args))
         if not argv:
             self.error(st.where, "missing-parameter", f"'{st.name}' has an empty command")
             return None
@@ -152,11 +152,6 @@ class Ctx:
                 self.warning(st.where, "unexpected-argument",
                              f"'{st.name}' takes COMMAND [username [groupname]]; quote a command with arguments")
         return argv
-
-
-def _requote(tok) -> str:
-    # A double-quoted token is one command string; split it again as keepalived does.
-    return tok.text
 
 
 def split_command(text: str) -> tuple[str, ...]:
