@@ -56,7 +56,8 @@ def raise_nofile(n: int) -> None:
 
 async def run(servers: int, seconds: float, warm: float, delay_loop: float) -> dict:
     from chimeha.check import CheckerRunner, Target
-    from chimeha.check.spec import TcpCheck, resolve_timing
+    from chimeha.check.spec import resolve_timing
+    from chimeha.config.model import TcpCheck
 
     proc = subprocess.Popen([sys.executable, "-c", LISTENER, str(servers)], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)

@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -427,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         cluster.close()
+        shutil.rmtree(cluster.logdir, ignore_errors=True)
     took = time.monotonic() - t_start
     summary = summarize(turns)
     cmd = "sudo .venv/bin/python bench/failover/run.py " + " ".join(argv if argv is not None else sys.argv[1:])

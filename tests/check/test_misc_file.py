@@ -11,8 +11,7 @@ import pytest
 
 from chimeha.check import Target, probe
 from chimeha.check.file import evaluate
-from chimeha.check.misc import misc_argv
-from chimeha.check.spec import FileCheck, MiscCheck
+from chimeha.config.model import FileCheck, MiscCheck, TrackFile
 
 PY = sys.executable
 T = Target("127.0.0.1", 80, weight=3)
@@ -42,7 +41,6 @@ async def test_misc_runs_without_a_shell(tmp_path):
     res = await probe(MiscCheck(misc_path=(PY, "-c", "import sys; sys.exit(0)", f"; touch {marker}")), T)
     assert res.ok
     assert not marker.exists()
-    assert misc_argv(MiscCheck(misc_path="/bin/check 'a b' c")) == ["/bin/check", "a b", "c"]
 
 
 async def test_misc_timeout_kills_the_program_and_its_children(tmp_path):
@@ -93,8 +91,10 @@ async def test_misc_user_runs_as_that_user():
 # --- FILE_CHECK ----------------------------------------------------------------
 
 
+DYNAMIC = {"dynamic": ((),)}  # how the config model keeps FILE_CHECK's ``dynamic`` (no field for it)
+
+
 def TF(file, weight=1, reverse=False):
-    from chimeha.config.model import TrackFile
     return TrackFile(name="t", file=file, weight=weight, weight_reverse=reverse)
 
 
@@ -115,16 +115,16 @@ async def test_file_check_dynamic_weight_and_failures(tmp_path):
     f = tmp_path / "w"
     target = Target("127.0.0.1", 80, weight=3, track_files={"w": TF(str(f), weight=2)})
     f.write_text("4")
-    res = await probe(FileCheck(track_file="w", dynamic=True), target)
+    res = await probe(FileCheck(track_file="w", options=DYNAMIC), target)
     assert (res.ok, res.weight) == (True, 11)
     f.write_text("-2")
-    res = await probe(FileCheck(track_file="w", dynamic=True), target)
+    res = await probe(FileCheck(track_file="w", options=DYNAMIC), target)
     assert not res.ok and "-1" in res.detail
     # The checker's own weight (and reverse) overrides the track_file's.
-    res = await probe(FileCheck(track_file="w", dynamic=True, weight=2, weight_reverse=True), target)
+    res = await probe(FileCheck(track_file="w", options=DYNAMIC, weight=2, weight_reverse=True), target)
     assert (res.ok, res.weight) == (True, 7)
     rev = Target("127.0.0.1", 80, weight=3, track_files={"w": TF(str(f), weight=1, reverse=True)})
-    res = await probe(FileCheck(track_file="w", dynamic=True), rev)
+    res = await probe(FileCheck(track_file="w", options=DYNAMIC), rev)
     assert (res.ok, res.weight) == (True, 5)
     f.write_text("lots")
     assert not (await probe(FileCheck(track_file="w"), target)).ok

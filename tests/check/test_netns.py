@@ -17,7 +17,7 @@ import time
 import pytest
 
 from chimeha.check import Target, probe
-from chimeha.check.spec import HttpCheck, PingCheck, TcpCheck, Url
+from chimeha.config.model import HttpCheck, HttpUrl, PingCheck, TcpCheck
 
 pytestmark = pytest.mark.system
 
@@ -84,8 +84,8 @@ def test_ping_tcp_http_across_namespaces(topology):
         return [
             await probe(PingCheck(connect_timeout=3), t),
             await probe(TcpCheck(connect_timeout=3), t),
-            await probe(HttpCheck(urls=(Url(path="/health", digest=good),), connect_timeout=3), t),
-            await probe(HttpCheck(urls=(Url(path="/bad"),), connect_timeout=3), t),
+            await probe(HttpCheck(urls=(HttpUrl(path="/health", digest=good),), connect_timeout=3), t),
+            await probe(HttpCheck(urls=(HttpUrl(path="/bad"),), connect_timeout=3), t),
             await probe(PingCheck(connect_timeout=0.5), Target("192.168.231.99")),   # nobody there
             await probe(TcpCheck(connect_timeout=0.5), Target("192.168.231.99", 80)),
             await probe(TcpCheck(connect_timeout=2), Target("192.168.231.11", 8033)),  # closed port

@@ -9,7 +9,8 @@ import chimeha.check.dispatch as dispatch
 from chimeha.check import SUPPORTED_KINDS, Target, probe
 from chimeha.check.dispatch import attempt_timeout
 from chimeha.check.ping import _is_reply, checksum, echo_request
-from chimeha.check.spec import MiscCheck, TcpCheck, Timing, checker_kind
+from chimeha.check.spec import Timing, checker_kind
+from chimeha.config.model import HttpCheck, MiscCheck, TcpCheck
 
 
 class Bfd:
@@ -38,10 +39,10 @@ def test_attempt_timeout_per_kind():
     assert attempt_timeout(MiscCheck(misc_timeout=3), t) == 3
 
 
-def test_checker_kind_from_config_style_objects():
-    class H:
-        kind, ssl = "HTTP_GET", True
-    assert checker_kind(H()) == "SSL_GET"
+def test_checker_kind_of_model_checkers():
+    assert checker_kind(HttpCheck(ssl=True)) == "SSL_GET"      # built by hand with ssl only
+    assert checker_kind(HttpCheck(kind="SSL_GET", ssl=True)) == "SSL_GET"
+    assert checker_kind(HttpCheck()) == "HTTP_GET"
     assert checker_kind(TcpCheck()) == "TCP_CHECK"
 
 

@@ -8,7 +8,7 @@ import dns.rdatatype
 import pytest
 
 from chimeha.check import Target, probe
-from chimeha.check.spec import DnsCheck, SmtpCheck, UdpCheck
+from chimeha.config.model import DnsCheck, SmtpCheck, UdpCheck
 from chimeha.check.udp import parse_hex, reply_matches
 
 

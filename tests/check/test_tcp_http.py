@@ -11,7 +11,7 @@ import pytest
 
 from chimeha.check import Target, probe
 from chimeha.check.http import build_request, parse_response, status_ok
-from chimeha.check.spec import HttpCheck, TcpCheck, Url
+from chimeha.config.model import HttpCheck, HttpUrl, TcpCheck
 
 
 # --- TCP_CHECK --------------------------------------------------------------
@@ -91,7 +91,7 @@ def md5(data: bytes) -> str:
 async def test_http_status_and_digest_match(http_server):
     body = b"<html>health ok</html>\n"
     http_server.response = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-    chk = HttpCheck(urls=(Url(path="/health", digest=md5(body)),), connect_timeout=2)
+    chk = HttpCheck(urls=(HttpUrl(path="/health", digest=md5(body)),), connect_timeout=2)
     res = await probe(chk, Target("127.0.0.1", http_server.port))
     assert res.ok, res.detail
     req = http_server.requests[-1]
@@ -102,18 +102,18 @@ async def test_http_status_and_digest_match(http_server):
 async def test_http_wrong_digest_fails(http_server):
     http_server.response = b"HTTP/1.0 200 OK\r\n\r\nchanged page"
     want = md5(b"original page")
-    res = await probe(HttpCheck(urls=(Url(path="/", digest=want),)), Target("127.0.0.1", http_server.port))
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/", digest=want),)), Target("127.0.0.1", http_server.port))
     assert not res.ok and "digest" in res.detail and md5(b"changed page") in res.detail
 
 
 async def test_http_wrong_status_fails_and_configured_ranges_accept(http_server):
     http_server.response = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\nbusy"
     target = Target("127.0.0.1", http_server.port)
-    res = await probe(HttpCheck(urls=(Url(path="/"),)), target)
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/"),)), target)
     assert not res.ok and "503" in res.detail
-    res = await probe(HttpCheck(urls=(Url(path="/", status_code=((200, 299), (500, 503))),)), target)
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/", status_code=("200-299", "500-503")),)), target)
     assert res.ok, res.detail
-    res = await probe(HttpCheck(urls=(Url(path="/", status_code=((200, 200), (504, 599))),)), target)
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/", status_code=("200", "504-599")),)), target)
     assert not res.ok
 
 
@@ -121,22 +121,22 @@ async def test_http_all_urls_must_pass(http_server):
     http_server.routes["/a"] = b"HTTP/1.0 200 OK\r\n\r\nA"
     http_server.routes["/b"] = b"HTTP/1.0 404 Not Found\r\n\r\nB"
     target = Target("127.0.0.1", http_server.port)
-    res = await probe(HttpCheck(urls=(Url(path="/a"), Url(path="/b"))), target)
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/a"), HttpUrl(path="/b"))), target)
     assert not res.ok and "/b" in res.detail and "404" in res.detail
     http_server.routes["/b"] = b"HTTP/1.0 200 OK\r\n\r\nB"
-    res = await probe(HttpCheck(urls=(Url(path="/a", digest=md5(b"A")), Url(path="/b", digest=md5(b"B")))), target)
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/a", digest=md5(b"A")), HttpUrl(path="/b", digest=md5(b"B")))), target)
     assert res.ok, res.detail
 
 
 async def test_http_virtualhost_precedence_and_protocol(http_server):
     target = Target("127.0.0.1", http_server.port, virtualhost="from-rs.test")
-    await probe(HttpCheck(urls=(Url(path="/"),)), target)
+    await probe(HttpCheck(urls=(HttpUrl(path="/"),)), target)
     assert b"\r\nHost: from-rs.test\r\n" in http_server.requests[-1]
-    await probe(HttpCheck(urls=(Url(path="/"),), virtualhost="checker.test", http_protocol="1.1"), target)
+    await probe(HttpCheck(urls=(HttpUrl(path="/"),), virtualhost="checker.test", http_protocol="1.1"), target)
     req = http_server.requests[-1]
     assert req.startswith(b"GET / HTTP/1.1\r\n") and b"Host: checker.test\r\n" in req
     assert b"Connection: close" in req
-    await probe(HttpCheck(urls=(Url(path="/", virtualhost="url.test"),), virtualhost="checker.test"), target)
+    await probe(HttpCheck(urls=(HttpUrl(path="/", virtualhost="url.test"),), virtualhost="checker.test"), target)
     assert b"Host: url.test\r\n" in http_server.requests[-1]
 
 
@@ -144,17 +144,17 @@ async def test_http_slow_server_times_out(http_server):
     http_server.delay = 20.0
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    res = await probe(HttpCheck(urls=(Url(path="/"),), connect_timeout=0.3), Target("127.0.0.1", http_server.port))
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/"),), connect_timeout=0.3), Target("127.0.0.1", http_server.port))
     assert not res.ok and "timed out" in res.detail
     assert loop.time() - t0 < 10.0  # generous: the server would have taken 20 s
 
 
 async def test_http_refused_and_garbage(unused_port):
-    res = await probe(HttpCheck(urls=(Url(path="/"),)), Target("127.0.0.1", unused_port()))
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/"),)), Target("127.0.0.1", unused_port()))
     assert not res.ok and "refused" in res.detail
     server = await asyncio.start_server(lambda r, w: (w.write(b"SSH-2.0-OpenSSH\r\n"), w.close()), "127.0.0.1", 0)
     try:
-        res = await probe(HttpCheck(urls=(Url(path="/"),)), Target("127.0.0.1", server.sockets[0].getsockname()[1]))
+        res = await probe(HttpCheck(urls=(HttpUrl(path="/"),)), Target("127.0.0.1", server.sockets[0].getsockname()[1]))
         assert not res.ok and "HTTP" in res.detail
     finally:
         server.close()
@@ -166,7 +166,7 @@ def test_http_pure_helpers():
     with pytest.raises(ValueError):
         parse_response(b"HTTP/1.1 200 OK\r\nno end")
     assert status_ok(200, ()) and not status_ok(300, ())
-    assert status_ok(418, [418]) and not status_ok(419, [(400, 418)])
+    assert status_ok(418, ["418"]) and not status_ok(419, ["400-418"])
 
 
 # --- SSL_GET --------------------------------------------------------------------
@@ -176,11 +176,11 @@ async def test_ssl_get_with_and_without_sni(https_server):
     body = b"secure ok"
     https_server.response = b"HTTP/1.0 200 OK\r\n\r\n" + body
     target = Target("127.0.0.1", https_server.port)
-    res = await probe(HttpCheck(ssl=True, urls=(Url(path="/", digest=md5(body)),), virtualhost="portal.test",
+    res = await probe(HttpCheck(ssl=True, urls=(HttpUrl(path="/", digest=md5(body)),), virtualhost="portal.test",
                                 enable_sni=True), target)
     assert res.ok, res.detail
     assert https_server.sni[-1] == "portal.test"
-    res = await probe(HttpCheck(ssl=True, urls=(Url(path="/"),), virtualhost="portal.test"), target)
+    res = await probe(HttpCheck(ssl=True, urls=(HttpUrl(path="/"),), virtualhost="portal.test"), target)
     assert res.ok, res.detail
     assert https_server.sni[-1] is None
     assert b"Host: portal.test" in https_server.requests[-1]
@@ -189,7 +189,7 @@ async def test_ssl_get_with_and_without_sni(https_server):
 async def test_ssl_get_against_plain_http_fails(http_server):
     # The plain server waits for a request line that never comes: the
     # handshake fails or times out, either way the server is down.
-    res = await probe(HttpCheck(ssl=True, urls=(Url(path="/"),), connect_timeout=0.5),
+    res = await probe(HttpCheck(ssl=True, urls=(HttpUrl(path="/"),), connect_timeout=0.5),
                       Target("127.0.0.1", http_server.port))
     assert not res.ok and ("TLS" in res.detail or "timed out" in res.detail), res.detail
 
@@ -209,24 +209,24 @@ async def test_digest_matches_genhash_including_chunked_bodies(http_server):
     out, _ = await asyncio.wait_for(proc.communicate(), 20)
     digest = out.decode().strip().split()[-1]
     assert len(digest) == 32
-    assert (await probe(HttpCheck(urls=(Url(path="/page", digest=digest),)), Target("127.0.0.1", http_server.port))).ok
-    assert not (await probe(HttpCheck(urls=(Url(path="/page", digest=md5(b"hello world")),)),
+    assert (await probe(HttpCheck(urls=(HttpUrl(path="/page", digest=digest),)), Target("127.0.0.1", http_server.port))).ok
+    assert not (await probe(HttpCheck(urls=(HttpUrl(path="/page", digest=md5(b"hello world")),)),
                             Target("127.0.0.1", http_server.port))).ok
 
 
 async def test_http_status_words_and_regex(http_server):
     http_server.response = b"HTTP/1.0 302 Found\r\n\r\nstatus: GREEN build 42"
     target = Target("127.0.0.1", http_server.port)
-    assert (await probe(HttpCheck(urls=(Url(path="/", status_code=("200", "300-302")),)), target)).ok
-    assert not (await probe(HttpCheck(urls=(Url(path="/", status_code=("200", "303-399")),)), target)).ok
-    ok = await probe(HttpCheck(urls=(Url(path="/", status_code=("302",), regex=r"GREEN build \d+"),)), target)
+    assert (await probe(HttpCheck(urls=(HttpUrl(path="/", status_code=("200", "300-302")),)), target)).ok
+    assert not (await probe(HttpCheck(urls=(HttpUrl(path="/", status_code=("200", "303-399")),)), target)).ok
+    ok = await probe(HttpCheck(urls=(HttpUrl(path="/", status_code=("302",), regex=r"GREEN build \d+"),)), target)
     assert ok.ok, ok.detail
-    res = await probe(HttpCheck(urls=(Url(path="/", status_code=("302",), regex="RED"),)), target)
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/", status_code=("302",), regex="RED"),)), target)
     assert not res.ok and "does not match regex" in res.detail
-    res = await probe(HttpCheck(urls=(Url(path="/", status_code=("302",), regex="GREEN", regex_no_match=True),)),
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/", status_code=("302",), regex="GREEN", regex_no_match=True),)),
                       target)
     assert not res.ok and "matches regex" in res.detail
-    res = await probe(HttpCheck(urls=(Url(path="/", status_code=("2xx",)),)), target)
+    res = await probe(HttpCheck(urls=(HttpUrl(path="/", status_code=("2xx",)),)), target)
     assert not res.ok and "status_code" in res.detail
 
 

@@ -235,3 +235,21 @@ def test_generated_configs_round_trip(text):
     second = loads(out, filename="rendered.conf", config_id="n1")
     assert strip_where(second.config) == strip_where(first.config)
     assert render(second.config) == out
+
+
+ARG_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="$"), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ARG_TEXT, min_size=1, max_size=5).filter(
+    lambda argv: argv[0].strip() != "" and not any("'" in a and '"' in a for a in argv)))
+def test_script_argv_round_trips_through_render(argv):
+    from chimeha.config.render import _cmd
+
+    argv = tuple(argv)
+    text = (f"vrrp_script s {{\n    script {_cmd(argv)}\n}}\n"
+            f"vrrp_instance V {{\n    interface e\n    virtual_router_id 1\n    virtual_ipaddress {{\n        1.1.1.1\n    }}\n"
+            f"    notify_master {_cmd(argv)} root\n}}\n")
+    c = loads(text, config_id="n1").config
+    assert c.vrrp_scripts["s"].script == argv
+    assert c.instances["V"].notify_master == argv and c.instances["V"].script_users["notify_master"] == ("root",)

@@ -7,6 +7,7 @@ auth_pass on one node must fail the right step with a message that says why.
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,8 @@ TAG = "tlab"  # never "lab": `chime-ha lab down` must not touch test runs
 
 
 def _no_leftovers(report):
+    if report.logdir:  # kept because the run failed (as some of these tests intend)
+        shutil.rmtree(report.logdir, ignore_errors=True)
     # Only this run's namespaces: other test runs may be going on at the same time.
     assert report.prefix.startswith("chhatlab")
     assert not [n for n in list_own_namespaces() if n.startswith(report.prefix)], "namespaces left behind"
@@ -160,6 +163,9 @@ def test_ctrl_c_tears_everything_down():
             proc.wait()
     assert proc.returncode == 130, "".join(seen) + rest
     assert "interrupted" in rest and "Traceback" not in rest
+    for line in rest.splitlines():
+        if "daemon logs kept in" in line:
+            shutil.rmtree(line.split("daemon logs kept in", 1)[1].strip(), ignore_errors=True)
     assert _ns_with("chha" + tag) == []
 
 

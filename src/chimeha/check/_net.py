@@ -7,15 +7,15 @@ import errno
 import ipaddress
 import os
 import socket
-from typing import Any
 
 from chimeha.check.spec import Target
+from chimeha.config.model import Checker
 
 
-def endpoint(checker: Any, target: Target, *, need_port: bool = True) -> tuple[str, int]:
+def endpoint(checker: Checker, target: Target, *, need_port: bool = True) -> tuple[str, int]:
     """The address and port to probe: ``connect_ip``/``connect_port`` over the real server's."""
-    host = getattr(checker, "connect_ip", None) or target.address
-    port = getattr(checker, "connect_port", None) or target.port
+    host = checker.connect_ip or target.address
+    port = checker.connect_port or target.port
     if need_port and not port:
         raise ValueError(f"no port to connect to for {host} (set connect_port or the real server port)")
     return str(host), int(port or 0)
@@ -33,25 +33,21 @@ def fmt(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def new_socket(checker: Any, family: int, kind: int, proto: int = 0) -> socket.socket:
+def new_socket(checker: Checker, family: int, kind: int, proto: int = 0) -> socket.socket:
     """A non-blocking socket: ``fwmark`` (SO_MARK), ``bind_if`` (SO_BINDTODEVICE) and
     ``bindto``/``bind_port`` applied when configured."""
     sock = socket.socket(family, kind, proto)
     try:
         sock.setblocking(False)
-        fwmark = getattr(checker, "fwmark", None)
-        if fwmark:
+        if checker.fwmark:
             # Lets policy routing / nft rules treat checker traffic apart (needs CAP_NET_ADMIN).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, int(fwmark))
-        bind_if = getattr(checker, "bind_if", None)
-        if bind_if:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, str(bind_if).encode())
-        bindto = getattr(checker, "bindto", None)
-        bind_port = getattr(checker, "bind_port", None)
-        if bindto or bind_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, checker.fwmark)
+        if checker.bind_if:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, checker.bind_if.encode())
+        if checker.bindto or checker.bind_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
-            sock.bind((bindto or any_addr, int(bind_port or 0)))
+            sock.bind((checker.bindto or any_addr, checker.bind_port or 0))
         return sock
     except BaseException:
         sock.close()
@@ -74,7 +70,7 @@ def describe_oserror(exc: OSError) -> str:
     return exc.strerror or os.strerror(exc.errno or 0) or str(exc)
 
 
-async def tcp_connect(checker: Any, host: str, port: int) -> socket.socket:
+async def tcp_connect(checker: Checker, host: str, port: int) -> socket.socket:
     """Connect a non-blocking TCP socket (the caller bounds the time)."""
     sock = new_socket(checker, family_of(host), socket.SOCK_STREAM)
     try:

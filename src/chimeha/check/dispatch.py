@@ -14,6 +14,7 @@ from chimeha.check.smtp import probe_smtp
 from chimeha.check.spec import CheckResult, Target, Timing, checker_kind, resolve_timing
 from chimeha.check.tcp import probe_tcp
 from chimeha.check.udp import probe_udp
+from chimeha.config.model import Checker
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +34,20 @@ SUPPORTED_KINDS = frozenset(_PROBES)
 """Checker keywords :func:`probe` implements (BFD_CHECK is not among them)."""
 
 
-def attempt_timeout(checker: Any, timing: Timing) -> float:
+def attempt_timeout(checker: Checker, timing: Timing) -> float:
     """How long one attempt may take: ``misc_timeout`` (default ``delay_loop``) for MISC_CHECK, else ``connect_timeout``."""
     if checker_kind(checker) == "MISC_CHECK":
-        mt = getattr(checker, "misc_timeout", None)
+        mt = checker.misc_timeout
         return float(mt) if mt else timing.delay_loop
     return timing.connect_timeout
 
 
-async def probe(checker_cfg: Any, target: Target, timing: Timing | None = None) -> CheckResult:
+async def probe(checker_cfg: Checker, target: Target, timing: Timing | None = None) -> CheckResult:
     """Run one attempt of ``checker_cfg`` against ``target``.
 
-    ``checker_cfg`` is a config-model checker (or a :mod:`chimeha.check.spec`
-    dataclass); ``timing`` defaults to :func:`resolve_timing` of the checker
-    alone. Never raises for a failing server or a bad setting: those are a
+    ``checker_cfg`` is a config-model checker (``chimeha.config.model.TcpCheck``,
+    ``HttpCheck``, ...); ``timing`` defaults to :func:`resolve_timing` of the
+    checker alone. Never raises for a failing server or a bad setting: those are a
     ``CheckResult(ok=False, detail=...)`` saying what happened.
     """
     kind = checker_kind(checker_cfg)

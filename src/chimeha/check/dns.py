@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
 
 import dns.exception
 import dns.message
@@ -18,15 +17,16 @@ import dns.rdatatype
 
 from chimeha.check._net import describe_oserror, endpoint, family_of, fmt, new_socket
 from chimeha.check.spec import CheckResult, Target
+from chimeha.config.model import DnsCheck
 
 
-async def probe_dns(checker: Any, target: Target, timeout: float) -> CheckResult:
+async def probe_dns(checker: DnsCheck, target: Target, timeout: float) -> CheckResult:
     """Query ``name``/``type`` (defaults ``.``/SOA) at the target, port 53 unless set."""
     host, port = endpoint(checker, target, need_port=False)
     port = port or 53
     where = fmt(host, port)
-    qname = getattr(checker, "name", None) or "."
-    qtype_text = str(getattr(checker, "type", None) or "SOA").upper()
+    qname = checker.name or "."
+    qtype_text = (checker.type or "SOA").upper()
     try:
         qtype = dns.rdatatype.from_text(qtype_text)
         query = dns.message.make_query(qname, qtype)

@@ -12,9 +12,10 @@ text that is not a number is down.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import NamedTuple
 
 from chimeha.check.spec import CheckResult, Target
+from chimeha.config.model import FileCheck, TrackFile
 
 
 def read_value(path: str) -> int:
@@ -39,23 +40,37 @@ def evaluate(value: int, weight: int, reverse: bool, dynamic: bool, rs_weight: i
     return CheckResult(True, f"value {value}", weight=result if dynamic else None)
 
 
-async def probe_file(checker: Any, target: Target, timeout: float) -> CheckResult:
-    """Read the tracked file once (in a thread: a file on a hung mount must not block the loop)."""
-    name = getattr(checker, "track_file", "") or ""
-    tracked = target.track_files.get(name) if name else None
-    path = getattr(checker, "file", None) or getattr(tracked, "file", None)
-    if not path:
-        return CheckResult(False, f"FILE_CHECK: unknown track_file {name!r}")
-    weight = getattr(checker, "weight", None)
-    if weight is None:
-        weight = getattr(tracked, "weight", None)
-    weight = 1 if weight is None else int(weight)
-    if getattr(checker, "weight", None) is not None:
-        reverse = bool(getattr(checker, "weight_reverse", False) or getattr(checker, "reverse", False))
+class FileSettings(NamedTuple):
+    """What FILE_CHECK reads where, merged from the checker and its track_file."""
+
+    path: str
+    weight: int
+    reverse: bool
+    dynamic: bool
+
+
+def file_settings(checker: FileCheck, tracked: TrackFile) -> FileSettings:
+    """The checker's ``weight [reverse]`` if it has one, else the track_file's.
+
+    ``dynamic`` is newer than keepalived 2.2.7's parser, so the config model
+    has no field for it and keeps it in ``options``.
+    """
+    if checker.weight is not None:
+        weight, reverse = checker.weight, checker.weight_reverse
     else:
-        reverse = bool(getattr(tracked, "weight_reverse", False) or getattr(tracked, "reverse", False))
-    # ``dynamic`` is newer than keepalived 2.2.7's parser: the config keeps it in options.
-    dynamic = bool(getattr(checker, "dynamic", False) or "dynamic" in (getattr(checker, "options", None) or {}))
+        weight, reverse = tracked.weight, tracked.weight_reverse
+    return FileSettings(str(tracked.file), int(weight), bool(reverse), "dynamic" in checker.options)
+
+
+async def probe_file(checker: FileCheck, target: Target, timeout: float) -> CheckResult:
+    """Read the tracked file once (in a thread: a file on a hung mount must not block the loop)."""
+    name = checker.track_file or ""
+    tracked = target.track_files.get(name)
+    if tracked is None:
+        return CheckResult(False, f"FILE_CHECK: unknown track_file {name!r}")
+    if not tracked.file:
+        return CheckResult(False, f"FILE_CHECK: track_file {name!r} has no file")
+    path, weight, reverse, dynamic = file_settings(checker, tracked)
     try:
         async with asyncio.timeout(timeout):
             value = await asyncio.to_thread(read_value, path)

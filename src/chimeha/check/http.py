@@ -14,10 +14,11 @@ import asyncio
 import hashlib
 import re
 import ssl
-from typing import Any
+from typing import Iterable
 
 from chimeha.check._net import describe_oserror, endpoint, fmt, tcp_connect
 from chimeha.check.spec import CheckResult, Target
+from chimeha.config.model import HttpCheck, HttpUrl
 
 MAX_BODY = 16 * 1024 * 1024  # more than any health page; bounds memory per probe
 USER_AGENT = "KeepAliveClient"  # keepalived's; some servers' health rules key on it
@@ -60,27 +61,22 @@ def parse_response(raw: bytes) -> tuple[int, bytes]:
     return int(parts[1]), body
 
 
-def status_ranges(spec: Any) -> list[tuple[int, int]]:
-    """``status_code`` as inclusive ranges; accepts ints, ``(low, high)`` pairs and
-    the config's words (``"200"``, ``"300-302"``). Empty means 200-299."""
+def status_ranges(words: Iterable[str]) -> list[tuple[int, int]]:
+    """A url's ``status_code`` words (``"200"``, ``"300-302"``, as ``HttpUrl``
+    keeps them) as inclusive ranges. None given means 200-299."""
     out: list[tuple[int, int]] = []
-    for item in spec or ():
-        if isinstance(item, int):
-            out.append((item, item))
-        elif isinstance(item, str):
-            lo, _, hi = item.partition("-")
-            try:
-                out.append((int(lo), int(hi or lo)))
-            except ValueError as exc:
-                raise ValueError(f"bad status_code {item!r}") from exc
-        else:
-            out.append((int(item[0]), int(item[1])))
+    for word in words:
+        lo, _, hi = word.partition("-")
+        try:
+            out.append((int(lo), int(hi or lo)))
+        except ValueError as exc:
+            raise ValueError(f"bad status_code {word!r}") from exc
     return out or [(200, 299)]
 
 
-def status_ok(status: int, spec: Any) -> bool:
-    """Whether ``status`` is allowed by ``status_code`` ``spec`` (see :func:`status_ranges`)."""
-    return any(lo <= status <= hi for lo, hi in status_ranges(spec))
+def status_ok(status: int, words: Iterable[str]) -> bool:
+    """Whether ``status`` is allowed by ``status_code`` ``words`` (see :func:`status_ranges`)."""
+    return any(lo <= status <= hi for lo, hi in status_ranges(words))
 
 
 def regex_ok(body: bytes, pattern: str | None, no_match: bool) -> bool:
@@ -99,10 +95,10 @@ def body_digest(body: bytes) -> str:
     return hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 
-async def _fetch(checker: Any, host: str, port: int, request: bytes, sni: str | None) -> bytes:
+async def _fetch(checker: HttpCheck, host: str, port: int, request: bytes, sni: str | None) -> bytes:
     global _SSL_CTX
     sock = await tcp_connect(checker, host, port)
-    use_ssl = bool(getattr(checker, "ssl", False)) or getattr(checker, "kind", "") == "SSL_GET"
+    use_ssl = checker.ssl or checker.kind == "SSL_GET"
     if use_ssl and _SSL_CTX is None:
         _SSL_CTX = _ssl_context()
     try:
@@ -136,14 +132,14 @@ class HttpProbeError(Exception):
     """One URL could not be fetched; the message is the operator sentence."""
 
 
-async def get_url(checker: Any, target: Target, url: Any, timeout: float) -> tuple[int, bytes]:
+async def get_url(checker: HttpCheck, target: Target, url: HttpUrl, timeout: float) -> tuple[int, bytes]:
     """Fetch one ``url`` as the checker would: ``(status, body)``, or HttpProbeError."""
     host, port = endpoint(checker, target)
     where = fmt(host, port)
-    path = getattr(url, "path", None) or "/"
-    vhost = getattr(url, "virtualhost", None) or getattr(checker, "virtualhost", None) or target.virtualhost
-    sni = vhost if getattr(checker, "enable_sni", False) else None
-    request = build_request(path, vhost or where, getattr(checker, "http_protocol", None))
+    path = url.path or "/"
+    vhost = url.virtualhost or checker.virtualhost or target.virtualhost
+    sni = vhost if checker.enable_sni else None
+    request = build_request(path, vhost or where, checker.http_protocol)
     try:
         async with asyncio.timeout(timeout):
             raw = await _fetch(checker, host, port, request, sni)
@@ -159,32 +155,33 @@ async def get_url(checker: Any, target: Target, url: Any, timeout: float) -> tup
         raise HttpProbeError(f"GET {path} from {where}: {exc}") from None
 
 
-async def probe_http(checker: Any, target: Target, timeout: float) -> CheckResult:
-    """Fetch every URL (each within ``timeout``); up when all match status, regex and digest."""
+async def probe_http(checker: HttpCheck, target: Target, timeout: float) -> CheckResult:
+    """Fetch every URL (each within ``timeout``); up when all match status, regex and digest.
+
+    A checker without ``url`` blocks (the parser reports that as an error; a
+    hand-built one may lack them) fetches ``/`` expecting 2xx.
+    """
     host, port = endpoint(checker, target)
     where = fmt(host, port)
-    urls = tuple(getattr(checker, "urls", ()) or ()) or (None,)
     notes = []
-    for url in urls:
-        path = getattr(url, "path", None) or "/"
+    for url in checker.urls or (HttpUrl(),):
+        path = url.path or "/"
         try:
             status, body = await get_url(checker, target, url, timeout)
         except HttpProbeError as exc:
             return CheckResult(False, str(exc))
-        if not status_ok(status, getattr(url, "status_code", None)):
+        if not status_ok(status, url.status_code):
             return CheckResult(False, f"GET {path} from {where}: status {status} not expected")
-        no_match = bool(getattr(url, "regex_no_match", False))
         try:
-            matched = regex_ok(body, getattr(url, "regex", None), no_match)
+            matched = regex_ok(body, url.regex, url.regex_no_match)
         except re.error as exc:
             return CheckResult(False, f"GET {path}: bad regex: {exc}")
         if not matched:
-            how = "matches" if no_match else "does not match"
+            how = "matches" if url.regex_no_match else "does not match"
             return CheckResult(False, f"GET {path} from {where}: body {how} regex")
-        want = getattr(url, "digest", None)
-        if want:
-            got = body_digest(body)
-            if got != str(want).lower():
-                return CheckResult(False, f"GET {path} from {where}: digest {got} != {str(want).lower()}")
+        if url.digest:
+            want, got = url.digest.lower(), body_digest(body)
+            if got != want:
+                return CheckResult(False, f"GET {path} from {where}: digest {got} != {want}")
         notes.append(f"{path} {status}")
     return CheckResult(True, f"GET from {where}: " + ", ".join(notes))

@@ -10,19 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
 import signal
 from typing import Any
 
 from chimeha.check.spec import CheckResult, Target
-
-
-def misc_argv(checker: Any) -> list[str]:
-    """``misc_path`` as argv: a tuple is used as is, a string is split like a shell would (no shell runs)."""
-    path = getattr(checker, "misc_path", None)
-    if isinstance(path, str):
-        return shlex.split(path)
-    return [str(p) for p in (path or ())]
+from chimeha.config.model import MiscCheck
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -33,18 +25,20 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
         pass
 
 
-async def probe_misc(checker: Any, target: Target, timeout: float) -> CheckResult:
-    """Run the program once; ``timeout`` is the resolved misc_timeout."""
-    argv = misc_argv(checker)
+async def probe_misc(checker: MiscCheck, target: Target, timeout: float) -> CheckResult:
+    """Run the program once; ``timeout`` is the resolved misc_timeout.
+
+    ``misc_path`` is the argv the config parser split from the quoted command
+    (``misc_path "/bin/check 'a b' c"`` is three words); it runs as is.
+    """
+    argv = list(checker.misc_path)
     if not argv:
         return CheckResult(False, "MISC_CHECK has no misc_path")
-    user = getattr(checker, "user", None)
-    group = getattr(checker, "group", None)
     kw: dict[str, Any] = {}
-    if user:
-        kw["user"] = user
-        if group:
-            kw["group"] = group
+    if checker.user:
+        kw["user"] = checker.user
+        if checker.group:
+            kw["group"] = checker.group
         kw["extra_groups"] = []
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -71,6 +65,6 @@ async def probe_misc(checker: Any, target: Target, timeout: float) -> CheckResul
         return CheckResult(False, f"{argv[0]} killed by signal {-status}")
     if status == 0:
         return CheckResult(True, f"{argv[0]} exited 0")
-    if status >= 2 and getattr(checker, "misc_dynamic", False):
+    if status >= 2 and checker.misc_dynamic:
         return CheckResult(True, f"{argv[0]} exited {status}: weight {status - 2}", weight=status - 2)
     return CheckResult(False, f"{argv[0]} exited {status}")

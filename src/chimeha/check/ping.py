@@ -13,10 +13,10 @@ import errno
 import os
 import socket
 import struct
-from typing import Any
 
 from chimeha.check._net import describe_oserror, endpoint, family_of, new_socket
 from chimeha.check.spec import CheckResult, Target
+from chimeha.config.model import PingCheck
 
 _dgram_allowed: dict[int, bool] = {}
 
@@ -40,7 +40,7 @@ def echo_request(family: int, ident: int, seq: int, payload: bytes) -> bytes:
     return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
 
 
-def _open(checker: Any, family: int) -> tuple[socket.socket, bool]:
+def _open(checker: PingCheck, family: int) -> tuple[socket.socket, bool]:
     proto = socket.IPPROTO_ICMPV6 if family == socket.AF_INET6 else socket.IPPROTO_ICMP
     if _dgram_allowed.get(family, True):
         try:
@@ -66,7 +66,7 @@ def _is_reply(packet: bytes, family: int, raw: bool, ident: int, seq: int) -> bo
     return kind == want and rseq == seq and (not raw or rid == ident)
 
 
-async def probe_ping(checker: Any, target: Target, timeout: float) -> CheckResult:
+async def probe_ping(checker: PingCheck, target: Target, timeout: float) -> CheckResult:
     """Send one echo request to the target and wait up to ``timeout`` for its reply."""
     host, _ = endpoint(checker, target, need_port=False)
     family = family_of(host)

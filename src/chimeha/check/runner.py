@@ -18,13 +18,14 @@ from chimeha.check.dispatch import probe
 from chimeha.check.schedule import CheckSchedule, Transition, combine
 from chimeha.check.spec import CheckResult, Target, Timing, checker_kind, resolve_timing, target_for
 from chimeha.check._net import fmt
+from chimeha.config.model import Checker, RealServer, TrackFile, VirtualServer
 
 log = logging.getLogger(__name__)
 
 
-def _label(checker: Any, target: Target) -> str:
-    host = getattr(checker, "connect_ip", None) or target.address
-    port = getattr(checker, "connect_port", None) or target.port
+def _label(checker: Checker, target: Target) -> str:
+    host = checker.connect_ip or target.address
+    port = checker.connect_port or target.port
     return f"{checker_kind(checker)} {fmt(host, port) if port else host}"
 
 
@@ -37,7 +38,7 @@ class CheckerRunner:
     current state: True at start, False in ``alpha`` mode.
     """
 
-    def __init__(self, checker: Any, target: Target, on_change: Callable[[CheckResult], Any] | None = None,
+    def __init__(self, checker: Checker, target: Target, on_change: Callable[[CheckResult], Any] | None = None,
                  *, timing: Timing | None = None, random: Callable[[], float] = _random.random,
                  name: str | None = None):
         self.checker = checker
@@ -106,7 +107,7 @@ class RealServerMonitor:
     :func:`~chimeha.check.schedule.combine`).
     """
 
-    def __init__(self, checkers: Sequence[Any], target: Target,
+    def __init__(self, checkers: Sequence[Checker], target: Target,
                  on_change: Callable[[bool, int, str], Any] | None = None, *,
                  timings: Sequence[Timing] | None = None, random: Callable[[], float] = _random.random):
         self.target = target
@@ -117,11 +118,11 @@ class RealServerMonitor:
         self.up, self.weight = self._combined()
 
     @classmethod
-    def from_config(cls, real_server: Any, virtual_server: Any = None,
+    def from_config(cls, real_server: RealServer, virtual_server: VirtualServer | None = None,
                     on_change: Callable[[bool, int, str], Any] | None = None, *,
-                    track_files: Mapping[str, Any] | None = None, **kw: Any) -> "RealServerMonitor":
+                    track_files: Mapping[str, TrackFile] | None = None, **kw: Any) -> "RealServerMonitor":
         """From config-model ``RealServer``/``VirtualServer``, with timing inherited checker -> RS -> VS."""
-        checkers = tuple(getattr(real_server, "checkers", ()) or ())
+        checkers = real_server.checkers
         timings = [resolve_timing(c, real_server, virtual_server) for c in checkers]
         return cls(checkers, target_for(real_server, virtual_server, track_files), on_change, timings=timings, **kw)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
-from typing import Any
 
 from chimeha.check._net import describe_oserror, endpoint, fmt, tcp_connect
 from chimeha.check.spec import CheckResult, Target
+from chimeha.config.model import SmtpCheck
 
 MAX_REPLY_LINES = 100
 
@@ -32,41 +33,36 @@ async def read_reply(reader: asyncio.StreamReader) -> tuple[int, str]:
     raise SmtpProtocolError("SMTP reply too long")
 
 
-async def probe_smtp(checker: Any, target: Target, timeout: float) -> CheckResult:
+async def probe_smtp(checker: SmtpCheck, target: Target, timeout: float) -> CheckResult:
     """Greeting and HELO, each 2xx, within ``timeout``; then QUIT.
 
-    Legacy ``host { }`` blocks (``checker.hosts``) are each checked in turn
-    and all must pass; a host block inherits ``helo_name`` and ``bindto``.
+    Legacy ``host { }`` blocks (``checker.hosts``, parsed as nested
+    ``SmtpCheck``) are each checked in turn and all must pass; what a host
+    block leaves unset (``helo_name``, ``bindto``, ...) comes from its SMTP_CHECK.
     """
-    hosts = tuple(getattr(checker, "hosts", ()) or ())
-    if not hosts:
-        return await _probe_one(checker, target, timeout, getattr(checker, "helo_name", None))
+    if not checker.hosts:
+        return await _probe_one(checker, target, timeout)
     notes = []
-    for sub in hosts:
-        helo = getattr(sub, "helo_name", None) or getattr(checker, "helo_name", None)
-        res = await _probe_one(_Inherit(sub, checker), target, timeout, helo)
+    for sub in checker.hosts:
+        res = await _probe_one(host_settings(sub, checker), target, timeout)
         if not res.ok:
             return res
         notes.append(res.detail)
     return CheckResult(True, "; ".join(notes))
 
 
-class _Inherit:
-    """A host block's settings, falling back to its SMTP_CHECK's."""
-
-    def __init__(self, own: Any, parent: Any):
-        self._own, self._parent = own, parent
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._own, name, None)
-        return value if value is not None else getattr(self._parent, name, None)
+def host_settings(host: SmtpCheck, parent: SmtpCheck) -> SmtpCheck:
+    """A ``host { }`` block with every field it leaves unset (None) taken from ``parent``."""
+    inherited = {f.name: getattr(parent, f.name) for f in dataclasses.fields(host)
+                 if getattr(host, f.name) is None}
+    return dataclasses.replace(host, **inherited)
 
 
-async def _probe_one(checker: Any, target: Target, timeout: float, helo: str | None) -> CheckResult:
+async def _probe_one(checker: SmtpCheck, target: Target, timeout: float) -> CheckResult:
     host, port = endpoint(checker, target, need_port=False)
     port = port or 25
     where = fmt(host, port)
-    helo = helo or socket.gethostname()
+    helo = checker.helo_name or socket.gethostname()
     try:
         async with asyncio.timeout(timeout):
             sock = await tcp_connect(checker, host, port)

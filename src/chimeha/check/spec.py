@@ -1,10 +1,11 @@
-"""What a probe needs: checker settings, the target, resolved timing, the result.
+"""What a probe needs besides its settings: the target, resolved timing, the result.
 
-The checker dataclasses here mirror the config model's (``chimeha.config.model``:
-``TcpCheck``, ``HttpCheck``, ... see docs/contracts.md) field for field, so the
-checkers accept either: every reader below uses ``getattr`` with the documented
-default, never ``isinstance``. They exist so the checkers can be used and tested
-without a parsed configuration (and before the config model lands).
+A checker's settings are the config model's own dataclasses
+(``chimeha.config.model``: ``TcpCheck``, ``HttpCheck``, ``MiscCheck``, ...;
+see docs/contracts.md), whether parsed from keepalived.conf or built directly
+(tests, ``chime-ha genhash``). This module holds only what is the checker's
+own: the :class:`CheckResult` of an attempt, the :class:`Target` probed and
+the resolved :class:`Timing`.
 
 Timing follows keepalived.conf(5): each timing keyword may be set on the
 virtual server, the real server or the checker; the most specific setting wins,
@@ -14,7 +15,10 @@ and what nobody set falls back to a per-kind default (see :func:`resolve_timing`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from chimeha.config.model import Checker, RealServer, TrackFile, VirtualServer
 
 # --- results and targets ---------------------------------------------------
 
@@ -42,15 +46,15 @@ class Target:
     ``connect_port`` override them. ``virtualhost`` is the one inherited from
     the real or virtual server (a URL's or checker's own wins). ``weight`` is
     the real server's configured weight (FILE_CHECK ``dynamic`` adds to it).
-    ``track_files`` maps track_file names to objects with ``file`` and
-    ``weight`` (config ``TrackFile``), for FILE_CHECK.
+    ``track_files`` maps track_file names to config ``TrackFile`` objects
+    (``Config.track_files``), for FILE_CHECK.
     """
 
     address: str
     port: int | None = None
     virtualhost: str | None = None
     weight: int = 1
-    track_files: Mapping[str, Any] = field(default_factory=dict)
+    track_files: Mapping[str, TrackFile] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,15 +72,16 @@ class Timing:
 TIMING_KEYWORDS = ("delay_loop", "connect_timeout", "retry", "delay_before_retry", "warmup", "alpha")
 
 
-def checker_kind(checker: Any) -> str:
-    """The checker's keyword (``TCP_CHECK``, ``HTTP_GET``, ``SSL_GET``, ...)."""
-    kind = getattr(checker, "kind", None)
+def checker_kind(checker: Checker) -> str:
+    """The checker's keyword (``TCP_CHECK``, ``HTTP_GET``, ``SSL_GET``, ...).
+
+    An ``HttpCheck`` built with ``ssl=True`` but the default kind is SSL_GET
+    (the parser sets both; code building one by hand may set only ``ssl``).
+    """
+    kind = getattr(checker, "kind", None) or type(checker).__name__  # never raise: probe() reports it
     if kind == "HTTP_GET" and getattr(checker, "ssl", False):
         return "SSL_GET"
-    if kind:
-        return str(kind)
-    name = type(checker).__name__
-    return _CLASS_KIND.get(name, name)
+    return str(kind)
 
 
 def _first(*values: Any) -> Any:
@@ -86,7 +91,8 @@ def _first(*values: Any) -> Any:
     return None
 
 
-def resolve_timing(checker: Any, real_server: Any = None, virtual_server: Any = None) -> Timing:
+def resolve_timing(checker: Checker, real_server: RealServer | None = None,
+                   virtual_server: VirtualServer | None = None) -> Timing:
     """Timing for ``checker``: checker, then real server, then virtual server, then defaults.
 
     Defaults (keepalived.conf(5)): ``delay_loop`` 60; ``connect_timeout`` 5;
@@ -99,8 +105,10 @@ def resolve_timing(checker: Any, real_server: Any = None, virtual_server: Any = 
     kind = checker_kind(checker)
 
     def pick(name: str) -> Any:
-        return _first(getattr(checker, name, None), getattr(real_server, name, None),
-                      getattr(virtual_server, name, None))
+        own = getattr(checker, name, None)
+        if name == "retry" and own is None:
+            own = getattr(checker, "nb_get_retry", None)  # HttpCheck's older spelling
+        return _first(own, getattr(real_server, name, None), getattr(virtual_server, name, None))
 
     delay_loop = float(_first(pick("delay_loop"), 60.0))
     retry_default = {"DNS_CHECK": 3, "MISC_CHECK": 0}.get(kind, 1)
@@ -115,7 +123,8 @@ def resolve_timing(checker: Any, real_server: Any = None, virtual_server: Any = 
     )
 
 
-def target_for(real_server: Any, virtual_server: Any = None, track_files: Mapping[str, Any] | None = None) -> Target:
+def target_for(real_server: RealServer, virtual_server: VirtualServer | None = None,
+               track_files: Mapping[str, TrackFile] | None = None) -> Target:
     """A :class:`Target` from config ``RealServer`` / ``VirtualServer`` objects."""
     return Target(
         address=str(real_server.address),
@@ -124,124 +133,3 @@ def target_for(real_server: Any, virtual_server: Any = None, track_files: Mappin
         weight=int(_first(getattr(real_server, "weight", None), 1)),
         track_files=track_files or {},
     )
-
-
-# --- plain checker settings (same names as the config model) --------------
-
-
-@dataclass(frozen=True)
-class _Common:
-    connect_ip: str | None = None
-    connect_port: int | None = None
-    bindto: str | None = None
-    bind_port: int | None = None
-    bind_if: str | None = None
-    fwmark: int | None = None
-    connect_timeout: float | None = None
-    retry: int | None = None
-    delay_before_retry: float | None = None
-    warmup: float | None = None
-    delay_loop: float | None = None
-    alpha: bool | None = None
-
-
-@dataclass(frozen=True)
-class TcpCheck(_Common):
-    """TCP_CHECK: up when a TCP connection opens within ``connect_timeout``."""
-
-    kind: str = "TCP_CHECK"
-
-
-@dataclass(frozen=True)
-class Url:
-    """One ``url { }`` block of HTTP_GET/SSL_GET.
-
-    ``status_code``: words like ``"200"``/``"300-302"`` (as the config gives
-    them), ints or ``(low, high)`` pairs; empty means 200-299. ``digest``: lowercase MD5 hex of the body (as ``genhash`` prints).
-    """
-
-    path: str = "/"
-    digest: str | None = None
-    status_code: tuple = ()
-    virtualhost: str | None = None
-    regex: str | None = None
-    regex_no_match: bool = False
-
-
-@dataclass(frozen=True)
-class HttpCheck(_Common):
-    """HTTP_GET, or SSL_GET when ``ssl`` is true: every URL must answer as configured."""
-
-    kind: str = "HTTP_GET"
-    ssl: bool = False
-    urls: tuple[Url, ...] = ()
-    virtualhost: str | None = None
-    http_protocol: str | None = None  # "1.0", "1.0C", "1.1"; None = 1.0
-    enable_sni: bool = False
-
-
-@dataclass(frozen=True)
-class MiscCheck(_Common):
-    """MISC_CHECK: run ``misc_path`` (argv, no shell); exit 0 up, 1 down, 2-255 see misc_dynamic."""
-
-    kind: str = "MISC_CHECK"
-    misc_path: tuple[str, ...] | str = ()
-    misc_timeout: float | None = None
-    misc_dynamic: bool = False
-    user: str | None = None
-    group: str | None = None
-
-
-@dataclass(frozen=True)
-class SmtpCheck(_Common):
-    """SMTP_CHECK: a 2xx greeting and a 2xx answer to ``HELO helo_name``."""
-
-    kind: str = "SMTP_CHECK"
-    helo_name: str | None = None
-    hosts: tuple = ()  # legacy ``host { }`` blocks: each checked, all must pass
-
-
-@dataclass(frozen=True)
-class DnsCheck(_Common):
-    """DNS_CHECK over UDP: query ``name`` (default ``.``) of ``type`` (default SOA)."""
-
-    kind: str = "DNS_CHECK"
-    type: str = "SOA"
-    name: str = "."
-
-
-@dataclass(frozen=True)
-class UdpCheck(_Common):
-    """UDP_CHECK: send ``payload``; with ``require_reply`` a matching answer is needed."""
-
-    kind: str = "UDP_CHECK"
-    payload: bytes | str | None = None
-    require_reply: bool | bytes | str | None = None
-    min_reply_length: int = 0
-    max_reply_length: int = 255
-
-
-@dataclass(frozen=True)
-class PingCheck(_Common):
-    """PING_CHECK: an ICMP (or ICMPv6) echo reply within ``connect_timeout``."""
-
-    kind: str = "PING_CHECK"
-
-
-@dataclass(frozen=True)
-class FileCheck:
-    """FILE_CHECK: the number in a track_file's file (see track_file in keepalived.conf(5))."""
-
-    kind: str = "FILE_CHECK"
-    track_file: str = ""
-    file: str | None = None  # direct path, when not resolved through Target.track_files
-    weight: int | None = None
-    weight_reverse: bool = False
-    dynamic: bool = False
-
-
-_CLASS_KIND = {
-    "TcpCheck": "TCP_CHECK", "HttpCheck": "HTTP_GET", "MiscCheck": "MISC_CHECK",
-    "SmtpCheck": "SMTP_CHECK", "DnsCheck": "DNS_CHECK", "UdpCheck": "UDP_CHECK",
-    "PingCheck": "PING_CHECK", "FileCheck": "FILE_CHECK", "BfdCheck": "BFD_CHECK",
-}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from chimeha.check._net import describe_oserror, endpoint, fmt, tcp_connect
 from chimeha.check.spec import CheckResult, Target
+from chimeha.config.model import TcpCheck
 
 
-async def probe_tcp(checker: Any, target: Target, timeout: float) -> CheckResult:
+async def probe_tcp(checker: TcpCheck, target: Target, timeout: float) -> CheckResult:
     """Open and close one TCP connection within ``timeout`` seconds."""
     host, port = endpoint(checker, target)
     where = fmt(host, port)

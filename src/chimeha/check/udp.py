@@ -14,10 +14,11 @@ import asyncio
 import os
 import re
 import socket
-from typing import Any
+from typing import NamedTuple
 
 from chimeha.check._net import describe_oserror, endpoint, family_of, fmt, new_socket
 from chimeha.check.spec import CheckResult, Target
+from chimeha.config.model import UdpCheck
 
 
 def parse_hex(text: str, *, wildcards: bool = False) -> list[tuple[int, int]]:
@@ -45,32 +46,39 @@ def parse_hex(text: str, *, wildcards: bool = False) -> list[tuple[int, int]]:
     return out
 
 
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    return bytes(v for v, _ in parse_hex(str(value)))
-
-
 def reply_matches(reply: bytes, pattern: list[tuple[int, int]]) -> bool:
     """Whether ``reply`` matches ``pattern`` up to the shorter of the two."""
     return all((b & m) == (v & m) for b, (v, m) in zip(reply, pattern))
 
 
-async def probe_udp(checker: Any, target: Target, timeout: float) -> CheckResult:
+class UdpSettings(NamedTuple):
+    """``UdpCheck``'s hex text decoded and its defaults applied."""
+
+    payload: bytes | None  # None: send 16 random bytes
+    need_reply: bool
+    pattern: list[tuple[int, int]]  # empty: any content
+    min_len: int
+    max_len: int
+
+
+def udp_settings(checker: UdpCheck) -> UdpSettings:
+    """Decode ``payload``/``require_reply`` (keepalived's hex text; ``require_reply``
+    without a value is True) and default the reply lengths to 0..255. ValueError
+    on bad hex."""
+    payload = bytes(v for v, _ in parse_hex(checker.payload)) if checker.payload else None
+    require = checker.require_reply
+    pattern = parse_hex(require, wildcards=True) if isinstance(require, str) else []
+    lo = 0 if checker.min_reply_length is None else checker.min_reply_length
+    hi = 255 if checker.max_reply_length is None else checker.max_reply_length
+    return UdpSettings(payload, require not in (None, False), pattern, lo, hi)
+
+
+async def probe_udp(checker: UdpCheck, target: Target, timeout: float) -> CheckResult:
     """One datagram exchange with the target."""
     host, port = endpoint(checker, target)
     where = fmt(host, port)
-    payload = getattr(checker, "payload", None)
-    data = _as_bytes(payload) if payload not in (None, "") else os.urandom(16)
-    require = getattr(checker, "require_reply", None)
-    pattern: list[tuple[int, int]] = []
-    if isinstance(require, (bytes, bytearray)):
-        pattern = [(b, 0xFF) for b in require]
-    elif isinstance(require, str) and require.strip():
-        pattern = parse_hex(require, wildcards=True)
-    need_reply = require not in (None, False)
-    lo = int(getattr(checker, "min_reply_length", 0) or 0)
-    hi = int(getattr(checker, "max_reply_length", 255) or 255)
+    payload, need_reply, pattern, lo, hi = udp_settings(checker)
+    data = payload if payload is not None else os.urandom(16)
     loop = asyncio.get_running_loop()
     sock = new_socket(checker, family_of(host), socket.SOCK_DGRAM)
     try:

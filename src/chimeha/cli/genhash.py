@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     from chimeha.check._net import family_of
     from chimeha.check.http import HttpProbeError, body_digest, get_url
-    from chimeha.check.spec import HttpCheck, Target, Url
+    from chimeha.check.spec import Target
+    from chimeha.config.model import HttpCheck, HttpUrl
 
     try:
         family_of(args.server)
@@ -47,10 +48,11 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         print("chime-ha genhash: --timeout must be positive", file=sys.stderr)
         return 2
-    checker = HttpCheck(ssl=args.use_ssl, enable_sni=args.use_sni, virtualhost=args.virtualhost,
-                        http_protocol=args.protocol.upper())
+    checker = HttpCheck(kind="SSL_GET" if args.use_ssl else "HTTP_GET", ssl=args.use_ssl,
+                        enable_sni=args.use_sni, virtualhost=args.virtualhost, http_protocol=args.protocol.upper())
     try:
-        status, body = asyncio.run(get_url(checker, Target(args.server, port), Url(path=args.url), args.timeout))
+        status, body = asyncio.run(get_url(checker, Target(args.server, port), HttpUrl(path=args.url),
+                                           args.timeout))
     except HttpProbeError as exc:
         print(f"chime-ha genhash: {exc}", file=sys.stderr)
         return 1

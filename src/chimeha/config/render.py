@@ -31,17 +31,22 @@ def quote(word: str) -> str:
     return f'"{out}"'
 
 
+def _arg(a: str) -> str:
+    # Inner quoting as split_command() reads it back: single quotes, or double if the arg has one.
+    if a and not any(c.isspace() or c in "'\"" for c in a):
+        return a
+    return f'"{a}"' if "'" in a else f"'{a}'"
+
+
 def _cmd(argv: Iterable[str]) -> str:
-    # One double-quoted string; arguments with spaces get single quotes (keepalived's rule).
-    parts = [f"'{a}'" if (any(c.isspace() for c in a) or a == "") else a for a in argv]
-    return quote(" ".join(parts)) if len(parts) != 1 or parts[0] != quote(parts[0]) else parts[0]
+    """A command as one word: the whole command quoted when it has several arguments."""
+    return quote(" ".join(_arg(a) for a in argv))
 
 
 def _notify(w: "_W", obj, key: str) -> None:
     argv = getattr(obj, key)
     if argv is not None:
-        w.line(key, quote(" ".join(f"'{a}'" if (any(c.isspace() for c in a) or a == "") else a for a in argv)),
-               *(quote(u) for u in obj.script_users.get(key, ())))
+        w.line(key, _cmd(argv), *(quote(u) for u in obj.script_users.get(key, ())))
 
 
 def _num(v: float) -> str:

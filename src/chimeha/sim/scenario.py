@@ -20,7 +20,7 @@ from chimeha.vrrp.timing import master_down_interval, skew_time, wire_interval
 
 ACTIONS = {
     "check-fail": 1, "check-ok": 1, "link-down": 0, "link-up": 0, "stop": 0, "start": 0,
-    "crash": 0, "track-down": 1, "track-up": 1, "partition": 0, "heal": 0,
+    "crash": 0, "track-down": 1, "track-up": 1, "partition": 0, "heal": 0, "input-cut": 0, "input-restore": 0,
 }
 
 
@@ -199,6 +199,7 @@ def simulate(nodes: list[NodeInput], events: list[Event], until: float | None = 
         "timeline": [{"at": round(r.at, 6), "node": r.node, "instance": r.instance, "kind": r.kind,
                       "text": r.text, **r.data} for r in seg.timeline],
         "vip_moves": _vip_moves(seg, events),
+        "split_brain": _split_episodes(seg, until),
         "drops": {f"{node}:{reason}": c for (node, reason), c in sorted(seg.drops.items())},
         "final": _final(seg, nodes),
     }
@@ -224,6 +225,10 @@ def _schedule(seg: Segment, e: Event) -> None:
         seg.partition(e.node, at=e.at)
     elif a == "heal":
         seg.heal(e.node, at=e.at)
+    elif a == "input-cut":
+        seg.cut_input(e.node, at=e.at)
+    elif a == "input-restore":
+        seg.restore_input(e.node, at=e.at)
     elif a == "track-down":
         seg.set_tracked(e.node, e.arg, False, at=e.at)
     elif a == "track-up":
@@ -270,6 +275,27 @@ def _vip_moves(seg: Segment, events: list[Event]) -> list[dict]:
     return moves
 
 
+def _split_episodes(seg: Segment, until: float) -> list[dict]:
+    """Each split-brain episode a master reported: start, end (None: still on at ``until``), peers."""
+    episodes: list[dict] = []
+    open_: dict[tuple[str, str], dict] = {}
+    for r in seg.timeline:
+        key = (r.node, r.instance)
+        if r.kind == "split-brain":
+            ep = open_.get(key)
+            if ep is None:
+                ep = {"node": r.node, "instance": r.instance, "start": round(r.at, 6), "end": None,
+                      "peers": [], "reason": r.text.removeprefix("split brain: "), "end_reason": None}
+                open_[key] = ep
+                episodes.append(ep)
+            if r.data.get("peer") not in ep["peers"]:
+                ep["peers"].append(r.data.get("peer"))
+        elif r.kind == "split-brain-end" and key in open_:
+            ep = open_.pop(key)
+            ep["end"], ep["end_reason"] = round(r.at, 6), r.text.removeprefix("split brain over: ")
+    return episodes
+
+
 def _final(seg: Segment, nodes: list[NodeInput]) -> dict:
     out = {}
     for n in nodes:
@@ -303,10 +329,13 @@ def format_text(result: dict) -> str:
     for m in result["vip_moves"]:
         src = m["from"] or "nobody"
         lines.append(f"  {m['at']:9.3f}  {m['vip']}: {src} -> {m['to']}  ({m['delay']:.3f} s after {m['after_event']})")
-    splits = [r for r in result["timeline"] if r["kind"] == "split-brain"]
-    if splits:
-        lines.append(f"Split brain: {len(splits)} advert(s) from a second master, first at {splits[0]['at']:.3f} s "
-                     f"({splits[0]['node']}: {splits[0]['text']})")
+    if result.get("split_brain"):
+        lines.append("Split brain (a master heard another master):")
+        for ep in result["split_brain"]:
+            end = f"{ep['end']:.3f}" if ep["end"] is not None else "(still on)"
+            over = f"ended: {ep['end_reason']}" if ep["end_reason"] else f"still on at {result['until']:g} s"
+            lines.append(f"  {ep['start']:9.3f} .. {end}  {ep['node']}/{ep['instance']} with "
+                         f"{', '.join(ep['peers'])}: {ep['reason']}; {over}")
     if result["drops"]:
         lines.append("Dropped adverts: " + ", ".join(f"{k}={v}" for k, v in result["drops"].items()))
     lines.append("Final states:")

@@ -63,7 +63,7 @@ class Record:
 
     at: float
     node: str
-    kind: str  # "state", "vip", "split-brain", "drop", "event", "priority"
+    kind: str  # "state", "vip", "split-brain", "split-brain-end", "drop", "event", "priority"
     text: str
     instance: str = ""
     data: dict = field(default_factory=dict, compare=False)
@@ -87,6 +87,7 @@ class Node:
         self.scripts = {s.name: s for s in scripts}
         self.health: dict[str, bool] = {s: True for s in self.scripts}
         self.link_up = True
+        self.input_up = True  # False: incoming VRRP dropped (a firewall rule), sending still works
         self.running = False
         self.instances: dict[str, VrrpInstance] = {}
         self.groups: list[SyncGroup] = []
@@ -184,6 +185,14 @@ class Segment:
 
     def heal(self, name: str, at: float | None = None) -> None:
         self._at(at, self._do_partition, name, False)
+
+    def cut_input(self, name: str, at: float | None = None) -> None:
+        """Drop the node's incoming VRRP only (it still sends): one-way loss, the
+        split brain where one master keeps hearing the other."""
+        self._at(at, self._do_input, name, False)
+
+    def restore_input(self, name: str, at: float | None = None) -> None:
+        self._at(at, self._do_input, name, True)
 
     def check_fail(self, name: str, script: str, at: float | None = None) -> None:
         """From ``at`` on, every run of ``script`` on ``name`` fails (detected at its next runs)."""
@@ -311,6 +320,13 @@ class Segment:
         node.link_up = not cut
         self.record(now, name, "event", "partitioned (carrier up)" if cut else "partition healed")
 
+    def _do_input(self, now: float, name: str, up: bool) -> None:
+        node = self.nodes[name]
+        if node.input_up == up:
+            return
+        node.input_up = up
+        self.record(now, name, "event", "incoming VRRP restored" if up else "incoming VRRP dropped (still sending)")
+
     def _do_health(self, now: float, name: str, script: str, ok: bool) -> None:
         node = self.nodes[name]
         if script not in node.health:
@@ -328,7 +344,7 @@ class Segment:
 
     def _deliver(self, now: float, src: str, dst: str, adv_action: SendAdvert, payload: bytes) -> None:
         sender, node = self.nodes[src], self.nodes[dst]
-        if not (node.running and node.link_up and sender.link_up):
+        if not (node.running and node.link_up and node.input_up and sender.link_up):
             return
         inst = next((i for i in node.instances.values() if i.spec.vrid == adv_action.vrid
                      and i.spec.family == adv_action.family), None)
@@ -376,7 +392,10 @@ class Segment:
             self.record(now, node.name, "state", f"{act.old} -> {act.new}: {act.reason}", inst.name,
                         old=act.old.value, new=act.new.value, reason=act.reason)
         elif isinstance(act, SplitBrain):
-            self.record(now, node.name, "split-brain", act.reason, inst.name, peer=act.peer)
+            if act.healing:
+                self.record(now, node.name, "split-brain-end", act.reason, inst.name, peer=act.peer)
+            else:
+                self.record(now, node.name, "split-brain", f"split brain: {act.reason}", inst.name, peer=act.peer)
         elif isinstance(act, AddAddresses):
             for vip in _vips(inst.spec):
                 holders = self.vip_holders.setdefault(vip, set())

@@ -168,10 +168,16 @@ class PriorityChanged(Action):
 
 @dataclass(frozen=True)
 class SplitBrain(Action):
-    """Two masters at once: we are MASTER and heard another master's advert.
+    """A split-brain episode starts (``healing`` False) or ends (``healing`` True).
 
-    ``healing`` is True when the other side has the lower priority (or loses
-    the address tie-break) and is expected to step down on our next advert.
+    Start: we are MASTER and a valid advert from another master for our VRID
+    did not make us step down (it has a lower priority, or the same priority
+    from a lower address, or it keeps coming because our answers do not reach
+    it). One start is emitted per rival master, the first one opens the
+    episode. End: emitted once, when the last rival has been silent for its
+    Master_Down_Interval, sent priority 0, or when we leave MASTER (then it
+    comes just before that ``StateChanged``). ``peer``/``peer_priority`` name
+    the rival (at the end: the last one heard); ``reason`` is operator words.
     """
 
     peer: str
@@ -179,7 +185,7 @@ class SplitBrain(Action):
     local_priority: int
     reason: str
     at: float
-    healing: bool = True
+    healing: bool = False
 
 
 @dataclass

@@ -31,6 +31,15 @@ States and transitions:
 * :meth:`shutdown`: a MASTER sends priority 0 and removes its addresses;
   every state ends in INIT.
 
+Split brain (not in the RFC, which assumes adverts reach everyone): an
+episode starts when, as MASTER, we hear a valid non-zero advert from another
+address that does not make us step down (:class:`SplitBrain`, ``healing``
+False, once per rival). Each rival is forgotten when it has been silent for
+the Master_Down_Interval a backup of ours would give it (its interval, our
+priority), or when it sends priority 0 (it left MASTER). The episode ends
+(one ``SplitBrain`` with ``healing`` True) when the last rival is forgotten,
+driven by :meth:`get_timer`, or when we leave MASTER ourselves.
+
 Gratuitous ARP/NA on becoming MASTER: a burst of ``garp_master_repeat`` at
 once, another after ``garp_master_delay``, then every ``garp_master_refresh``
 (if set) ``garp_master_refresh_repeat`` at a time.
@@ -93,6 +102,9 @@ class VrrpInstance:
         self._garp_delay_at: float | None = None
         self._garp_refresh_at: float | None = None
         self._preempt_until: float = 0.0
+        # Split brain: rival master address -> (last heard, its priority, forget at).
+        self._rivals: dict[str, tuple[float, int, float]] = {}
+        self._split_since: float | None = None
         self.last_change: StateChanged | None = None
 
     # -- public API ------------------------------------------------------
@@ -105,6 +117,11 @@ class VrrpInstance:
     def in_fault(self) -> bool:
         """True when own tracking or the sync group demands FAULT."""
         return bool(self._faults) or self._group_fault is not None
+
+    @property
+    def split_brain_peers(self) -> tuple[str, ...]:
+        """Addresses of the other masters we currently hear (empty: no split brain)."""
+        return tuple(self._rivals)
 
     def skew_time(self) -> float:
         """Skew_Time for our current priority and the master's interval."""
@@ -132,6 +149,7 @@ class VrrpInstance:
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (None: no timer)."""
         times = [t for t in (self._down_at, self._advert_at, self._garp_delay_at, self._garp_refresh_at) if t is not None]
+        times.extend(forget for _, _, forget in self._rivals.values())
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -154,6 +172,8 @@ class VrrpInstance:
                 self._garp_refresh_at = self._garp_refresh_at + self.spec.garp_master_refresh
             else:
                 self._garp_refresh_at = None
+        if self._rivals:
+            self._forget_silent_rivals(now)
 
     def handle_advert(self, adv: Advertisement, now: float) -> None:
         """Process one advertisement that :func:`packet.validate` accepted."""
@@ -223,6 +243,7 @@ class VrrpInstance:
             "master": self.master,
             "master_adver_interval": self.master_adver_interval,
             "faults": list(self._faults) + ([self._group_fault] if self._group_fault else []),
+            "split_brain": {"active": bool(self._rivals), "peers": list(self._rivals), "since": self._split_since},
             "timer": self.get_timer(),
             "counters": self.counters.as_dict(),
         }
@@ -253,6 +274,9 @@ class VrrpInstance:
 
     def _master_advert(self, adv: Advertisement, now: float) -> None:
         if adv.priority == 0:
+            rival = self._rivals.pop(adv.source, None)
+            if rival is not None and not self._rivals:
+                self._end_split(now, adv.source, rival[1], f"{adv.source} left MASTER (sent priority 0)")
             self._send_advert(now)
             self._advert_at = now + self.advert_interval
             return
@@ -272,7 +296,22 @@ class VrrpInstance:
             return
         # Another master at lower priority (or losing the tie): two masters.
         self.counters.lower_priority_received += 1
-        self.counters.split_brain += 1
+        interval = adv.interval if adv.interval > 0 else self.advert_interval
+        forget = now + master_down_interval(self.priority, interval, self.spec.version, self.spec.down_timer_adverts)
+        known = adv.source in self._rivals
+        self._rivals[adv.source] = (now, adv.priority, forget)
+        if not known:
+            self._report_rival(adv, now)
+        if not self.spec.lower_prio_no_advert:
+            # keepalived "forcing new election": answer at once and restart the
+            # advert cadence from this advert (measured against 2.2.7).
+            self._send_advert(now)
+            self._advert_at = now + self.advert_interval
+
+    def _report_rival(self, adv: Advertisement, now: float) -> None:
+        if self._split_since is None:
+            self._split_since = now
+            self.counters.split_brain += 1
         if adv.priority == self.priority == 255:
             why = f"two address owners (priority 255): {adv.source} and us; we keep MASTER on the higher address"
         elif adv.priority == self.priority:
@@ -280,11 +319,21 @@ class VrrpInstance:
         else:
             why = f"{adv.source} is also MASTER at lower priority {adv.priority} (ours {self.priority})"
         self._actions.append(SplitBrain(self.name, adv.source, adv.priority, self.priority, why, now))
-        if not self.spec.lower_prio_no_advert:
-            # keepalived "forcing new election": answer at once and restart the
-            # advert cadence from this advert (measured against 2.2.7).
-            self._send_advert(now)
-            self._advert_at = now + self.advert_interval
+
+    def _forget_silent_rivals(self, now: float) -> None:
+        silent = [(peer, r) for peer, r in self._rivals.items() if now >= r[2]]
+        for peer, _ in silent:
+            del self._rivals[peer]
+        if silent and not self._rivals:
+            peer, (heard, prio, _) = max(silent, key=lambda item: item[1][0])
+            self._end_split(now, peer, prio, f"no advertisement from {peer} for {_fmt(now - heard)} s")
+
+    def _end_split(self, now: float, peer: str, peer_priority: int, why: str) -> None:
+        """Close the episode: one ``SplitBrain(healing=True)``."""
+        self._rivals.clear()
+        self._split_since = None
+        self._actions.append(SplitBrain(self.name, peer, peer_priority, self.priority,
+                                        f"split brain over: {why}", now, healing=True))
 
     # -- transitions -----------------------------------------------------
     def _recompute(self, now: float, reason: str) -> None:
@@ -351,6 +400,13 @@ class VrrpInstance:
         self._change(State.FAULT, now, reason)
 
     def _change(self, new: State, now: float, reason: str) -> None:
+        if self._rivals and new is not State.MASTER:
+            # Before the StateChanged, so a consumer clearing its split-brain
+            # flag on leaving MASTER sees the end first.
+            peer = max(self._rivals, key=lambda p: self._rivals[p][0])
+            others = [p for p in self._rivals if p != peer]
+            also = f" (and {', '.join(others)})" if others else ""
+            self._end_split(now, peer, self._rivals[peer][1], f"we left MASTER for {new}{also}: {reason}")
         old, self.state = self.state, new
         change = StateChanged(self.name, old, new, reason, now)
         self.last_change = change
