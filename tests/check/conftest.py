@@ -94,15 +94,28 @@ class SmtpServer:
         self.server.close()
 
 
-class DnsServer(asyncio.DatagramProtocol):
+class _DatagramServer(asyncio.DatagramProtocol):
+    """A UDP endpoint on 127.0.0.1 (a free port); subclasses answer in ``datagram_received``."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    async def start(self):
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+        self.port = self.transport.get_extra_info("sockname")[1]
+        return self
+
+    async def close(self):
+        self.transport.close()
+
+
+class DnsServer(_DatagramServer):
     """Answers queries per ``mode``: ok, nxdomain, wrongtype, wrongid, silent."""
 
     def __init__(self):
         self.mode = "ok"
         self.queries: list[dns.message.Message] = []
-
-    def connection_made(self, transport):
-        self.transport = transport
 
     def datagram_received(self, data, addr):
         q = dns.message.from_wire(data)
@@ -125,39 +138,18 @@ class DnsServer(asyncio.DatagramProtocol):
             r.id = (q.id + 1) % 65536
         self.transport.sendto(r.to_wire(), addr)
 
-    async def start(self):
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
-        self.port = self.transport.get_extra_info("sockname")[1]
-        return self
 
-    async def close(self):
-        self.transport.close()
-
-
-class UdpServer(asyncio.DatagramProtocol):
+class UdpServer(_DatagramServer):
     """Replies ``reply(data)`` to each datagram, or nothing when ``reply`` is None."""
 
     def __init__(self, reply=None):
         self.reply = reply
         self.received: list[bytes] = []
 
-    def connection_made(self, transport):
-        self.transport = transport
-
     def datagram_received(self, data, addr):
         self.received.append(data)
         if self.reply is not None:
             self.transport.sendto(self.reply(data), addr)
-
-    async def start(self):
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
-        self.port = self.transport.get_extra_info("sockname")[1]
-        return self
-
-    async def close(self):
-        self.transport.close()
 
 
 @pytest.fixture(scope="session")
@@ -198,6 +190,20 @@ async def dns_server():
     srv = await DnsServer().start()
     yield srv
     await srv.close()
+
+
+async def _wait_for(cond, deadline=10.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not cond():
+        assert loop.time() < end, "condition not reached before the deadline"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def wait_for():
+    """``await wait_for(cond, deadline=10.0)``: poll ``cond()`` until true; fail after the deadline."""
+    return _wait_for
 
 
 @pytest.fixture

@@ -18,14 +18,6 @@ def load(text: str):
     return res.config
 
 
-async def wait_for(cond, deadline=10.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not cond():
-        assert loop.time() < end, "condition not reached before the deadline"
-        await asyncio.sleep(0.01)
-
-
 def test_timing_inherited_through_the_parsed_model():
     cfg = load("""
 virtual_server 192.168.231.100 80 {
@@ -59,7 +51,7 @@ virtual_server 192.168.231.100 80 {
     assert target_for(rs2, vs).virtualhost == "vs.test"
 
 
-async def test_monitor_from_config_against_real_servers(tmp_path):
+async def test_monitor_from_config_against_real_servers(tmp_path, wait_for):
     body = b"portal ok"
 
     async def http(reader, writer):

@@ -8,9 +8,10 @@ import struct
 import chimeha.check.dispatch as dispatch
 from chimeha.check import SUPPORTED_KINDS, Target, probe
 from chimeha.check.dispatch import attempt_timeout
-from chimeha.check.ping import _is_reply, checksum, echo_request
+from chimeha.check.ping import _is_reply, echo_request
 from chimeha.check.spec import Timing, checker_kind
 from chimeha.config.model import HttpCheck, MiscCheck, TcpCheck
+from chimeha.vrrp.packet import checksum16
 
 
 class Bfd:
@@ -48,7 +49,7 @@ def test_checker_kind_of_model_checkers():
 
 def test_icmp_echo_encoding_and_reply_matching():
     pkt = echo_request(socket.AF_INET, 0x1234, 7, b"abc")
-    assert pkt[0] == 8 and checksum(pkt) == 0              # a valid checksum sums to zero
+    assert pkt[0] == 8 and checksum16(pkt) == 0              # a valid checksum sums to zero
     assert struct.unpack("!HH", pkt[4:8]) == (0x1234, 7)
     assert echo_request(socket.AF_INET6, 1, 2, b"")[0] == 128
     reply = bytes([0, 0, 0, 0]) + struct.pack("!HH", 0x1234, 7)

@@ -6,17 +6,10 @@ import asyncio
 import sys
 
 from chimeha.check import CheckerRunner, RealServerMonitor, Target
-from chimeha.check.spec import MiscCheck, TcpCheck, Timing
+from chimeha.check.spec import Timing
+from chimeha.config.model import MiscCheck, RealServer, TcpCheck
 
 FAST = Timing(delay_loop=0.05, connect_timeout=3, retry=1, delay_before_retry=0.05, warmup=0)
-
-
-async def wait_for(cond, deadline=10.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not cond():
-        assert loop.time() < end, "condition not reached before the deadline"
-        await asyncio.sleep(0.01)
 
 
 async def listen(port=0):
@@ -24,7 +17,7 @@ async def listen(port=0):
     return server, server.sockets[0].getsockname()[1]
 
 
-async def test_runner_reports_only_changes():
+async def test_runner_reports_only_changes(wait_for):
     server, port = await listen()
     changes = []
     runner = CheckerRunner(TcpCheck(), Target("127.0.0.1", port), changes.append, timing=FAST)
@@ -48,7 +41,7 @@ async def test_runner_reports_only_changes():
     assert runner._task is None
 
 
-async def test_runner_alpha_starts_down_and_callback_errors_do_not_stop_it():
+async def test_runner_alpha_starts_down_and_callback_errors_do_not_stop_it(wait_for):
     server, port = await listen()
     calls = []
 
@@ -71,20 +64,16 @@ async def test_runner_alpha_starts_down_and_callback_errors_do_not_stop_it():
         await runner.stop()
 
 
-async def test_real_server_up_only_when_all_checkers_up(tmp_path):
+async def test_real_server_up_only_when_all_checkers_up(tmp_path, wait_for):
     server, port = await listen()
     flag = tmp_path / "code"
     flag.write_text("0")
     script = (sys.executable, "-c", f"import sys; sys.exit(int(open({str(flag)!r}).read()))")
-
-    class RS:
-        address, weight, virtualhost = "127.0.0.1", 5, None
-        delay_loop, connect_timeout, retry, delay_before_retry, warmup, alpha = 0.05, 3, 0, 0.05, 0, None
-
-    RS.port = port
-    RS.checkers = (TcpCheck(), MiscCheck(misc_path=script, misc_dynamic=True, misc_timeout=5))
+    rs = RealServer("127.0.0.1", port=port, weight=5, delay_loop=0.05, connect_timeout=3, retry=0,
+                    delay_before_retry=0.05, warmup=0,
+                    checkers=(TcpCheck(), MiscCheck(misc_path=script, misc_dynamic=True, misc_timeout=5)))
     changes = []
-    mon = RealServerMonitor.from_config(RS, None, lambda up, w, why: changes.append((up, w, why)))
+    mon = RealServerMonitor.from_config(rs, None, lambda up, w, why: changes.append((up, w, why)))
     assert [r.timing.delay_loop for r in mon.runners] == [0.05, 0.05]
     mon.start()
     try:

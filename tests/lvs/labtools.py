@@ -37,12 +37,14 @@ CLIENT = r'''
 import collections, json, socket, sys
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 src = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
-udp = len(sys.argv) > 5 and sys.argv[5] == "udp"
+udp = len(sys.argv) > 5 and sys.argv[5].startswith("udp")
 out = collections.Counter()
-for _ in range(n):
+for i in range(n):
     if udp:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(2)
+        # a distinct source port per datagram: one new flow each (a reused port is the same flow)
+        s.bind((src or "", int(sys.argv[5][3:]) + i))
         try:
             s.sendto(b"hi", (host, port))
             out[s.recv(100).decode().strip()] += 1
@@ -78,8 +80,11 @@ def start_name_server(host, name: str, ports: list[int], bind: str = "0.0.0.0"):
     return proc
 
 
-def count(host, vip: str, port: int, n: int, src: str | None = None, udp: bool = False) -> dict:
-    args = [sys.executable, "-c", CLIENT, vip, str(port), str(n), src or ""] + (["udp"] if udp else [])
+def count(host, vip: str, port: int, n: int, src: str | None = None, udp_base_port: int = 0) -> dict:
+    """Names answered to ``n`` TCP connections (or UDP datagrams from ``udp_base_port`` + i)."""
+    args = [sys.executable, "-c", CLIENT, vip, str(port), str(n), src or ""]
+    if udp_base_port:
+        args.append(f"udp{udp_base_port}")
     return json.loads(host.run(args, timeout=120).stdout)
 
 

@@ -118,3 +118,81 @@ async def test_reload_applies_only_the_difference():
     assert [(type(o), o.dest.address) for o in rec.batches[-1]] == [(DelDest, "192.168.231.12"),
                                                                      (AddDest, "192.168.231.13")]
     await mgr.stop()
+
+
+LOOP_CONF = """
+vrrp_instance VI_1 {{
+    interface lo
+    virtual_router_id 51
+    virtual_ipaddress {{
+        127.0.0.2
+    }}
+}}
+virtual_server 127.0.0.2 {vport} {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    {suspend}
+    real_server 127.0.0.1 {up} {{
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 0
+            warmup 0
+        }}
+    }}
+    real_server 127.0.0.1 {down} {{
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 0
+            warmup 0
+        }}
+    }}
+}}
+"""
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait(pred, timeout=10.0):
+    import asyncio
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred() and loop.time() < end:
+        await asyncio.sleep(0.05)
+    return pred()
+
+
+async def test_real_checkers_feed_desired_state_and_ha_suspend():
+    """TCP_CHECK on loopback: a closed port goes down and leaves the data plane; ha_suspend
+    keeps checkers off while the VIP is elsewhere."""
+    import asyncio
+
+    up_srv = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    up = up_srv.sockets[0].getsockname()[1]
+    down = _free_port()  # nothing listens there
+    cfg = loads(LOOP_CONF.format(vport=_free_port(), up=up, down=down, suspend="ha_suspend")).config
+    rec = Recorder()
+    mgr = LvsManager(cfg, "nft", backends={"nft": rec})
+    try:
+        await mgr.start()
+        assert mgr._monitors == {}  # backup + ha_suspend: nothing is checked
+        mgr.on_vips_changed({"127.0.0.2"})
+        assert len(mgr._monitors) == 2
+
+        def healthy():
+            return [r["healthy"] for r in mgr.snapshot()["virtual_servers"][0]["real_servers"]]
+
+        assert await _wait(lambda: healthy() == [True, False])
+        await mgr.reconcile_now()
+        assert [d.port for d in next(iter(rec.state.services.values())).destinations] == [up]
+        mgr.on_vips_changed(set())
+        assert mgr._monitors == {}
+    finally:
+        await mgr.stop()
+        up_srv.close()

@@ -111,6 +111,32 @@ def test_partition_shows_split_brain_and_healing(capsys):
     # other master first, reports it and answers at once; server2 yields at 13.0078.
     rc, out, err = sim(capsys, "--event", "5.5 server1 partition", "--event", "13.003 server1 heal")
     assert rc == 0, err
-    assert ("Split brain: 1 advert(s) from a second master, first at 13.008 s (server1: 192.0.2.2 is also "
-            "MASTER at lower priority 254 (ours 255))") in out
+    # One episode, reported once at the start and closed once server2 has been silent for
+    # server1's Master_Down_Interval (3 + 1/256 s).
+    assert ("     13.008 .. 16.012  server1/VI_1 with 192.0.2.2: 192.0.2.2 is also MASTER at lower priority "
+            "254 (ours 255); ended: no advertisement from 192.0.2.2 for 3.004 s") in out
+    assert out.count("split brain: ") == 1 and out.count("split brain over: ") == 1
     assert "13.008  server2/VI_1 MASTER -> BACKUP: higher priority 255 from 192.0.2.1" in out
+
+
+def test_input_cut_split_brain_episode_in_json_and_text(capsys):
+    rc, out, err = sim(capsys, "--json", "--event", "5.5 server2 input-cut", "--event", "13.5 server2 input-restore")
+    assert rc == 0, err
+    res = json.loads(out)
+    # server2 stops hearing at 5.5 (last advert heard 5.0): MASTER at 8.008, heard by server1
+    # at once; it yields at server1's first advert after 13.5 (14.008); its last advert was at
+    # 13.008, so server1 closes the episode 3.004 s later.
+    assert res["split_brain"] == [{
+        "node": "server1", "instance": "VI_1", "start": pytest.approx(8.0078125), "end": pytest.approx(16.01171875),
+        "peers": ["192.0.2.2"], "reason": "192.0.2.2 is also MASTER at lower priority 254 (ours 255)",
+        "end_reason": "no advertisement from 192.0.2.2 for 3.004 s"}]
+    assert res["final"]["VI_1"] == {"server1": "MASTER", "server2": "BACKUP"}
+    text = format_text(res)
+    assert "server2      incoming VRRP dropped (still sending)" in text
+    assert "Split brain (a master heard another master):" in text and "8.008 .. 16.012  server1/VI_1" in text
+
+
+def test_split_brain_still_on_at_the_end_is_shown_as_such(capsys):
+    rc, out, err = sim(capsys, "--until", "12", "--event", "5.5 server2 input-cut")
+    assert rc == 0, err
+    assert "8.008 .. (still on)  server1/VI_1 with 192.0.2.2" in out and "still on at 12 s" in out

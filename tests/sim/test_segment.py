@@ -257,9 +257,16 @@ def test_split_brain_reported_when_the_lower_master_is_heard_first():
     seg.run_until(40)
     sb = seg.records("split-brain")
     assert seg.masters("VI_1") == ["a"] and seg.holders(VIP) == {"a"}
-    assert sb and sb[0].node == "a" and sb[0].text == "192.168.231.12 is also MASTER at lower priority 100 (ours 200)"
+    assert len(sb) == 1 and sb[0].node == "a"
+    assert sb[0].text == "split brain: 192.168.231.12 is also MASTER at lower priority 100 (ours 200)"
     # a answers at once, b yields at that same instant.
     assert [r for r in seg.records("state") if r.node == "b"][-1].at == pytest.approx(sb[0].at, abs=1e-6)
+    # b is silent from then on: a forgets it after a's Master_Down_Interval, once.
+    end = seg.records("split-brain-end")
+    mdi = master_down_interval(200, 1.0)
+    assert [(r.node, round(r.at, 6)) for r in end] == [("a", pytest.approx(sb[0].at + mdi, abs=1e-6))]
+    assert end[0].text == f"split brain over: no advertisement from {B} for {mdi:.3f} s"
+    assert seg.instance("a", "VI_1").split_brain_peers == ()
 
 
 def test_v2_advert_int_mismatch_is_dropped_and_both_become_master():
@@ -301,7 +308,7 @@ def test_sync_group_follows_fault_and_master():
     assert seg.state("a", "VI_2") is State.FAULT
     assert seg.masters("VI_1") == ["b"] and seg.masters("VI_2") == ["b"]
     vi2 = [r for r in seg.records("state") if r.node == "a" and r.instance == "VI_2"][-1]
-    assert vi2.text == "MASTER -> FAULT: sync group G: VI_1 is FAULT (track_script chk failed)"
+    assert vi2.text == "MASTER -> FAULT: sync group G: VI_1 is FAULT (track_script chk failed 1/1 times)"
     seg.check_ok("a", "chk", at=20.5)
     seg.run_until(40)
     assert seg.masters("VI_1") == ["a"] and seg.masters("VI_2") == ["a"]
@@ -336,3 +343,42 @@ def test_ipv6_v3_instances_on_ipv4_addressed_nodes_get_link_local_sources():
     assert seg.masters("VI_1") == ["a"] and not seg.drops
     assert seg.instance("b", "VI_1").master == "fe80::e70b"  # from 192.168.231.11
     assert seg.holders("2001:db8::10") == {"a"}
+
+
+def test_one_way_loss_split_brain_lasts_until_the_rival_is_silent():
+    # b's incoming VRRP is dropped (a firewall rule): b takes over and keeps advertising,
+    # a hears it all along. One start, a steady episode, one end.
+    seg = Segment()
+    seg.add_node("a", A, [spec(255, "MASTER")])
+    seg.add_node("b", B, [spec(254)])
+    seg.start(0.0)
+    seg.cut_input("b", at=5.5)
+    seg.run_until(12.0)
+    b_master = 5.0 + master_down_interval(254, 1.0)  # a's last advert b heard was at 5.0
+    assert sorted(seg.masters("VI_1")) == ["a", "b"]
+    assert [round(r.at, 6) for r in seg.records("split-brain")] == [pytest.approx(b_master, abs=1e-6)]
+    assert seg.instance("a", "VI_1").split_brain_peers == (B,) and not seg.records("split-brain-end")
+    seg.restore_input("b", at=12.5)
+    seg.run_until(30.0)
+    assert seg.masters("VI_1") == ["a"] and seg.holders(VIP) == {"a"}
+    yielded = [r for r in seg.records("state") if r.node == "b"][-1]
+    assert yielded.text == f"MASTER -> BACKUP: higher priority 255 from {A}"
+    # a's adverts run at b_master + k (restarted by each answer); b's at b_master + k too, so b's
+    # last one is the one just before it yields, and a forgets b its Master_Down_Interval later.
+    b_last = yielded.at - 1.0
+    end = seg.records("split-brain-end")
+    assert len(seg.records("split-brain")) == 1 and len(end) == 1
+    assert end[0].at == pytest.approx(b_last + master_down_interval(255, 1.0), abs=1e-6)
+    assert seg.instance("a", "VI_1").counters.split_brain == 1
+
+
+def test_owners_on_both_sides_split_brain_episode_is_closed_too():
+    seg = Segment(latency=0.001)  # both start at once and time out before hearing each other
+    seg.add_node("a", A, [spec(255, "MASTER")])
+    seg.add_node("b", B, [spec(255, "MASTER")])
+    seg.start(0.0)
+    seg.run_until(10.0)
+    assert seg.masters("VI_1") == ["b"]  # the higher address keeps MASTER
+    starts, ends = seg.records("split-brain"), seg.records("split-brain-end")
+    assert [r.node for r in starts] == ["b"] and [r.node for r in ends] == ["b"]
+    assert ends[0].at > starts[0].at

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chimeha.track import Hysteresis, effective_priority
+from chimeha.track import Hysteresis, effective_priority, transition_detail
 from chimeha.track.weights import adjustment, causes_fault
 from chimeha.vrrp.events import TrackSpec
 
@@ -63,3 +63,16 @@ def test_init_ok_false_counts_as_failed_until_told():
     t = TrackSpec("a", weight=-30, init_ok=False)
     assert effective_priority(100, [t], {}).priority == 70
     assert effective_priority(100, [t], {"a": True}).priority == 100
+
+
+def test_detail_names_the_threshold_crossed():
+    h = Hysteresis(rise=3, fall=2)
+    assert h.detail() == "OK (initial)"
+    h.feed(False)
+    assert h.detail() == "OK (initial)"  # one failure of two: still OK, nothing crossed
+    assert h.feed(False) is False and h.detail() == "failed 2/2 times"
+    assert [h.feed(True) for _ in range(3)] == [None, None, True]
+    assert h.detail() == "succeeded 3/3 times"
+    assert Hysteresis(init_fail=True).detail() == "failed (init_fail)"
+    assert transition_detail(False, rise=5, fall=1) == "failed 1/1 times"
+    assert transition_detail(True, rise=5, fall=1) == "succeeded 5/5 times"

@@ -281,3 +281,40 @@ def test_snapshot_is_plain_data():
     i.start(0.0)
     snap = json.loads(json.dumps(i.snapshot()))
     assert snap["state"] == "MASTER" and snap["counters"]["became_master"] == 1
+
+
+def test_track_detail_words_in_fault_recovery_priority_and_sync_reasons():
+    i = make(255, "MASTER", tracks=(TrackSpec("chk_server"), TrackSpec("ens160", "interface")))
+    i.start(0.0)
+    i.pop_actions()
+    i.set_tracked("chk_server", False, 4.0, detail="failed 2/2 times")
+    assert changes(i.pop_actions()) == [(State.MASTER, State.FAULT, "track_script chk_server failed 2/2 times")]
+    i.set_tracked("ens160", False, 4.5)  # no detail: the plain word
+    assert i._fault_reason() == "track_script chk_server failed 2/2 times and track_interface ens160 failed"
+    i.set_tracked("ens160", True, 5.0)
+    i.set_tracked("chk_server", True, 6.0, detail="succeeded 1/1 times")
+    assert changes(i.pop_actions()) == [(State.FAULT, State.BACKUP, "track_script chk_server succeeded 1/1 times")]
+    w = make(100, tracks=(TrackSpec("chk", weight=-30),))
+    w.start(0.0)
+    w.pop_actions()
+    w.set_tracked("chk", False, 1.0, detail="failed 3/3 times")
+    assert w.pop_actions() == [PriorityChanged("VI_1", 100, 70, "track_script chk failed 3/3 times", 1.0)]
+    w.set_tracked("chk", True, 2.0)  # a later call without detail does not reuse the old words
+    assert w.pop_actions() == [PriorityChanged("VI_1", 70, 100, "track_script chk recovered", 2.0)]
+
+
+def test_reverse_weight_zero_track_says_why_it_faults():
+    i = make(100, tracks=(TrackSpec("maint", "file", reverse=True),))
+    i.start(0.0)
+    i.pop_actions()
+    i.set_tracked("maint", True, 1.0)
+    i.set_tracked("maint", False, 2.0)
+    i.set_tracked("maint", True, 3.0)
+    assert changes(i.pop_actions())[-1] == (State.BACKUP, State.FAULT, "track_file maint recovered (reverse)")
+
+
+def test_init_fail_detail_at_start():
+    i = make(100, tracks=(TrackSpec("chk", init_ok=False),))
+    i.set_tracked("chk", False, 0.0, detail="failed (init_fail)")
+    i.start(0.0)
+    assert changes(i.pop_actions())[0][2] == "track_script chk failed (init_fail) at start"

@@ -17,18 +17,9 @@ import struct
 from chimeha.check._net import describe_oserror, endpoint, family_of, new_socket
 from chimeha.check.spec import CheckResult, Target
 from chimeha.config.model import PingCheck
+from chimeha.vrrp.packet import checksum16  # the same RFC 1071 sum VRRP uses
 
 _dgram_allowed: dict[int, bool] = {}
-
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def echo_request(family: int, ident: int, seq: int, payload: bytes) -> bytes:
@@ -37,7 +28,7 @@ def echo_request(family: int, ident: int, seq: int, payload: bytes) -> bytes:
     body = struct.pack("!BBHHH", kind, 0, 0, ident, seq) + payload
     if family == socket.AF_INET6:
         return body
-    return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+    return body[:2] + struct.pack("!H", checksum16(body)) + body[4:]
 
 
 def _open(checker: PingCheck, family: int) -> tuple[socket.socket, bool]:

@@ -449,10 +449,8 @@ def mask_client(addr: str, granularity: str | None) -> str:
         return addr
     ip = ipaddress.ip_address(addr)
     try:
-        if granularity.isdigit():
-            net = ipaddress.ip_network(f"{addr}/{granularity}", strict=False)
-        else:
-            net = ipaddress.ip_network(f"{addr}/{granularity}", strict=False)
+        # ip_network takes both forms: a prefix length ("64") or a netmask ("255.255.255.0")
+        net = ipaddress.ip_network(f"{addr}/{granularity}", strict=False)
     except ValueError as e:
         raise LvsConfigError(f"bad persistence_granularity {granularity!r}: {e}") from None
     if net.version != ip.version:

@@ -27,7 +27,8 @@ from typing import Any, Iterable
 
 from chimeha.lvs.backends.base import BackendError
 from chimeha.lvs.backends.select import DATAPLANES, Choice, choose
-from chimeha.lvs.desired import RsHealth, desired_state, quorum_changes, rs_id, service_keys, vs_id
+from chimeha.lvs.desired import (RsHealth, desired_state, quorum_changes, rs_id, service_keys, vrrp_addresses,
+                                 vs_id)
 from chimeha.lvs.reconcile import diff
 from chimeha.lvs.types import DesiredState, LvsConfigError
 
@@ -65,6 +66,7 @@ class LvsManager:
         self.desired = DesiredState()
         self._backends: dict[str, Any] = dict(backends or {})
         self._monitors: dict[str, Any] = {}
+        self._monitor_specs: dict[str, tuple] = {}
         self._dirty = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._idle = asyncio.Event()
@@ -96,7 +98,11 @@ class LvsManager:
 
     def on_vips_changed(self, owned: Iterable[str] | None) -> None:
         """The VIPs this node holds now (None: forward every virtual server, no VRRP gating)."""
-        self.owned = None if owned is None else set(owned)
+        owned = None if owned is None else set(owned)
+        changed = owned != self.owned
+        self.owned = owned
+        if changed and self._task is not None and any(v.ha_suspend for v in self.config.virtual_servers):
+            self._start_monitors(self.config)  # ha_suspend: checkers follow VIP ownership
         self._kick()
 
     def set_health(self, rsid: str, up: bool, weight: int | None = None) -> None:
@@ -122,6 +128,7 @@ class LvsManager:
         for mon in self._monitors.values():
             await mon.stop()
         self._monitors.clear()
+        self._monitor_specs.clear()
         for vs in self.config.virtual_servers:
             if getattr(vs, "omega", False) and vs.quorum_down and self.desired.quorum.get(vs_id(vs)):
                 self._run(vs.quorum_down)
@@ -143,12 +150,16 @@ class LvsManager:
             self.log.warning("health checkers unavailable (%s): real servers count as up", e)
             return
         wanted: dict[str, tuple] = {}
+        managed = vrrp_addresses(config)
         for vs in config.virtual_servers:
+            if vs.ha_suspend and self._suspended(vs, managed):
+                continue
             for rs in vs.real_servers:
                 if rs.checkers:
                     wanted[rs_id(vs, rs)] = (vs, rs)
-        for key in [k for k in self._monitors if k not in wanted or self._monitors[k].spec != wanted[k]]:
+        for key in [k for k in self._monitors if k not in wanted or self._monitor_specs[k] != wanted[k]]:
             mon = self._monitors.pop(key)
+            self._monitor_specs.pop(key, None)
             t = asyncio.get_running_loop().create_task(mon.stop())
             self._bg.add(t)
             t.add_done_callback(self._bg.discard)
@@ -159,10 +170,20 @@ class LvsManager:
             mon = RealServerMonitor.from_config(
                 rs, vs, lambda up, w, why, k=key, r=rs: self._health_changed(k, r, up, w, why),
                 track_files=getattr(config, "track_files", None))
-            mon.spec = (vs, rs)
+            self._monitor_specs[key] = (vs, rs)
             self._monitors[key] = mon
             self.health[key] = RsHealth(mon.up, mon.weight)
             mon.start()
+
+    def _suspended(self, vs: Any, managed: set[str]) -> bool:
+        """ha_suspend: a virtual server whose VRRP address this node does not hold is not checked."""
+        if self.owned is None:
+            return False
+        try:
+            keys = service_keys(vs, getattr(self.config, "virtual_server_groups", {}) or {})
+        except (LvsConfigError, ValueError):
+            return False
+        return any(k.address in managed and k.address not in self.owned for k in keys)
 
     def _health_changed(self, key: str, rs: Any, up: bool, weight: int | None, why: str) -> None:
         self.log.info("virtual servers: %s is %s: %s", key, "up" if up else "down", why)

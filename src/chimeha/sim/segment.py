@@ -106,7 +106,7 @@ class Node:
         for inst in self.instances.values():
             for name, h in self._hyst.items():
                 if not h.ok:
-                    inst.set_tracked(name, False, now)
+                    inst.set_tracked(name, False, now, detail=h.detail())
             for t in inst.spec.tracks:
                 if t.kind == "interface" and t.name == inst.spec.interface and not self.link_up:
                     inst.set_tracked(t.name, False, now)
@@ -117,11 +117,12 @@ class Node:
     def _run_script(self, now: float, name: str, epoch: int) -> None:
         if not self.running or epoch != self._epoch:
             return
-        change = self._hyst[name].feed(self.health[name])
+        hyst = self._hyst[name]
+        change = hyst.feed(self.health[name])
         if change is not None:
-            self.seg.record(now, self.name, "event", f"{name} now {'OK' if change else 'FAILED'}")
+            self.seg.record(now, self.name, "event", f"{name} now {'OK' if change else 'FAILED'} ({hyst.detail()})")
             for inst in self.instances.values():
-                inst.set_tracked(name, change, now)
+                inst.set_tracked(name, change, now, detail=hyst.detail())
         self.seg._push(now + self.scripts[name].interval, self._run_script, name, epoch)
 
     def sync(self, now: float) -> None:

@@ -56,13 +56,14 @@ def effective_priority(base: int, tracks: Iterable[TrackSpec], states: Mapping[s
     for t in tracks:
         ok = states.get(t.name, t.init_ok)
         if causes_fault(t, ok):
-            faults.append(f"{_kind(t)} {t.name}")
+            faults.append(f"{track_label(t)} {t.name}")
         delta += adjustment(t, ok)
     if base >= 255:
         return Effective(255, tuple(faults))
     return Effective(max(1, min(254, base + delta)), tuple(faults))
 
 
-def _kind(t: TrackSpec) -> str:
+def track_label(t: TrackSpec) -> str:
+    """The config keyword of a track: ``track_script``, ``track_interface``, ..."""
     return {"script": "track_script", "interface": "track_interface", "file": "track_file",
             "process": "track_process"}.get(t.kind, t.kind)

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from chimeha.track.weights import effective_priority
+from chimeha.track.weights import causes_fault, effective_priority, track_label
 from chimeha.vrrp.events import (
     Action,
     AddAddresses,
@@ -88,6 +88,7 @@ class VrrpInstance:
         self.counters = Counters()
         self._actions: list[Action] = []
         self._track_states: dict[str, bool] = {}
+        self._track_details: dict[str, str] = {}
         eff = effective_priority(spec.priority, spec.tracks, self._track_states)
         self.priority = eff.priority
         self._faults: tuple[str, ...] = eff.faults
@@ -187,18 +188,25 @@ class VrrpInstance:
         elif self.state is State.MASTER:
             self._master_advert(adv, now)
 
-    def set_tracked(self, name: str, ok: bool, now: float) -> None:
-        """A tracked object (after rise/fall) changed to ``ok``; recompute priority/FAULT."""
+    def set_tracked(self, name: str, ok: bool, now: float, detail: str | None = None) -> None:
+        """A tracked object (after rise/fall) changed to ``ok``; recompute priority/FAULT.
+
+        ``detail`` says how, in operator words, e.g. ``"failed 2/2 times"`` from
+        :meth:`chimeha.track.Hysteresis.detail`; reasons then read
+        ``track_script chk_server failed 2/2 times``. Without it they read
+        ``... failed`` / ``... recovered``.
+        """
         if self._track_states.get(name) == ok and name in self._track_states:
             return
-        known = any(t.name == name for t in self.spec.tracks)
-        if not known:
+        track = next((t for t in self.spec.tracks if t.name == name), None)
+        if track is None:
             return
         self._track_states[name] = ok
-        kind = next(t for t in self.spec.tracks if t.name == name).kind
-        label = {"script": "track_script", "interface": "track_interface", "file": "track_file",
-                 "process": "track_process"}.get(kind, kind)
-        self._recompute(now, f"{label} {name} {'recovered' if ok else 'failed'}")
+        if detail:
+            self._track_details[name] = detail
+        else:
+            self._track_details.pop(name, None)
+        self._recompute(now, self._track_words(track, ok))
 
     def set_group_fault(self, reason: str | None, now: float) -> None:
         """Sync group: force FAULT (``reason``) or lift the group's FAULT (None)."""
@@ -350,9 +358,19 @@ class VrrpInstance:
             self._preempt_until = now + self.spec.preempt_delay
             self._to_backup(now, reason, self.master_down_interval())
 
+    def _track_words(self, track, ok: bool) -> str:
+        detail = self._track_details.get(track.name)
+        if detail is None:
+            detail = "recovered" if ok else "failed"
+        # A weight-0 reverse track faults while the object is OK: say so.
+        rev = " (reverse)" if track.reverse and causes_fault(track, ok) else ""
+        return f"{track_label(track)} {track.name} {detail}{rev}"
+
     def _fault_reason(self) -> str:
         if self._faults:
-            return " and ".join(f"{f} failed" for f in self._faults)
+            parts = [self._track_words(t, self._track_states.get(t.name, t.init_ok)) for t in self.spec.tracks
+                     if causes_fault(t, self._track_states.get(t.name, t.init_ok))]
+            return " and ".join(parts)
         return self._group_fault or "fault"
 
     def _takeover_reason(self, now: float) -> str:
