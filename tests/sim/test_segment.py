@@ -215,6 +215,12 @@ def test_rise_fall_delay_detection():
     seg.run_until(30)
     # failing runs at 12, 14, 16: FAULT at the third
     assert moves(seg)[-1] == (pytest.approx(16 + 2 / 256, abs=1e-6), "b")
+    fault = [r for r in seg.records("state") if r.node == "a"][-1]
+    assert (fault.at, fault.text) == (16.0, "MASTER -> FAULT: track_script chk failed 3/3 times")
+    seg.check_ok("a", "chk", at=30.5)
+    seg.run_until(40)
+    back = [r for r in seg.records("state") if r.node == "a" and r.data["new"] == "BACKUP"][-1]
+    assert (back.at, back.text) == (34.0, "FAULT -> BACKUP: track_script chk succeeded 2/2 times")
 
 
 def partitioned_pair():
