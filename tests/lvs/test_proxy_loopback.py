@@ -114,3 +114,21 @@ async def test_wlc_uses_live_connection_counts():
         await backend.close()
         for s in servers:
             s.close()
+
+
+async def test_proxy_counts_connections_and_bytes_per_real_server():
+    servers, ports = await start_servers(["a"])
+    vport = free_port()
+    key = ServiceKey("TCP", "127.0.0.1", vport)
+    backend = ProxyBackend()
+    await backend.apply(diff(DesiredState({key: Service(key, "rr", destinations=(
+        Destination("127.0.0.1", ports[0], 1),))}), backend.read_actual()))
+    try:
+        for _ in range(3):
+            assert await ask(vport, b"hello") == b"a"
+        rs = backend.stats()[str(key)]["real_servers"][f"127.0.0.1:{ports[0]}"]
+        assert (rs["connections"], rs["bytes_in"], rs["bytes_out"]) == (3, 15, 3)
+    finally:
+        await backend.close()
+        for s in servers:
+            s.close()

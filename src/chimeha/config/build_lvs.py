@@ -260,10 +260,13 @@ def _checker(st: Stmt, ctx: Ctx):
             f[n] = ctx.choice(s, ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"), upper=True)
         elif kind == "DNS_CHECK" and n == "name":
             f[n] = ctx.word(s)
+        elif kind == "UDP_CHECK" and n in ("payload", "require_reply") and s.args:
+            # keepalived allows blanks inside these hex strings ("Ab12f 3 456").
+            f[n] = " ".join(t.text for t in s.args)
         elif kind == "UDP_CHECK" and n == "payload":
             f[n] = ctx.word(s)
         elif kind == "UDP_CHECK" and n == "require_reply":
-            f[n] = s.args[0].text if s.args else True
+            f[n] = True
         elif kind == "UDP_CHECK" and n in ("min_reply_length", "max_reply_length"):
             f[n] = ctx.int_arg(s, 0, 65535, what=n)
         elif kind in ("FILE_CHECK", "BFD_CHECK") and n in ("track_file", "name"):

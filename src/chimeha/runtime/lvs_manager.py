@@ -61,6 +61,7 @@ class LvsManager:
         self.forwarding = forwarding
         self.owned: set[str] | None = set()
         self.health: dict[str, RsHealth] = {}
+        self.health_detail: dict[str, str] = {}  # the checkers' last reason, per real server
         self.errors: list[str] = []
         self.choice = Choice()
         self.desired = DesiredState()
@@ -188,6 +189,7 @@ class LvsManager:
     def _health_changed(self, key: str, rs: Any, up: bool, weight: int | None, why: str) -> None:
         self.log.info("virtual servers: %s is %s: %s", key, "up" if up else "down", why)
         self.health[key] = RsHealth(up, weight)
+        self.health_detail[key] = why
         script = rs.notify_up if up else rs.notify_down
         if script:
             self._run(script)
@@ -312,6 +314,7 @@ class LvsManager:
             svc = next((self.desired.services[k] for k in keys if k in self.desired.services), None)
             backend = self.choice.backend.get(svc.key) if svc else None
             rss = []
+            rs_stats = (stats.get(backend, {}).get(str(svc.key)) or {}).get("real_servers", {}) if svc else {}
             for rs in vs.real_servers:
                 rid = rs_id(vs, rs)
                 h = self.health.get(rid)
@@ -323,9 +326,14 @@ class LvsManager:
                             "healthy": h.up if h is not None else True,
                             "configured_weight": rs.weight,
                             "weight": dest.weight if dest is not None else None,
-                            "in_service": dest is not None and dest.weight > 0})
-            out.append({"virtual_server": vid, "lb_algo": vs.lb_algo, "lb_kind": vs.lb_kind,
-                        "dataplane": backend, "why": self.choice.reasons.get(svc.key) if svc else None,
+                            "in_service": dest is not None and dest.weight > 0,
+                            "detail": self.health_detail.get(rid, ""),
+                            "stats": {k: v for k, v in rs_stats.get(f"{rs.address}:{rs.port or vs.port}", {}).items()
+                                      if k in ("connections", "bytes_in", "bytes_out")}})
+            out.append({"virtual_server": vid, "address": vs.address, "port": vs.port, "fwmark": vs.fwmark,
+                        "group": vs.group, "protocol": vs.protocol, "lb_algo": vs.lb_algo, "lb_kind": vs.lb_kind,
+                        "dataplane": backend,
+                        "active": bool(backend and svc and any(d.weight > 0 for d in svc.destinations)), "why": self.choice.reasons.get(svc.key) if svc else None,
                         "state": self.desired.notes.get(vid), "quorum": self.desired.quorum.get(vid),
                         "sorry_server": bool(svc and svc.sorry), "real_servers": rss,
                         "counters": stats.get(backend, {}).get(str(svc.key)) if svc and backend else None})

@@ -55,6 +55,7 @@ class _Upstream(asyncio.Protocol):
 
     def data_received(self, data):
         self.peer.transport.write(data)
+        self.peer.totals[2] += len(data)
 
     def eof_received(self):
         return self.peer.half_close(upstream=True)
@@ -81,6 +82,7 @@ class _Client(asyncio.Protocol):
         self.pending: list[bytes] = []
         self.closed = False
         self.eof_up = self.eof_client = False
+        self.totals = [0, 0, 0]  # connections, bytes in (client -> server), bytes out
 
     def connection_made(self, transport):
         self.transport = transport
@@ -93,6 +95,8 @@ class _Client(asyncio.Protocol):
             return
         self.server = server
         server.active += 1
+        self.totals = self.svc.totals.setdefault(server.key, [0, 0, 0])
+        self.totals[0] += 1
         transport.pause_reading()
         asyncio.get_running_loop().create_task(self._connect(server))
 
@@ -119,6 +123,7 @@ class _Client(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data):
+        self.totals[1] += len(data)
         if self.up is not None:
             self.up.transport.write(data)
         else:
@@ -215,6 +220,8 @@ class _Service:
         self.flows: dict[tuple, _UdpFlow] = {}
         self.udp_timeout = udp_timeout
         self.refused = self.connect_errors = 0
+        #: per real server: [connections, bytes in, bytes out]; survives weight changes
+        self.totals: dict[DestKey, list[int]] = {}
         self.configure(service)
 
     def configure(self, service: Service) -> None:
@@ -391,6 +398,9 @@ class ProxyBackend:
         for key, s in self._svcs.items():
             out[str(key)] = {
                 "refused": s.refused, "connect_errors": s.connect_errors,
-                "real_servers": {str(k): {"active": v.active, "weight": v.weight} for k, v in s.servers.items()},
+                "real_servers": {str(k): {"active": v.active, "weight": v.weight,
+                                          **dict(zip(("connections", "bytes_in", "bytes_out"),
+                                                     s.totals.get(k, (0, 0, 0))))}
+                                 for k, v in s.servers.items()},
             }
         return out
