@@ -204,7 +204,9 @@ def main() -> int:
         results = {(s.name, m): [] for s in setups for m in modes}
         errors = {(s.name, m): 0 for s in setups for m in modes}
         for rnd in range(args.rounds):
-            for s in setups:
+            # rotate the order every round: no setup always runs first (fresh
+            # machine) or right after another one's leftovers
+            for s in setups[rnd % len(setups):] + setups[:rnd % len(setups)]:
                 s.start()
                 try:
                     for mode, extra in modes.items():
@@ -243,7 +245,7 @@ def report(args, setups, modes, results, errors) -> None:
         "- Client and director namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range 1024-65535; "
         "director: ip_forward=1. Health checks (TCP_CHECK, delay_loop 6) run during chime-ha's measurements.",
         f"- Load: wrk -t2 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, setups alternated "
-        "within each round; figures are medians of the rounds (requests/s).", "",
+        "within each round, the order rotated every round; figures are medians of the rounds (requests/s).", "",
         "| setup | " + " | ".join(f"{m} req/s | vs HAProxy | vs hand nft" for m in modes) + " | errors |",
         "|---|" + "---|---|---|" * len(modes) + "---|",
     ]

@@ -81,11 +81,16 @@ def _need_chime_ha():
         pytest.skip(why)
 
 
-def test_lab_passes_with_chime_ha_on_both_nodes():
-    _need_chime_ha()
-    report, _ = run_lab("active-standby", {"server1": "chime-ha", "server2": "chime-ha"}, tag=TAG)
+def test_lab_passes_with_chime_ha_on_both_nodes(chime_ha_lab_report):
+    report = chime_ha_lab_report  # one run per session, shared with test_lab_vs_simulate.py
     _assert_all_pass(report)
-    _no_leftovers(report)
+    assert not [n for n in list_own_namespaces() if n.startswith(report.prefix)], "namespaces left behind"
+    # The text report puts the simulator's window next to each measured move.
+    text = format_report(report)
+    for name in ("service-stop", "service-start", "link-cut", "link-restore"):
+        line = next(ln for ln in text.splitlines() if f"PASS  {name}" in ln)
+        pred = next(s.predicted for s in report.steps if s.name == name)
+        assert "simulate" in line and f"{pred['min']:.2f}" in line and f"{pred['max']:.2f} s" in line, line
 
 
 @pytest.mark.keepalived
@@ -105,22 +110,6 @@ def test_lab_passes_with_a_mixed_cluster():
                          for n in ("server1", "server2")}
     _assert_all_pass(report)
     _no_leftovers(report)
-
-
-@pytest.mark.keepalived
-def test_lab_passes_with_keepalived_on_both_nodes_via_the_cli_json():
-    """Proves the lab itself; `--json`: progress on stderr, one JSON object on stdout."""
-    proc = subprocess.run([sys.executable, "-c", "import sys; from chimeha.cli import main; sys.exit(main())",
-                           "lab", "--daemon", "keepalived", "--json", "--tag", _tag("c")],
-                          capture_output=True, text=True, timeout=170)
-    out = json.loads(proc.stdout)
-    assert isinstance(out, dict) and len(out["steps"]) == 6
-    assert "[1/6]" in proc.stderr  # progress while it ran
-    assert out["ok"], proc.stderr[-3000:]
-    assert proc.returncode == 0
-    assert out["daemons"] == {"server1": "keepalived", "server2": "keepalived"}
-    _assert_all_pass(SimpleNamespace(ok=out["ok"], steps=[SimpleNamespace(**s) for s in out["steps"]]))
-    assert out["prefix"] and _ns_with(out["prefix"]) == []
 
 
 def test_active_active_lab_passes_with_chime_ha():
@@ -170,15 +159,30 @@ def test_ctrl_c_tears_everything_down():
 
 
 @pytest.mark.keepalived
-def test_keep_leaves_the_lab_up_and_lab_down_removes_only_it(topology):
+def test_keepalived_lab_via_the_cli_json_passes_and_keep_then_down_removes_only_it(topology):
+    """keepalived on both proves the lab itself. One CLI run (a lab run costs ~20 s) checks `--json`
+    (progress on stderr, one JSON object on stdout), `--keep` and `lab down`."""
     bystander = topology.add_host("other", "192.168.231.99/24")
     tag = _tag("k")
     proc = subprocess.run([*_CLI, "lab", "--daemon", "keepalived", "--keep", "--json", "--tag", tag],
                           capture_output=True, text=True, timeout=170)
     try:
         out = json.loads(proc.stdout)
-        assert out["ok"], proc.stderr[-2000:]
+        assert isinstance(out, dict) and len(out["steps"]) == 6
+        assert "[1/6]" in proc.stderr  # progress while it ran
+        assert out["ok"], proc.stderr[-3000:]
+        assert proc.returncode == 0
+        assert out["daemons"] == {"server1": "keepalived", "server2": "keepalived"}
+        _assert_all_pass(SimpleNamespace(ok=out["ok"], steps=[SimpleNamespace(**s) for s in out["steps"]]))
+        # Per step, the simulator's window next to the measured move.
+        for s in out["steps"][2:]:
+            p = s["predicted"]
+            assert p["event"].startswith("server1 ") and 0 < p["min"] <= p["max"] and \
+                isinstance(p["inside"], bool), s
+        assert out["steps"][0]["predicted"] is None  # no action, nothing to predict
+        assert out["tolerance"] == [0.05, 0.25]
         kept = out["kept"]
+        assert out["prefix"] and kept["prefix"] == out["prefix"]
         assert set(kept["enter"]) == {"server1", "server2", "client"}
         # The kept lab still works: the VIP is on server1, seen from inside the node.
         pid = kept["enter"]["server1"].split()[2]
@@ -197,3 +201,38 @@ def test_keep_leaves_the_lab_up_and_lab_down_removes_only_it(topology):
     assert sorted(json.loads(down.stdout)["removed"]) == sorted(kept["namespaces"])
     assert _ns_with("chha" + tag) == []
     assert bystander.netns in list_own_namespaces()  # someone else's namespace survives
+
+
+@pytest.mark.keepalived
+@pytest.mark.parametrize("flags", [["--peer", "keepalived"], ["--daemon", "keepalived", "--json"]])
+def test_active_active_with_keepalived_is_refused_before_starting_with_keepalived_words(flags, capsys):
+    """keepalived cannot run the active-active seed here: say why at once (exit 2), build nothing."""
+    from chimeha.cli import main
+    from chimeha.lab.preflight import ip_vs_available
+
+    tag = _tag("a")
+    rc = main(["lab", "active-active", *flags, "--tag", tag])
+    cap = capsys.readouterr()
+    assert rc == 2
+    msg = json.loads(cap.out)["error"] if "--json" in flags else cap.err
+    assert "keepalived cannot run the active-active seed" in msg
+    # keepalived's own words about the seed's bare `weight`, with file and line
+    assert "Configuration line starting `weight` is missing a parameter" in msg
+    assert "active-active-server2.conf: Line 25" in msg
+    assert ("server1: `keepalived -t`" in msg) == ("--daemon" in flags)  # only the servers keepalived runs on
+    if not ip_vs_available():
+        assert "no ip_vs (LVS) module" in msg
+    assert "chime-ha lab active-active" in msg  # what to do instead
+    assert "Traceback" not in cap.err
+    assert _ns_with("chha" + tag) == []  # nothing was built
+
+
+@pytest.mark.keepalived
+def test_active_active_keepalived_run_fails_step_one_quoting_keepalived():
+    """Through the Python API (no preflight) the run fails fast and quotes keepalived's own log line."""
+    report, _ = run_lab("active-active", {"server1": "keepalived", "server2": "keepalived"}, tag=TAG)
+    assert not report.ok and len(report.steps) == 1
+    msg = report.steps[0].message
+    assert "keepalived on server" in msg and "exited with status" in msg
+    assert "`weight` is missing a parameter" in msg
+    _no_leftovers(report)

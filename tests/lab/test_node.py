@@ -1,7 +1,9 @@
 """Lab nodes behave like separate machines: own processes, own /run and /etc/keepalived."""
 
+import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -61,7 +63,7 @@ def test_close_kills_every_process_of_the_node(topology):
     init = node.init_pid
     node.close()
     assert proc.poll() is not None
-    assert not os.path.exists(f"/proc/{init}") or open(f"/proc/{init}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(f"/proc/{init}"), "the node's init is gone, not a zombie"
     out = subprocess.run(["ip", "netns", "pids", node.netns], capture_output=True, text=True).stdout
     assert out.split() == []
 
@@ -95,3 +97,91 @@ def test_stop_waits_until_the_command_itself_is_gone(topology):
     node.stop(proc)
     assert node.pids("sh") == []
     assert proc.poll() is not None
+
+
+def _zombie_children(pid=None):
+    """PIDs of ``pid``'s (default: this process's) children that are zombies."""
+    pid = pid or os.getpid()
+    found = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                kids = fh.read().split()
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/stat") as fh:
+                    if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        found.add(int(kid))
+            except OSError:
+                pass
+    return found
+
+
+def test_no_zombie_children_after_node_and_topology_close():
+    from chimeha.lab.netns import Topology
+
+    before = _zombie_children()
+    topo = Topology("z")
+    topo.open()
+    try:
+        closed_by_node = add_node(topo, "a", "192.168.231.26/24")
+        closed_by_topo = add_node(topo, "b", "192.168.231.27/24")
+        inits = [closed_by_node.init_pid, closed_by_topo.init_pid]
+        for node in (closed_by_node, closed_by_topo):
+            node.popen(["sleep", "60"])
+            node.run(["sh", "-c", "sleep 60 >/dev/null 2>&1 &"])  # an orphan inside the node
+        closed_by_node.close()
+        assert _zombie_children() - before == set()
+    finally:
+        topo.close()
+    assert _zombie_children() - before == set()
+    for init in inits:
+        assert not os.path.exists(f"/proc/{init}"), f"init {init} still exists"
+
+
+# Run as a child subreaper (as service managers and some test runners are), the
+# node's init is orphaned to *us* when unshare dies before it (killed from
+# outside): without a wait of ours it stays a zombie for as long as we live.
+_SUBREAPER_SCRIPT = r"""
+import ctypes, json, os, signal, sys, time
+sys.path.insert(0, os.environ["TESTS_LAB"])
+from test_node import _zombie_children
+from chimeha.lab.netns import Topology
+from chimeha.lab.node import add_node
+
+assert ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+out = {}
+topo = Topology("z")
+topo.open()
+try:
+    nodes = [add_node(topo, n, f"192.168.231.{28 + i}/24") for i, n in enumerate(("a", "b"))]
+    for node in nodes:
+        node.popen(["sleep", "60"])
+        os.kill(node._unshare.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while not {n.init_pid for n in nodes} <= _zombie_children() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    out["orphaned"] = [n.init_pid for n in nodes if n.init_pid in _zombie_children()]
+    nodes[0].close()
+    out["after_node_close"] = sorted(_zombie_children())
+finally:
+    topo.close()
+out["after_topology_close"] = sorted(_zombie_children())
+print(json.dumps(out))
+"""
+
+
+def test_an_init_orphaned_to_a_subreaper_is_reaped_on_close():
+    env = {**os.environ, "TESTS_LAB": os.path.dirname(os.path.abspath(__file__))}
+    proc = subprocess.run([sys.executable, "-c", _SUBREAPER_SCRIPT], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    # The scenario happened: both inits became zombie children of the subreaper...
+    assert len(out["orphaned"]) == 2, out
+    # ...and closing reaped them: Node.close its own (node b's processes wait for
+    # Topology.close), Topology.close everything else.
+    assert out["orphaned"][0] not in out["after_node_close"], out
+    assert out["after_topology_close"] == [], out

@@ -104,3 +104,52 @@ def test_cli_needs_root(monkeypatch, capsys):
     assert main(["lab", "--daemon", "keepalived", "--json"]) == 2
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is False and "root" in out["error"]
+
+
+def test_reports_show_the_simulated_window_next_to_the_move():
+    rep = _report(6, False)
+    rep.tolerance = (0.05, 0.25)
+    rep.steps[2].predicted = {"event": "server1 check-fail chk_server", "min": 0.008, "max": 2.008, "phases": 20,
+                              "moved_in": 20, "inside": True}
+    rep.steps[4].predicted = {"event": "server1 link-down", "min": 2.008, "max": 3.008, "phases": 20,
+                              "moved_in": 20, "inside": False}
+    assert "simulate 0.01..2.01 s" in format_step(rep.steps[2]) and "OUTSIDE" not in format_step(rep.steps[2])
+    assert "simulate 2.01..3.01 s (OUTSIDE)" in format_step(rep.steps[4])
+    lines = format_report(rep).splitlines()
+    stop = next(ln for ln in lines if "service-stop" in ln)
+    cut = next(ln for ln in lines if "link-cut" in ln)
+    assert "simulate" in stop and "0.01..2.01 s" in stop and "OUTSIDE" not in stop
+    assert cut.rstrip().endswith("OUTSIDE")
+    assert any("250 ms late" in ln for ln in lines)  # the legend states the tolerance
+    d = json.loads(json.dumps(rep.as_dict()))
+    assert d["steps"][2]["predicted"]["max"] == 2.008 and d["steps"][2]["vip_move_time"] == 1.0
+    assert d["steps"][0]["predicted"] is None
+
+
+def test_ip_vs_detection(tmp_path):
+    import os
+
+    from chimeha.lab.preflight import ip_vs_available
+
+    proc, mods = tmp_path / "proc", tmp_path / "modules"
+    (proc / "net").mkdir(parents=True)
+    assert not ip_vs_available(str(proc), str(mods))
+    moddir = mods / os.uname().release
+    (moddir / "kernel" / "net" / "netfilter" / "ipvs").mkdir(parents=True)
+    (moddir / "modules.builtin").write_text("kernel/net/bridge/bridge.ko\n")
+    assert not ip_vs_available(str(proc), str(mods))
+    (moddir / "kernel" / "net" / "netfilter" / "ipvs" / "ip_vs.ko.xz").write_bytes(b"")
+    assert ip_vs_available(str(proc), str(mods))  # loadable
+    (proc / "net" / "ip_vs").write_text("")
+    assert ip_vs_available(str(proc), str(tmp_path / "none"))  # loaded
+
+
+@pytest.mark.keepalived
+def test_keepalived_can_run_the_active_standby_seed_but_not_the_active_active_one():
+    from chimeha.lab.preflight import keepalived_blockers
+
+    assert keepalived_blockers("active-standby", {"server1": "keepalived", "server2": "keepalived"}) == []
+    assert keepalived_blockers("active-active", {"server1": "chime-ha", "server2": "chime-ha"}) == []
+    found = keepalived_blockers("active-active", {"server1": "chime-ha", "server2": "keepalived"})
+    assert found and all(b.startswith("server2") for b in found)
+    assert "missing a parameter" in found[0]

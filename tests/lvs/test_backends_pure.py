@@ -86,6 +86,7 @@ def test_select_auto_prefers_nft_then_proxy_and_says_why():
     assert choose(services, "proxy", checkers, ipvs_missing="x").used() == {"proxy"}
     with pytest.raises(LvsConfigError, match="--dataplane"):
         choose(services, "fast", checkers)
+    assert choose(services + [svc(kind="DR")], "none", checkers).backend == {}  # check-only: no errors
 
 
 @pytest.mark.parametrize("dataplane", ["auto", "nft", "proxy"])
@@ -136,3 +137,18 @@ def test_ipvs_encoding_round_trips_through_netlink_messages():
     fk = ServiceKey("UDP", fwmark=9)
     calls = encode(diff(DesiredState(), DesiredState({fk: svc(key=fk)})))
     assert calls[0].command == "del" and calls[0].service == {"protocol": 17, "fwmark": 9, "af": 2}
+
+
+def test_sh_flags_reach_every_backend():
+    from chimeha.config import loads
+    from chimeha.lvs.desired import desired_state
+
+    cfg = loads("virtual_server 10.0.0.1 80 {\n protocol TCP\n lb_algo sh\n sh-port\n sh-fallback\n"
+                " real_server 10.0.0.2 80 {\n weight 1\n }\n real_server 10.0.0.3 80 {\n weight 0\n }\n}\n").config
+    s = next(iter(desired_state(cfg, None).services.values()))
+    assert s.flags == ("fallback", "port")
+    text = Renderer("never").render(DesiredState({s.key: s}))
+    line = next(x for x in text.splitlines() if "jhash" in x)
+    assert "jhash ip saddr . th sport mod 256" in line
+    assert line.count(" : goto ") == 1 and "0-255 : goto" in line  # fallback: every slot to the live server
+    assert encode(diff(DesiredState({s.key: s}), DesiredState()))[0].service["flags"]["flags"] == 0x18

@@ -176,3 +176,13 @@ def test_applying_the_diff_reaches_desired(want, have):
         k = getattr(op, "key", None) or getattr(op, "service", None)
         k = k.key if isinstance(k, Service) else k
         assert not (k in want.services and k in have.services and want.services[k] == have.services[k])
+
+
+def test_unprogrammable_virtual_servers_are_skipped_with_a_reason():
+    bad_algo = vs(rs("192.168.231.11"), lb_algo="fastest")
+    bad_mask = vs(rs("192.168.231.11"), port=8802, persistence_timeout=50, persistence_granularity="255.0.255.0")
+    good = vs(rs("192.168.231.11"), port=8803)
+    s = desired_state(config(bad_algo, bad_mask, good), None)
+    assert list(s.services) == [ServiceKey("TCP", "192.168.231.10", 8803)]
+    assert "unknown lb_algo 'fastest'" in s.notes[vs_id(bad_algo)]
+    assert "bad persistence_granularity '255.0.255.0'" in s.notes[vs_id(bad_mask)]

@@ -193,3 +193,80 @@ res = [m.route("add", r), subprocess.run(["ip", "route"], capture_output=True, t
 print(json.dumps(res))
 """)
     assert out[0] is True and "blackhole 10.66.0.0/16" in out[1] and out[2] is True
+
+
+SAME_AS_PYROUTE2 = """
+import json, socket, subprocess, sys
+from chimeha.net.addresses import AddressManager, Route, Vip
+
+def kernel_view():
+    text = ""
+    for cmd in (["ip", "-d", "addr", "show", "dev", "eth0"], ["ip", "-d", "route", "show", "table", "all"],
+                ["ip", "-6", "-d", "route", "show", "table", "all"]):
+        text += subprocess.run(cmd, capture_output=True, text=True).stdout
+    # per-namespace facts (interface index, link-local address) are not ours
+    return [l for l in text.splitlines() if not any(w in l for w in ("fe80", "eth0@if", "valid_lft", "link/ether"))]
+
+VIPS = [Vip("10.1.0.10", 32, "eth0"), Vip("10.1.0.11", 24, "eth0", label="eth0:v", broadcast="10.1.0.255"),
+        Vip("10.1.0.12", 32, "eth0", peer="10.1.0.99"), Vip("10.1.0.13", 32, "eth0", scope=254),
+        Vip("10.1.0.14", 32, "eth0", scope=253), Vip("fd00:1::10", 64, "eth0", nodad=True),
+        Vip("10.1.0.15", 24, "eth0", label="eth0:v", broadcast="10.1.0.255", scope=253),  # refused by the kernel
+        Vip("10.1.0.16", 32, "nosuch0")]
+ROUTES = [Route("10.77.0.0/16", gateway="10.1.0.254"), Route("10.78.0.0/16", dev="eth0"),
+          Route("10.79.0.0/16", dev="eth0", src="10.1.0.1", metric=50), Route("10.66.0.0/16", type="blackhole"),
+          Route("10.67.0.0/16", type="unreachable", table=100), Route("10.68.0.0/16", gateway="10.1.0.254", table=1000),
+          Route("0.0.0.0/0", gateway="10.1.0.254", table=200), Route("fd00:9::/64", gateway="fd00:1::fe"),
+          Route("10.69.0.0/16", dev="eth0", scope=253), Route("10.70.0.1/32", type="prohibit"),
+          Route("10.71.0.0/16", gateway="10.9.9.9")]  # unreachable gateway: refused
+
+def attempt(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+if sys.argv[1] == "pyroute2":
+    from pyroute2 import IPRoute
+    m = AddressManager(IPRoute())
+else:
+    m = AddressManager()
+out = []
+for v in VIPS:
+    out += [attempt(m.add, v), attempt(m.add, v), m.present(v)]
+for r in ROUTES:
+    out += [attempt(m.route, "add", r), attempt(m.route, "add", r)]
+idx = m.ifindex("eth0")
+out.append([(a.get("IFA_ADDRESS"), a.get("IFA_LOCAL"), a["flags"] & 1, a["prefixlen"])
+            for fam in (socket.AF_INET, socket.AF_INET6) for a in m.raw_addresses(idx, fam)
+            if not str(a.get("IFA_ADDRESS")).startswith("fe80")])
+out.append(kernel_view())
+for r in ROUTES:
+    out += [attempt(m.route, "del", r), attempt(m.route, "del", r)]
+for v in VIPS:
+    out += [attempt(m.delete, v), attempt(m.delete, v), m.present(v)]
+out.append(kernel_view())
+print(json.dumps(out))
+"""
+
+
+def test_own_rtnetlink_does_exactly_what_pyroute2_did(topology):
+    # chime-ha's AddressManager dropped pyroute2 for its own rtnetlink requests
+    # (net/rtnl.py): the same calls must leave the kernel in the same state and
+    # give the same answers, errors included.
+    import sys
+
+    results = {}
+    for impl in ("pyroute2", "rtnl"):
+        host = topology.add_host(f"h{impl[:2]}", "10.1.0.1/24", "fd00:1::1/64")
+        proc = host.run([sys.executable, "-c", SAME_AS_PYROUTE2, impl], check=False)
+        assert proc.returncode == 0, proc.stderr
+        results[impl] = json.loads(proc.stdout)
+    ours, theirs = results["rtnl"], results["pyroute2"]
+    assert ours == theirs
+    # and the battery did something: VIPs and routes came and went
+    assert ours[:3] == [True, False, True]
+    before = next(x for x in ours if isinstance(x, list) and any("10.77.0.0/16" in l for l in x))
+    assert any("blackhole 10.66.0.0/16" in l for l in before)
+    assert any("10.68.0.0/16 via 10.1.0.254 dev eth0 table 1000" in l for l in before)
+    assert any("inet 10.1.0.12 peer 10.1.0.99/32" in l for l in before)
+    assert not any("10.77.0.0/16" in l for l in ours[-1])

@@ -34,3 +34,33 @@ def test_bad_arguments_are_usage_errors():
     p = _run("--log-level", "loud")
     assert p.returncode == 2
     assert "invalid choice" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_dump_dir_must_be_an_existing_directory(tmp_path):
+    conf = tmp_path / "ok.conf"
+    conf.write_text("global_defs {\n    router_id x\n}\n")
+    p = _run("-f", str(conf), "--dump-dir", str(tmp_path / "nope"))
+    assert p.returncode == 2
+    assert f"--dump-dir {tmp_path / 'nope'}: no such directory" in p.stderr
+    assert "Traceback" not in p.stderr
+    p = _run("-f", str(conf), "--dump-dir", str(conf))
+    assert p.returncode == 2
+    assert "not a directory" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_dump_paths_put_keepalived_names_in_the_directory(tmp_path):
+    from chimeha.cli.run import dump_paths
+
+    paths = dump_paths(str(tmp_path))
+    assert (paths.data, paths.stats, paths.json) == (
+        f"{tmp_path}/keepalived.data", f"{tmp_path}/keepalived.stats", f"{tmp_path}/keepalived.json")
+
+
+def test_the_daemon_does_not_load_pyroute2():
+    # pyroute2's package import costs ~10 MiB of RSS; VIPs and routes use chimeha.net.rtnl.
+    code = ("import sys; from chimeha.cli import build_parser; build_parser();"
+            "import chimeha.runtime.daemon, chimeha.runtime.netlink, chimeha.net.addresses;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

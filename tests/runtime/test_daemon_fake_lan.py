@@ -174,3 +174,25 @@ async def test_duplicate_vrid_on_one_interface_is_refused():
         raise AssertionError("duplicate VRID accepted")
     finally:
         await d.stop()
+
+
+async def test_failover_count_is_a_total_while_recent_stays_capped():
+    from chimeha.runtime.daemon import RECENT_FAILOVERS
+    from chimeha.vrrp.events import StateChanged
+
+    d, _nl = node(Bus(), 100, "10.0.0.1")
+    await d.start()
+    try:
+        inst = d.instances["VI_1"]
+        n = RECENT_FAILOVERS + 5
+        for i in range(n):
+            # each takeover measured from the last advert heard to the transition
+            inst.last_rx = 100.0 + i
+            d._state_changed(inst, StateChanged("VI_1", State.BACKUP, State.MASTER, "test", 100.0 + i + 1 + i / 1000))
+        fo = d.snapshot()["instances"]["VI_1"]["failovers"]
+        assert fo["count"] == n
+        assert len(fo["recent"]) == RECENT_FAILOVERS
+        assert fo["recent"][-1] == fo["last_seconds"] == round(1 + (n - 1) / 1000, 4)
+        assert fo["recent"][0] == round(1 + 5 / 1000, 4)  # the oldest five were dropped
+    finally:
+        await d.stop()

@@ -140,3 +140,18 @@ def test_split_brain_still_on_at_the_end_is_shown_as_such(capsys):
     rc, out, err = sim(capsys, "--until", "12", "--event", "5.5 server2 input-cut")
     assert rc == 0, err
     assert "8.008 .. (still on)  server1/VI_1 with 192.0.2.2" in out and "still on at 12 s" in out
+
+
+def test_seed_active_active_two_owners_lowered_then_reload(capsys):
+    aa1, aa2 = (os.path.join(SEED, f"active-active-server{i}.conf") for i in (1, 2))
+    rc = main(["simulate", "-f", aa1, "-f", aa2, "--address", "server1=192.168.231.11", "--address",
+               "server2=192.168.231.12", "--event", "6.5 server1 partition", "--event", "12.5 server1 heal",
+               "--event", "18.5 server1 stop", "--event", "24.5 server2 reload", "--until", "26"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "2 address owners (priority 255) on server1, server2: when two are MASTER at once" in out
+    assert ("13.000  server2/VI_1 priority 255 -> 254: CONFIGURATION ERROR: 192.168.231.11 is also an address "
+            "owner (priority 255)") in out
+    assert "18.508  server2/VI_1 BACKUP -> MASTER: received priority 0 from 192.168.231.11" in out
+    assert "24.500  server2/VI_1 priority 254 -> 255: configuration reloaded" in out
+    assert "Split brain" not in out  # server2 yielded on the first advert it heard

@@ -378,13 +378,49 @@ def test_one_way_loss_split_brain_lasts_until_the_rival_is_silent():
     assert seg.instance("a", "VI_1").counters.split_brain == 1
 
 
-def test_owners_on_both_sides_split_brain_episode_is_closed_too():
-    seg = Segment(latency=0.001)  # both start at once and time out before hearing each other
+def test_two_owners_measured_keepalived_timeline():
+    # The measured keepalived 2.2.7 run (docs/vrrp.md), the seed's active-active VRRP part:
+    # server2's input and server1's cut, server2 takes over; after the heal server2 (the HIGHER
+    # address) hears server1's 255 first, lowers itself to 254 and yields; it later takes over at
+    # 254 after a priority 0, and a reload restores 255.
+    seg = Segment()
+    seg.add_node("server1", A, [spec(255, "MASTER")])
+    seg.add_node("server2", B, [spec(255, "BACKUP")])
+    seg.start(0.0)
+    seg.partition("server1", at=6.5)
+    seg.heal("server1", at=12.5)
+    seg.stop_node("server1", at=18.5)
+    seg.reload("server2", at=24.5)
+    seg.run_until(30.0)
+    s2 = [(round(r.at, 6), r.text) for r in seg.records() if r.node == "server2" and r.kind in ("state", "priority")]
+    assert s2 == [
+        (0.0, "INIT -> BACKUP: started"),
+        (pytest.approx(6 + master_down_interval(255, 1.0)), f"BACKUP -> MASTER: no advertisement from {A} for 3.004 s"),
+        (13.0, f"priority 255 -> 254: CONFIGURATION ERROR: {A} is also an address owner (priority 255); "
+               "lowered to 254 until the configuration is reloaded"),
+        (13.0, f"MASTER -> BACKUP: higher priority 255 from {A} (ours lowered to 254: two address owners)"),
+        (pytest.approx(18.5 + skew_time(254, 1.0)), f"BACKUP -> MASTER: received priority 0 from {A}"),
+        (24.5, f"priority 254 -> 255: configuration reloaded: address owner priority restored (conflict with {A})"),
+    ]
+    assert [r.text for r in seg.records("state") if r.node == "server1"] == [
+        "INIT -> MASTER: address owner (priority 255) starting as MASTER", "MASTER -> INIT: shutdown"]
+    assert not seg.records("split-brain")  # server1 never heard server2: settled at once
+
+
+def test_two_owners_hearing_each_other_at_once_both_yield_then_the_address_decides():
+    seg = Segment(latency=0.001)  # both MASTER at start, each hears the other before any answer
     seg.add_node("a", A, [spec(255, "MASTER")])
     seg.add_node("b", B, [spec(255, "MASTER")])
     seg.start(0.0)
     seg.run_until(10.0)
-    assert seg.masters("VI_1") == ["b"]  # the higher address keeps MASTER
+    lowered = [(r.node, r.at) for r in seg.records("priority")]
+    assert sorted(lowered) == [("a", 0.001), ("b", 0.001)]
+    assert seg.masters("VI_1") == ["b"] and seg.holders(VIP) == {"b"}
+    # Both BACKUP at 254, both time out together, then the ordinary equal-priority rule.
+    again = 0.001 + master_down_interval(254, 1.0)
+    a_states = [(round(r.at, 6), r.data["new"]) for r in seg.records("state") if r.node == "a"]
+    assert a_states == [(0.0, "MASTER"), (0.001, "BACKUP"), (pytest.approx(again), "MASTER"),
+                        (pytest.approx(again + 0.001), "BACKUP")]
     starts, ends = seg.records("split-brain"), seg.records("split-brain-end")
     assert [r.node for r in starts] == ["b"] and [r.node for r in ends] == ["b"]
-    assert ends[0].at > starts[0].at
+    assert ends[0].at == pytest.approx(starts[0].at + master_down_interval(254, 1.0))

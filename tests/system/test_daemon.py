@@ -171,6 +171,8 @@ def test_hostile_packets_are_counted_and_harmless(pair, topology):
 
     a, b, da, db = pair
     evil = add_node(topology, "evil", "10.9.0.66/24")
+    a.run(["mkdir", "-p", "/run/dumps"])
+    da.extra_args = ("--dump-dir", "/run/dumps")
     da.start()
     settle_on([a], VIP, "a", timeout=8)
     out = evil.run([sys.executable, "-c", HOSTILE])
@@ -193,6 +195,13 @@ def test_hostile_packets_are_counted_and_harmless(pair, topology):
     st = da.status()["instances"]["VI_F"]
     assert st["state"] == "MASTER" and st["adverts_received"] == 0
     assert da.alive()
+
+    # --dump-dir: SIGUSR2's keepalived.stats lands there, with the counted drops
+    da.signal("USR2")
+    stats = wait_until(lambda: a.run(["cat", "/run/dumps/keepalived.stats"], check=False).stdout, 5,
+                       "keepalived.stats in --dump-dir")
+    assert "VRRP Instance: VI_F" in stats
+    assert "checksum: 1" in stats  # listed under keepalived-style "Other Drops"
 
 
 def test_missing_interface_is_a_clear_startup_error(topology, tmp_path):

@@ -29,3 +29,11 @@ def test_down_timer_adverts_replaces_the_three():
 def test_wire_interval_units():
     assert wire_interval(0.92, 2) == 1.0 and wire_interval(2.4, 2) == 2.0 and wire_interval(0.2, 2) == 1.0
     assert wire_interval(0.123, 3) == 0.12 and wire_interval(100, 3) == 40.95
+
+
+def test_v3_skew_is_not_truncated_to_centiseconds():
+    # Measured (bench/vrrp/RESULTS.md): keepalived's priority-1 backup at 0.1 s took over
+    # ~100.9 ms after a priority 0, i.e. 255 x 0.1 / 256 = 99.6 ms, not 90 ms.
+    assert skew_time(1, 0.1, 3) == 0.099609
+    assert master_down_interval(1, 0.1, 3) == 0.399609
+    assert skew_time(200, 0.1, 3) == 0.021875

@@ -47,6 +47,10 @@ def _progress(to_stderr: bool):
     return say
 
 
+def _daemons(args) -> dict[str, str]:
+    return {"server1": args.daemon, "server2": args.peer or args.daemon}
+
+
 def _preflight(args) -> str | None:
     if os.geteuid() != 0:
         return "chime-ha lab needs root (network, PID and mount namespaces); run it with sudo"
@@ -62,6 +66,17 @@ def _preflight(args) -> str | None:
     wants = {args.daemon, "keepalived" if args.peer else args.daemon}
     if "keepalived" in wants and not shutil.which("keepalived"):
         return "keepalived is not installed (apt-get install keepalived)"
+    if "keepalived" in wants:
+        # Refuse before building anything: keepalived would exit a second after
+        # start, and the operator would wait for a lab that cannot pass.
+        from chimeha.lab.preflight import keepalived_blockers
+
+        blockers = keepalived_blockers(args.mode, _daemons(args))
+        if blockers:
+            advice = ("run `chime-ha lab active-active` (chime-ha on both servers: it has its own virtual servers)"
+                      if args.mode == "active-active" else "fix the config, or run the lab with chime-ha")
+            return (f"keepalived cannot run the {args.mode} seed on this machine:\n"
+                    + "".join(f"  - {b}\n" for b in blockers) + advice)
     if "chime-ha" in wants:
         from chimeha.lab.cluster import chime_ha_available
 
@@ -92,7 +107,7 @@ def run(args) -> int:
     from chimeha.lab.runner import format_report, run_lab
     from chimeha.lab.state import save_kept
 
-    daemons = {"server1": args.daemon, "server2": args.peer or args.daemon}
+    daemons = _daemons(args)
     say = _progress(args.json)
 
     def on_term(signum, frame):

@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics", metavar="ADDR", default=None,
                    help="serve /metrics and the status page on ADDR, e.g. 127.0.0.1:9650 (default: off)")
     p.add_argument("--pid-file", metavar="PATH", default=None, help="write the daemon's PID here")
+    p.add_argument("--dump-dir", metavar="DIR", default=None,
+                   help="write the SIGUSR1/SIGUSR2/SIGRTMIN+2 dumps (keepalived.data, keepalived.stats, "
+                        "keepalived.json) into DIR, an existing directory (default: /tmp, as keepalived)")
     p.set_defaults(func=run)
 
 
@@ -52,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.exists(args.file):
         log.error("%s: no such file", args.file)
         return 2
+    if args.dump_dir is not None and not os.path.isdir(args.dump_dir):
+        log.error("--dump-dir %s: %s", args.dump_dir,
+                  "not a directory" if os.path.exists(args.dump_dir) else "no such directory")
+        return 2
     from chimeha.config import load
 
     result = load(args.file)
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s: configuration has errors; not starting", args.file)
         return 2
     # The default asyncio loop, not uvloop: uvloop cannot open netlink
-    # datagram endpoints, which pyroute2 (VIPs, virtual servers) needs.
+    # datagram endpoints, which pyroute2 (the IPVS data plane) needs.
     try:
         return asyncio.run(_main(args, result.config))
     except KeyboardInterrupt:
@@ -128,9 +135,22 @@ async def _start_observe(daemon, args, log) -> list:
         return []
     try:
         control = None if args.control in ("", "none") else args.control
+        options = {}
+        if args.dump_dir is not None:
+            options["dump_paths"] = dump_paths(args.dump_dir)
         observer = await attach_running(daemon, control_path=control, metrics_addr=args.metrics,
-                                        journal_path=args.journal)
+                                        journal_path=args.journal, **options)
     except Exception as exc:  # status tooling must never keep VRRP from running
         log.error("observability could not start: %s", exc)
         return []
     return [observer.close]
+
+
+def dump_paths(directory: str):
+    """keepalived's three dump files, in ``directory`` instead of /tmp."""
+    from chimeha.observe.dumps import DATA_PATH, JSON_PATH, STATS_PATH, DumpPaths
+
+    def where(default: str) -> str:
+        return os.path.join(os.path.abspath(directory), os.path.basename(default))
+
+    return DumpPaths(data=where(DATA_PATH), stats=where(STATS_PATH), json=where(JSON_PATH))

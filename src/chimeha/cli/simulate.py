@@ -16,7 +16,7 @@ import sys
 EVENT_HELP = (
     "TIME NODE ACTION [ARG]; actions: check-fail SCRIPT, check-ok SCRIPT, link-down, link-up, "
     "partition, heal (traffic lost, carrier up), input-cut, input-restore (incoming VRRP lost, sending works), "
-    "stop, start, crash, track-down NAME, track-up NAME (e.g. '2.0 server1 check-fail chk_server')"
+    "stop, start, crash, reload, track-down NAME, track-up NAME (e.g. '2.0 server1 check-fail chk_server')"
 )
 
 

@@ -52,8 +52,9 @@ ENDPOINTS = {
 VIPS = {"active-standby": ("192.168.231.10",), "active-active": ("192.168.231.10", "192.168.231.20")}
 
 # Daemon log lines worth quoting when a step fails.
-_EVIDENCE = re.compile(r"passw|auth|invalid|mismatch|error|fatal|exit|fail|refus|wrong|traceback|cannot|unable",
-                       re.IGNORECASE)
+# "***" is how keepalived marks a configuration error ("... is missing a parameter").
+_EVIDENCE = re.compile(r"passw|auth|invalid|mismatch|error|fatal|exit|fail|refus|wrong|traceback|cannot|unable"
+                       r"|missing|\*\*\*", re.IGNORECASE)
 
 
 def seed_dir() -> Path:

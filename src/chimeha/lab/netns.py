@@ -64,6 +64,10 @@ class Host:
     addresses: list[str] = field(default_factory=list)
     switch_port: str = ""
     procs: list[subprocess.Popen] = field(default_factory=list)
+    # (pid, start time) of processes that are not our children when started but
+    # may become ours (a node's init, orphaned to us as a child subreaper):
+    # close() reaps them if so, so that no zombie outlives the topology.
+    adoptable: list[tuple[int, int]] = field(default_factory=list)
 
     def argv(self, cmd: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *cmd]
@@ -163,6 +167,10 @@ class Topology:
             kill_namespace_pids(name)
             _ip("netns", "del", name, check=False)
         self._created.clear()
+        for host in self.hosts.values():
+            for pid, started in host.adoptable:
+                reap_if_child(pid, started)
+            host.adoptable.clear()
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 3.0) -> None:
@@ -181,6 +189,46 @@ def stop_process(proc: subprocess.Popen, grace: float = 3.0) -> None:
         except ProcessLookupError:
             pass
         proc.wait(timeout=5)
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), None when it is gone.
+
+    With the PID it identifies one process: a PID can be reused, a (PID, start time) pair cannot.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def reap_if_child(pid: int, started: int | None, timeout: float = 5.0) -> bool:
+    """Wait for ``pid`` if it is (still) our child, so it does not stay a zombie; True if reaped.
+
+    A process we did not start becomes our child when its parent dies first
+    and we are a child subreaper (PR_SET_CHILD_SUBREAPER, as service managers
+    and some test runners are). Only the process identified by (``pid``,
+    ``started``) is waited for, never a reused PID, and only for ``timeout``.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False  # already reaped by someone
+    if int(fields[1]) != os.getpid() or (started is not None and int(fields[19]) != started):
+        return False
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def kill_namespace_pids(netns: str) -> None:

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 
-from chimeha.lab.netns import Host, NetnsError, Topology, stop_process
+from chimeha.lab.netns import Host, NetnsError, Topology, process_start_time, reap_if_child, stop_process
 
 #: Directories that get a private, empty tmpfs inside every node.
 PRIVATE_DIRS: tuple[str, ...] = ("/run", "/etc/keepalived")
@@ -79,6 +79,7 @@ class Node:
         self.host = host
         self.private_dirs = tuple(private_dirs)
         self.init_pid: int = 0
+        self._init_started: int | None = None
         self._unshare: subprocess.Popen | None = None
         self.procs: list[subprocess.Popen] = []
 
@@ -133,6 +134,10 @@ class Node:
             stop_process(proc)
             raise NetnsError(f"[{self.name}] node init did not start: {err or line.strip() or 'no output'}")
         self.init_pid = _child_of(proc.pid)
+        self._init_started = process_start_time(self.init_pid)
+        # unshare is our child and reaps the init; should unshare die first
+        # (killed from outside) while we are a subreaper, the init becomes ours.
+        self.host.adoptable.append((self.init_pid, self._init_started))
         return self
 
     def close(self) -> None:
@@ -140,10 +145,13 @@ class Node:
         for proc in reversed(list(self.procs)):
             self.stop(proc)
         self.procs.clear()
-        if self.init_pid:
+        init = self.init_pid
+        if init:
             try:
                 # PID 1 of a PID namespace: its death kills every process in it.
-                os.kill(self.init_pid, signal.SIGKILL)
+                # Signalled only while it is still the process we started.
+                if process_start_time(init) == self._init_started:
+                    os.kill(init, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self.init_pid = 0
@@ -153,6 +161,9 @@ class Node:
                 if stream:
                     stream.close()
             self._unshare = None
+        if init:
+            # Normally unshare has reaped it; if the init was orphaned to us, we must.
+            reap_if_child(init, self._init_started)
 
     def __enter__(self) -> "Node":
         return self

@@ -16,7 +16,9 @@ measures while doing it:
 Each step reports PASS/FAIL with an explanation, the VIP move time (from the
 action to the address appearing, or disappearing for a release, in the
 destination's ``ip monitor``) and the client-visible outage (probes every
-20 ms through the VIPs, :func:`chimeha.lab.probe.outage`). Active-active
+20 ms through the VIPs, :func:`chimeha.lab.probe.outage`), next to the window
+``chime-ha simulate`` predicts for that move (:mod:`chimeha.lab.predict`,
+informational: a move outside it is flagged, the step does not fail). Active-active
 follows the same path; its config has no track_script, so stopping
 chime-server there must not move the VIPs: the virtual servers route around
 the stopped instance instead.
@@ -52,6 +54,9 @@ class StepResult:
     outage_by_endpoint: dict[str, float] = field(default_factory=dict)
     details: list[str] = field(default_factory=list)
     duration: float = 0.0
+    # chime-ha simulate's window for this step's VIP move (chimeha.lab.predict):
+    # {"event", "min", "max", "phases", "moved_in", "inside"}; None when not predicted.
+    predicted: dict | None = None
 
 
 @dataclass
@@ -68,6 +73,7 @@ class LabReport:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     prefix: str = ""  # the namespace-name prefix of this run (all its namespaces start with it)
+    tolerance: tuple[float, float] | None = None  # (early, late) s allowed around predicted windows
 
     @property
     def ok(self) -> bool:
@@ -325,6 +331,7 @@ def run_lab(mode: str = "active-standby", daemons: dict[str, str] | None = None,
     report = LabReport(mode, daemons, [], 0.0, str(cluster.logdir))
     steps = steps_for(mode)
     try:
+        windows = _predictions(mode, final_configs, steps, report, say)
         cluster.build()
         report.prefix = cluster.topo.prefix
         report.notes.extend(cluster.notes)
@@ -336,6 +343,9 @@ def run_lab(mode: str = "active-standby", daemons: dict[str, str] | None = None,
         runner = LabRunner(cluster, say)
         for i, st in enumerate(steps, 1):
             res = runner.run_step(i, st, len(steps), since)
+            window = windows.get(st.name)
+            if window is not None:
+                res.predicted = {**window.as_dict(), "inside": window.contains(res.vip_move_time)}
             report.steps.append(res)
             say(format_step(res))
             if not res.ok:
@@ -365,6 +375,24 @@ def run_lab(mode: str = "active-standby", daemons: dict[str, str] | None = None,
     return report, (cluster if keep else None)
 
 
+def _predictions(mode: str, configs: dict[str, str], steps: list[_Step], report: LabReport,
+                 say: Callable[[str], None]) -> dict:
+    """chime-ha simulate's VIP move window per step; a config it cannot load only costs the windows."""
+    from chimeha.lab.predict import TOLERANCE, PredictionError, predict_windows
+
+    say("asking chime-ha simulate for each step's VIP move window")
+    try:
+        windows = predict_windows(mode, configs, steps)
+    except PredictionError as exc:
+        report.notes.append(f"no simulated windows: {exc}")
+        return {}
+    except Exception as exc:  # a simulator bug must not cost the operator the lab itself
+        report.notes.append(f"no simulated windows: chime-ha simulate failed: {type(exc).__name__}: {exc}")
+        return {}
+    report.tolerance = TOLERANCE
+    return windows
+
+
 def _close_uninterrupted(cluster: SeedCluster) -> None:
     """Tear down even if the user presses Ctrl-C again meanwhile."""
     import signal
@@ -388,6 +416,8 @@ def format_step(res: StepResult) -> str:
     timing = []
     if res.vip_move_time is not None:
         timing.append(f"VIP move {res.vip_move_time:.2f} s")
+    if res.predicted is not None and res.predicted.get("phases"):
+        timing.append(f"simulate {_window_text(res.predicted)}{'' if res.predicted['inside'] else ' (OUTSIDE)'}")
     if res.outage is not None:
         timing.append(f"client outage {res.outage:.2f} s")
     head = f"[{res.n}] {verdict}  {res.title}"
@@ -396,6 +426,13 @@ def format_step(res: StepResult) -> str:
     lines = [head, f"      {res.message}"]
     lines += [f"      {d}" for d in res.details]
     return "\n".join(lines)
+
+
+def _window_text(pred: dict) -> str:
+    if pred.get("min") is None:
+        return "no move"
+    lo, hi = f"{pred['min']:.2f}", f"{pred['max']:.2f}"
+    return f"{lo} s" if lo == hi else f"{lo}..{hi} s"
 
 
 def format_report(report: LabReport) -> str:
@@ -411,11 +448,18 @@ def format_report(report: LabReport) -> str:
             mv = f"{s.vip_move_time:.2f} s" if s.vip_move_time is not None else "-"
             ou = f"{s.outage:.2f} s" if s.outage is not None else "-"
             t = f"   move {mv:>7}   outage {ou:>7}"
+            if s.predicted is not None and s.predicted.get("phases"):
+                mark = "" if s.predicted["inside"] else "  OUTSIDE"
+                t += f"   simulate {_window_text(s.predicted):>13}{mark}"
         lines.append(f"  {'PASS' if s.ok else 'FAIL'}  {s.name:<18}{t}")
     for s in steps_for(report.mode)[len(report.steps):]:
         lines.append(f"  SKIP  {s.name:<18}   (not run: an earlier step failed)")
     if report.total_outage is not None:
         lines.append(f"  total client-visible outage after first answer: {report.total_outage:.2f} s")
+    if report.tolerance and any(s.predicted and s.predicted.get("phases") for s in report.steps):
+        early, late = report.tolerance
+        lines.append(f"  simulate = the VIP move `chime-ha simulate` predicts over every phase of checks and adverts; "
+                     f"OUTSIDE = over {early * 1000:.0f} ms early or {late * 1000:.0f} ms late")
     for note in report.notes:
         lines.append(f"  note: {note}")
     if report.interrupted:

@@ -35,6 +35,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from .schedulers import ALGORITHMS, mask_client
 from .types import DesiredState, Destination, LvsConfigError, Service, ServiceKey
 
 
@@ -164,6 +165,7 @@ def desired_state(config: Any, owned_vips: Iterable[str] | None, health: Mapping
                 dests.append(Destination(ss.address, _rs_port(vs, ss), 0, kind))
         try:
             keys = service_keys(vs, groups)
+            _check_service(vs, keys)
         except (LvsConfigError, ValueError) as e:
             notes[vid] = f"{_where(vs)}: not forwarded: {e}"
             continue
@@ -174,10 +176,32 @@ def desired_state(config: Any, owned_vips: Iterable[str] | None, health: Mapping
         else:
             notes[vid] = "forwarding" + (" (sorry server: quorum lost)" if sorry else "")
         netmask = vs.persistence_granularity if vs.persistence_timeout else None
+        flags = scheduler_flags(vs)
         for key in keys:
             services[key] = Service(key, vs.lb_algo, vs.persistence_timeout or None, netmask,
-                                    (vs.lb_kind or "NAT").upper(), tuple(dests), sorry)
+                                    (vs.lb_kind or "NAT").upper(), tuple(dests), sorry, flags)
     return DesiredState(services, notes, quorum)
+
+
+def scheduler_flags(vs: Any) -> tuple[str, ...]:
+    """sh/mh flags from ``sh-port``/``sh-fallback``/``mh-port``/``mh-fallback`` (or ``flag-1``/``flag-2``)."""
+    opts = getattr(vs, "options", None) or {}
+    prefix = vs.lb_algo if vs.lb_algo in ("sh", "mh") else None
+    out = []
+    if prefix and (f"{prefix}-fallback" in opts or "flag-1" in opts):
+        out.append("fallback")
+    if prefix and (f"{prefix}-port" in opts or "flag-2" in opts):
+        out.append("port")
+    return tuple(out)
+
+
+def _check_service(vs: Any, keys: list[ServiceKey]) -> None:
+    """Refuse what no data plane could program (the config validator reports these too)."""
+    if vs.lb_algo not in ALGORITHMS:
+        raise LvsConfigError(f"unknown lb_algo {vs.lb_algo!r}")
+    if vs.persistence_timeout and vs.persistence_granularity:
+        for k in keys:
+            mask_client("::" if k.family == 6 else "0.0.0.0", vs.persistence_granularity)
 
 
 def _where(vs: Any) -> str:

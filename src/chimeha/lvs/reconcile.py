@@ -24,7 +24,7 @@ inputs always give the same list (tests and logs can compare them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .types import DesiredState, Destination, Service, ServiceKey
 
@@ -103,7 +103,7 @@ def diff(desired: DesiredState, actual: DesiredState) -> list[Operation]:
 
 
 def _bare(s: Service) -> Service:
-    return Service(s.key, s.scheduler, s.persistence_timeout, s.persistence_netmask, s.lb_kind, (), s.sorry)
+    return replace(s, destinations=())
 
 
 def _diff_dests(key: ServiceKey, want: Service, have: Service) -> list[Operation]:
@@ -124,9 +124,7 @@ def apply_to(state: DesiredState, ops: list[Operation]) -> DesiredState:
         elif isinstance(op, (AddService, EditService)):
             old = services.get(op.service.key)
             dests = old.destinations if (old is not None and isinstance(op, EditService)) else ()
-            s = op.service
-            services[s.key] = Service(s.key, s.scheduler, s.persistence_timeout, s.persistence_netmask,
-                                      s.lb_kind, dests, s.sorry)
+            services[op.service.key] = replace(op.service, destinations=dests)
         else:
             s = services[op.service]
             others = tuple(d for d in s.destinations if d.key != op.dest.key)
@@ -137,6 +135,5 @@ def apply_to(state: DesiredState, ops: list[Operation]) -> DesiredState:
                 dests = tuple(op.dest if d.key == op.dest.key else d for d in s.destinations)
                 if isinstance(op, AddDest) and op.dest.key not in {d.key for d in s.destinations}:
                     dests = others + (op.dest,)
-            services[op.service] = Service(s.key, s.scheduler, s.persistence_timeout,
-                                           s.persistence_netmask, s.lb_kind, dests, s.sorry)
+            services[op.service] = replace(s, destinations=dests)
     return DesiredState(services, dict(state.notes))

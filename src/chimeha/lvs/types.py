@@ -85,6 +85,8 @@ class Service:
     destinations: tuple[Destination, ...] = ()
     #: True when the destinations are the sorry server (quorum lost).
     sorry: bool = False
+    #: scheduler flags: "fallback" (sh-fallback/mh-fallback), "port" (sh-port/mh-port)
+    flags: tuple[str, ...] = ()
 
     def dest(self, key: DestKey) -> Destination | None:
         for d in self.destinations:
@@ -94,7 +96,7 @@ class Service:
 
     def attrs(self) -> tuple:
         """The service's own attributes (everything but its destinations)."""
-        return (self.scheduler, self.persistence_timeout, self.persistence_netmask, self.lb_kind)
+        return (self.scheduler, self.persistence_timeout, self.persistence_netmask, self.lb_kind, self.flags)
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,16 @@ class Observer:
         kind = type(action).__name__
         name = str(getattr(action, "instance", "?"))
         if kind == "SplitBrain":
+            if getattr(action, "healing", False):
+                # The core's end of the episode: journal it now, not at the next poll.
+                if not self._split.get(name):
+                    return None
+                self._split[name] = False
+                inst = self.snapshot()["instances"].get(name)
+                return self.journal.append("split_brain_resolved", name, "SPLIT_BRAIN",
+                                           inst["state"] if inst else "MASTER",
+                                           getattr(action, "reason", "") or "no other master heard any more",
+                                           getattr(action, "at", None), peer=getattr(action, "peer", None))
             if self._split.get(name):
                 return None  # one entry per episode, not one per advert heard
             self._split[name] = True

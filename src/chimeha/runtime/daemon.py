@@ -49,6 +49,8 @@ from chimeha.vrrp.sync_group import SyncGroup
 
 log = logging.getLogger("chimeha.runtime")
 
+RECENT_FAILOVERS = 20  # failover durations kept per instance for status (the count is a total)
+
 
 class DaemonError(RuntimeError):
     """The daemon cannot start (bad config, missing interface...); str() says why."""
@@ -81,7 +83,10 @@ class _Instance:
         self.sock_key = sock_key
         self.src = src
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_at: float | None = None
+        self.timer_at: float | None = None  # when the core wants handle_timer
+        self.handle_at: float | None = None  # when ``timer`` fires (may be earlier: then re-armed)
+        self.advert_cache: tuple[tuple, bytes] | None = None  # (fields, bytes) of the last advert encoded
+        self.status_static: tuple | None = None  # (spec, its status fields): see runtime.status
         self.drops: Counter = Counter()
         self.sent = 0
         self.received = 0
@@ -89,7 +94,8 @@ class _Instance:
         self.vips_owned = False
         self.last_transition: dict | None = None
         self.last_rx: float | None = None
-        self.failovers: list[float] = []
+        self.failovers: list[float] = []  # the most recent ones, oldest first (capped)
+        self.failover_count = 0  # every failover measured since start (not capped)
         self.split_brain: dict = {"active": False, "peer": None, "since": None}
         self.group: SyncGroup | None = None
 
@@ -236,6 +242,7 @@ class Daemon:
                     if m in new:
                         new[m].group = sg
         self._expect = self._expectations()
+        self._vrids = {(i.sock_key, i.core.spec.vrid): i for i in new.values()}
 
     def _expectations(self) -> dict[tuple[str, int], dict[int, packet.Expectation]]:
         out: dict[tuple[str, int], dict[int, packet.Expectation]] = {}
@@ -356,12 +363,7 @@ class Daemon:
         self._after_input([inst])
 
     def _by_vrid(self, key, vrid) -> _Instance | None:
-        if vrid is None:
-            return None
-        for inst in self.instances.values():
-            if inst.sock_key == key and inst.core.spec.vrid == vrid:
-                return inst
-        return None
+        return self._vrids.get((key, vrid)) if vrid is not None else None
 
     # ------------------------------------------------------------- timers
     def _on_timer(self, name: str) -> None:
@@ -369,24 +371,41 @@ class Daemon:
         if inst is None:
             return
         inst.timer = None
+        now = self.now()
+        if inst.timer_at is not None and now < inst.timer_at:
+            # The deadline moved later since this handle was armed (a backup
+            # hears an advert every interval): just wait for the new one.
+            self._arm(inst)
+            return
         inst.timer_at = None
         try:
-            inst.core.handle_timer(self.now())
+            inst.core.handle_timer(now)
             self._after_input([inst])
         except Exception:
             log.exception("%s: unexpected error in timer", name)
             self._arm(inst)
 
     def _arm(self, inst: _Instance) -> None:
+        """Make sure ``_on_timer`` runs by the core's next deadline.
+
+        A handle that fires no later than needed is kept even when the deadline
+        moved later: re-arming a backup's Master_Down timer on every advert
+        would cancel and allocate a timer per packet. ``_on_timer`` re-arms
+        when it wakes before ``timer_at``.
+        """
         when = inst.core.get_timer()
-        if when == inst.timer_at and inst.timer is not None:
+        inst.timer_at = when
+        if when is None or self._stopping:
+            if inst.timer is not None:
+                inst.timer.cancel()
+                inst.timer = None
             return
         if inst.timer is not None:
+            if inst.handle_at is not None and inst.handle_at <= when:
+                return
             inst.timer.cancel()
-            inst.timer = None
-        inst.timer_at = when
-        if when is not None and not self._stopping:
-            inst.timer = self._loop.call_at(when, self._on_timer, inst.name)
+        inst.handle_at = when
+        inst.timer = self._loop.call_at(when, self._on_timer, inst.name)
 
     def _after_input(self, touched: list[_Instance]) -> None:
         """Sync groups of the touched instances, execute every queued action, re-arm timers."""
@@ -421,7 +440,12 @@ class Daemon:
             log.info("%s: priority %d -> %d (%s)", inst.name, action.old, action.new, action.reason)
             self._emit(action)
         elif isinstance(action, SplitBrain):
-            if not inst.split_brain["active"]:
+            if getattr(action, "healing", False):
+                # The core ends the episode once every rival master went silent.
+                if inst.split_brain["active"]:
+                    inst.split_brain = {"active": False, "peer": None, "since": None}
+                    log.warning("%s: split brain over: %s", inst.name, action.reason)
+            elif not inst.split_brain["active"]:
                 inst.split_brain = {"active": True, "peer": action.peer, "since": _wall(action.at)}
                 log.warning("%s: split brain: %s", inst.name, action.reason)
             self._emit(action)
@@ -431,15 +455,28 @@ class Daemon:
         dests = inst.peers or (None,)
         for dst in dests:
             try:
-                data = packet.encode(a.version, a.vrid, a.priority, a.addresses, a.interval, family=a.family,
-                                     auth_type=a.auth_type, auth_pass=a.auth_pass, source=inst.src,
-                                     destination=dst)
+                data = self._encoded(inst, a, dst)
                 sock.send(data, dst, inst.src)
                 inst.sent += 1
             except (OSError, ValueError) as exc:
                 inst.send_errors += 1
                 if inst.send_errors in (1, 10, 100) or inst.send_errors % 1000 == 0:
                     log.warning("%s: cannot send advert to %s: %s", inst.name, dst or "multicast", exc)
+
+    @staticmethod
+    def _encoded(inst: _Instance, a: SendAdvert, dst: str | None) -> bytes:
+        # A master sends the same advert every interval: encode it (addresses
+        # parsed, checksum computed) only when something in it changed.
+        key = (a.version, a.vrid, a.priority, a.addresses, a.interval, a.family, a.auth_type, a.auth_pass,
+               inst.src, dst)
+        cached = inst.advert_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        data = packet.encode(a.version, a.vrid, a.priority, a.addresses, a.interval, family=a.family,
+                             auth_type=a.auth_type, auth_pass=a.auth_pass, source=inst.src, destination=dst)
+        if len(inst.peers) <= 1:  # one cache slot: with several unicast peers each has its own checksum
+            inst.advert_cache = (key, data)
+        return data
 
     def _addresses(self, inst: _Instance, a, add: bool) -> None:
         self._nl.apply(inst.name, a.addresses, a.excluded, a.routes, inst.core.spec.interface, add)
@@ -454,7 +491,8 @@ class Daemon:
         inst.last_transition = {"at": _wall(a.at), "from": str(a.old), "to": str(a.new), "reason": a.reason}
         if a.new is State.MASTER and a.old is State.BACKUP and inst.last_rx is not None:
             inst.failovers.append(round(a.at - inst.last_rx, 4))
-            del inst.failovers[:-20]
+            inst.failover_count += 1
+            del inst.failovers[:-RECENT_FAILOVERS]
         if a.new is not State.MASTER:
             inst.split_brain = {"active": False, "peer": None, "since": None}
         state = "STOP" if a.new is State.INIT else str(a.new)

@@ -38,7 +38,7 @@ _log = logging.getLogger("chimeha.lvs")
 class LvsManager:
     """Virtual servers of one config on this node.
 
-    ``dataplane``: auto | ipvs | nft | proxy (None = auto). ``netns``: run
+    ``dataplane``: auto | ipvs | nft | proxy | none (None = auto; none = check only). ``netns``: run
     nft inside that namespace (lab use; the daemon normally runs inside its
     own). ``snat``: the nft backend's source NAT mode. ``health_checks``:
     start the config's checkers (False = every real server counts as up unless
@@ -384,13 +384,14 @@ def _main(argv: list[str] | None = None) -> int:
                     json.dump(mgr.snapshot(), f)
                 os.replace(args.ready_file + ".tmp", args.ready_file)
 
-        dump()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        # SIGUSR1: rewrite the status file (tests and the lab poll it)
+        # SIGUSR1: rewrite the status file (tests and the lab poll it). Installed
+        # before the first write: whoever sees the file may signal at once.
         loop.add_signal_handler(signal.SIGUSR1, dump)
+        dump()
         await stop.wait()
         await mgr.stop()
         return 1 if mgr.errors else 0

@@ -12,19 +12,40 @@ from chimeha.vrrp.events import State
 log = logging.getLogger("chimeha.runtime")
 
 
+def _static(name: str, inst) -> dict:
+    """The part of an instance's status fixed by its spec (computed once per instance)."""
+    spec = inst.core.spec
+    cached = getattr(inst, "status_static", None)
+    if cached is None or cached[0] is not spec:
+        fields = {
+            "name": name,
+            "vrid": spec.vrid,
+            "version": spec.version,
+            "interface": spec.interface,
+            "base_priority": spec.priority,
+            "vips": tuple(va.address for va in spec.virtual_ipaddresses),
+            "track_scripts": tuple(t.name for t in spec.tracks if t.kind == "script"),
+            "sync_group": spec.sync_group,
+        }
+        cached = inst.status_static = (spec, fields)
+    return cached[1]
+
+
 def _instance(name: str, inst) -> dict:
-    core, spec = inst.core, inst.core.spec
+    # Polled for every instance twice a second by the observer: keep it lean.
+    core = inst.core
     c = core.counters
+    static = _static(name, inst)
     return {
         "name": name,
         "state": str(core.state),
-        "vrid": spec.vrid,
-        "version": spec.version,
-        "interface": spec.interface,
-        "base_priority": spec.priority,
+        "vrid": static["vrid"],
+        "version": static["version"],
+        "interface": static["interface"],
+        "base_priority": static["base_priority"],
         "effective_priority": core.priority,
         "master_address": inst.src if core.state is State.MASTER else core.master,
-        "vips": [va.address for va in spec.virtual_ipaddresses],
+        "vips": list(static["vips"]),
         "vips_owned": inst.vips_owned,
         "advert_interval": core.advert_interval,
         "adverts_sent": inst.sent,
@@ -36,13 +57,14 @@ def _instance(name: str, inst) -> dict:
         "drops_by_reason": dict(inst.drops),
         "last_transition": inst.last_transition,
         "split_brain": dict(inst.split_brain),
-        "failovers": {"count": len(inst.failovers),
+        "failovers": {"count": inst.failover_count,
                       "last_seconds": inst.failovers[-1] if inst.failovers else None,
                       "recent": list(inst.failovers)},
-        "track_scripts": [t.name for t in spec.tracks if t.kind == "script"],
-        "faults": core.snapshot().get("faults", []),
+        "track_scripts": list(static["track_scripts"]),
+        # the core's full snapshot is only worth building when there are faults to list
+        "faults": core.snapshot().get("faults", []) if core.in_fault else [],
         "send_errors": inst.send_errors,
-        "sync_group": spec.sync_group,
+        "sync_group": static["sync_group"],
     }
 
 
@@ -77,12 +99,13 @@ def _virtual_servers(lvs) -> list:
 def snapshot(daemon) -> dict:
     """Build the JSON-able snapshot of ``daemon`` (a :class:`chimeha.runtime.daemon.Daemon`)."""
     gd = getattr(daemon.config, "global_defs", None)
+    hostname = socket.gethostname()
     return {
         "schema": 1,
         "taken_at": time.time(),
         "node": {
-            "router_id": getattr(gd, "router_id", None) or socket.gethostname(),
-            "hostname": socket.gethostname(),
+            "router_id": getattr(gd, "router_id", None) or hostname,
+            "hostname": hostname,
             "pid": os.getpid(),
             "started_at": daemon.started_at,
             "config_path": daemon.config_path,

@@ -21,6 +21,7 @@ from chimeha.vrrp.timing import master_down_interval, skew_time, wire_interval
 ACTIONS = {
     "check-fail": 1, "check-ok": 1, "link-down": 0, "link-up": 0, "stop": 0, "start": 0,
     "crash": 0, "track-down": 1, "track-up": 1, "partition": 0, "heal": 0, "input-cut": 0, "input-restore": 0,
+    "reload": 0,
 }
 
 
@@ -112,7 +113,8 @@ def lint(nodes: list[NodeInput]) -> list[str]:
         owners = [n for n, s in members if s.priority == 255]
         if len(owners) > 1:
             out.append(f"{label}: {len(owners)} address owners (priority 255) on {', '.join(owners)}: "
-                       "both claim MASTER at start; split brain until the address tie-break settles it")
+                       "when two are MASTER at once, the one that hears the other lowers itself to 254 "
+                       "until reload and yields (keepalived's CONFIGURATION ERROR); use one owner")
         prios: dict[int, list[str]] = {}
         for n, s in members:
             prios.setdefault(s.priority, []).append(n)
@@ -225,6 +227,8 @@ def _schedule(seg: Segment, e: Event) -> None:
         seg.partition(e.node, at=e.at)
     elif a == "heal":
         seg.heal(e.node, at=e.at)
+    elif a == "reload":
+        seg.reload(e.node, at=e.at)
     elif a == "input-cut":
         seg.cut_input(e.node, at=e.at)
     elif a == "input-restore":

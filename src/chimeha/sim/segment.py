@@ -36,6 +36,7 @@ from chimeha.vrrp import packet
 from chimeha.vrrp.events import (
     AddAddresses,
     InstanceSpec,
+    PriorityChanged,
     RemoveAddresses,
     SendAdvert,
     SplitBrain,
@@ -187,6 +188,10 @@ class Segment:
     def heal(self, name: str, at: float | None = None) -> None:
         self._at(at, self._do_partition, name, False)
 
+    def reload(self, name: str, at: float | None = None) -> None:
+        """The daemon reloads an unchanged configuration (SIGHUP): ``on_reload`` on every instance."""
+        self._at(at, self._do_reload, name)
+
     def cut_input(self, name: str, at: float | None = None) -> None:
         """Drop the node's incoming VRRP only (it still sends): one-way loss, the
         split brain where one master keeps hearing the other."""
@@ -321,6 +326,15 @@ class Segment:
         node.link_up = not cut
         self.record(now, name, "event", "partitioned (carrier up)" if cut else "partition healed")
 
+    def _do_reload(self, now: float, name: str) -> None:
+        node = self.nodes[name]
+        if not node.running:
+            return
+        self.record(now, name, "event", "configuration reloaded")
+        for inst in node.instances.values():
+            inst.on_reload(now)
+        node.sync(now)
+
     def _do_input(self, now: float, name: str, up: bool) -> None:
         node = self.nodes[name]
         if node.input_up == up:
@@ -392,6 +406,9 @@ class Segment:
         elif isinstance(act, StateChanged):
             self.record(now, node.name, "state", f"{act.old} -> {act.new}: {act.reason}", inst.name,
                         old=act.old.value, new=act.new.value, reason=act.reason)
+        elif isinstance(act, PriorityChanged):
+            self.record(now, node.name, "priority", f"priority {act.old} -> {act.new}: {act.reason}", inst.name,
+                        old=act.old, new=act.new)
         elif isinstance(act, SplitBrain):
             if act.healing:
                 self.record(now, node.name, "split-brain-end", act.reason, inst.name, peer=act.peer)

@@ -26,6 +26,12 @@ States and transitions:
   primary address, -> BACKUP. A lower priority advert means another master
   exists: we report :class:`SplitBrain` and (keepalived default, unless
   ``lower_prio_no_advert``) answer with an advert at once so it steps down.
+* Two address owners: a MASTER at priority 255 hearing another 255 is
+  misconfigured. keepalived 2.2.7 (measured, see docs/vrrp.md) logs
+  "CONFIGURATION ERROR ... reducing local priority", drops to 254 until the
+  configuration is reloaded, and so yields by the normal rule -- whichever
+  owner hears the other first, whatever the addresses. We do the same
+  (:class:`PriorityChanged`, then MASTER -> BACKUP); :meth:`on_reload` ends it.
 * Any state -> FAULT when a weight-0 track fails (a MASTER first sends
   priority 0 and removes its addresses); FAULT -> BACKUP on recovery.
 * :meth:`shutdown`: a MASTER sends priority 0 and removes its addresses;
@@ -49,7 +55,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from chimeha.track.weights import causes_fault, effective_priority, track_label
+from chimeha.track.weights import Effective, causes_fault, effective_priority, track_label
 from chimeha.vrrp.events import (
     Action,
     AddAddresses,
@@ -89,7 +95,8 @@ class VrrpInstance:
         self._actions: list[Action] = []
         self._track_states: dict[str, bool] = {}
         self._track_details: dict[str, str] = {}
-        eff = effective_priority(spec.priority, spec.tracks, self._track_states)
+        self._owner_conflict: str | None = None  # the other owner, while we are lowered to 254
+        eff = self._effective()
         self.priority = eff.priority
         self._faults: tuple[str, ...] = eff.faults
         self._group_fault: str | None = None
@@ -225,6 +232,22 @@ class VrrpInstance:
         elif new is State.BACKUP:
             self._to_backup(now, reason, self.master_down_interval())
 
+    def on_reload(self, now: float) -> None:
+        """The configuration was reloaded and this instance kept as it is.
+
+        Ends what keepalived ends at reload: the two-owners priority reduction.
+        A MASTER whose priority comes back advertises it at once (keepalived
+        2.2.7 sends an advert on reload, measured) and restarts its cadence.
+        """
+        if self._owner_conflict is None:
+            return
+        other, self._owner_conflict = self._owner_conflict, None
+        before = self.priority
+        self._recompute(now, f"configuration reloaded: address owner priority restored (conflict with {other})")
+        if self.state is State.MASTER and self.priority != before:
+            self._send_advert(now)
+            self._advert_at = now + self.advert_interval
+
     def shutdown(self, now: float) -> None:
         """Stop: a MASTER sends priority 0 and removes its addresses; -> INIT."""
         if self.state is State.INIT:
@@ -252,6 +275,7 @@ class VrrpInstance:
             "master_adver_interval": self.master_adver_interval,
             "faults": list(self._faults) + ([self._group_fault] if self._group_fault else []),
             "split_brain": {"active": bool(self._rivals), "peers": list(self._rivals), "since": self._split_since},
+            "owner_conflict": self._owner_conflict,
             "timer": self.get_timer(),
             "counters": self.counters.as_dict(),
         }
@@ -288,6 +312,8 @@ class VrrpInstance:
             self._send_advert(now)
             self._advert_at = now + self.advert_interval
             return
+        if adv.priority == 255 and self.priority == 255:
+            self._lower_for_owner_conflict(adv.source, now)
         higher = adv.priority > self.priority
         tie_lost = adv.priority == self.priority and _ip_key(adv.source) > _ip_key(self.spec.primary_address)
         if higher or tie_lost:
@@ -296,7 +322,9 @@ class VrrpInstance:
             self.master = adv.source
             self.master_priority = adv.priority
             self._last_advert_at = now
-            if higher:
+            if higher and self._owner_conflict == adv.source and adv.priority == 255:
+                reason = f"higher priority 255 from {adv.source} (ours lowered to 254: two address owners)"
+            elif higher:
                 reason = f"higher priority {adv.priority} from {adv.source}"
             else:
                 reason = f"equal priority {adv.priority} from higher address {adv.source}"
@@ -320,9 +348,7 @@ class VrrpInstance:
         if self._split_since is None:
             self._split_since = now
             self.counters.split_brain += 1
-        if adv.priority == self.priority == 255:
-            why = f"two address owners (priority 255): {adv.source} and us; we keep MASTER on the higher address"
-        elif adv.priority == self.priority:
+        if adv.priority == self.priority:
             why = f"{adv.source} is also MASTER at equal priority {adv.priority}; we win on the higher address"
         else:
             why = f"{adv.source} is also MASTER at lower priority {adv.priority} (ours {self.priority})"
@@ -343,9 +369,20 @@ class VrrpInstance:
         self._actions.append(SplitBrain(self.name, peer, peer_priority, self.priority,
                                         f"split brain over: {why}", now, healing=True))
 
+    def _lower_for_owner_conflict(self, other: str, now: float) -> None:
+        self._owner_conflict = other
+        self._recompute(now, f"CONFIGURATION ERROR: {other} is also an address owner (priority 255); "
+                             "lowered to 254 until the configuration is reloaded")
+
     # -- transitions -----------------------------------------------------
-    def _recompute(self, now: float, reason: str) -> None:
+    def _effective(self) -> Effective:
         eff = effective_priority(self.spec.priority, self.spec.tracks, self._track_states)
+        if self._owner_conflict is not None and eff.priority == 255:
+            return Effective(254, eff.faults)
+        return eff
+
+    def _recompute(self, now: float, reason: str) -> None:
+        eff = self._effective()
         if eff.priority != self.priority:
             self._actions.append(PriorityChanged(self.name, self.priority, eff.priority, reason, now))
             self.priority = eff.priority

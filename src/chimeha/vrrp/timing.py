@@ -9,7 +9,9 @@ Skew_Time lets the highest-priority backup time out first:
 where ``down_timer_adverts`` is 3 in the RFCs and configurable in keepalived.
 
 Results are rounded to the microsecond, the resolution keepalived keeps its
-timers in, so that simulated timelines print cleanly and compare exactly.
+timers in, so that simulated timelines print cleanly and compare exactly. The
+v3 Skew_Time is not truncated to centiseconds (the unit of the v3 interval
+field): keepalived 2.2.7 does not truncate it either (bench/vrrp/skew_v3.py).
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ PROTOCOLS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
 #: IP_VS_CONN_F_* forwarding methods (ipvsadm -m / -g / -i).
 FWD_METHODS = {"NAT": 0, "TUN": 2, "DR": 3}
 IP_VS_SVC_F_PERSISTENT = 0x0001
+IP_VS_SVC_F_SCHED1 = 0x0008  # sh-fallback / mh-fallback
+IP_VS_SVC_F_SCHED2 = 0x0010  # sh-port / mh-port
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,10 @@ def service_fields(svc: Service | ServiceKey) -> dict:
     if isinstance(svc, Service):
         out["sched_name"] = svc.scheduler
         persistent = bool(svc.persistence_timeout)
-        out["flags"] = {"flags": IP_VS_SVC_F_PERSISTENT if persistent else 0, "mask": 0xFFFF}
+        flags = IP_VS_SVC_F_PERSISTENT if persistent else 0
+        flags |= IP_VS_SVC_F_SCHED1 if "fallback" in svc.flags else 0
+        flags |= IP_VS_SVC_F_SCHED2 if "port" in svc.flags else 0
+        out["flags"] = {"flags": flags, "mask": 0xFFFF}
         out["timeout"] = svc.persistence_timeout or 0
         if key.family == 4:
             out["netmask"] = (svc.persistence_netmask if persistent and svc.persistence_netmask

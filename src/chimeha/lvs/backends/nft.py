@@ -34,6 +34,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import shutil
 from typing import Sequence
 
 from ..reconcile import Operation, apply_to
@@ -97,7 +98,7 @@ def schedule_slots(service: Service) -> tuple[str, list[Destination | None]]:
     servers = [Server(d.key, d.weight) for d in service.destinations]
     by_key = {d.key: d for d in service.destinations}
     algo = service.scheduler
-    sched = make_scheduler(algo, servers)
+    sched = make_scheduler(algo, servers, **dict.fromkeys(service.flags, True))
     if algo in ("rr", "wrr"):
         live = [s for s in servers if s.available]
         if not live:
@@ -113,10 +114,15 @@ def schedule_slots(service: Service) -> tuple[str, list[Destination | None]]:
         return "const", [by_key[s.key]] if s else []
     size = MH_TABLE_SIZE if algo == "mh" else SH_TABLE_SIZE
     slots: list[Destination | None] = []
+    probes = size if "fallback" in service.flags else 1
     for b in range(size):
-        idx = sched.table[b] if sched.table else -1
-        s = servers[idx] if idx >= 0 else None
-        slots.append(by_key[s.key] if s is not None and s.available else None)
+        chosen = None
+        for p in range(probes):  # the scheduler's own fallback walk, precomputed per slot
+            idx = sched.table[(b + p) % size] if sched.table else -1
+            if idx >= 0 and servers[idx].available:
+                chosen = by_key[servers[idx].key]
+                break
+        slots.append(chosen)
     return "hash", slots
 
 
@@ -189,6 +195,8 @@ class Renderer:
         elif kind == "hash" and any(slots):
             fam = "ip6" if svc.key.family == 6 else "ip"
             field = f"{fam} daddr" if svc.scheduler == "dh" else f"{fam} saddr"
+            if "port" in svc.flags and svc.scheduler != "dh":
+                field += " . th sport"
             # Slots without a server are left out of the map: no match, no NAT.
             names = [dids[d.key] if d is not None else "" for d in slots]
             entries = ", ".join(e for e in _ranges(names).split(", ") if not e.endswith("goto "))
@@ -239,6 +247,8 @@ class NftBackend:
         self.last_script = ""
 
     def unsupported(self, service: Service) -> str | None:
+        if shutil.which("nft") is None:
+            return "the nft program is not installed (apt-get install nftables)"
         if service.lb_kind != "NAT" or any(d.lb_kind != "NAT" for d in service.destinations):
             return (f"{service.key}: lb_kind {service.lb_kind} (DR/TUN) needs the IPVS data plane; "
                     "nftables only does NAT")
@@ -259,9 +269,12 @@ class NftBackend:
         return [*pre, "nft", *args]
 
     async def _nft(self, *args: str, stdin: str | None = None) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *self._argv(*args), stdin=asyncio.subprocess.PIPE if stdin is not None else None,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv(*args), stdin=asyncio.subprocess.PIPE if stdin is not None else None,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        except OSError as e:
+            raise BackendError(f"cannot run nft: {e.strerror} (apt-get install nftables)") from None
         out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
         if proc.returncode != 0:
             raise BackendError(f"nft {' '.join(args)} failed: {err.decode().strip()}")

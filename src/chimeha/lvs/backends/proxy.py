@@ -235,7 +235,8 @@ class _Service:
         algo_changed = self.sched is None or service.attrs() != self.spec.attrs()
         self.spec = service
         if algo_changed:
-            sched = make_scheduler(service.scheduler, list(self.servers.values()))
+            sched = make_scheduler(service.scheduler, list(self.servers.values()),
+                                   **dict.fromkeys(service.flags, True))
             self.sched = (Persistence(sched, service.persistence_timeout, service.persistence_netmask)
                           if service.persistence_timeout else sched)
         else:

@@ -1,10 +1,11 @@
-"""``--dataplane auto|ipvs|nft|proxy``: which backend forwards which service.
+"""``--dataplane auto|ipvs|nft|proxy|none``: which backend forwards which service.
 
 ``auto`` prefers, per service, the fastest backend that implements it
 exactly: IPVS (when the kernel has it), then nftables NAT, then the userspace
 proxy; every choice comes with the reason the faster ones were skipped, and
 the caller logs it. A forced choice that cannot implement a service exactly
-is an error naming the service, never an approximation. DR and TUN need IPVS:
+is an error naming the service, never an approximation. ``none`` forwards
+nothing (health checks and status only). DR and TUN need IPVS:
 without it they are a configuration error, not a silent NAT.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from ..types import LvsConfigError, Service, ServiceKey
 from .ipvs import kernel_unavailable
 
-DATAPLANES = ("auto", "ipvs", "nft", "proxy")
+DATAPLANES = ("auto", "ipvs", "nft", "proxy", "none")
 ORDER = ("ipvs", "nft", "proxy")
 
 
@@ -41,9 +42,11 @@ def choose(services: list[Service], dataplane: str, checkers: dict[str, object],
     """
     if dataplane not in DATAPLANES:
         raise LvsConfigError(f"--dataplane must be one of {', '.join(DATAPLANES)}, not {dataplane!r}")
+    out = Choice()
+    if dataplane == "none":  # checkers and status only: nothing is forwarded
+        return out
     if ipvs_missing is None:
         ipvs_missing = kernel_unavailable() or ""
-    out = Choice()
     errors = []
     for svc in services:
         kinds = {svc.lb_kind, *(d.lb_kind for d in svc.destinations)}
