@@ -56,6 +56,7 @@ http {{
         listen {addr}:8082 backlog=4096;
         listen {addr}:8083 backlog=4096;
         listen {addr}:8084 backlog=4096;
+        listen {addr}:8085 backlog=4096;
         location / {{ return 200 "{name}\\n"; }}
     }}
 }}
@@ -163,7 +164,7 @@ def main() -> int:
         # through another setup's NAT) would otherwise drop SYNs of the next one.
         (tmp / "hand.nft").write_text(HAND_NFT.format(port=8080, **fmt))
         (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=8081, **fmt))
-        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084)):
+        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085)):
             (tmp / f"{name}.conf").write_text(CHIMEHA_CONF.format(port=port, **fmt))
         procs = {}
 
@@ -194,8 +195,14 @@ def main() -> int:
             Setup("haproxy (tcp)", lambda: popen_ready("haproxy", ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")]),
                   lambda: stop("haproxy")),
             Setup("chime-ha nft", lambda: chime("nft", "nft"), lambda: stop("nft")),
+            # as inside the VRRP daemon: control on the default loop, relaying on its own uvloop thread
             Setup("chime-ha proxy", lambda: chime("proxy", "proxy"), lambda: stop("proxy")),
-            Setup("chime-ha proxy+uvloop", lambda: chime("proxyuv", "proxy", "--uvloop"), lambda: stop("proxyuv")),
+            # everything on one uvloop loop (standalone runner with --uvloop)
+            Setup("chime-ha proxy, one uvloop", lambda: chime("proxyuv", "proxy", "--uvloop"),
+                  lambda: stop("proxyuv")),
+            # everything on one default asyncio loop (no uvloop at all)
+            Setup("chime-ha proxy, asyncio only", lambda: chime("proxyaio", "proxy", "--proxy-loop", "same"),
+                  lambda: stop("proxyaio")),
         ]
         if args.only:
             keep = set(args.only.split(","))
@@ -240,7 +247,7 @@ def report(args, setups, modes, results, errors) -> None:
         "# Data-plane benchmark (bench/dataplane)", "",
         f"- Command: `{' '.join([sys.executable.split('/')[-1], *sys.argv])}`",
         f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}",
-        f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}; one port per setup, 8080-8084), "
+        f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}; one port per setup, 8080-8085), "
         "all in network namespaces on one bridge; every process shares the same cores.",
         "- Client and director namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range 1024-65535; "
         "director: ip_forward=1. Health checks (TCP_CHECK, delay_loop 6) run during chime-ha's measurements.",

@@ -6,6 +6,7 @@ auth_pass on one node must fail the right step with a message that says why.
 """
 
 import json
+import os
 import random
 import shutil
 import signal
@@ -200,6 +201,7 @@ def test_keepalived_lab_via_the_cli_json_passes_and_keep_then_down_removes_only_
                               capture_output=True, text=True, timeout=60)
     assert sorted(json.loads(down.stdout)["removed"]) == sorted(kept["namespaces"])
     assert _ns_with("chha" + tag) == []
+    assert kept["logdir"] and not os.path.exists(kept["logdir"])  # the kept lab's daemon logs too
     assert bystander.netns in list_own_namespaces()  # someone else's namespace survives
 
 

@@ -26,9 +26,10 @@ MOVES = ("service-stop", "service-start", "link-cut", "link-restore")
 # through nsenter'd namespaces), carrier/netlink notification, asyncio timer
 # latency and `ip monitor` lines reaching our reader thread: a few to tens of
 # ms each, stretched by scheduling jitter on a loaded 2-core machine (other
-# suites run beside this one). The failover benchmark saw at most +15 ms on an
-# idle machine; 250 ms late still catches a daemon off by one advert or one
-# check. Early: the action is timestamped before it starts, so only 50 ms.
+# suites run beside this one). bench/failover saw at most +22 ms (16 scenario x
+# daemon ranges, load ~5). 250 ms stays well below the 1 s advert and 2 s check
+# intervals that shape the windows. Early: the action is timestamped before it
+# starts, so 50 ms covers only clock and timer granularity.
 TOLERANCE = (0.05, 0.25)
 
 

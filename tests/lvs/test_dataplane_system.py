@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -44,7 +43,8 @@ def lab():
     topo.open()
     try:
         topo.add_host("client", "192.168.231.5/24", "192.168.231.6/24")
-        topo.add_host("dir", "192.168.231.2/24", f"{VIP}/32")
+        d = topo.add_host("dir", "192.168.231.2/24", f"{VIP}/32")
+        d.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])  # in-process managers do not set it
         for i, name in ((11, "rs1"), (12, "rs2")):
             h = topo.add_host(name, f"192.168.231.{i}/24")
             start_name_server(h, name, [8801, 8802, 5353])
@@ -225,3 +225,29 @@ def test_without_source_nat_the_seed_layout_breaks(seed_lab, tmp_path):
         c = seed_lab.hosts["client"]
         assert count(c, "192.168.231.20", 80, 1, src="192.168.231.5") == {"server1": 1}
         assert count(c, "192.168.231.20", 80, 1, src="192.168.231.6") == {"error: TimeoutError": 1}
+
+
+async def test_nft_persistence_survives_table_replacement(lab):
+    """Persistence entries are carried into each new table: a weight change keeps clients where they were."""
+    from chimeha.config import loads
+    from chimeha.lvs.desired import rs_id
+    from chimeha.runtime.lvs_manager import LvsManager
+
+    cfg = loads(vs_block(8802, "rr", check=False, extra="  persistence_timeout 50\n")).config
+    d, c = lab.hosts["dir"], lab.hosts["client"]
+    mgr = LvsManager(cfg, "nft", netns=d.netns, health_checks=False)
+    mgr.on_vips_changed(None)
+    try:
+        await mgr.start()
+        assert count(c, VIP, 8802, 1, src="192.168.231.6") == {"rs1": 1}  # numgen slot 0
+        assert count(c, VIP, 8802, 3, src="192.168.231.5") == {"rs2": 3}  # slot 1, then sticky
+        vs = cfg.virtual_servers[0]
+        mgr.set_health(rs_id(vs, vs.real_servers[1]), True, 3)  # new weight: the table is rendered again
+        await mgr.reconcile_now()
+        assert "dnat ip to 192.168.231.12:8802" in mgr._backends["nft"].last_script
+        assert "numgen inc mod 2" in mgr._backends["nft"].last_script  # rr ignores weights, period 2
+        # a fresh numgen counter would send the next new client to rs1; .5 stays on rs2
+        assert count(c, VIP, 8802, 3, src="192.168.231.5") == {"rs2": 3}
+        assert count(c, VIP, 8802, 2, src="192.168.231.6") == {"rs1": 2}
+    finally:
+        await mgr.stop()

@@ -51,13 +51,13 @@ async def ask(port: int, payload: bytes = b"hi") -> bytes:
     return data
 
 
-async def _scenario():
+async def _scenario(own_loop=False):
     servers, ports = await start_servers(["a", "b"])
     vport = free_port()
     key = ServiceKey("TCP", "127.0.0.1", vport)
     svc = Service(key, "wrr", destinations=(Destination("127.0.0.1", ports[0], 2),
                                             Destination("127.0.0.1", ports[1], 1)))
-    backend = ProxyBackend()
+    backend = ProxyBackend(own_loop=own_loop)
     await backend.apply(diff(DesiredState({key: svc}), backend.read_actual()))
     try:
         got = [await ask(vport) for _ in range(6)]
@@ -89,6 +89,13 @@ def test_proxy_relays_and_counts_on_uvloop():
     uvloop.run(_scenario())
 
 
+def test_proxy_on_its_own_uvloop_thread():
+    import threading
+
+    asyncio.run(_scenario(own_loop=True))
+    assert not [t for t in threading.enumerate() if t.name == "chimeha-proxy"]  # close() joined it
+
+
 async def test_wlc_uses_live_connection_counts():
     hold = asyncio.Event()
     servers, ports = await start_servers(["a", "b"], hold)
@@ -96,7 +103,7 @@ async def test_wlc_uses_live_connection_counts():
     key = ServiceKey("TCP", "127.0.0.1", vport)
     svc = Service(key, "wlc", destinations=(Destination("127.0.0.1", ports[0], 1),
                                             Destination("127.0.0.1", ports[1], 1)))
-    backend = ProxyBackend()
+    backend = ProxyBackend(own_loop=False)
     await backend.apply(diff(DesiredState({key: svc}), backend.read_actual()))
     try:
         conns = []

@@ -196,3 +196,25 @@ async def test_failover_count_is_a_total_while_recent_stays_capped():
         assert fo["recent"][0] == round(1 + 5 / 1000, 4)  # the oldest five were dropped
     finally:
         await d.stop()
+
+
+async def test_generation_moves_on_changes_and_not_on_steady_adverts():
+    bus = Bus()
+    a, _ = node(bus, 200, "10.0.0.1")
+    b, _ = node(bus, 100, "10.0.0.2")
+    await b.start()
+    await a.start()
+    try:
+        await until(lambda: state(a) is State.MASTER and state(b) is State.BACKUP, what="a MASTER, b BACKUP")
+        steady = b.generation
+        assert steady >= 1  # INIT -> BACKUP at least
+        received = b.snapshot()["instances"]["VI_1"]["adverts_received"]
+        await until(lambda: b.snapshot()["instances"]["VI_1"]["adverts_received"] >= received + 3,
+                    what="three more adverts at b")
+        assert b.generation == steady  # adverts alone change nothing a poller must report
+        await a.stop()
+        await until(lambda: state(b) is State.MASTER, 2, "b MASTER")
+        assert b.generation > steady
+    finally:
+        await a.stop()
+        await b.stop()

@@ -3,7 +3,8 @@
 ``chime-ha lab`` names every namespace ``chhalab<random>-...`` (tag ``lab``),
 so ``lab down`` can find exactly those, kill the processes inside them by PID
 (a node's init is among them; its death ends the node's PID namespace) and
-delete them. Test and benchmark runs use other tags and are never touched.
+delete them, with the daemon logs the kept lab recorded. Test and benchmark
+runs use other tags and are never touched.
 A small JSON file per kept lab under ``/run/chime-ha-lab/`` records how to
 enter each node.
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from chimeha.lab.netns import NAME_PREFIX, kill_namespace_pids
@@ -45,6 +48,18 @@ def lab_namespaces(prefix: str = LAB_PREFIX) -> list[str]:
     return [n for n in names if n.startswith(prefix)]
 
 
+def _remove_logdir(state_file: Path) -> None:
+    """Delete the daemon-log directory a kept lab recorded, if it is one the lab made."""
+    try:
+        logdir = Path(json.loads(state_file.read_text()).get("logdir") or "")
+    except (OSError, ValueError, AttributeError):
+        return
+    # Only a directory of the shape SeedCluster creates: never whatever a
+    # tampered state file might name.
+    if logdir.name.startswith("chime-ha-lab-") and logdir.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(logdir, ignore_errors=True)
+
+
 def teardown_all(tag: str = LAB_TAG) -> list[str]:
     """Kill what runs in every namespace of labs tagged ``tag``, delete them; returns their names."""
     removed = []
@@ -55,6 +70,7 @@ def teardown_all(tag: str = LAB_TAG) -> list[str]:
         removed.append(ns)
     if STATE_DIR.is_dir():
         for f in STATE_DIR.glob(f"{prefix}*.json"):
+            _remove_logdir(f)
             f.unlink(missing_ok=True)
         try:
             os.rmdir(STATE_DIR)

@@ -132,6 +132,9 @@ class Daemon:
         self.scripts: dict[str, ScriptTracker] = {}
         self.drops: Counter = Counter()  # packets matching no instance
         self.reloads = 0
+        # Bumped on every state change, priority change, split-brain start/end
+        # and reload: a poller can skip building a snapshot while it is unchanged.
+        self.generation = 0
         self.started_at: float | None = None
         self.config_loaded_at: float | None = None
         self.lvs = None
@@ -167,6 +170,7 @@ class Daemon:
             inst.core.start(now)
         self._after_input(list(self.instances.values()))
         await self._start_lvs()
+        self.generation += 1  # started: news for a poller even without any instance
         log.info("started %d VRRP instance(s) from %s", len(self.instances), self.config_path)
 
     def _setup_notify(self) -> None:
@@ -435,11 +439,14 @@ class Daemon:
         elif isinstance(action, SendGratuitous):
             self._gratuitous(inst, action)
         elif isinstance(action, StateChanged):
+            self.generation += 1
             self._state_changed(inst, action)
         elif isinstance(action, PriorityChanged):
+            self.generation += 1
             log.info("%s: priority %d -> %d (%s)", inst.name, action.old, action.new, action.reason)
             self._emit(action)
         elif isinstance(action, SplitBrain):
+            self.generation += 1
             if getattr(action, "healing", False):
                 # The core ends the episode once every rival master went silent.
                 if inst.split_brain["active"]:

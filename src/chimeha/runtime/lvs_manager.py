@@ -45,11 +45,14 @@ class LvsManager:
     :meth:`set_health` says otherwise; tests and the benchmark use it).
     ``forwarding``: "warn" (default) or "enable" IPv4 forwarding in this
     namespace when a kernel data plane forwards to a remote real server.
+    ``proxy_own_loop``: see :class:`chimeha.lvs.backends.proxy.ProxyBackend`
+    (None: the proxy relays on its own uvloop thread unless this loop is uvloop).
     """
 
     def __init__(self, config: Any, dataplane: str | None = "auto", log: logging.Logger | None = None, *,
                  netns: str | None = None, snat: str = "auto", health_checks: bool = True,
-                 forwarding: str = "warn", backends: dict[str, Any] | None = None):
+                 forwarding: str = "warn", backends: dict[str, Any] | None = None,
+                 proxy_own_loop: bool | None = None):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -59,6 +62,7 @@ class LvsManager:
         self.snat = snat
         self.health_checks = health_checks
         self.forwarding = forwarding
+        self.proxy_own_loop = proxy_own_loop
         self.owned: set[str] | None = set()
         self.health: dict[str, RsHealth] = {}
         self.health_detail: dict[str, str] = {}  # the checkers' last reason, per real server
@@ -83,7 +87,7 @@ class LvsManager:
                 b = NftBackend(netns=self.netns, snat=self.snat, log=self.log)
             elif name == "proxy":
                 from chimeha.lvs.backends.proxy import ProxyBackend
-                b = ProxyBackend(log=self.log)
+                b = ProxyBackend(log=self.log, own_loop=self.proxy_own_loop)
             else:
                 from chimeha.lvs.backends.ipvs import IpvsBackend
                 b = IpvsBackend(log=self.log)
@@ -353,6 +357,8 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-checks", action="store_true", help="do not run health checkers")
     ap.add_argument("--ready-file", help="write 'ready' here once the data plane is programmed")
     ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
+    ap.add_argument("--proxy-loop", default="auto", choices=("auto", "thread", "same"),
+                    help="proxy relays on its own uvloop thread, or on this process's loop")
     ap.add_argument("--forwarding", default="warn", choices=("warn", "enable"),
                     help="enable IPv4 forwarding in this namespace when nft needs it")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -372,7 +378,8 @@ def _main(argv: list[str] | None = None) -> int:
 
     async def run() -> int:
         mgr = LvsManager(res.config, args.dataplane, health_checks=not args.no_checks, snat=args.snat,
-                         forwarding=args.forwarding)
+                         forwarding=args.forwarding,
+                         proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop])
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()
         for e in mgr.errors:

@@ -86,6 +86,7 @@ async def reload(daemon) -> dict:
     daemon._gc_sockets()
     await daemon._reload_lvs()
     daemon.reloads += 1
+    daemon.generation += 1
     daemon.config_loaded_at = time.time()
     msg = (f"reloaded: {len(keep)} instance(s) unchanged, {len(changed)} changed, "
            f"{len(started) - len(changed)} added, {len(drop)} removed")

@@ -12,8 +12,11 @@ Performance notes (see bench/dataplane/RESULTS.md for numbers):
   the other transport's ``write`` with no intermediate buffering or task
   switch; back-pressure pauses the reading side when the writing side's
   buffer passes its high-water mark.
-* uvloop is used when installed (``chimeha.runtime.lvs_manager`` installs the
-  policy); the proxy itself is loop-agnostic.
+* By default the relaying runs on its own uvloop event loop in a thread
+  (``own_loop``): the VRRP daemon must keep the default asyncio loop for
+  pyroute2's netlink sockets, and uvloop relays new connections markedly
+  faster. Configuration and counters cross threads through
+  ``run_coroutine_threadsafe``; the daemon loop stays free for VRRP timers.
 * Listeners are bound with ``IP_FREEBIND`` so a listener can be opened the
   moment VRRP adds the VIP (or just before) without racing the address.
 * The client address as seen by the real server is the director's (full
@@ -29,6 +32,7 @@ import asyncio
 import errno
 import logging
 import socket
+import threading
 import time
 from typing import Sequence
 
@@ -336,12 +340,44 @@ class ProxyBackend:
 
     name = "proxy"
 
-    def __init__(self, udp_timeout: float = 300.0, log: logging.Logger | None = None):
+    def __init__(self, udp_timeout: float = 300.0, log: logging.Logger | None = None,
+                 own_loop: bool | None = None):
+        """``own_loop``: relay on a dedicated uvloop event loop in a thread. None (default):
+        when uvloop is installed and the caller's loop is not uvloop already (the VRRP daemon
+        must run the default loop for pyroute2's netlink sockets, and uvloop relays faster)."""
         self.log = log or globals()["log"]
         self.udp_timeout = udp_timeout
         self._state = DesiredState()
         self._svcs: dict[ServiceKey, _Service] = {}
         self._sweeper: asyncio.Task | None = None
+        self._own_loop = own_loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _start_thread(self) -> asyncio.AbstractEventLoop | None:
+        """The proxy's own loop (started on first use), or None to run on the caller's loop."""
+        if self._loop is not None:
+            return self._loop
+        want = self._own_loop
+        try:
+            import uvloop
+        except ImportError:
+            uvloop = None
+        if want is None:
+            want = uvloop is not None and not isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        if not want:
+            return None
+        loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="chimeha-proxy", daemon=True)
+        self._thread.start()
+        self._loop = loop
+        return loop
+
+    async def _in_loop(self, coro):
+        loop = self._start_thread()
+        if loop is None:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     def unsupported(self, service: Service) -> str | None:
         if service.lb_kind != "NAT" or any(d.lb_kind != "NAT" for d in service.destinations):
@@ -353,7 +389,10 @@ class ProxyBackend:
         return None
 
     async def apply(self, ops: Sequence[Operation]) -> None:
-        new = apply_to(self._state, list(ops))
+        await self._in_loop(self._apply(list(ops)))
+
+    async def _apply(self, ops: list[Operation]) -> None:
+        new = apply_to(self._state, ops)
         errors = []
         for key in list(self._svcs):
             if key not in new.services:
@@ -386,6 +425,17 @@ class ProxyBackend:
         return self._state
 
     async def close(self) -> None:
+        if self._loop is None and self._own_loop is not False and not self._svcs:
+            return  # never used: do not start a thread just to stop it
+        await self._in_loop(self._close())
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(self._thread.join, 5.0)
+            loop.close()
+            self._thread = None
+
+    async def _close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -395,13 +445,14 @@ class ProxyBackend:
         self._state = DesiredState()
 
     def stats(self) -> dict:
+        """Counters (read from another thread when the proxy has its own loop: list() copies are atomic)."""
         out = {}
-        for key, s in self._svcs.items():
+        for key, s in list(self._svcs.items()):
             out[str(key)] = {
                 "refused": s.refused, "connect_errors": s.connect_errors,
                 "real_servers": {str(k): {"active": v.active, "weight": v.weight,
                                           **dict(zip(("connections", "bytes_in", "bytes_out"),
                                                      s.totals.get(k, (0, 0, 0))))}
-                                 for k, v in s.servers.items()},
+                                 for k, v in list(s.servers.items())},
             }
         return out
