@@ -309,12 +309,7 @@ def test_split_brain_when_adverts_are_cut(pair, tmp_path):
     b.host.run(["nft", "delete", "table", "inet", "chhacut"])
     wait_until(lambda: b.instance()["state"] == "BACKUP", 15, "server2 hears server1 again and yields")
     assert a.instance()["state"] == "MASTER"
-    try:
-        wait_until(lambda: not a.instance()["split_brain"]["active"], 10, "server1's split brain to resolve")
-    except AssertionError:
-        # Known gap in runtime/daemon.py: split_brain is cleared only when the instance leaves
-        # MASTER, so a master whose rival stepped down keeps reporting it. Everything above held.
-        pytest.xfail("runtime keeps split_brain active while the instance stays MASTER after the rival yields")
+    wait_until(lambda: not a.instance()["split_brain"]["active"], 10, "server1's split brain to resolve")
     resolved = [e for e in a.journal() if e["kind"] == "split_brain_resolved"]
     assert len(resolved) == 1 and resolved[0]["to"] == "MASTER"
     assert a.metric("chimeha_vrrp_split_brain", instance="VI_1", peer="") == 0
