@@ -19,6 +19,9 @@ from chalab import Daemon, holders, settle_on, wait_until
 pytestmark = pytest.mark.system
 
 VIP = "10.9.0.100"
+# With advert_int 0.1 a wrong second master shows up within Master_Down_Interval
+# (about 0.33 s): holding a settled VIP for 0.5 s is enough to catch it.
+HOLD = 0.5
 
 
 def conf(state: str, priority: int, extra: str = "", vip: str = VIP + "/24") -> str:
@@ -60,20 +63,20 @@ def test_link_cut_restore_and_sigterm(pair):
     nodes = [a, b]
     db.start()
     da.start()
-    settle_on(nodes, VIP, "a", timeout=8)
+    settle_on(nodes, VIP, "a", timeout=8, hold=HOLD)
 
     a.link_down()  # a loses carrier: FAULT, VIP dropped; b hears nothing and takes over
-    settle_on(nodes, VIP, "b", timeout=5)
+    settle_on(nodes, VIP, "b", timeout=5, hold=HOLD)
     wait_until(lambda: da.status()["instances"]["VI_F"]["state"] == "FAULT", 5, "a in FAULT")
 
     a.link_up()  # a recovers to BACKUP, hears the lower priority b and preempts
-    settle_on(nodes, VIP, "a", timeout=8)
+    settle_on(nodes, VIP, "a", timeout=8, hold=HOLD)
     sb = db.status()["instances"]["VI_F"]
     assert sb["state"] == "BACKUP" and sb["master_address"] == "10.9.0.11"
 
     before = sb["priority_zero_received"]
     da.stop()  # SIGTERM: a sends priority 0 and removes the VIP
-    settle_on(nodes, VIP, "b", timeout=3)
+    settle_on(nodes, VIP, "b", timeout=3, hold=HOLD)
     assert db.status()["instances"]["VI_F"]["priority_zero_received"] > before
     assert "MASTER -> INIT (shutdown)" in da.log()
 
@@ -85,7 +88,7 @@ def test_sighup_reload_keeps_vip_under_traffic_and_refuses_bad_config(pair, topo
     client = add_node(topology, "client", "10.9.0.50/24")
     db.start()
     da.start()
-    settle_on([a, b], VIP, "a", timeout=8)
+    settle_on([a, b], VIP, "a", timeout=8, hold=HOLD)
     s0 = da.status()["instances"]["VI_F"]
 
     # A valid new config: one more instance, placed first so every line of VI_F moves;
@@ -136,7 +139,7 @@ def test_stale_vip_from_a_killed_run_is_removed(pair):
     assert holders([a, b], VIP) == ["b"]
     da.start()
     db.start()
-    settle_on([a, b], VIP, "a", timeout=8)
+    settle_on([a, b], VIP, "a", timeout=8, hold=HOLD)
     assert "removed stale VIP" in db.log()
 
 
@@ -174,7 +177,7 @@ def test_hostile_packets_are_counted_and_harmless(pair, topology):
     a.run(["mkdir", "-p", "/run/dumps"])
     da.extra_args = ("--dump-dir", "/run/dumps")
     da.start()
-    settle_on([a], VIP, "a", timeout=8)
+    settle_on([a], VIP, "a", timeout=8, hold=HOLD)
     out = evil.run([sys.executable, "-c", HOSTILE])
     sent = json.loads(out.stdout)
 

@@ -69,7 +69,10 @@ def test_mixed_cluster_election_stop_and_preempt(topology, tmp_path, version, fa
     backup = Daemon(b, kinds[1], conf(state="BACKUP", priority=100, me=b_addr, peer=a_addr, **common), tmp_path)
     nodes = [a, b]
     down = 3 * float(advert) + 1  # master down interval, rounded up
-    hold = 1.5 * float(advert) + 0.5  # long enough for a wrong second master to show up
+    # Long enough for a wrong second master to show up: the backup started first and
+    # has been without (accepted) adverts for longer than Master_Down_Interval by the
+    # time the VIP settles, so one more advert interval catches a late claim.
+    hold = float(advert) + 0.5
     try:
         backup.start()
         master.start()

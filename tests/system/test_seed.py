@@ -63,7 +63,8 @@ def test_seed_nc_variant_tracks_the_api_port(topology, tmp_path):
     d1 = Daemon(s1, "chime-ha", text, tmp_path, conf_path="/etc/keepalived/keepalived.conf")
     try:
         d1.start()
-        settle_on([s1], VIP, "server1", timeout=10, hold=2.5)
+        # one node: nobody else can take the VIP, so a short hold is enough
+        settle_on([s1], VIP, "server1", timeout=10, hold=0.5)
         s1.stop(api)  # the API port closes: the check fails, VI_1 goes to FAULT
         wait_until(lambda: holders([s1], VIP) == [], 10, "VIP released after the API went away")
         assert "track_script chk_server failed" in d1.log()
