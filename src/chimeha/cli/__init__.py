@@ -27,6 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chime-ha",
         description="keepalived-compatible high availability: VRRP v2/v3 virtual IPs and virtual servers.",
+        epilog=(
+            "Typical use:\n"
+            "  chime-ha check -f /etc/keepalived/keepalived.conf\n"
+            "  chime-ha run -f /etc/keepalived/keepalived.conf --metrics 127.0.0.1:9650\n"
+            "  chime-ha status; chime-ha journal --follow\n"
+            "  chime-ha simulate -f server1.conf -f server2.conf --event '10 server1 link-down'\n"
+            "  chime-ha lab            (root: the seed's verification in network namespaces)\n\n"
+            "Each command has its own --help. It reads keepalived.conf unmodified; the deliberate\n"
+            "differences from keepalived 2.2.7 are listed in docs/config.md."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"chime-ha {__import__('chimeha').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
