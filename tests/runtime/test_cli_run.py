@@ -54,13 +54,3 @@ def test_dump_paths_put_keepalived_names_in_the_directory(tmp_path):
     paths = dump_paths(str(tmp_path))
     assert (paths.data, paths.stats, paths.json) == (
         f"{tmp_path}/keepalived.data", f"{tmp_path}/keepalived.stats", f"{tmp_path}/keepalived.json")
-
-
-def test_the_daemon_does_not_load_pyroute2():
-    # pyroute2's package import costs ~10 MiB of RSS; VIPs and routes use chimeha.net.rtnl.
-    code = ("import sys; from chimeha.cli import build_parser; build_parser();"
-            "import chimeha.runtime.daemon, chimeha.runtime.netlink, chimeha.net.addresses;"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"

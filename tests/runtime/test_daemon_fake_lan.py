@@ -218,3 +218,31 @@ async def test_generation_moves_on_changes_and_not_on_steady_adverts():
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_reload_restores_an_owner_priority_lowered_by_a_conflict(tmp_path):
+    # Two address owners (priority 255, state MASTER): as in keepalived 2.2.7,
+    # the one that hears the other lowers itself to 254 and yields, until a
+    # reload gives it its configured priority back.
+    bus = Bus()
+    daemons = []
+    for src in ("10.0.0.1", "10.0.0.2"):
+        path = tmp_path / f"{src}.conf"
+        path.write_text(conf(255, src).replace("state BACKUP", "state MASTER"))
+        res = loads(path.read_text(), str(path))
+        assert res.ok, [str(d) for d in res.diagnostics]
+        daemons.append(Daemon(str(path), res.config, socket_factory=partial(FakeSocket, bus, src),
+                              netlink=FakeNetlink()))
+    for d in daemons:
+        await d.start()
+    try:
+        prio = lambda d: d.instances["VI_1"].core.priority  # noqa: E731
+        await until(lambda: sorted(prio(d) for d in daemons) == [254, 255], what="one owner lowered to 254")
+        lowered = next(d for d in daemons if prio(d) == 254)
+        await until(lambda: state(lowered) is State.BACKUP, what="the lowered owner to yield")
+        result = await lowered.reload()
+        assert result["ok"], result
+        assert prio(lowered) == 255
+    finally:
+        for d in daemons:
+            await d.stop()

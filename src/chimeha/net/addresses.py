@@ -1,14 +1,9 @@
-"""Virtual IP addresses and virtual routes over rtnetlink.
+"""Virtual IP addresses and virtual routes over netlink (pyroute2).
 
 Operations are idempotent: adding an address already present or deleting one
 that is gone is not an error, because the kernel's state is the truth and a
 previous run (killed with SIGKILL) may have left a VIP behind. Every call
 reports what it changed so the daemon can log it.
-
-The requests go through :class:`chimeha.net.rtnl.Rtnl` (a few hundred lines
-instead of pyroute2's whole package in memory); any object with the same
-``addr`` / ``route`` / ``get_addr`` / ``link_lookup`` methods, such as
-pyroute2's ``IPRoute``, can be passed instead.
 """
 
 from __future__ import annotations
@@ -17,7 +12,8 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from chimeha.net.rtnl import Rtnl
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 log = logging.getLogger("chimeha.net.addresses")
 
@@ -32,16 +28,6 @@ _SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "n
 
 class AddressError(OSError):
     """A netlink request for a VIP or route failed for a reason other than 'already done'."""
-
-
-def _code(exc: Exception) -> int | None:
-    """The errno of a failed netlink request (ours or pyroute2's ``NetlinkError.code``)."""
-    code = getattr(exc, "code", None)
-    if code is None and isinstance(exc, OSError):
-        code = exc.errno or -1  # a socket failure (timeout...): reported as an AddressError
-    if code is None:
-        raise exc  # not a refusal by the kernel: a bug, let it show
-    return code
 
 
 @dataclass(frozen=True)
@@ -98,8 +84,8 @@ def vip_from_config(va, default_dev: str) -> Vip:
 class AddressManager:
     """Adds and removes VIPs and routes in the current network namespace."""
 
-    def __init__(self, ipr=None):
-        self._ipr = ipr or Rtnl()
+    def __init__(self, ipr: IPRoute | None = None):
+        self._ipr = ipr or IPRoute()
         self._own_ipr = ipr is None
         self._index_cache: dict[str, int] = {}
 
@@ -157,8 +143,8 @@ class AddressManager:
             kw["flags"] = IFA_F_NODAD
         try:
             self._ipr.addr("add", **kw)
-        except Exception as exc:
-            if _code(exc) == _EEXIST:
+        except NetlinkError as exc:
+            if exc.code == _EEXIST:
                 return False
             raise AddressError(f"cannot add {vip}: {exc.args[-1] if exc.args else exc}") from exc
         return True
@@ -176,8 +162,8 @@ class AddressManager:
                 kw["address"] = vip.peer
         try:
             self._ipr.addr("del", **kw)
-        except Exception as exc:
-            if _code(exc) in (_EADDRNOTAVAIL, _ESRCH, _ENOENT):
+        except NetlinkError as exc:
+            if exc.code in (_EADDRNOTAVAIL, _ESRCH, _ENOENT):
                 return False
             raise AddressError(f"cannot delete {vip}: {exc.args[-1] if exc.args else exc}") from exc
         return True
@@ -202,10 +188,10 @@ class AddressManager:
             kw["type"] = route.type
         try:
             self._ipr.route(op, **kw)
-        except Exception as exc:
-            if op == "add" and _code(exc) == _EEXIST:
+        except NetlinkError as exc:
+            if op == "add" and exc.code == _EEXIST:
                 return False
-            if op == "del" and _code(exc) in (_ESRCH, _ENOENT, _EADDRNOTAVAIL):
+            if op == "del" and exc.code in (_ESRCH, _ENOENT, _EADDRNOTAVAIL):
                 return False
             raise AddressError(f"cannot {op} route {route}: {exc.args[-1] if exc.args else exc}") from exc
         return True

@@ -277,7 +277,8 @@ class Daemon:
             self.scripts[name] = ScriptTracker(
                 name, vs.script, interval=vs.interval, timeout=vs.timeout, rise=vs.rise, fall=vs.fall,
                 init_fail=vs.init_fail, user=vs.user or gd.script_user, group=vs.group or gd.script_group,
-                on_change=lambda n, ok, _res: self._tracked("script", n, ok),
+                on_change=lambda n, ok, _res: self._tracked("script", n, ok,
+                                                            detail=self.scripts[n].state.detail()),
                 secure=gd.enable_script_security)
             self.scripts[name].start()
         if wanted["interface"]:
@@ -312,14 +313,14 @@ class Daemon:
                 w.stop()
         self._iface_watch = self._file_watch = self._proc_watch = None
 
-    def _tracked(self, kind: str, name: str, ok: bool) -> None:
+    def _tracked(self, kind: str, name: str, ok: bool, detail: str | None = None) -> None:
         if self._stopping:
             return
         now = self.now()
         touched = []
         for inst in self.instances.values():
             if any(t.kind == kind and t.name == name for t in inst.core.spec.tracks):
-                inst.core.set_tracked(name, ok, now)
+                inst.core.set_tracked(name, ok, now, detail=detail)
                 touched.append(inst)
         self._after_input(touched)
 
@@ -451,7 +452,7 @@ class Daemon:
                 # The core ends the episode once every rival master went silent.
                 if inst.split_brain["active"]:
                     inst.split_brain = {"active": False, "peer": None, "since": None}
-                    log.warning("%s: split brain over: %s", inst.name, action.reason)
+                    log.warning("%s: %s", inst.name, action.reason)
             elif not inst.split_brain["active"]:
                 inst.split_brain = {"active": True, "peer": action.peer, "since": _wall(action.at)}
                 log.warning("%s: split brain: %s", inst.name, action.reason)

@@ -1,13 +1,16 @@
 """Netlink and link-layer side effects, run in one worker thread, in order.
 
-The rtnetlink requests (:mod:`chimeha.net.rtnl`) are blocking calls. So every
-VIP/route change and gratuitous announcement goes through a single worker
-thread: FIFO order is kept (a GARP is never sent before its VIP is added),
-and a slow netlink reply never delays an advertisement.
+pyroute2's synchronous API runs its own event loop, which cannot nest inside
+the daemon's running loop (and uvloop cannot open netlink datagram
+endpoints at all). So every VIP/route change and gratuitous announcement goes
+through a single worker thread with a plain asyncio loop of its own: FIFO
+order is kept (a GARP is never sent before its VIP is added), and a slow
+netlink reply never delays an advertisement.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 
@@ -17,11 +20,16 @@ from chimeha.net.garp import Announcer
 log = logging.getLogger("chimeha.runtime.netlink")
 
 
+def _thread_init() -> None:
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 class NetlinkWorker:
     """Owns an :class:`AddressManager` and the GARP sockets, all used from one thread."""
 
     def __init__(self):
-        self._ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chimeha-netlink")
+        self._ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chimeha-netlink",
+                                                         initializer=_thread_init)
         self._mgr: AddressManager | None = None
         self._announcers: dict[str, Announcer] = {}
 

@@ -82,6 +82,10 @@ async def reload(daemon) -> dict:
                                        if v.address in gone], (), (), old.core.spec.interface, False)
         if old.core.state is State.MASTER:
             inst.core.force_state(State.MASTER, now, "configuration reloaded while MASTER")
+    for kept in keep.values():
+        # A kept instance whose priority keepalived-style owner-conflict handling
+        # lowered gets its configured priority back, as a reload does in keepalived.
+        kept.core.on_reload(now)
     daemon._after_input(list(daemon.instances.values()))
     daemon._gc_sockets()
     await daemon._reload_lvs()
