@@ -53,6 +53,20 @@ def list_own_namespaces() -> list[str]:
     return [n for n in names if n.startswith(NAME_PREFIX)]
 
 
+def run_inside(place, cmd: list[str] | str, check: bool = True, timeout: float = 30,
+               **kw) -> subprocess.CompletedProcess:
+    """Run ``cmd`` through ``place.argv`` (a Host or a lab Node), output captured as text.
+
+    With ``check``, a non-zero exit raises :class:`NetnsError` naming the place.
+    """
+    if isinstance(cmd, str):
+        cmd = shlex.split(cmd)
+    proc = subprocess.run(place.argv(cmd), capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise NetnsError(f"[{place.name}] {' '.join(cmd)}: rc={proc.returncode} {proc.stderr.strip()}")
+    return proc
+
+
 @dataclass
 class Host:
     """One namespace on the lab bridge."""
@@ -74,12 +88,7 @@ class Host:
 
     def run(self, cmd: list[str] | str, check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
         """Run a command inside this host's namespace and wait for it."""
-        if isinstance(cmd, str):
-            cmd = shlex.split(cmd)
-        proc = subprocess.run(self.argv(cmd), capture_output=True, text=True, timeout=timeout, **kw)
-        if check and proc.returncode != 0:
-            raise NetnsError(f"[{self.name}] {' '.join(cmd)}: rc={proc.returncode} {proc.stderr.strip()}")
-        return proc
+        return run_inside(self, cmd, check, timeout, **kw)
 
     def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
         """Start a background process in this namespace; it is stopped by close()."""

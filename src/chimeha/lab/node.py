@@ -38,7 +38,8 @@ import subprocess
 import sys
 import time
 
-from chimeha.lab.netns import Host, NetnsError, Topology, process_start_time, reap_if_child, stop_process
+from chimeha.lab.netns import (Host, NetnsError, Topology, process_start_time, reap_if_child, run_inside,
+                               stop_process)
 
 #: Directories that get a private, empty tmpfs inside every node.
 PRIVATE_DIRS: tuple[str, ...] = ("/run", "/etc/keepalived")
@@ -180,12 +181,7 @@ class Node:
 
     def run(self, cmd: list[str] | str, check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
         """Run a command inside the node and wait for it (output captured as text)."""
-        if isinstance(cmd, str):
-            cmd = shlex.split(cmd)
-        proc = subprocess.run(self.argv(cmd), capture_output=True, text=True, timeout=timeout, **kw)
-        if check and proc.returncode != 0:
-            raise NetnsError(f"[{self.name}] {' '.join(cmd)}: rc={proc.returncode} {proc.stderr.strip()}")
-        return proc
+        return run_inside(self, cmd, check, timeout, **kw)
 
     def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
         """Start a background process inside the node; :meth:`close` stops it.
