@@ -23,6 +23,7 @@ def metric(obs, name, **labels):
 def make(tmp_path, **kw):
     paths = DumpPaths(str(tmp_path / "k.data"), str(tmp_path / "k.stats"), str(tmp_path / "k.json"))
     kw.setdefault("signals", False)
+    kw.setdefault("metrics", True)  # the registry without an HTTP listener
     return attach(FakeDaemon(), control_path=None, metrics_addr=None, journal_path=str(tmp_path / "j.jsonl"),
                   dump_paths=paths, **kw)
 
@@ -143,3 +144,25 @@ async def test_start_failure_leaves_nothing_open(tmp_path):
     finally:
         blocker.close()
         await blocker.wait_closed()
+
+
+def test_split_brain_healing_is_journaled_at_once_without_waiting_for_a_poll(tmp_path):
+    obs = make(tmp_path)
+    obs.poll()
+    start = SplitBrain(instance="VI_1", peer="192.168.231.12", peer_priority=255, local_priority=255,
+                       reason="another master 192.168.231.12 (priority 255) for VRID 51", at=2.0)
+    heal = SplitBrain(instance="VI_1", peer="192.168.231.12", peer_priority=255, local_priority=255,
+                      reason="no advertisement from 192.168.231.12 for 3.008 s", at=5.0, healing=True)
+    assert obs.on_event(heal) is None  # no episode open: nothing to resolve
+    obs.daemon.snap["instances"]["VI_1"]["split_brain"] = {"active": True, "peer": "192.168.231.12", "since": 1e9}
+    obs.on_event(start)
+    obs.daemon.snap["instances"]["VI_1"]["split_brain"] = {"active": False, "peer": None, "since": None}
+    entry = obs.on_event(heal)  # no poll in between: the entry comes from the event itself
+    assert (entry["kind"], entry["from"], entry["to"]) == ("split_brain_resolved", "SPLIT_BRAIN", "MASTER")
+    assert entry["reason"] == "no advertisement from 192.168.231.12 for 3.008 s"
+    assert entry["peer"] == "192.168.231.12"
+    assert [e["kind"] for e in obs.journal.entries()] == ["split_brain", "split_brain_resolved"]
+    obs.poll()  # the watcher agrees and does not journal the end a second time
+    assert obs.on_event(heal) is None
+    assert [e["kind"] for e in obs.journal.entries()] == ["split_brain", "split_brain_resolved"]
+    assert metric(obs, "chimeha_vrrp_split_brain_episodes_total", instance="VI_1") == 1

@@ -246,3 +246,20 @@ async def test_reload_restores_an_owner_priority_lowered_by_a_conflict(tmp_path)
     finally:
         for d in daemons:
             await d.stop()
+
+
+async def test_instance_snapshot_is_the_instance_entry_of_the_full_snapshot():
+    bus = Bus()
+    a, _ = node(bus, 200, "10.0.0.1")
+    await a.start()
+    try:
+        await until(lambda: state(a) is State.MASTER, what="a MASTER")
+        one = a.instance_snapshot("VI_1")
+        full = a.snapshot()["instances"]["VI_1"]
+        volatile = {"adverts_sent", "adverts_received", "uptime", "now"}  # may tick between the two calls
+        assert {k: v for k, v in one.items() if k not in volatile} == \
+               {k: v for k, v in full.items() if k not in volatile}
+        assert one["state"] == "MASTER"
+        assert a.instance_snapshot("nope") is None
+    finally:
+        await a.stop()

@@ -10,7 +10,9 @@ bad input: every problem is a ``Diagnostic`` with file and line.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+import sys
+import types
+from typing import Any, Callable, Iterable
 
 from .build import build_config
 from .lexer import Lexer
@@ -18,12 +20,39 @@ from . import model as _model
 from .model import *  # noqa: F401,F403  (the model is part of this package's API)
 from .model import Config, Diagnostic, LoadResult
 from .parser import parse_lines
-from .render import render
 from .validate import cross_check as _cross_check
 from .validate import validate as _validate
 from .values import Ctx
 
 __all__ = ["load", "loads", "render", "check_nodes", "default_config_id", *_model.__all__]
+
+
+def __getattr__(name: str) -> Any:
+    # ``render`` is only needed by tools that write a config back (the daemon
+    # only loads one): import it on first use.
+    if name == "render":
+        from .render import render
+
+        globals()["render"] = render
+        return render
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """Keeps ``chimeha.config.render`` the function once the submodule of that name is imported.
+
+    Importing ``chimeha.config.render`` (the module) binds it as this package's
+    ``render`` attribute; the public name is the function, as before render
+    became lazy.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "render" and isinstance(value, types.ModuleType):
+            value = value.render
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def default_config_id() -> str:

@@ -212,6 +212,11 @@ def _instance(name: str, raw: Any) -> InstanceStatus:
     }
 
 
+def instance_status(name: str, raw: Any) -> InstanceStatus:
+    """One entry of ``instances`` normalized as :func:`normalize` does (never raises)."""
+    return _instance(name, raw)
+
+
 def _script(name: str, raw: Any) -> ScriptStatus:
     raw = raw if isinstance(raw, dict) else {}
     result = raw.get("result")

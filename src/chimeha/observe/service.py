@@ -9,6 +9,11 @@ Split brain and failover durations live in the snapshot (the daemon measures
 them); a small watcher polls the snapshot every ``watch_interval`` seconds and
 turns their changes into journal entries and histogram samples, so the daemon
 only has to keep its snapshot true.
+
+Metrics (prometheus_client, which pulls in http.server, email and urllib:
+~2.6 MiB of RSS) and the HTTP listener are imported only when a metrics address
+is given (or ``metrics=True``): a daemon run without ``--metrics`` never loads
+them.
 """
 
 from __future__ import annotations
@@ -22,10 +27,8 @@ from typing import Any, Callable
 from . import sdnotify
 from .control import DEFAULT_CONTROL_PATH, ControlServer
 from .dumps import RENDERERS, DumpPaths, write_dump
-from .http import HttpServer
 from .journal import DEFAULT_JOURNAL_PATH, Journal, state_name
-from .metrics import Metrics
-from .schema import Snapshot, normalize
+from .schema import InstanceStatus, Snapshot, instance_status, normalize
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +45,47 @@ class Observer:
     "message": str, "diagnostics": [str]}``. ``control_path=None`` or
     ``metrics_addr=None`` disable the control socket or the HTTP listener;
     ``journal_path=None`` keeps the journal in memory.
+
+    ``metrics`` (None: only when ``metrics_addr`` is given) builds
+    :attr:`metrics`, the Prometheus registry, without an HTTP listener when
+    True; without metrics :attr:`metrics` and :attr:`http` are None and
+    prometheus_client is never imported.
+
+    The daemon may also offer ``instance_snapshot(name) -> dict | None`` (one
+    entry of ``snapshot()["instances"]``): :meth:`on_transition` then builds
+    only that instance's status instead of the whole snapshot.
     """
 
     def __init__(self, daemon: Any, control_path: str | None = DEFAULT_CONTROL_PATH,
                  metrics_addr: str | None = None, journal_path: str | None = DEFAULT_JOURNAL_PATH,
                  dump_paths: DumpPaths = DumpPaths(), watch_interval: float = 0.5,
-                 signals: bool = True, journal_size: int = 1000):
+                 signals: bool = True, journal_size: int = 1000, metrics: bool | None = None):
         self.daemon = daemon
         self.dump_paths = dump_paths
         self.watch_interval = watch_interval
         self.journal = Journal(journal_path, maxlen=journal_size)
-        self.metrics = Metrics(self.snapshot)
-        self.journal.subscribe(self.metrics.on_entry)
+        self.metrics = None
+        if metrics or (metrics is None and metrics_addr):
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self.snapshot)
+            self.journal.subscribe(self.metrics.on_entry)
         self.control = ControlServer(control_path, self) if control_path else None
-        self.http = HttpServer(metrics_addr, self.status, self._journal_tail, self.metrics.render) if metrics_addr else None
+        self.http = None
+        if metrics_addr:
+            from .http import HttpServer
+
+            if self.metrics is None:
+                raise ValueError("a metrics address needs metrics (metrics=False given)")
+            self.http = HttpServer(metrics_addr, self.status, self._journal_tail, self.metrics.render)
         self._want_signals = signals
         self._signals: list[int] = []
         self._watcher: asyncio.Task | None = None
         self._split: dict[str, bool] = {}
-        self._failovers_seen: dict[str, int] = {}
+        self._failovers_seen: dict[str, tuple] = {}
+        # The systemd STATUS= line per instance, kept up to date by polls and
+        # transitions so a transition does not need every instance's status.
+        self._shown: dict[str, str] = {}
         self._last_raw: Any = {}
         self._snapshot_failed = False
         self._ready_sent = False
@@ -148,21 +173,28 @@ class Observer:
         Call it after the daemon updated its snapshot for the change: a
         BACKUP -> MASTER entry carries the failover duration the daemon measured.
         """
-        snap = self.snapshot()
-        inst = snap["instances"].get(str(getattr(event, "instance", "")))
+        name = str(getattr(event, "instance", ""))
+        # Only this instance's status: a 100-instance failover is 100 transitions,
+        # and the whole snapshot costs ~1.4 ms each.
+        inst = self.instance_status(name)
         seconds = None
+        new: list[float] = []
         if inst is not None:
-            new = self._new_failovers(inst["name"], inst["failovers"])
-            for s in new:
-                self.metrics.observe_failover(inst["name"], s)
+            new = self._new_failovers(name, inst["failovers"])
             if new and state_name(getattr(event, "new", "")) == "MASTER":
                 seconds = new[-1]
         entry = self.journal.append("transition", getattr(event, "instance", "?"),
                                     state_name(getattr(event, "old", "?")), state_name(getattr(event, "new", "?")),
                                     getattr(event, "reason", "") or "", getattr(event, "at", None),
                                     failover_seconds=getattr(event, "failover_seconds", None) or seconds)
-        self._poll(snap)
-        sdnotify.status(self._summary(snap))
+        if self.metrics is not None:
+            for s in new:
+                self.metrics.observe_failover(name, s)
+        if self.auto_ready and not self._ready_sent:
+            self.poll()  # until READY=1 (the first transitions only): node.started_at is in the full snapshot
+        elif inst is not None:
+            self._poll_instance(name, inst, failovers=False)
+        sdnotify.status(self._summary_cached())
         return entry
 
     def on_event(self, action: Any) -> dict[str, Any] | None:
@@ -178,7 +210,7 @@ class Observer:
                 if not self._split.get(name):
                     return None
                 self._split[name] = False
-                inst = self.snapshot()["instances"].get(name)
+                inst = self.instance_status(name)
                 return self.journal.append("split_brain_resolved", name, "SPLIT_BRAIN",
                                            inst["state"] if inst else "MASTER",
                                            getattr(action, "reason", "") or "no other master heard any more",
@@ -186,8 +218,7 @@ class Observer:
             if self._split.get(name):
                 return None  # one entry per episode, not one per advert heard
             self._split[name] = True
-            snap = self.snapshot()
-            inst = snap["instances"].get(name)
+            inst = self.instance_status(name)
             return self.journal.append("split_brain", name, inst["state"] if inst else "MASTER", "SPLIT_BRAIN",
                                        getattr(action, "reason", "") or "another master is advertising",
                                        getattr(action, "at", None), peer=getattr(action, "peer", None))
@@ -209,6 +240,33 @@ class Observer:
             self._snapshot_failed = True
             raw = self._last_raw
         return normalize(raw)
+
+    def instance_status(self, name: str) -> InstanceStatus | None:
+        """One instance's normalized status (None if the daemon has no such instance).
+
+        Uses the daemon's ``instance_snapshot(name)`` when it offers one; else
+        takes that entry of ``snapshot()`` and normalizes only it.
+        """
+        fn = getattr(self.daemon, "instance_snapshot", None)
+        if callable(fn):
+            try:
+                raw = fn(name)
+            except Exception:
+                log.exception("daemon instance_snapshot(%r) failed; using the full snapshot", name)
+            else:
+                return None if raw is None else instance_status(name, raw)
+        try:
+            snap = self.daemon.snapshot()
+            self._last_raw = snap
+            self._snapshot_failed = False
+        except Exception:
+            if not self._snapshot_failed:
+                log.exception("daemon snapshot failed; serving the last good one")
+            self._snapshot_failed = True
+            snap = self._last_raw
+        instances = snap.get("instances") if isinstance(snap, dict) else None
+        raw = instances.get(name) if isinstance(instances, dict) else None
+        return None if raw is None else instance_status(name, raw)
 
     def _new_failovers(self, name: str, fo: dict[str, Any]) -> list[float]:
         """Failover durations not yet seen; works whether ``count`` is a total or capped at len(recent)."""
@@ -234,21 +292,28 @@ class Observer:
         if self.auto_ready and not self._ready_sent and snap["node"]["started_at"] is not None:
             self.ready()  # the daemon reports it started: its instances run
         for name, inst in snap["instances"].items():
-            sb = inst["split_brain"]
-            if sb["active"] != self._split.get(name, False):
-                if sb["active"]:
-                    self.journal.append("split_brain", name, inst["state"], "SPLIT_BRAIN",
-                                        f"another master for VRID {inst['vrid']} is advertising: {sb['peer'] or 'unknown address'}",
-                                        sb["since"], peer=sb["peer"])
-                else:
-                    self.journal.append("split_brain_resolved", name, "SPLIT_BRAIN", inst["state"],
-                                        f"no other master heard for VRID {inst['vrid']} any more", None)
-                self._split[name] = sb["active"]
+            self._poll_instance(name, inst)
+        for name in [n for n in self._split if n not in snap["instances"]]:
+            del self._split[name]
+        self._shown = {name: self._shown[name] for name in snap["instances"]}
+
+    def _poll_instance(self, name: str, inst: InstanceStatus, failovers: bool = True) -> None:
+        """Journal a split-brain change of one instance; feed new failovers (unless ``failovers`` is False)."""
+        sb = inst["split_brain"]
+        if sb["active"] != self._split.get(name, False):
+            if sb["active"]:
+                self.journal.append("split_brain", name, inst["state"], "SPLIT_BRAIN",
+                                    f"another master for VRID {inst['vrid']} is advertising: {sb['peer'] or 'unknown address'}",
+                                    sb["since"], peer=sb["peer"])
+            else:
+                self.journal.append("split_brain_resolved", name, "SPLIT_BRAIN", inst["state"],
+                                    f"no other master heard for VRID {inst['vrid']} any more", None)
+            self._split[name] = sb["active"]
+        self._shown[name] = "SPLIT BRAIN" if sb["active"] else inst["state"]
+        if failovers:
             for seconds in self._new_failovers(name, inst["failovers"]):
-                self.metrics.observe_failover(name, seconds)
-        for name in list(self._split):
-            if name not in snap["instances"]:
-                del self._split[name]
+                if self.metrics is not None:
+                    self.metrics.observe_failover(name, seconds)
 
     async def _watch(self) -> None:
         seen = None
@@ -270,6 +335,10 @@ class Observer:
         snap = snap or self.snapshot()
         parts = [f"{n} {'SPLIT BRAIN' if i['split_brain']['active'] else i['state']}" for n, i in snap["instances"].items()]
         return "; ".join(parts) or "no VRRP instances"
+
+    def _summary_cached(self) -> str:
+        """:meth:`_summary` from what the last poll and transitions showed (no snapshot)."""
+        return "; ".join(f"{n} {s}" for n, s in self._shown.items()) or "no VRRP instances"
 
     # -- the control target (see control.ControlTarget) ------------------
     def status(self) -> dict[str, Any]:

@@ -655,6 +655,17 @@ class Daemon:
 
         return snapshot(self)
 
+    def instance_snapshot(self, name: str) -> dict | None:
+        """One entry of ``snapshot()["instances"]`` (None for an unknown name).
+
+        The observer journals each transition from this, instead of building
+        the whole snapshot (which costs ~0.5 ms with 100 instances).
+        """
+        from chimeha.runtime.status import _instance
+
+        inst = self.instances.get(name)
+        return None if inst is None else _instance(name, inst)
+
 
 def _where(cfg) -> str:
     where = getattr(cfg, "where", None)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from enum import Enum
 from typing import Mapping, Sequence
 
@@ -131,9 +132,26 @@ def _addr_len(family: int) -> int:
     return 4 if family == 4 else 16
 
 
+# Per-packet address parsing, cached: a node hears the same few peers, group
+# and VIPs over and over, and ipaddress parsing is most of validate()'s cost.
+# Bounded, so a flood of forged addresses cannot grow memory; exceptions
+# (invalid text) are not cached and raise as before.
+_ADDR_CACHE = 1024
+
+
+@lru_cache(maxsize=_ADDR_CACHE)
+def _packed(addr: str) -> bytes:
+    return ipaddress.ip_address(addr).packed
+
+
+@lru_cache(maxsize=_ADDR_CACHE)
+def _addr_text(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
 def _pseudo_header(family: int, source: str, destination: str, length: int) -> bytes:
-    src = ipaddress.ip_address(source).packed
-    dst = ipaddress.ip_address(destination).packed
+    src = _packed(source)
+    dst = _packed(destination)
     if family == 4:
         return src + dst + struct.pack("!BBH", 0, VRRP_PROTO, length)
     return src + dst + struct.pack("!I3xB", length, VRRP_PROTO)
@@ -240,7 +258,7 @@ def decode(data: bytes, *, family: int = 4, source: str = "") -> Advertisement:
         raise PacketError(f"version {ver} (only 2 and 3 exist)")
     csum = struct.unpack("!H", data[6:8])[0]
     addrs = tuple(
-        str(ipaddress.ip_address(data[8 + i * alen: 8 + (i + 1) * alen])) for i in range(count)
+        _addr_text(data[8 + i * alen: 8 + (i + 1) * alen]) for i in range(count)
     )
     return Advertisement(ver, vrid, prio, interval, addrs, source, family, atype, adata, csum, typ)
 
@@ -259,6 +277,7 @@ def verify_checksum(data: bytes, adv: Advertisement, *, source: str, destination
     return checksum16(pseudo + body) == 0
 
 
+@lru_cache(maxsize=_ADDR_CACHE)
 def _is_multicast(addr: str) -> bool:
     try:
         return ipaddress.ip_address(addr).is_multicast
@@ -339,16 +358,22 @@ def validate(
                 f"{len(adv.addresses)} addresses from {source}, we have {len(exp.addresses)}",
                 adv.vrid,
             )
-        mine = {_norm(a) for a in exp.addresses}
-        theirs = {_norm(a) for a in adv.addresses}
+        mine = _norm_set(tuple(exp.addresses))  # tuple(): a list given by a caller stays hashable
+        theirs = _norm_set(adv.addresses)
         if mine != theirs:
             missing = ", ".join(sorted(mine - theirs)) or "-"
             return Drop(DropReason.ADDRESS_LIST, f"advert from {source} lacks {missing}", adv.vrid)
     return adv
 
 
+@lru_cache(maxsize=_ADDR_CACHE)
 def _norm(addr: str) -> str:
     return str(ipaddress.ip_address(str(addr).split("/")[0]))
+
+
+@lru_cache(maxsize=_ADDR_CACHE)
+def _norm_set(addresses: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_norm(a) for a in addresses)
 
 
 def expectation_for(spec) -> Expectation:
