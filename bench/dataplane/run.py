@@ -8,6 +8,13 @@ the report gives each setup's median and its ratio to HAProxy and to
 hand-written nftables rules.
 
     sudo .venv/bin/python bench/dataplane/run.py [--duration 10] [--rounds 3] [--out bench/dataplane/RESULTS.md]
+        [--only "hand-written nft,chime-ha nft,chime-ha rules (previous layout)"]
+
+``--only`` takes comma-separated setup names (an A/B of a few setups);
+"chime-ha rules (previous layout)" (previous_layout.nft) and "chime-ha rules (static)" (the current
+renderer's table) are static rules with no daemon running; they and "chime-ha nft (no checks)"
+run only when named. `--modes`
+restricts the load to "keep-alive" or "new connection".
 
 Needs root, nginx-light, haproxy, nftables and wrk (apt-get install wrk).
 Everything lives in namespaces this script creates and removes.
@@ -57,6 +64,9 @@ http {{
         listen {addr}:8083 backlog=4096;
         listen {addr}:8084 backlog=4096;
         listen {addr}:8085 backlog=4096;
+        listen {addr}:8086 backlog=4096;
+        listen {addr}:8087 backlog=4096;
+        listen {addr}:8088 backlog=4096;
         location / {{ return 200 "{name}\\n"; }}
     }}
 }}
@@ -123,8 +133,19 @@ def wait_port(host, addr, port, timeout=15.0):
 
 
 class Setup:
-    def __init__(self, name, start, stop):
+    def __init__(self, name, start, stop, extra=False):
         self.name, self.start, self.stop = name, start, stop
+        self.extra = extra  # only run when named in --only
+
+
+def current_rules(port: int) -> str:
+    """What chime-ha's nft backend loads for the benchmark's virtual server (rr, source NAT auto)."""
+    from chimeha.lvs.backends.nft import Renderer
+    from chimeha.lvs.types import DesiredState, Destination, Service, ServiceKey
+
+    key = ServiceKey("TCP", VIP, 80)
+    svc = Service(key, "rr", destinations=tuple(Destination(a, port, 1) for a in RS))
+    return Renderer("auto", ["192.168.231.0/24"]).render(DesiredState({key: svc}))
 
 
 def main() -> int:
@@ -133,6 +154,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--only", help="comma-separated setup names")
+    ap.add_argument("--modes", default="keep-alive,new connection",
+                    help="comma-separated: keep-alive, new connection (default both)")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args()
     for tool in ("wrk", "nginx", "haproxy", "nft", "nc"):
@@ -164,8 +187,9 @@ def main() -> int:
         # through another setup's NAT) would otherwise drop SYNs of the next one.
         (tmp / "hand.nft").write_text(HAND_NFT.format(port=8080, **fmt))
         (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=8081, **fmt))
-        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085)):
+        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088)):
             (tmp / f"{name}.conf").write_text(CHIMEHA_CONF.format(port=port, **fmt))
+        (tmp / "current.nft").write_text(current_rules(8087))
         procs = {}
 
         def popen_ready(name, argv, port_check=True, ready_file=None):
@@ -192,9 +216,22 @@ def main() -> int:
             Setup("hand-written nft", lambda: (d.run(["nft", "-f", str(tmp / "hand.nft")]),
                                                wait_port(client, VIP, 80)),
                   lambda: d.run(["nft", "delete", "table", "ip", "bench"])),
+            # chime-ha's table for this service as the pre-lean renderer wrote it
+            # (verdict map, service chain, per-server chains), static: A/B of the layout
+            Setup("chime-ha rules (previous layout)", lambda: (d.run(["nft", "-f", str(HERE / "previous_layout.nft")]),
+                                                              wait_port(client, VIP, 80)),
+                  lambda: d.run(["nft", "delete", "table", "inet", "chimeha"]), extra=True),
+            # the current renderer's table for the same service, loaded as static rules
+            # (no daemon running): separates the rule layout from the daemon's presence
+            Setup("chime-ha rules (static)", lambda: (d.run(["nft", "-f", str(tmp / "current.nft")]),
+                                                      wait_port(client, VIP, 80)),
+                  lambda: d.run(["nft", "delete", "table", "inet", "chimeha"]), extra=True),
             Setup("haproxy (tcp)", lambda: popen_ready("haproxy", ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")]),
                   lambda: stop("haproxy")),
             Setup("chime-ha nft", lambda: chime("nft", "nft"), lambda: stop("nft")),
+            # the same without health checkers: does the daemon's own activity show?
+            Setup("chime-ha nft (no checks)", lambda: chime("nftnc", "nft", "--no-checks"), lambda: stop("nftnc"),
+                  extra=True),
             # as inside the VRRP daemon: control on the default loop, relaying on its own uvloop thread
             Setup("chime-ha proxy", lambda: chime("proxy", "proxy"), lambda: stop("proxy")),
             # everything on one uvloop loop (standalone runner with --uvloop)
@@ -206,8 +243,18 @@ def main() -> int:
         ]
         if args.only:
             keep = set(args.only.split(","))
+            unknown = keep - {s.name for s in setups}
+            if unknown:
+                raise SystemExit(f"bench: unknown setup(s) {', '.join(sorted(unknown))}; "
+                                 f"known: {', '.join(s.name for s in setups)}")
             setups = [s for s in setups if s.name in keep]
+        else:
+            setups = [s for s in setups if not s.extra]
         modes = {"keep-alive": [], "new connection": ["-H", "Connection: close"]}
+        wanted = args.modes.split(",")
+        if not set(wanted) <= set(modes):
+            raise SystemExit(f"bench: --modes takes {', '.join(modes)}")
+        modes = {m: v for m, v in modes.items() if m in wanted}
         results = {(s.name, m): [] for s in setups for m in modes}
         errors = {(s.name, m): 0 for s in setups for m in modes}
         for rnd in range(args.rounds):
@@ -247,7 +294,7 @@ def report(args, setups, modes, results, errors) -> None:
         "# Data-plane benchmark (bench/dataplane)", "",
         f"- Command: `{' '.join([sys.executable.split('/')[-1], *sys.argv])}`",
         f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}",
-        f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}; one port per setup, 8080-8085), "
+        f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}; one port per setup, 8080-8088), "
         "all in network namespaces on one bridge; every process shares the same cores.",
         "- Client and director namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range 1024-65535; "
         "director: ip_forward=1. Health checks (TCP_CHECK, delay_loop 6) run during chime-ha's measurements.",
@@ -262,7 +309,7 @@ def report(args, setups, modes, results, errors) -> None:
             v = med[(s.name, m)]
             h = med.get(("haproxy (tcp)", m))
             n = med.get(("hand-written nft", m))
-            cells.append(f"{v:,.0f} | {v / h:.2f}x | {v / n:.2f}x" if h and n else f"{v:,.0f} | - | -")
+            cells.append(f"{v:,.0f} | " + (f"{v / h:.2f}x" if h else "-") + " | " + (f"{v / n:.2f}x" if n else "-"))
         errs = sum(errors[(s.name, m)] for m in modes)
         lines.append(f"| {s.name} | " + " | ".join(cells) + f" | {errs} |")
     lines += ["", "Raw rounds (req/s):", ""]

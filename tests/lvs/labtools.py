@@ -96,3 +96,56 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+# A load client: WORKERS concurrent loops of one HTTP GET per new connection
+# (chimeha.lab.probe.fetch: the stand-ins answer with their node's name),
+# cycling over the targets, until MAX requests or SECONDS have passed. One line
+# per request: "<start> <end> <host:port> <1|0> <node or error word>" (monotonic
+# clock, shared by every namespace). PAUSE between a worker's requests keeps
+# the load steady without starving the daemons on a 2-core machine.
+LOAD = r'''
+import asyncio, sys, time
+from chimeha.lab.probe import fetch
+workers, total, seconds, pause, timeout = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), \
+    float(sys.argv[4]), float(sys.argv[5])
+targets = [(t.rpartition(":")[0], int(t.rpartition(":")[2])) for t in sys.argv[6:]]
+left = [total]
+end = time.monotonic() + seconds
+async def worker(i):
+    n = i
+    while left[0] > 0 and time.monotonic() < end:
+        left[0] -= 1
+        host, port = targets[n % len(targets)]
+        n += 1
+        t0 = time.monotonic()
+        ok, who = await fetch(host, port, timeout)
+        print(f"{t0:.6f} {time.monotonic():.6f} {host}:{port} {int(ok)} {who}", flush=True)
+        await asyncio.sleep(pause)
+async def main():
+    await asyncio.gather(*(worker(i) for i in range(workers)))
+asyncio.run(main())
+'''
+
+
+def start_load(node, targets: list[str], workers: int = 4, total: int = 20000, seconds: float = 30.0,
+               pause: float = 0.01, timeout: float = 0.5):
+    """Start the load client in ``node``; returns (Popen, results list filled by a reader thread).
+
+    Each result is ``(start, end, target, ok, who)``.
+    """
+    import subprocess
+    import threading
+
+    proc = node.popen([sys.executable, "-c", LOAD, str(workers), str(total), str(seconds), str(pause),
+                       str(timeout), *targets], stdout=subprocess.PIPE, text=True, bufsize=1)
+    results: list[tuple[float, float, str, bool, str]] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            p = line.split()
+            if len(p) == 5:
+                results.append((float(p[0]), float(p[1]), p[2], p[3] == "1", p[4]))
+
+    threading.Thread(target=read, name="load-reader", daemon=True).start()
+    return proc, results

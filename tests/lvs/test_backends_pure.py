@@ -39,9 +39,59 @@ def test_render_persistence_snat_and_weights():
     assert text.count("timeout 50s") == 2  # one timed set per real server
     assert "ip saddr & 255.255.255.0 @p_" in text
     assert "dnat ip to 192.168.231.12:8801" in text
-    assert ("ct status dnat ct original ip daddr { 192.168.231.10 } ip saddr 192.168.231.0/24 "
+    assert ("ct status dnat ct original ip daddr 192.168.231.10 ip saddr 192.168.231.0/24 "
             "ip daddr 192.168.231.0/24 masquerade") in text
+    assert "ip daddr . meta l4proto . th dport vmap @svc4" in text  # persistence: through the service chain
     assert "masquerade" not in Renderer("never").render(DesiredState({K: s}))
+
+
+def _hook(text: str, chain: str) -> list[str]:
+    """The rules of one hook chain of a rendered table."""
+    body = text.split(f"  chain {chain} {{\n", 1)[1].split("\n  }", 1)[0]
+    return [r.strip() for r in body.splitlines()[1:]]  # [0] is the "type nat hook" line
+
+
+def test_render_common_case_is_the_hand_written_rule():
+    """No persistence, rr/wrr: one rule per service in each hook, nothing else per new connection."""
+    s = svc("wrr", (3, 1, 0))
+    text = Renderer("auto", ["192.168.231.0/24"]).render(DesiredState({K: s}))
+    rule = ("ip daddr 192.168.231.10 tcp dport 8801 dnat ip to numgen inc mod 4 map { 0 : 192.168.231.11 . 8801, "
+            "1 : 192.168.231.11 . 8801, 2 : 192.168.231.11 . 8801, 3 : 192.168.231.12 . 8801 }")
+    assert _hook(text, "prerouting") == [rule] and _hook(text, "output") == [rule]
+    # no per-server chains, no service chain, no sets, no counters, no "ct state" guard
+    assert " chain d_" not in text and " chain s_" not in text and " set " not in text
+    assert "counter" not in text and "ct state" not in text
+    # only NAT hooks: the kernel runs them for a connection's first packet, never for established ones
+    hooks = [x.strip() for x in text.splitlines() if " hook " in x]
+    assert len(hooks) == 3 and all(h.startswith("type nat hook ") for h in hooks)
+    assert "@svc4" not in text and "@fwm" not in text  # empty maps are never looked up
+    # fo: a constant DNAT to the highest-weight server; a single live server: no numgen
+    fo = Renderer("never").render(DesiredState({K: svc("fo", (1, 5))}))
+    assert _hook(fo, "prerouting") == ["ip daddr 192.168.231.10 tcp dport 8801 dnat ip to 192.168.231.12:8801"]
+    one = Renderer("never").render(DesiredState({K: svc("rr", (0, 2))}))
+    assert _hook(one, "prerouting") == ["ip daddr 192.168.231.10 tcp dport 8801 dnat ip to 192.168.231.12:8801"]
+    # no live server: no rule at all (the director refuses, as IPVS with no destination)
+    assert _hook(Renderer("never").render(DesiredState({K: svc("rr", (0, 0))})), "prerouting") == []
+
+
+def test_render_many_services_use_one_map_lookup_and_long_periods_ranges():
+    keys = [ServiceKey("TCP", "192.168.231.10", 9000 + i) for i in range(6)]
+    state = DesiredState({k: svc("wrr", (100, 1), key=k) for k in keys})
+    text = Renderer("never").render(state)
+    assert _hook(text, "prerouting") == ["ip daddr . meta l4proto . th dport vmap @svc4"]
+    assert text.count("192.168.231.10 . tcp . 90") == 6
+    # each service chain is its one DNAT statement; a 101-slot period is two ranges
+    assert text.count("meta l4proto tcp dnat ip to numgen inc mod 101 map { 0-99 : 192.168.231.11 . 8801, "
+                      "100 : 192.168.231.12 . 8801 }") == 6
+    assert " chain d_" not in text
+    # mixed: a persistent service keeps its chains, the plain ones stay inline
+    k2 = ServiceKey("UDP", "192.168.231.10", 53)
+    mixed = Renderer("never").render(DesiredState({K: svc("rr", persistence_timeout=50), k2: svc("rr", key=k2)}))
+    assert _hook(mixed, "prerouting") == [
+        "ip daddr 192.168.231.10 udp dport 53 dnat ip to numgen inc mod 2 map { 0 : 192.168.231.11 . 8801, "
+        "1 : 192.168.231.12 . 8801 }",
+        "ip daddr . meta l4proto . th dport vmap @svc4"]
+    assert mixed.count(" chain d_") == 2
 
 
 def test_render_carries_persistence_entries_over():

@@ -2,16 +2,24 @@
 
 Layout of the table ``inet chimeha`` (the only thing this backend touches):
 
-* maps ``svc4`` / ``svc6`` (``daddr . l4proto . dport : verdict``) and
-  ``fwm`` (``mark : verdict``) send the first packet of a new connection to
-  its service chain, from ``prerouting`` (remote clients) and ``output``
-  (clients on the director itself);
+* the common case, a service without persistence scheduled by rr, wrr or
+  fo, is one rule in ``prerouting`` (remote clients) and ``output`` (clients
+  on the director itself), the rule an operator writes by hand:
+  ``ip daddr VIP tcp dport P dnat ip to numgen inc mod N map { slot : rs . port }``
+  (up to ``INLINE_MAX`` address services; more go through the maps below);
+* otherwise maps ``svc4`` / ``svc6`` (``daddr . l4proto . dport : verdict``)
+  and ``fwm`` (``mark : verdict``), consulted only when not empty, send the
+  first packet of a new connection to its service chain;
 * a service chain first honours persistence (one timed set per real server,
   holding masked client addresses: a hit jumps straight to that server), then
   schedules: ``numgen inc`` over one full period of the rr/wrr sequence,
   ``jhash`` into the 256-bucket sh/dh table or the 251-entry Maglev table, or
   a constant jump for ``fo``;
-* a real-server chain refreshes the client's persistence entry and DNATs;
+* a real-server chain refreshes the client's persistence entry and DNATs
+  (a lean service's chain is its one DNAT statement instead);
+* only NAT hooks: the kernel consults them for a connection's first packet
+  only, so established flows cost nothing here (conntrack keeps the binding);
+  no counters (a rule counter would be touched by every new connection);
 * ``postrouting`` masquerades DNATed connections whose client and real server
   share a subnet (``snat="auto"``, the seed's layout: without it the real
   server answers the client directly and the client drops the reply), every
@@ -46,6 +54,12 @@ TABLE = "chimeha"
 NFT_ALGOS = ("rr", "wrr", "sh", "dh", "mh", "fo")
 #: An interleaved wrr period longer than this is declined (the map would be huge).
 MAX_PERIOD = 65536
+#: Up to this many address services get one rule each in the hook chains;
+#: beyond, a verdict map (one lookup, whatever the number) finds the service.
+INLINE_MAX = 4
+#: A numgen map up to this size lists every slot (a hash lookup); longer wrr
+#: periods merge runs of one server into ranges (an interval lookup, fewer elements).
+ENUMERATE_MAX = 64
 
 log = logging.getLogger("chimeha.lvs.nft")
 
@@ -126,6 +140,37 @@ def schedule_slots(service: Service) -> tuple[str, list[Destination | None]]:
     return "hash", slots
 
 
+def _lean_dnat(service: Service) -> str | None:
+    """The single DNAT statement of a service that needs nothing else, or None.
+
+    The common case (no persistence, rr/wrr/fo, an address service whose real
+    servers have its family and a port) is one ``dnat ... to numgen ... map``,
+    exactly the hand-written rule: no per-server chains, no sets. "" means the
+    service has no live server (nothing to NAT to). The caller puts the
+    protocol match in front (nft needs one before a port).
+    """
+    if service.persistence_timeout or service.key.fwmark is not None:
+        return None
+    if service.scheduler not in ("rr", "wrr", "fo"):
+        return None
+    fam = "ip6" if service.key.family == 6 else "ip"
+    if any(not d.port or _fam(d.address) != fam for d in service.destinations):
+        return None
+    kind, slots = schedule_slots(service)
+    if not slots:
+        return ""
+    if kind == "const" or len({d.key for d in slots}) == 1:
+        return f"dnat {fam} to {_dnat_target(slots[0])}"
+    host = (lambda a: f"[{a}]") if fam == "ip6" else (lambda a: a)
+    targets = [f"{host(d.address)} . {d.port}" for d in slots]
+    if len(slots) <= ENUMERATE_MAX:
+        # one element per slot: a hash lookup, no interval tree
+        entries = ", ".join(f"{i} : {t}" for i, t in enumerate(targets))
+    else:
+        entries = _ranges(targets).replace(" : goto ", " : ")
+    return f"dnat {fam} to numgen inc mod {len(slots)} map {{ {entries} }}"
+
+
 class Renderer:
     """Pure: DesiredState (+ carried persistence entries) -> one nft script."""
 
@@ -140,24 +185,43 @@ class Renderer:
         vips = {4: set(), 6: set()}
         chains: list[str] = []
         sets: list[str] = []
-        for key in sorted(state.services, key=ServiceKey.sort_key):
+        keys = sorted(state.services, key=ServiceKey.sort_key)
+        # Few plain services: one self-contained rule each in the hook chains,
+        # as an operator would write by hand (no map lookup, no chain jump).
+        # Many: one verdict-map lookup finds the service whatever their number.
+        inline_ok = sum(1 for k in keys if k.fwmark is None) <= INLINE_MAX
+        inline: list[str] = []
+        for key in keys:
             svc = state.services[key]
+            if key.fwmark is None:
+                vips[key.family].add(key.address)
+            lean = _lean_dnat(svc)
+            if lean is not None and inline_ok:
+                if lean:  # no live server: no rule, the connection is not NATed
+                    fam = "ip6" if key.family == 6 else "ip"
+                    inline.append(f"{fam} daddr {key.address} {key.protocol.lower()} dport {key.port} {lean}")
+                continue
             sid = "s_" + _id(key)
             if key.fwmark is not None:
                 maps["fwm"].append(f"{key.fwmark} : goto {sid}")
             else:
                 mapname = "svc6" if key.family == 6 else "svc4"
                 maps[mapname].append(f"{key.address} . {key.protocol.lower()} . {key.port} : goto {sid}")
-                vips[key.family].add(key.address)
-            chains.append(self._service_chain(svc, sid, sets, carried))
+            chains.append(self._service_chain(svc, sid, sets, carried, lean))
+        # Empty maps are declared (a stable layout for readers and tools) but
+        # not consulted: each consulted map is one more lookup per new connection.
         for name, typ in (("svc4", "ipv4_addr . inet_proto . inet_service"),
                           ("svc6", "ipv6_addr . inet_proto . inet_service"), ("fwm", "mark")):
             elems = f"\n    elements = {{ {', '.join(maps[name])} }}" if maps[name] else ""
             lines.append(f"  map {name} {{\n    type {typ} : verdict{elems}\n  }}")
         lines += sets + chains
-        hook_rules = ["ct state new ip daddr . meta l4proto . th dport vmap @svc4",
-                      "ct state new ip6 daddr . meta l4proto . th dport vmap @svc6",
-                      "ct state new meta mark vmap @fwm"]
+        # No "ct state new" guard: the kernel runs NAT chains only for a
+        # connection's first packet (later ones follow conntrack's binding),
+        # so established flows never reach these rules.
+        hook_rules = inline + [rule for name, rule in (
+            ("svc4", "ip daddr . meta l4proto . th dport vmap @svc4"),
+            ("svc6", "ip6 daddr . meta l4proto . th dport vmap @svc6"),
+            ("fwm", "meta mark vmap @fwm")) if maps[name]]
         for hook, prio in (("prerouting", "dstnat"), ("output", "-100")):
             lines.append(f"  chain {hook} {{\n    type nat hook {hook} priority {prio}; policy accept;\n"
                          + "".join(f"    {r}\n" for r in hook_rules) + "  }")
@@ -165,7 +229,10 @@ class Renderer:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
-    def _service_chain(self, svc: Service, sid: str, sets: list[str], carried) -> str:
+    def _service_chain(self, svc: Service, sid: str, sets: list[str], carried, lean: str | None = None) -> str:
+        if lean is not None:  # one statement: schedule and DNAT, no per-server chains
+            rule = f"meta l4proto {svc.key.protocol.lower()} {lean}" if lean else ""
+            return f"  chain {sid} {{\n" + (f"    {rule}\n" if rule else "") + "  }"
         body: list[str] = []
         persist = bool(svc.persistence_timeout)
         mexpr = _mask_expr(svc.key, svc.persistence_netmask) if persist else ""
@@ -211,7 +278,8 @@ class Renderer:
             for fam, famname in ((4, "ip"), (6, "ip6")):
                 if not vips[fam]:
                     continue
-                vset = "{ " + ", ".join(sorted(vips[fam])) + " }"
+                # one VIP: a plain comparison rather than a (one-element) set lookup
+                vset = ("{ " + ", ".join(sorted(vips[fam])) + " }") if len(vips[fam]) > 1 else next(iter(vips[fam]))
                 for net in nets:
                     if net is not None and ipaddress.ip_network(net).version != fam:
                         continue
