@@ -263,3 +263,44 @@ async def test_instance_snapshot_is_the_instance_entry_of_the_full_snapshot():
         assert a.instance_snapshot("nope") is None
     finally:
         await a.stop()
+
+
+async def test_track_file_value_scales_the_effective_priority(tmp_path):
+    # keepalived.conf(5) track_file: the value read times the weight is added
+    # to the priority; below -253 the instance goes to FAULT.
+    scaled, rev = tmp_path / "scaled", tmp_path / "rev"
+
+    def put(path, value):
+        tmp = path.with_suffix(".new")
+        tmp.write_text(f"{value}\n")
+        os.replace(tmp, path)  # so a poll never reads a half-written file
+
+    put(scaled, 2)
+    put(rev, 0)
+    text = (f'track_file tf_scaled {{\n file "{scaled}"\n weight 1\n}}\n'
+            f'track_file tf_rev {{\n file "{rev}"\n weight 5 reverse\n}}\n'
+            + conf(100, "10.0.0.1").replace(" virtual_ipaddress {",
+                                             " track_file {\n  tf_scaled weight 10\n  tf_rev\n }\n"
+                                             " virtual_ipaddress {"))
+    res = loads(text, "node.conf")
+    assert res.ok, [str(d) for d in res.diagnostics]
+    d = Daemon("node.conf", res.config, socket_factory=partial(FakeSocket, Bus(), "10.0.0.1"),
+               netlink=FakeNetlink())
+    await d.start()
+    try:
+        core = d.instances["VI_1"].core
+        await until(lambda: core.priority == 120, what="priority 100 + 2 x 10")
+        put(rev, 3)
+        await until(lambda: core.priority == 105, what="priority 100 + 20 - 3 x 5 (reverse)")
+        put(scaled, -4)
+        await until(lambda: core.priority == 45, what="priority 100 - 40 - 15")
+        put(scaled, 30)
+        await until(lambda: core.priority == 254, what="priority clamped to 254")
+        put(scaled, -30)
+        await until(lambda: core.state is State.FAULT, what="FAULT for -300 < -253")
+        assert core.priority == 85  # a faulting file adds nothing: 100 - 15
+        put(scaled, 1)
+        await until(lambda: core.state is not State.FAULT and core.priority == 95,
+                    what="recovery to priority 100 + 10 - 15")
+    finally:
+        await d.stop()

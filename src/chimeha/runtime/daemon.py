@@ -296,7 +296,7 @@ class Daemon:
                         log.warning("track_file %s: cannot initialise %s: %s", name, tf.file, exc)
                 files[name] = tf.file
         if files:
-            self._file_watch = FileWatcher(files, lambda n, v: self._tracked("file", n, v == 0))
+            self._file_watch = FileWatcher(files, lambda n, v: self._tracked("file", n, v == 0, value=v))
             self._file_watch.start()
         procs = {n: config.track_processes[n] for n in wanted["process"] if n in config.track_processes}
         if procs:
@@ -313,14 +313,15 @@ class Daemon:
                 w.stop()
         self._iface_watch = self._file_watch = self._proc_watch = None
 
-    def _tracked(self, kind: str, name: str, ok: bool, detail: str | None = None) -> None:
+    def _tracked(self, kind: str, name: str, ok: bool, detail: str | None = None,
+                 value: int | None = None) -> None:
         if self._stopping:
             return
         now = self.now()
         touched = []
         for inst in self.instances.values():
             if any(t.kind == kind and t.name == name for t in inst.core.spec.tracks):
-                inst.core.set_tracked(name, ok, now, detail=detail)
+                inst.core.set_tracked(name, ok, now, detail=detail, value=value)
                 touched.append(inst)
         self._after_input(touched)
 

@@ -32,6 +32,9 @@ class TrackSpec:
     ``weight`` 0 means a failure puts the instance in FAULT; a positive weight
     is added to the priority while the object is OK; a negative weight is
     added while it fails. ``reverse`` inverts OK and failed first.
+    A "file" track with a non-zero weight scales instead: once its value is
+    reported (``VrrpInstance.set_tracked(..., value=)``) it contributes
+    ``value x weight`` (negated by ``reverse``; see :mod:`chimeha.track.weights`).
     """
 
     name: str

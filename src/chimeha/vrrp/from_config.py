@@ -37,7 +37,10 @@ def _tracks(config: Any, inst: Any) -> tuple[TrackSpec, ...]:
     for ref in inst.track_files:
         tf = config.track_files.get(ref.name)
         weight = ref.weight if ref.weight is not None else (tf.weight if tf else 1)
-        out.append(TrackSpec(ref.name, "file", weight, ref.reverse))
+        # As for scripts: the block's ``weight N reverse`` applies when the
+        # instance does not override the weight.
+        reverse = ref.reverse or (ref.weight is None and tf is not None and tf.weight_reverse)
+        out.append(TrackSpec(ref.name, "file", weight, reverse))
     for ref in inst.track_processes:
         tp = config.track_processes.get(ref.name)
         weight = ref.weight if ref.weight is not None else (tp.weight if tp else 0)

@@ -55,7 +55,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from chimeha.track.weights import Effective, causes_fault, effective_priority, track_label
+from chimeha.track.weights import (Effective, causes_fault, effective_priority, file_contribution,
+                                   file_faults, scales, track_label)
 from chimeha.vrrp.events import (
     Action,
     AddAddresses,
@@ -94,6 +95,7 @@ class VrrpInstance:
         self.counters = Counters()
         self._actions: list[Action] = []
         self._track_states: dict[str, bool] = {}
+        self._track_values: dict[str, int] = {}  # last value of each scaling track_file
         self._track_details: dict[str, str] = {}
         self._owner_conflict: str | None = None  # the other owner, while we are lowered to 254
         eff = self._effective()
@@ -195,19 +197,34 @@ class VrrpInstance:
         elif self.state is State.MASTER:
             self._master_advert(adv, now)
 
-    def set_tracked(self, name: str, ok: bool, now: float, detail: str | None = None) -> None:
+    def set_tracked(self, name: str, ok: bool, now: float, detail: str | None = None,
+                    value: int | None = None) -> None:
         """A tracked object (after rise/fall) changed to ``ok``; recompute priority/FAULT.
 
         ``detail`` says how, in operator words, e.g. ``"failed 2/2 times"`` from
         :meth:`chimeha.track.Hysteresis.detail`; reasons then read
         ``track_script chk_server failed 2/2 times``. Without it they read
         ``... failed`` / ``... recovered``.
+
+        ``value`` is the integer read from a track_file. It is used only by a
+        file track with a non-zero weight, which then contributes
+        ``value x weight`` (see :mod:`chimeha.track.weights`) and ignores ``ok``;
+        other tracks ignore it.
         """
-        if self._track_states.get(name) == ok and name in self._track_states:
-            return
         track = next((t for t in self.spec.tracks if t.name == name), None)
         if track is None:
             return
+        use_value = value is not None and scales(track)
+        if use_value:
+            if self._track_values.get(name) == value and name in self._track_values:
+                return
+            self._track_values[name] = value
+            ok = not file_faults(track, value)
+        else:
+            if name in self._track_values:
+                del self._track_values[name]  # the last report wins: back to OK/failed rules
+            elif self._track_states.get(name) == ok and name in self._track_states:
+                return
         self._track_states[name] = ok
         if detail:
             self._track_details[name] = detail
@@ -376,7 +393,8 @@ class VrrpInstance:
 
     # -- transitions -----------------------------------------------------
     def _effective(self) -> Effective:
-        eff = effective_priority(self.spec.priority, self.spec.tracks, self._track_states)
+        eff = effective_priority(self.spec.priority, self.spec.tracks, self._track_states,
+                                 self._track_values)
         if self._owner_conflict is not None and eff.priority == 255:
             return Effective(254, eff.faults)
         return eff
@@ -395,7 +413,19 @@ class VrrpInstance:
             self._preempt_until = now + self.spec.preempt_delay
             self._to_backup(now, reason, self.master_down_interval())
 
+    def _faulting(self, t) -> bool:
+        if scales(t) and t.name in self._track_values:
+            return self.spec.priority < 255 and file_faults(t, self._track_values[t.name])
+        return causes_fault(t, self._track_states.get(t.name, t.init_ok))
+
     def _track_words(self, track, ok: bool) -> str:
+        if track.name in self._track_values and scales(track):
+            v = self._track_values[track.name]
+            r = file_contribution(track, v)
+            rev = " reverse" if track.reverse else ""
+            if not ok:
+                return f"{track_label(track)} {track.name} value {v} x weight {track.weight}{rev} = {r} (below -253)"
+            return f"{track_label(track)} {track.name} value {v} x weight {track.weight}{rev} = {r:+d}"
         detail = self._track_details.get(track.name)
         if detail is None:
             detail = "recovered" if ok else "failed"
@@ -406,7 +436,7 @@ class VrrpInstance:
     def _fault_reason(self) -> str:
         if self._faults:
             parts = [self._track_words(t, self._track_states.get(t.name, t.init_ok)) for t in self.spec.tracks
-                     if causes_fault(t, self._track_states.get(t.name, t.init_ok))]
+                     if self._faulting(t)]
             return " and ".join(parts)
         return self._group_fault or "fault"
 
