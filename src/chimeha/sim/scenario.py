@@ -207,36 +207,22 @@ def simulate(nodes: list[NodeInput], events: list[Event], until: float | None = 
     }
 
 
+# Node-level events: action -> the Segment method that schedules it.
+_NODE_EVENTS = {
+    "link-down": "link_down", "link-up": "link_up", "stop": "stop_node", "start": "start_node",
+    "crash": "crash_node", "partition": "partition", "heal": "heal", "reload": "reload",
+    "input-cut": "cut_input", "input-restore": "restore_input",
+}
+
+
 def _schedule(seg: Segment, e: Event) -> None:
     a = e.action
-    if a == "check-fail":
-        seg.check_fail(e.node, e.arg, at=e.at)
-    elif a == "check-ok":
-        seg.check_ok(e.node, e.arg, at=e.at)
-    elif a == "link-down":
-        seg.link_down(e.node, at=e.at)
-    elif a == "link-up":
-        seg.link_up(e.node, at=e.at)
-    elif a == "stop":
-        seg.stop_node(e.node, at=e.at)
-    elif a == "start":
-        seg.start_node(e.node, at=e.at)
-    elif a == "crash":
-        seg.crash_node(e.node, at=e.at)
-    elif a == "partition":
-        seg.partition(e.node, at=e.at)
-    elif a == "heal":
-        seg.heal(e.node, at=e.at)
-    elif a == "reload":
-        seg.reload(e.node, at=e.at)
-    elif a == "input-cut":
-        seg.cut_input(e.node, at=e.at)
-    elif a == "input-restore":
-        seg.restore_input(e.node, at=e.at)
-    elif a == "track-down":
-        seg.set_tracked(e.node, e.arg, False, at=e.at)
-    elif a == "track-up":
-        seg.set_tracked(e.node, e.arg, True, at=e.at)
+    if a in ("check-fail", "check-ok"):
+        (seg.check_fail if a == "check-fail" else seg.check_ok)(e.node, e.arg, at=e.at)
+    elif a in ("track-down", "track-up"):
+        seg.set_tracked(e.node, e.arg, a == "track-up", at=e.at)
+    else:
+        getattr(seg, _NODE_EVENTS[a])(e.node, at=e.at)
 
 
 def _formulas(nodes: list[NodeInput]) -> list[dict]:
