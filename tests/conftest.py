@@ -17,7 +17,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 def _system_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
-        return "needs root for network namespaces"
+        return "needs root (network namespaces, raw sockets, nftables or root-owned files)"
     if not shutil.which("ip"):
         return "needs iproute2 (`ip`)"
     return None

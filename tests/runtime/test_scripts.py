@@ -7,6 +7,8 @@ import os
 import sys
 import time
 
+import pytest
+
 from chimeha.runtime.scripts import ScriptTracker, run_program
 
 
@@ -109,6 +111,7 @@ async def test_tracker_loop_runs_periodically_and_stops():
     assert tr.runs == runs
 
 
+@pytest.mark.system  # needs root: the script must be root-owned for "writable by everyone" to be the reason
 def test_script_security_refuses_a_world_writable_script(tmp_path):
     from chimeha.runtime.scripts import insecure_reason
 
