@@ -72,6 +72,9 @@ def _run(feed: Callable[[Lexer], bool], config_id: str | None, opener=None) -> L
             return LoadResult(None, _sorted(diags))
         tree = parse_lines(lexer.lines, diags)
         ctx = Ctx(diags)
+        from .capabilities import report  # here, so `python -m chimeha.config.capabilities` runs it fresh
+
+        report(tree, ctx)
         config = build_config(tree, ctx)
         _validate(config, diags)
     except RecursionError:

@@ -143,7 +143,6 @@ def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         "vrrp_skip_check_adv_addr": lambda s: f.__setitem__("vrrp_skip_check_adv_addr", ctx.bool_arg(s)),
         "vrrp_strict": lambda s: f.__setitem__("vrrp_strict", ctx.bool_arg(s)),
         "vrrp_startup_delay": lambda s: f.__setitem__("vrrp_startup_delay", ctx.float_arg(s, 0)),
-        "lvs_id": lambda s: f.__setitem__("lvs_id", ctx.word(s)),
         "dynamic_interfaces": lambda s: f.__setitem__("dynamic_interfaces", ctx.bool_arg(s)),
     }
 

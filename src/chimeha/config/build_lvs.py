@@ -60,12 +60,17 @@ def _port(ctx: Ctx, st: Stmt, i: int) -> int | None:
     return p
 
 
-def _timing(ctx: Ctx, s: Stmt, f: dict) -> bool:
-    """Timing keywords shared by virtual servers, real servers and checkers."""
+def _timing(ctx: Ctx, s: Stmt, f: dict, known: frozenset) -> bool:
+    """Timing keywords shared by virtual servers, real servers and checkers (those ``known`` there)."""
     n = s.name
+    if n not in known:
+        return False
     if n in ("connect_timeout", "delay_before_retry", "warmup", "delay_loop"):
         f[n] = ctx.float_arg(s, 0, what=n)
     elif n in ("retry", "nb_get_retry"):
+        if n == "nb_get_retry":
+            # Only HTTP_GET/SSL_GET know it in 2.2.7 (elsewhere it is unknown), as a deprecated synonym.
+            ctx.warning(s.where, "deprecated", "nb_get_retry is deprecated; use 'retry'")
         f["retry"] = ctx.int_arg(s, 0, what=n)
     else:
         return False
@@ -107,7 +112,7 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
     for s in ctx.block(st):
         n = s.name
         positions.setdefault(n, s.where)
-        if _timing(ctx, s, f):
+        if _timing(ctx, s, f, K.VIRTUAL_SERVER):
             continue
         if n in ("lb_algo", "lvs_sched"):
             f["lb_algo"] = ctx.choice(s, LB_ALGOS)
@@ -130,7 +135,7 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
         elif n == "sorry_server_lvs_method":
             f[n] = ctx.choice(s, LB_KINDS)
         elif n == "weight":
-            # chime-ha extension: the default weight of this virtual server's real servers.
+            # The default weight of this virtual server's real servers (keepalived has it since 1.3.7).
             f["weight"] = ctx.int_arg(s, 0, 2**31 - 1, what="weight")
         elif n == "real_server":
             pending_rs.append(s)
@@ -175,7 +180,7 @@ def _real_server(st: Stmt, ctx: Ctx, default_weight: int) -> RealServer | None:
     for s in body:
         n = s.name
         positions.setdefault(n, s.where)
-        if _timing(ctx, s, f):
+        if _timing(ctx, s, f, K.REAL_SERVER):
             continue
         if n == "weight":
             if not s.args:
@@ -210,19 +215,23 @@ def _real_server(st: Stmt, ctx: Ctx, default_weight: int) -> RealServer | None:
 # --------------------------------------------------------------------------- checkers
 
 
-def _checker(st: Stmt, ctx: Ctx):
+def _checker(st: Stmt, ctx: Ctx, known: frozenset | None = None):
     kind = st.name
     cls = _CHECKERS[kind]
     f: dict = {"where": st.where, "kind": kind}
     if kind == "SSL_GET":
         f["ssl"] = True
     opts: dict = {}
-    known = K.CHECKER_COMMON | K.CHECKER_SPECIFIC[kind]
+    context = kind if known is None else f"{kind} host"
+    known = K.CHECKER_KEYWORDS[kind] if known is None else known
     urls = []
     body = st.block if st.block is not None else ctx.block(st)
     for s in body:
         n = s.name
-        if _timing(ctx, s, f):
+        if n not in known:
+            ctx.unknown(s, known, context)
+            continue
+        if _timing(ctx, s, f, known):
             continue
         if n == "connect_ip" or n == "bindto":
             f[n] = ctx.ip_arg(s)
@@ -254,7 +263,8 @@ def _checker(st: Stmt, ctx: Ctx):
         elif kind == "SMTP_CHECK" and n == "helo_name":
             f[n] = ctx.word(s)
         elif kind == "SMTP_CHECK" and n == "host":
-            sub = _checker(Stmt(s.keyword.__class__("SMTP_CHECK", s.keyword.file, s.keyword.line), [], s.block), ctx)
+            sub = _checker(Stmt(s.keyword.__class__("SMTP_CHECK", s.keyword.file, s.keyword.line), [], s.block), ctx,
+                           K.SMTP_HOST)
             f["hosts"] = f.get("hosts", ()) + ((sub,) if sub is not None else ())
         elif kind == "DNS_CHECK" and n == "type":
             f[n] = ctx.choice(s, ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"), upper=True)
@@ -274,10 +284,8 @@ def _checker(st: Stmt, ctx: Ctx):
         elif kind in ("FILE_CHECK", "BFD_CHECK") and n == "weight":
             f["weight"] = ctx.int_arg(s, -2147483647, 2147483647, what="weight")
             f["weight_reverse"] = len(s.args) > 1 and s.args[1].text == "reverse"
-        elif n in known:
-            _opt(opts, s)
         else:
-            ctx.unknown(s, known, kind)
+            _opt(opts, s)
     if kind in ("HTTP_GET", "SSL_GET"):
         f["urls"] = tuple(urls)
         if not urls:

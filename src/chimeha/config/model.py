@@ -125,7 +125,6 @@ class GlobalDefs:
     vrrp_skip_check_adv_addr: bool = False
     vrrp_strict: bool = False
     vrrp_startup_delay: float = 0.0
-    lvs_id: str | None = None
     dynamic_interfaces: bool = False
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)

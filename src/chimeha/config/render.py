@@ -204,7 +204,7 @@ def _globals(w: _W, g: GlobalDefs) -> None:
         for e in g.notification_email:
             w.line(quote(e))
         w.close()
-    for key in ("notification_email_from", "smtp_server", "lvs_id"):
+    for key in ("notification_email_from", "smtp_server"):
         if getattr(g, key) is not None:
             w.line(key, *(quote(x) for x in getattr(g, key).split()))
     for key in ("smtp_connect_timeout", "vrrp_garp_master_delay", "vrrp_garp_master_refresh", "vrrp_startup_delay"):
