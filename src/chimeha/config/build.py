@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Callable
 
 from . import keywords as K
+from .cap_vrrp import ROUTE_ACTS, ROUTE_NO_TRACK, VIP_OPTIONS
 from .build_lvs import build_virtual_server, build_virtual_server_group
 from .model import (
     Block,
@@ -323,7 +324,18 @@ _VIP_VALUED = {"brd": "broadcast", "broadcast": "broadcast", "dev": "dev", "scop
                "label": "label", "peer": "peer"}
 
 
-def _addresses(body: list[Stmt], ctx: Ctx) -> list[VirtualAddress]:
+def _option_word(ctx: Ctx, st: Stmt, word: str, what: str) -> None:
+    """Warn about an option word chime-ha reads but does not act on (per ``cap_vrrp``)."""
+    cap = VIP_OPTIONS.get(word) if what == "address" else (ROUTE_NO_TRACK if word == "no_track" else None)
+    if what == "route" and cap is None and word not in ROUTE_ACTS:
+        ctx.warning(st.where, "not-implemented", f"route option '{word}' is not implemented in chime-ha: only "
+                    f"{', '.join(sorted(ROUTE_ACTS - {'gw', 'to'}))} are applied")
+    elif cap is not None and not cap.acts:
+        ctx.warning(st.where, cap.status, f"{what} option '{word}': {cap.status} in chime-ha: {cap.reason}")
+
+
+def _addresses(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[VirtualAddress]:
+    """Address lines; ``report``: warn about option words that do not act (VIPs, not static addresses)."""
     out = []
     for s in body:
         words = [s.name, *s.words()]
@@ -335,6 +347,8 @@ def _addresses(body: list[Stmt], ctx: Ctx) -> list[VirtualAddress]:
         i = 1
         while i < len(words):
             w = words[i]
+            if report:
+                _option_word(ctx, s, w, "address")
             if w in _VIP_VALUED and i + 1 < len(words):
                 f[_VIP_VALUED[w]] = words[i + 1]
                 i += 2
@@ -361,7 +375,8 @@ def _addresses(body: list[Stmt], ctx: Ctx) -> list[VirtualAddress]:
     return out
 
 
-def _routes(body: list[Stmt], ctx: Ctx) -> list[Route]:
+def _routes(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[Route]:
+    """Route lines; ``report``: warn about options that are not applied (virtual routes)."""
     out = []
     for s in body:
         words = (s.name, *s.words())
@@ -369,6 +384,8 @@ def _routes(body: list[Stmt], ctx: Ctx) -> list[Route]:
         i = 0
         while i < len(words):
             w = words[i]
+            if report and (i > 0 or parse_cidr(w) is None) and w != "default" and parse_cidr(w) is None:
+                _option_word(ctx, s, w, "route")
             if w in ("src", "table", "metric", "scope", "proto", "protocol", "mtu", "realm", "tos", "advmss",
                      "window", "rtt", "rttvar", "ssthresh", "cwnd", "initcwnd", "initrwnd", "features",
                      "quickack", "pref", "hoplimit", "reordering", "congctl", "rto_min", "nexthop", "lock",
@@ -486,12 +503,12 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
         elif n in _NOTIFY:
             f[n] = ctx.notify_arg(s, users)
         elif n == "virtual_ipaddress":
-            f["virtual_ipaddresses"] = f.get("virtual_ipaddresses", ()) + tuple(_addresses(ctx.block(s), ctx))
+            f["virtual_ipaddresses"] = f.get("virtual_ipaddresses", ()) + tuple(_addresses(ctx.block(s), ctx, report=True))
         elif n == "virtual_ipaddress_excluded":
             f["virtual_ipaddresses_excluded"] = f.get("virtual_ipaddresses_excluded", ()) + tuple(
-                _addresses(ctx.block(s), ctx))
+                _addresses(ctx.block(s), ctx, report=True))
         elif n == "virtual_routes":
-            routes = _routes(ctx.block(s), ctx)
+            routes = _routes(ctx.block(s), ctx, report=True)
             for r in routes:
                 if r.dev is None and not {"blackhole", "unreachable", "prohibit", "throw", "no_track"} & set(r.words):
                     ctx.warning(r.where, "route-untracked",

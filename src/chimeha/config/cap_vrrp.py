@@ -141,3 +141,21 @@ ENTRIES = {
         "source_ip", "neighbor_ip", "neighbour_ip", "min_rx", "min_tx", "idle_tx", "multiplier", "passive",
         "ttl", "hoplimit", "max_hops", "weight", "vrrp", "checker")},
 }
+
+# Option words inside a line of virtual_ipaddress / virtual_ipaddress_excluded (not keyword paths).
+VIP_OPTIONS = {
+    **{w: ok() for w in ("dev", "brd", "broadcast", "scope", "label", "peer", "nodad", "-nodad")},
+    "no_track": noeff("chime-ha does not react to a VIP removed behind its back, so every VIP behaves as no_track",
+                      field="VirtualAddress.no_track"),
+    "home": todo("the address is added without the home-address flag", field="VirtualAddress.home"),
+    "noprefixroute": todo("the address is added with its prefix route", field="VirtualAddress.noprefixroute"),
+    "autojoin": todo("the address is added without the autojoin flag"),
+    "dadfailed": todo("the dadfailed flag is not set"),
+    "use_vmac": todo(_VMAC, field="VirtualAddress.use_vmac"),
+}
+
+# Option words inside a line of virtual_routes; the others that 2.2.7 knows are not applied.
+ROUTE_ACTS = frozenset({"src", "metric", "table", "scope", "via", "gw", "dev", "to", "blackhole", "unreachable",
+                        "prohibit", "throw"})
+ROUTE_NO_TRACK = noeff("chime-ha does not react to a route removed behind its back, so every route behaves as "
+                       "no_track")

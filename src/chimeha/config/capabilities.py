@@ -51,6 +51,18 @@ def _declarations() -> dict[Path, Capability]:
 
 
 DECLARATIONS: dict[Path, Capability] = _declarations()
+
+# Typed fields that only the config reader itself consumes: it folds them into
+# other fields or uses them for a diagnostic.  Field -> where it goes.
+FOLDED_FIELDS: dict[str, str] = {
+    **{f"GlobalDefs.vrrp_garp_master_{k}": f"default of VrrpInstance.garp_master_{k} (build._finish_instance)"
+       for k in ("delay", "repeat", "refresh", "refresh_repeat")},
+    "VrrpInstance.native_ipv6": "decides VrrpInstance.family",
+    "VirtualServer.protocol_explicit": "the protocol-missing / fwmark-protocol diagnostics",
+    "Block.keyword": "render() writes generic blocks back",
+    "Block.children": "render() writes generic blocks back",
+    "Config.blocks": "generic blocks; each one's keyword has its own declaration",
+}
 _HAS_KIDS: frozenset[Path] = frozenset(p[:i] for p in _KNOWN for i in range(1, len(p)))
 
 
