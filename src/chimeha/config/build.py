@@ -145,6 +145,11 @@ def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         "vrrp_strict": lambda s: f.__setitem__("vrrp_strict", ctx.bool_arg(s)),
         "vrrp_startup_delay": lambda s: f.__setitem__("vrrp_startup_delay", ctx.float_arg(s, 0)),
         "dynamic_interfaces": lambda s: f.__setitem__("dynamic_interfaces", ctx.bool_arg(s)),
+        # keepalived 2.2.7: 0.000001..4294.967295 s; 0 (its own sample config) is reported and ignored.
+        "vrrp_garp_interval": lambda s: f.__setitem__("vrrp_garp_interval", ctx.float_arg(
+            s, 0.000001, 4294.967295, what="vrrp_garp_interval", soft=True)),
+        "vrrp_gna_interval": lambda s: f.__setitem__("vrrp_gna_interval", ctx.float_arg(
+            s, 0.000001, 4294.967295, what="vrrp_gna_interval", soft=True)),
     }
 
     def script_user(s: Stmt) -> None:
@@ -297,8 +302,10 @@ def _sync_group(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> SyncGroup:
     f: dict = {"name": name, "where": st.where}
     opts: Opts = {}
     users: dict = {}
+    positions: dict = {}
     for s in body:
         n = s.name
+        positions.setdefault(n, s.where)
         if n == "group":
             f["group"] = tuple(w for c in ctx.block(s) for w in (c.name, *c.words()))
         elif n in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
@@ -313,7 +320,8 @@ def _sync_group(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> SyncGroup:
             _opt(opts, s)
         else:
             ctx.unknown(s, K.SYNC_GROUP, f"vrrp_sync_group {name}")
-    return SyncGroup(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), script_users=users)
+    return SyncGroup(**{k: v for k, v in f.items() if v is not None}, options=_freeze(opts), script_users=users,
+                     positions=positions)
 
 
 # --------------------------------------------------------------------------- addresses
@@ -474,7 +482,12 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
     seen: dict[str, Stmt] = {}
     for s in body:
         n = s.name
-        if n in _SCALAR:
+        if n == "native_ipv6" and any(v.family == 4 for v in f.get("virtual_ipaddresses", ())):
+            # keepalived 2.2.7 ignores it once an IPv4 VIP has made the instance IPv4.
+            ctx.warning(s.where, "native-ipv6-ignored",
+                        f"vrrp_instance {name}: native_ipv6 after IPv4 virtual addresses is ignored (as keepalived "
+                        "does): the instance is IPv4")
+        elif n in _SCALAR:
             ctx.no_block(s)
             key, fn = _SCALAR[n]
             v = fn(ctx, s)
@@ -573,7 +586,8 @@ def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstanc
     """Apply global defaults (version, garp) and check version-dependent values."""
     seen = inst.positions
     changes: dict = {}
-    version = inst.version if "version" in seen else g.vrrp_version
+    # keepalived: an IPv6 instance without its own version line is VRRPv3, whatever vrrp_version says.
+    version = inst.version if "version" in seen else (3 if inst.family == 6 else g.vrrp_version)
     changes["version"] = version
     for key in ("garp_master_delay", "garp_master_repeat", "garp_master_refresh", "garp_master_refresh_repeat"):
         if key not in seen:

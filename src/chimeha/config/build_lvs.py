@@ -65,7 +65,12 @@ def _timing(ctx: Ctx, s: Stmt, f: dict, known: frozenset) -> bool:
     n = s.name
     if n not in known:
         return False
-    if n in ("connect_timeout", "delay_before_retry", "warmup", "delay_loop"):
+    if n == "connect_timeout":
+        # keepalived 2.2.7: 1 us .. 4294.967295 s (UINT_MAX us); outside that it is reported and ignored.
+        f[n] = ctx.float_arg(s, 0.000001, 4294.967295, what=n, soft=True)
+    elif n == "delay_loop":
+        f[n] = ctx.float_arg(s, 0.000001, what=n, soft=True)
+    elif n in ("delay_before_retry", "warmup"):
         f[n] = ctx.float_arg(s, 0, what=n)
     elif n in ("retry", "nb_get_retry"):
         if n == "nb_get_retry":
@@ -123,7 +128,9 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
             f["protocol_explicit"] = f["protocol"] is not None
         elif n == "persistence_timeout":
             # A bare persistence_timeout means keepalived's default of 360 s.
-            f["persistence_timeout"] = ctx.int_arg(s, 0, 2**31 - 1, what="persistence_timeout") if s.args else 360
+            # keepalived 2.2.7 accepts 1..2678400 (31 days); 0 is reported and ignored (no persistence).
+            f["persistence_timeout"] = (ctx.int_arg(s, 1, 2678400, what="persistence_timeout", soft=True)
+                                        if s.args else 360)
         elif n in ("persistence_granularity", "persistence_engine", "virtualhost", "ip_family"):
             f[n] = ctx.word(s)
         elif n in ("quorum", "hysteresis"):

@@ -126,6 +126,8 @@ class GlobalDefs:
     vrrp_strict: bool = False
     vrrp_startup_delay: float = 0.0
     dynamic_interfaces: bool = False
+    vrrp_garp_interval: float = 0.0
+    vrrp_gna_interval: float = 0.0
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
@@ -221,6 +223,7 @@ class SyncGroup:
     track_processes: tuple[TrackRef, ...] = ()
     script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
+    positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------- addresses

@@ -207,7 +207,8 @@ def _globals(w: _W, g: GlobalDefs) -> None:
     for key in ("notification_email_from", "smtp_server"):
         if getattr(g, key) is not None:
             w.line(key, *(quote(x) for x in getattr(g, key).split()))
-    for key in ("smtp_connect_timeout", "vrrp_garp_master_delay", "vrrp_garp_master_refresh", "vrrp_startup_delay"):
+    for key in ("smtp_connect_timeout", "vrrp_garp_master_delay", "vrrp_garp_master_refresh", "vrrp_startup_delay",
+                "vrrp_garp_interval", "vrrp_gna_interval"):
         _if(w, key, getattr(g, key), getattr(d, key), _num)
     for key in ("vrrp_garp_master_repeat", "vrrp_garp_master_refresh_repeat", "vrrp_mcast_group4", "vrrp_mcast_group6"):
         _if(w, key, getattr(g, key), getattr(d, key), str)
@@ -262,7 +263,7 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
         w.line("virtual_router_id", str(i.virtual_router_id))
     w.line("priority", str(i.priority))  # always: its default depends on state
     _if(w, "advert_int", i.advert_int, d.advert_int, _num)
-    if i.version != g.vrrp_version:
+    if i.version != (3 if i.family == 6 else g.vrrp_version):
         w.line("version", str(i.version))
     for key in ("native_ipv6", "nopreempt", "vmac_xmit_base", "dont_track_primary", "strict_mode",
                 "skip_check_adv_addr", "smtp_alert"):

@@ -26,6 +26,7 @@ KEEPALIVED_REPORTS = frozenset({
     "track-weight-owner", "advert-int-rounded", "ah-master", "fwmark-protocol", "route-untracked",
     "deprecated", "rule-no-preference", "unterminated-quote", "duplicate-real-server", "mixed-family",
     "quorum-unreachable", "track-own-interface", "unicast-no-peers", "vmac-unicast", "fwmark-rs-port",
+    "out-of-range", "native-ipv6-ignored",
 })
 # Warning codes keepalived -t reports only through its script-security exit status (6).
 KEEPALIVED_SECURITY = frozenset({"script-security"})
@@ -178,8 +179,11 @@ def _virtual_servers(config: Config, ctx: Ctx) -> None:
                             f"real_server {rs.address} {rs.port} appears twice in virtual_server {vs.key}")
             seen_rs[key] = rs
         if vs.lb_kind == "NAT" and vs.address is not None:
-            shared = [rs for rs in vs.real_servers if any(_in(rs.address, n) for n in nets)]
-            if shared and any(_in(vs.address, n) for n in nets):
+            # Only the VIP network the service itself is on: real servers on another VIP's network
+            # (a two-legged NAT director) reply through the director.
+            own = [n for n in nets if _in(vs.address, n)]
+            shared = [rs for rs in vs.real_servers if any(_in(rs.address, n) for n in own)]
+            if shared:
                 addrs = ", ".join(rs.address for rs in shared)
                 ctx.warning(vs.positions.get("lb_kind", vs.where), "nat-same-subnet",
                             f"virtual_server {vs.key}: lb_kind NAT with real servers ({addrs}) on the VIP's "
@@ -195,30 +199,49 @@ def _in(addr: str, net) -> bool:
 
 
 def _script_security(config: Config, ctx: Ctx) -> None:
+    """One ``script-security`` warning, at the first script that would run as root.
+
+    As keepalived 2.2.7 (``-t`` exits 6): without ``enable_script_security`` a
+    script runs as its own ``user``, else ``global_defs script_user``, else
+    root; ``script_user root`` is no protection.  Only tracked vrrp_scripts
+    that have a command run (a script without one is dropped); notify
+    scripts of instances and sync groups and MISC_CHECK paths count.
+    """
     g = config.global_defs
     if g.enable_script_security:
         return
+    default = g.script_user or "root"
     first: Where | None = None
+
+    def root(where: Where, user: str | None) -> None:
+        nonlocal first
+        if (user or default) == "root" and (first is None or where < first):
+            first = where
+
     # keepalived only runs (and so only checks) scripts that something tracks.
     tracked = {r.name for i in config.instances.values() for r in i.track_scripts}
-    tracked |= {r.name for g in config.sync_groups.values() for r in g.track_scripts}
+    tracked |= {r.name for sg in config.sync_groups.values() for r in sg.track_scripts}
     for sc in config.vrrp_scripts.values():
-        if sc.user is None and sc.name in tracked:
-            w = sc.positions.get("script", sc.where)
-            first = w if first is None or w < first else first
+        if sc.script and sc.name in tracked:
+            root(sc.positions.get("script", sc.where), sc.user)
+    notify_keys = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
     for inst in config.instances.values():
-        for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
-            if getattr(inst, key) is not None and inst.script_users.get(key, ("root",))[0] == "root":
-                w = inst.positions.get(key, inst.where)
-                first = w if first is None or w < first else first
+        for key in notify_keys:
+            if getattr(inst, key) is not None:
+                root(inst.positions.get(key, inst.where), inst.script_users.get(key, (None,))[0])
+    for sg in config.sync_groups.values():
+        for key in notify_keys:
+            if getattr(sg, key) is not None:
+                root(sg.positions.get(key, sg.where), sg.script_users.get(key, (None,))[0])
     for vs in config.virtual_servers:
         for rs in vs.real_servers:
             for c in rs.checkers:
-                if c.kind == "MISC_CHECK" and c.misc_path and getattr(c, "user", None) is None:
-                    first = c.where if first is None or c.where < first else first
-    if first is not None and g.script_user is None:
+                if c.kind == "MISC_CHECK" and c.misc_path:
+                    root(c.where, getattr(c, "user", None))
+    if first is not None:
+        why = "script_user root" if g.script_user == "root" else "no script_user"
         ctx.warning(first, "script-security",
-                    "scripts will run as root but enable_script_security is not set in global_defs: "
+                    f"scripts will run as root ({why}) but enable_script_security is not set in global_defs: "
                     "a script writable by a non-root user would give that user root")
 
 

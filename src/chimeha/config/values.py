@@ -60,7 +60,7 @@ class Ctx:
     # ---------------------------------------------------------------- typed values
 
     def int_arg(self, st: Stmt, lo: int | None = None, hi: int | None = None, i: int = 0,
-                what: str | None = None) -> int | None:
+                what: str | None = None, soft: bool = False) -> int | None:
         if not self.need(st, i + 1):
             return None
         text = st.args[i].text
@@ -69,10 +69,10 @@ class Ctx:
         except ValueError:
             self.error(st.where, "invalid-number", f"'{st.name}' expects an integer, got '{text}'")
             return None
-        return self._range(st, v, lo, hi, what)
+        return self._range(st, v, lo, hi, what, soft)
 
     def float_arg(self, st: Stmt, lo: float | None = None, hi: float | None = None, i: int = 0,
-                  what: str | None = None) -> float | None:
+                  what: str | None = None, soft: bool = False) -> float | None:
         if not self.need(st, i + 1):
             return None
         text = st.args[i].text
@@ -84,12 +84,18 @@ class Ctx:
         if v != v or v in (float("inf"), float("-inf")):
             self.error(st.where, "invalid-number", f"'{st.name}' expects a finite number, got '{text}'")
             return None
-        return self._range(st, v, lo, hi, what)
+        return self._range(st, v, lo, hi, what, soft)
 
-    def _range(self, st: Stmt, v, lo, hi, what):
+    def _range(self, st: Stmt, v, lo, hi, what, soft: bool = False):
+        """``v`` if within ``lo..hi``; else an error, or with ``soft`` a warning (the keyword is ignored,
+        as keepalived ignores it: its default stays)."""
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            self.error(st.where, "out-of-range", f"{what or repr(st.name)} {st.args[0].text if st.args else v} is out of range ({rng})")
+            rng = f"{lo:g}..{hi:g}" if hi is not None else f">= {lo:g}"
+            msg = f"{what or repr(st.name)} {st.args[0].text if st.args else v} is out of range ({rng})"
+            if soft:
+                self.warning(st.where, "out-of-range", msg + "; ignored, as keepalived does")
+            else:
+                self.error(st.where, "out-of-range", msg)
             return None
         return v
 
