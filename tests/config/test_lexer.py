@@ -146,8 +146,8 @@ def test_unreadable_main_file_gives_no_config(tmp_path):
     r = load(str(tmp_path / "missing.conf"))
     assert r.config is None and not r.ok
     assert [d.code for d in r.diagnostics] == ["unreadable-file"]
-    r = load(str(tmp_path))  # a directory
-    assert r.config is None and [d.code for d in r.diagnostics] == ["unreadable-file"]
+    r = load(str(tmp_path))  # a directory: keepalived skips it, so nothing to run
+    assert r.config is None and [d.code for d in r.diagnostics] == ["not-regular-file"]
 
 
 def test_split_command_follows_keepalived_quoting():

@@ -29,6 +29,7 @@ import glob as _glob
 import os
 import random
 import re
+import stat as _stat
 from dataclasses import dataclass
 from typing import Callable
 
@@ -208,6 +209,15 @@ class Lexer:
         """Lex ``path`` (appending to ``self.lines``); False if it cannot be read."""
         try:
             text = self.opener(path)
+        except NotRegularFile as exc:
+            if where is None:
+                self.rep.error(path, 0, "not-regular-file", f"cannot read {path}: it is {exc.kind}, not a regular "
+                               "non-executable file")
+            else:
+                self.rep.warning(where[0], where[1], "not-regular-file",
+                                 f"{path} is {exc.kind}, not a regular non-executable file: skipped, as keepalived "
+                                 "skips it")
+            return False
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             file, line = where or (path, 0)
             reason = getattr(exc, "strerror", None) or str(exc)
@@ -496,8 +506,45 @@ def _expand_spec(kind: str, spec: str) -> list[dict[str, str]]:
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
+class NotRegularFile(ValueError):
+    """A config file that keepalived skips: a FIFO, a device, a directory, a socket or an executable."""
+
+    def __init__(self, path: str, kind: str):
+        super().__init__(f"{path} is {kind}")
+        self.path = path
+        self.kind = kind
+
+
+def _kind(mode: int) -> str | None:
+    """Why keepalived would skip a file of this mode, or None for a readable config file."""
+    for test, kind in ((_stat.S_ISFIFO, "a FIFO"), (_stat.S_ISCHR, "a character device"),
+                       (_stat.S_ISBLK, "a block device"), (_stat.S_ISDIR, "a directory"),
+                       (_stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    if not _stat.S_ISREG(mode):
+        return "not a regular file"
+    if mode & (_stat.S_IXUSR | _stat.S_IXGRP | _stat.S_IXOTH):
+        return "executable"
+    return None
+
+
 def _read_file(path: str) -> str:
-    with open(path, "rb") as fh:
+    """Read a config file; refuse what keepalived skips, without ever blocking on it.
+
+    The mode is checked before opening (opening a FIFO for reading waits for a
+    writer, a device may act on open) and again on the opened descriptor,
+    which is opened non-blocking so a file swapped for a FIFO in between
+    cannot hang the reader either.
+    """
+    kind = _kind(os.stat(path).st_mode)
+    if kind:
+        raise NotRegularFile(path, kind)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind:
+            raise NotRegularFile(path, kind)
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
@@ -506,5 +553,5 @@ def _read_file(path: str) -> str:
 
 def _default_glob(pattern: str) -> list[str]:
     if any(c in pattern for c in "*?["):
-        return [p for p in _glob.glob(pattern) if os.path.isfile(p)]
+        return list(_glob.glob(pattern))  # each match is checked when read (a FIFO or directory is skipped)
     return [pattern] if os.path.exists(pattern) else []
