@@ -284,3 +284,10 @@ def test_model_is_frozen_and_hashable():
     assert len({hash(n) for n in nodes}) == len(nodes)
     with pytest.raises(dataclasses.FrozenInstanceError):
         vs.protocol = "UDP"
+
+
+def test_v3_advert_int_rounds_half_up_like_keepalived():
+    # round() would give 0.12 (banker's rounding of 12.5); keepalived rounds half up.
+    r = one(MIN.replace("virtual_router_id", "version 3\n    advert_int 0.125\n    virtual_router_id") % "")
+    assert r.config.instances["V"].advert_int == 0.13
+    assert [d.code for d in r.diagnostics] == ["advert-int-rounded"]

@@ -15,6 +15,7 @@ from typing import Callable
 from . import keywords as K
 from .cap_vrrp import ROUTE_ACTS, ROUTE_NO_TRACK, VIP_OPTIONS
 from .build_lvs import build_virtual_server, build_virtual_server_group
+from ..vrrp.timing import advert_centiseconds
 from .model import (
     Block,
     Config,
@@ -611,7 +612,7 @@ def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstanc
                 ctx.error(where, "out-of-range", f"advert_int {adv:g} is out of range for VRRPv3 (0.01..40.95)")
                 changes["advert_int"] = 1.0
             else:
-                cs = round(adv * 100)
+                cs = advert_centiseconds(adv)
                 if abs(cs - adv * 100) > 1e-6:
                     ctx.warning(where, "advert-int-rounded",
                                 f"VRRPv3 advertises centiseconds: advert_int {adv:g} is used as {cs / 100:g}")
