@@ -83,3 +83,28 @@ def test_source_lines_shown(capsys):
     lines = out.splitlines()
     i = next(n for n, line in enumerate(lines) if line.endswith("[bare-weight]"))
     assert lines[i + 1] == "       25 |         weight"
+
+
+def test_operator_errors_are_one_line_never_a_traceback(monkeypatch, capsys, tmp_path):
+    from chimeha import cli
+    from chimeha.cli import check as check_cmd
+    from chimeha.errors import ConfigError, UsageError
+
+    conf = tmp_path / "k.conf"
+    conf.write_text("")
+    for exc, status in ((ConfigError("k.conf:3: bad"), 1), (UsageError("no such option"), 2)):
+        def boom(args, exc=exc):
+            raise exc
+        monkeypatch.setattr(check_cmd, "run", boom)
+        assert cli.main(["check", "-f", str(conf)]) == status
+        err = capsys.readouterr().err
+        assert err == f"chime-ha check: {exc}\n"
+
+
+def test_every_subcommand_module_imports():
+    # No ImportError guard hides a broken subcommand: building the parser imports them all.
+    from chimeha import cli
+
+    parser = cli.build_parser()
+    names = set(parser._subparsers._group_actions[0].choices)
+    assert names == set(cli.SUBCOMMANDS)

@@ -1,7 +1,11 @@
 """The ``chime-ha`` command: one subcommand per module in this package.
 
 Each subcommand module exposes ``add_parser(subparsers)`` and a ``run(args) -> int``;
-they are imported lazily so that ``chime-ha check`` never pays for asyncio or netlink.
+their heavy dependencies (asyncio, netlink) are imported inside ``run`` so that
+``chime-ha check`` never pays for them.  A subcommand module that fails to import
+is a bug and fails loudly; it is never skipped.  An error meant for the operator
+(``chimeha.errors.ChimeHaError``) is printed as one line, never as a traceback:
+exit status 2 for a usage error, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from chimeha.errors import ChimeHaError, UsageError
 
 # subcommand name -> module (relative to this package)
 SUBCOMMANDS = {
@@ -41,14 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"chime-ha {__import__('chimeha').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{module}":
-                continue  # subcommand not built yet
-            raise
-        mod.add_parser(sub)
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(f"{__name__}.{module}").add_parser(sub)
     return parser
 
 
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except ChimeHaError as exc:  # the command's task boundary: operator words, no traceback
+        print(f"chime-ha {args.command}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ import sys
 from collections import Counter
 from typing import Iterable
 
+from ..errors import UsageError
 from . import cap_global, cap_lvs, cap_vrrp
 from .capabilities_base import STATUSES, Capability
 from .grammar import EXTENSIONS, PATHS, VERSION
@@ -134,7 +135,7 @@ def splice(doc: str) -> str:
     """``doc`` with the text between the markers replaced by :func:`markdown`."""
     head, sep, rest = doc.partition(BEGIN)
     if not sep or END not in rest:
-        raise ValueError(f"the document has no {BEGIN} ... {END} section")
+        raise UsageError(f"the document has no {BEGIN} ... {END} section")
     _, _, tail = rest.partition(END)
     return f"{head}{BEGIN}\n{markdown()}{END}{tail}"
 
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = fh.read()
     try:
         new = splice(doc)
-    except ValueError as exc:
+    except UsageError as exc:
         print(f"{args.write}: {exc}", file=sys.stderr)
         return 1
     with open(args.write, "w", encoding="utf-8") as fh:

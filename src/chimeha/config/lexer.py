@@ -33,6 +33,7 @@ import stat as _stat
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import ConfigError
 from .model import Diagnostic
 
 MAX_INCLUDE_DEPTH = 32
@@ -218,7 +219,7 @@ class Lexer:
                                  f"{path} is {exc.kind}, not a regular non-executable file: skipped, as keepalived "
                                  "skips it")
             return False
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, ConfigError) as exc:
             file, line = where or (path, 0)
             reason = getattr(exc, "strerror", None) or str(exc)
             self.rep.error(file, line, "unreadable-file", f"cannot read {path}: {reason}")
@@ -506,7 +507,7 @@ def _expand_spec(kind: str, spec: str) -> list[dict[str, str]]:
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
-class NotRegularFile(ValueError):
+class NotRegularFile(ConfigError):
     """A config file that keepalived skips: a FIFO, a device, a directory, a socket or an executable."""
 
     def __init__(self, path: str, kind: str):
@@ -547,7 +548,7 @@ def _read_file(path: str) -> str:
             raise NotRegularFile(path, kind)
         data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        raise ConfigError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     return data.decode("utf-8", errors="replace")
 
 

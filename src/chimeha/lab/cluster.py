@@ -88,13 +88,10 @@ def daemon_argv(kind: str) -> list[str]:
 
 def chime_ha_available() -> str | None:
     """None when ``chime-ha run`` exists in this tree, else why not."""
-    try:
-        import importlib.util
+    import importlib.util
 
-        if importlib.util.find_spec("chimeha.cli.run") is None:
-            return "chime-ha run is not implemented yet (src/chimeha/cli/run.py missing)"
-    except ImportError as exc:  # pragma: no cover - broken tree
-        return f"chime-ha run cannot be imported: {exc}"
+    if importlib.util.find_spec("chimeha.cli.run") is None:
+        return "chime-ha run is not implemented yet (src/chimeha/cli/run.py missing)"
     return None
 
 
