@@ -201,3 +201,41 @@ def test_markdown_cli(capsys):
     assert C.main(["--markdown"]) == 0
     out = capsys.readouterr().out
     assert out == C.markdown() and out.count("\n| `") == len(C.DECLARATIONS)
+
+
+# Modules that still read the untyped ``options`` bag, with the helper whose typed field replaces it
+# (issue 9 item 5). The list can only shrink: an entry that no longer reads options fails too.
+OPTIONS_READERS = {
+    "runtime/daemon.py": "node-core (global notify_fifo / vrrp_notify_fifo)",
+    "vrrp/from_config.py": "node-core (check_unicast_src, lower_prio_no_advert)",
+    "lvs/desired.py": "dataplane (sh-port, sh-fallback, mh-*, flag-*)",
+    "check/file.py": "dataplane (FILE_CHECK dynamic)",
+}
+
+
+def test_runtime_reads_options_only_where_listed():
+    readers = set()
+    for p in SRC.rglob("*.py"):
+        rel = p.relative_to(SRC).as_posix()
+        if rel.startswith("config/"):
+            continue
+        tree = ast.parse(p.read_text())
+        for node in ast.walk(tree):
+            attr = isinstance(node, ast.Attribute) and node.attr == "options"
+            getattr_call = (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+                            and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+                            and node.args[1].value == "options")
+            if attr or getattr_call:
+                readers.add(rel)
+    assert readers == set(OPTIONS_READERS), (sorted(readers - set(OPTIONS_READERS)),
+                                             sorted(set(OPTIONS_READERS) - readers))
+
+
+def test_vip_and_route_option_words_warn():
+    text = ("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n"
+            "  10.0.0.1/24 dev eth0 home label eth0:1\n }\n virtual_routes {\n"
+            "  10.1.0.0/16 via 10.0.0.254 dev eth0 mtu 1400 metric 5\n }\n}\n")
+    got = [(d.line, d.code, d.message.split("'")[1]) for d in loads(text).diagnostics
+           if d.code in ("not-implemented", "no-effect")]
+    assert got == [(5, "not-implemented", "home"), (8, "not-implemented", "mtu")]
+    assert all(not VIP_OPTIONS[w].acts for w in ("home", "noprefixroute", "use_vmac", "no_track"))
