@@ -100,7 +100,7 @@ vrrp_sync_group G {
 """ + MIN % "    track_script {\n        s1 weight 10\n    }\n    track_file {\n        f1\n    }\n    track_process {\n        p1 weight -3 reverse\n    }\n    track_interface {\n        eth1 weight 5\n    }\n"
     r = one(text)
     # vrrp_track_process delay is typed but not applied yet: said at its line.
-    assert [(d.line, d.code) for d in r.diagnostics] == [(22, "not-implemented")]
+    assert [(d.line, d.code) for d in r.diagnostics] == [(23, "not-implemented")]
     c = r.config
     s = c.vrrp_scripts["s1"]
     assert (s.script, s.interval, s.timeout, s.weight, s.weight_reverse, s.rise, s.fall, s.user, s.group, s.init_fail) == (
