@@ -45,12 +45,18 @@ virtual_server 192.168.231.10 8802 {
 
 
 class Recorder:
+    """An in-memory backend with the Backend protocol (see lvs/backends/base.py)."""
+
     name = "nft"
+    drift = None
 
     def __init__(self):
         self.state = DesiredState()
         self.batches = []
         self.closed = False
+
+    async def preflight(self):
+        return None
 
     def unsupported(self, service):
         return None
@@ -59,7 +65,7 @@ class Recorder:
         self.batches.append(list(ops))
         self.state = apply_to(self.state, list(ops))
 
-    def read_actual(self):
+    async def read_actual(self):
         return self.state
 
     async def verify(self):

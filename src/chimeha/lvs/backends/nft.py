@@ -46,12 +46,14 @@ import shutil
 from typing import Sequence
 
 from ..reconcile import Operation, apply_to
-from ..schedulers import CONNECTION_AWARE, MH_TABLE_SIZE, SH_TABLE_SIZE, Server, make_scheduler
+from ..catalog import CONNECTION_AWARE, implemented_by
+from ..schedulers import MH_TABLE_SIZE, SH_TABLE_SIZE, Server, make_scheduler
 from ..types import DesiredState, Destination, Service, ServiceKey
+from . import nft_read
 from .base import BackendError
 
 TABLE = "chimeha"
-NFT_ALGOS = ("rr", "wrr", "sh", "dh", "mh", "fo")
+NFT_ALGOS = implemented_by("nft")
 #: An interleaved wrr period longer than this is declined (the map would be huge).
 MAX_PERIOD = 65536
 #: Up to this many address services get one rule each in the hook chains;
@@ -310,7 +312,10 @@ class NftBackend:
         self.netns = netns
         self.snat = snat
         self.log = log or globals()["log"]
-        self._state = DesiredState()
+        self._state = DesiredState()  # what read_actual() last returned: apply() works from it
+        self._intent = DesiredState()  # what the last load programmed
+        self._expected: nft_read.Reading | None = None  # the table as read right after that load
+        self.drift: str | None = None
         self._programmed = False
         self.last_script = ""
 
@@ -370,15 +375,27 @@ class NftBackend:
                 found.update(str(n) for n in nets if ip in n)
         return sorted(found)
 
-    async def _carried(self) -> dict[str, list[str]]:
-        if not self._programmed:
-            return {}
+    async def _listing(self) -> dict | None:
+        """The live table as nft's JSON, or None when there is no table."""
+        proc = await asyncio.create_subprocess_exec(
+            *self._argv("-j", "list", "table", "inet", TABLE),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            text = err.decode().strip()
+            if "No such file or directory" in text or "does not exist" in text:
+                return None
+            raise BackendError(f"nft -j list table inet {TABLE} failed: {text}")
         try:
-            data = json.loads(await self._nft("-j", "list", "table", "inet", TABLE))
-        except (BackendError, ValueError):
-            return {}
+            return json.loads(out or b"{}")
+        except ValueError as e:
+            raise BackendError(f"nft -j list table inet {TABLE}: unreadable JSON ({e})") from None
+
+    @staticmethod
+    def _carried(doc: dict | None) -> dict[str, list[str]]:
+        """Persistence entries of the live table with their remaining lifetime, per set."""
         out: dict[str, list[str]] = {}
-        for obj in data.get("nftables", []):
+        for obj in (doc or {}).get("nftables", []):
             s = obj.get("set")
             if not s or not s.get("name", "").startswith("p_"):
                 continue
@@ -388,30 +405,43 @@ class NftBackend:
                     out.setdefault(s["name"], []).append(f"{e['val']} expires {int(e['expires'])}s")
         return out
 
+    async def preflight(self) -> str | None:
+        if shutil.which("nft") is None:
+            return "the nft program is not installed (apt-get install nftables)"
+        try:
+            await self._nft("list", "tables")
+        except BackendError as e:
+            return f"nftables is not usable here: {e}"
+        return None
+
     async def apply(self, ops: Sequence[Operation]) -> None:
+        """Apply ``ops`` to the state :meth:`read_actual` last returned: render it all, load it atomically."""
         new = apply_to(self._state, list(ops))
         for svc in new.services.values():
             why = self.unsupported(svc)
             if why:
                 raise BackendError(why)
         subnets = await self._snat_subnets(new) if self.snat == "auto" else []
-        script = Renderer(self.snat, subnets).render(new, await self._carried())
+        carried = self._carried(await self._listing()) if self._programmed else {}
+        script = Renderer(self.snat, subnets).render(new, carried)
         await self._nft("-f", "-", stdin=script)
         self.last_script = script
-        self._state = new
+        self._state = self._intent = new
         self._programmed = True
+        doc = await self._listing()
+        self._expected = nft_read.read(doc) if doc is not None else None
 
-    def read_actual(self) -> DesiredState:
+    async def read_actual(self) -> DesiredState:
+        """The live table parsed back (see :mod:`.nft_read`); ``drift`` says what differed."""
+        doc = await self._listing()
+        reading = nft_read.read(doc) if doc is not None else None
+        self._state, self.drift = nft_read.actual_state(reading, self._expected, self._intent)
         return self._state
 
     async def verify(self) -> bool:
-        """True when our table is still loaded (someone may have flushed the ruleset)."""
-        try:
-            await self._nft("list", "table", "inet", TABLE)
-            return True
-        except BackendError:
-            self._state = DesiredState()
-            return False
+        """True when the live table is exactly what was loaded last (someone may have flushed it)."""
+        await self.read_actual()
+        return self.drift is None
 
     async def close(self) -> None:
         if self._programmed:
@@ -419,7 +449,8 @@ class NftBackend:
                 await self._nft("-f", "-", stdin=f"table inet {TABLE} {{}}\ndelete table inet {TABLE}\n")
             finally:
                 self._programmed = False
-                self._state = DesiredState()
+                self._state = self._intent = DesiredState()
+                self._expected = None
 
     def stats(self) -> dict:
         return {}
