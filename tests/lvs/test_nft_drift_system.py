@@ -148,3 +148,61 @@ def test_running_manager_restores_a_deleted_or_flushed_table(lab, tmp_path):
     finally:
         stop_process(proc)
         log.close()
+
+
+UDP_CLIENT = r'''
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", int(sys.argv[3])))
+s.settimeout(2)
+out = []
+for _ in range(int(sys.argv[4])):
+    s.sendto(b"hi", (sys.argv[1], int(sys.argv[2])))
+    out.append(s.recv(100).decode().strip())
+print(" ".join(out))
+'''
+
+
+@pytest.mark.parametrize("tool", [True, False], ids=["conntrack", "control-without-conntrack"])
+async def test_removed_real_server_loses_its_conntrack_entries(lab, monkeypatch, tool):
+    """A UDP flow stays on its real server (conntrack) until the checker removes that server:
+    then its entries are deleted and the very next datagram goes to a live one. The control
+    (no conntrack program) shows the flow would otherwise stay on the removed server."""
+    import shutil
+
+    from chimeha.lvs.backends import nft
+    if not tool:
+        real = shutil.which
+        monkeypatch.setattr(nft.shutil, "which", lambda name: None if name == "conntrack" else real(name))
+    from chimeha.config import loads
+    from chimeha.lvs.desired import rs_id
+    from chimeha.runtime.lvs_manager import LvsManager
+
+    conf = (f"virtual_server {VIP} 9002 {{\n  lb_algo rr\n  protocol UDP\n"
+            f"  real_server {NET}.11 9002 {{\n  }}\n  real_server {NET}.12 9002 {{\n  }}\n}}\n")
+    cfg = loads(conf).config
+    d, c = lab.hosts["dir"], lab.hosts["client"]
+    mgr = LvsManager(cfg, "nft", netns=d.netns, health_checks=False)
+    mgr.on_vips_changed(None)
+    port = "40123" if tool else "40124"
+
+    def flow(n: int) -> list[str]:
+        return c.run([sys.executable, "-c", UDP_CLIENT, VIP, "9002", port, str(n)]).stdout.split()
+
+    try:
+        await mgr.start()
+        first = flow(3)
+        assert len(set(first)) == 1, first  # one flow, one real server
+        vs = cfg.virtual_servers[0]
+        victim = next(r for r in vs.real_servers if r.address == {"rs1": f"{NET}.11", "rs2": f"{NET}.12"}[first[0]])
+        other = "rs2" if first[0] == "rs1" else "rs1"
+        mgr.set_health(rs_id(vs, victim), False)  # the checker says: down (the server still answers)
+        await mgr.reconcile_now()
+        if tool:
+            assert flow(3) == [other] * 3
+            assert f"{victim.address}" not in d.run(["conntrack", "-L", "-p", "udp"], check=False).stdout
+        else:
+            assert flow(3) == first
+            d.run(["conntrack", "-F"], check=False)  # leave no binding behind for the next test
+    finally:
+        await mgr.stop()

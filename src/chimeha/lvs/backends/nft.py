@@ -45,7 +45,7 @@ import logging
 import shutil
 from typing import Sequence
 
-from ..reconcile import Operation, apply_to
+from ..reconcile import DelDest, Operation, apply_to
 from ..catalog import CONNECTION_AWARE, implemented_by
 from ..schedulers import MH_TABLE_SIZE, SH_TABLE_SIZE, Server, make_scheduler
 from ..types import DesiredState, Destination, Service, ServiceKey
@@ -317,6 +317,7 @@ class NftBackend:
         self._expected: nft_read.Reading | None = None  # the table as read right after that load
         self.drift: str | None = None
         self._programmed = False
+        self._warned_conntrack = False
         self.last_script = ""
 
     def unsupported(self, service: Service) -> str | None:
@@ -430,6 +431,35 @@ class NftBackend:
         self._programmed = True
         doc = await self._listing()
         self._expected = nft_read.read(doc) if doc is not None else None
+        for op in ops:
+            if isinstance(op, DelDest):
+                await self._forget(op.service, op.dest)
+
+    async def _forget(self, key: ServiceKey, dest: Destination) -> None:
+        """Delete the conntrack entries of ``dest`` in service ``key``: a removed real server's
+        clients (UDP flows, persistent TCP clients) are scheduled again at their next packet
+        instead of following the old NAT binding. A weight-0 (quiescent) server keeps them."""
+        if shutil.which("conntrack") is None:
+            if not self._warned_conntrack:
+                self.log.warning("the conntrack program is missing (apt-get install conntrack): connections "
+                                 "of removed real servers stay on them until they end")
+                self._warned_conntrack = True
+            return
+        sel = ["--reply-src", dest.address] + (["--reply-port-src", str(dest.port)] if dest.port else [])
+        if key.fwmark is None:  # a mark service: the packet mark is not in conntrack; the server's address is
+            sel += ["--orig-dst", key.address, "--orig-port-dst", str(key.port)]
+        pre = ["ip", "netns", "exec", self.netns] if self.netns else []
+        fam = ["-f", "ipv6"] if ":" in dest.address else []
+        proc = await asyncio.create_subprocess_exec(
+            *pre, "conntrack", "-D", "-p", key.protocol.lower(), *fam, *sel,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        text = err.decode().strip()
+        # exit 1 with "0 flow entries have been deleted" is the ordinary nothing-to-do answer
+        if proc.returncode not in (0, 1) or (proc.returncode == 1 and "0 flow entries" not in text):
+            self.log.warning("conntrack -D for %s in %s failed: %s", dest.key, key, text)
+        else:
+            self.log.info("virtual servers: %s left %s: %s", dest.key, key, text.splitlines()[-1] if text else "")
 
     async def read_actual(self) -> DesiredState:
         """The live table parsed back (see :mod:`.nft_read`); ``drift`` says what differed."""
