@@ -57,7 +57,7 @@ class LvsManager:
     def __init__(self, config: Any, dataplane: str | None = "auto", log: logging.Logger | None = None, *,
                  netns: str | None = None, snat: str = "auto", health_checks: bool = True,
                  forwarding: str = "warn", backends: dict[str, Any] | None = None,
-                 proxy_own_loop: bool | None = None, verify_interval: float = 5.0):
+                 proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str = "masquerade"):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -68,6 +68,7 @@ class LvsManager:
         self.health_checks = health_checks
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
+        self.snat_to = snat_to
         #: seconds between reads of the live data plane while nothing else triggers a reconcile
         #: (an outside ``nft flush ruleset`` is repaired within this time)
         self.verify_interval = verify_interval
@@ -92,7 +93,7 @@ class LvsManager:
     def _backend(self, name: str):
         b = self._backends.get(name)
         if b is None:
-            b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop))
+            b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to))
             self._backends[name] = b
         return b
 
@@ -362,6 +363,8 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--own", action="append", default=None,
                     help="VIP this node holds (repeatable); default: forward every virtual server")
     ap.add_argument("--snat", default="auto", choices=("auto", "always", "never"))
+    ap.add_argument("--snat-to", default="masquerade", choices=("masquerade", "vip"),
+                    help="nft source address: the interface's (masquerade) or the connection's VIP")
     ap.add_argument("--no-checks", action="store_true", help="do not run health checkers")
     ap.add_argument("--ready-file", help="write 'ready' here once the data plane is programmed")
     ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
@@ -383,7 +386,7 @@ def _main(argv: list[str] | None = None) -> int:
 
     async def run() -> int:
         mgr = LvsManager(res.config, args.dataplane, health_checks=not args.no_checks, snat=args.snat,
-                         forwarding=args.forwarding, verify_interval=args.verify_interval,
+                         forwarding=args.forwarding, verify_interval=args.verify_interval, snat_to=args.snat_to,
                          proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop])
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()

@@ -53,6 +53,8 @@ from . import nft_read
 from .base import BackendError
 
 TABLE = "chimeha"
+#: Source addresses the postrouting rules may NAT to (see Renderer.snat_to).
+SNAT_TO = ("masquerade", "vip")
 NFT_ALGOS = implemented_by("nft")
 #: An interleaved wrr period longer than this is declined (the map would be huge).
 MAX_PERIOD = 65536
@@ -176,9 +178,13 @@ def _lean_dnat(service: Service) -> str | None:
 class Renderer:
     """Pure: DesiredState (+ carried persistence entries) -> one nft script."""
 
-    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = ()):
+    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = (), snat_to: str = "masquerade"):
         self.snat = snat
         self.snat_subnets = list(snat_subnets)
+        #: "masquerade": the outgoing interface's address, client port kept when free;
+        #: "vip": the connection's own VIP (replies reach whichever director holds it, and the
+        #: tuples never meet the director's own connections from its primary address)
+        self.snat_to = snat_to
 
     def render(self, state: DesiredState, carried: dict[str, list[str]] | None = None) -> str:
         carried = carried or {}
@@ -282,11 +288,14 @@ class Renderer:
                     continue
                 # one VIP: a plain comparison rather than a (one-element) set lookup
                 vset = ("{ " + ", ".join(sorted(vips[fam])) + " }") if len(vips[fam]) > 1 else next(iter(vips[fam]))
+                groups = [(vset, "masquerade")] if self.snat_to == "masquerade" else [
+                    (v, f"snat {famname} to {v}") for v in sorted(vips[fam])]
                 for net in nets:
                     if net is not None and ipaddress.ip_network(net).version != fam:
                         continue
                     cond = "" if net is None else f" {famname} saddr {net} {famname} daddr {net}"
-                    rules.append(f"ct status dnat ct original {famname} daddr {vset}{cond} masquerade")
+                    for match, verdict in groups:
+                        rules.append(f"ct status dnat ct original {famname} daddr {match}{cond} {verdict}")
             marks = sorted(k.fwmark for k in state.services if k.fwmark is not None)
             for m in marks:
                 for net in nets:
@@ -306,11 +315,15 @@ class NftBackend:
 
     name = "nft"
 
-    def __init__(self, netns: str | None = None, snat: str = "auto", log: logging.Logger | None = None):
+    def __init__(self, netns: str | None = None, snat: str = "auto", log: logging.Logger | None = None,
+                 snat_to: str = "masquerade"):
         if snat not in ("auto", "always", "never"):
             raise ValueError(f"snat must be auto, always or never, not {snat!r}")
+        if snat_to not in SNAT_TO:
+            raise ValueError(f"snat_to must be one of {', '.join(SNAT_TO)}, not {snat_to!r}")
         self.netns = netns
         self.snat = snat
+        self.snat_to = snat_to
         self.log = log or globals()["log"]
         self._state = DesiredState()  # what read_actual() last returned: apply() works from it
         self._intent = DesiredState()  # what the last load programmed
@@ -424,7 +437,7 @@ class NftBackend:
                 raise BackendError(why)
         subnets = await self._snat_subnets(new) if self.snat == "auto" else []
         carried = self._carried(await self._listing()) if self._programmed else {}
-        script = Renderer(self.snat, subnets).render(new, carried)
+        script = Renderer(self.snat, subnets, self.snat_to).render(new, carried)
         await self._nft("-f", "-", stdin=script)
         self.last_script = script
         self._state = self._intent = new

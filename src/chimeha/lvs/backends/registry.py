@@ -30,11 +30,13 @@ class BackendOptions:
     snat: str = "auto"
     #: proxy: relay on its own uvloop thread (None: when the caller's loop is not uvloop)
     proxy_own_loop: bool | None = None
+    #: nft source address: "masquerade" | "vip" (see nft.Renderer)
+    snat_to: str = "masquerade"
 
 
 FACTORIES: dict[str, Callable[[BackendOptions], Backend]] = {
     "ipvs": lambda o: IpvsBackend(log=o.log),
-    "nft": lambda o: NftBackend(netns=o.netns, snat=o.snat, log=o.log),
+    "nft": lambda o: NftBackend(netns=o.netns, snat=o.snat, log=o.log, snat_to=o.snat_to),
     "proxy": lambda o: ProxyBackend(log=o.log, own_loop=o.proxy_own_loop),
 }
 
