@@ -67,6 +67,10 @@ http {{
         listen {addr}:8086 backlog=4096;
         listen {addr}:8087 backlog=4096;
         listen {addr}:8088 backlog=4096;
+        listen {addr}:8089 backlog=4096;
+        listen {addr}:8090 backlog=4096;
+        listen {addr}:8091 backlog=4096;
+        listen {addr}:8092 backlog=4096;
         location / {{ return 200 "{name}\\n"; }}
     }}
 }}
@@ -95,10 +99,18 @@ table ip bench {{
     }}
     chain post {{
         type nat hook postrouting priority srcnat; policy accept;
-        ct status dnat ip daddr 192.168.231.0/24 masquerade
+        ct status dnat ip daddr 192.168.231.0/24 {snat}
     }}
 }}
 """
+#: hand-written source NAT variants (issue 11: which one survives a "dirty" real server)
+HAND_SNAT = {
+    "hand-written nft": "masquerade",
+    "hand nft: masquerade fully-random": "masquerade fully-random",
+    "hand nft: masquerade random": "masquerade random",
+    "hand nft: ports 1024-32767": "meta l4proto tcp masquerade to :1024-32767",
+    "hand nft: snat to VIP": f"snat ip to {VIP}",
+}
 
 CHIMEHA_CONF = """
 virtual_server {vip} 80 {{
@@ -157,6 +169,11 @@ def main() -> int:
     ap.add_argument("--modes", default="keep-alive,new connection",
                     help="comma-separated: keep-alive, new connection (default both)")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--tuned", action="store_true",
+                    help="tcp_tw_reuse=1 and ports 1024-65535 on client and director (default: stock sysctls)")
+    ap.add_argument("--dirty", action="store_true",
+                    help="before each measurement the director itself loads the real servers' port "
+                         "(as HAProxy on the director would): their TIME_WAIT sockets for its address")
     args = ap.parse_args()
     for tool in ("wrk", "nginx", "haproxy", "nft", "nc"):
         if not shutil.which(tool):
@@ -169,11 +186,10 @@ def main() -> int:
         client = topo.add_host("client", "192.168.231.5/24")
         d = topo.add_host("dir", "192.168.231.2/24", f"{VIP}/32")
         d.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        # Many short connections: let the client and the director (which opens
-        # connections for the proxies) reuse TIME_WAIT ports, so that the setups
-        # measured later in a round do not run out of ephemeral ports.
-        for h in (client, d):
-            h.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"])
+        # Stock sysctls unless --tuned (a labelled column): nobody tunes these first.
+        if args.tuned:
+            for h in (client, d):
+                h.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"])
         for i, addr in enumerate(RS, 1):
             h = topo.add_host(f"rs{i}", f"{addr}/24")
             wd = tmp / f"rs{i}"
@@ -185,9 +201,11 @@ def main() -> int:
         # Each setup talks to its own real-server port: a real server's TIME_WAIT
         # sockets left by one setup (the director's address and port, seen again
         # through another setup's NAT) would otherwise drop SYNs of the next one.
-        (tmp / "hand.nft").write_text(HAND_NFT.format(port=8080, **fmt))
+        for i, (name, snat) in enumerate(HAND_SNAT.items()):
+            (tmp / f"hand{i}.nft").write_text(HAND_NFT.format(port=hand_port(i), snat=snat, **fmt))
         (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=8081, **fmt))
-        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088)):
+        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088),
+                           ("nftvip", 8086)):
             (tmp / f"{name}.conf").write_text(CHIMEHA_CONF.format(port=port, **fmt))
         (tmp / "current.nft").write_text(current_rules(8087))
         procs = {}
@@ -213,9 +231,10 @@ def main() -> int:
                                "--dataplane", dataplane, "--ready-file", str(rf), *extra], ready_file=rf)
 
         setups = [
-            Setup("hand-written nft", lambda: (d.run(["nft", "-f", str(tmp / "hand.nft")]),
-                                               wait_port(client, VIP, 80)),
-                  lambda: d.run(["nft", "delete", "table", "ip", "bench"])),
+            Setup(name, (lambda i=i: (d.run(["nft", "-f", str(tmp / f"hand{i}.nft")]), wait_port(client, VIP, 80))),
+                  lambda: d.run(["nft", "delete", "table", "ip", "bench"]), extra=i > 0)
+            for i, name in enumerate(HAND_SNAT)
+        ] + [
             # chime-ha's table for this service as the pre-lean renderer wrote it
             # (verdict map, service chain, per-server chains), static: A/B of the layout
             Setup("chime-ha rules (previous layout)", lambda: (d.run(["nft", "-f", str(HERE / "previous_layout.nft")]),
@@ -229,6 +248,8 @@ def main() -> int:
             Setup("haproxy (tcp)", lambda: popen_ready("haproxy", ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")]),
                   lambda: stop("haproxy")),
             Setup("chime-ha nft", lambda: chime("nft", "nft"), lambda: stop("nft")),
+            Setup("chime-ha nft: snat to VIP", lambda: chime("nftvip", "nft", "--snat-to", "vip"),
+                  lambda: stop("nftvip"), extra=True),
             # the same without health checkers: does the daemon's own activity show?
             Setup("chime-ha nft (no checks)", lambda: chime("nftnc", "nft", "--no-checks"), lambda: stop("nftnc"),
                   extra=True),
@@ -261,6 +282,12 @@ def main() -> int:
             # rotate the order every round: no setup always runs first (fresh
             # machine) or right after another one's leftovers
             for s in setups[rnd % len(setups):] + setups[:rnd % len(setups)]:
+                if args.dirty:  # the director's own connections to this setup's real-server port
+                    names = list(HAND_SNAT)
+                    port = hand_port(names.index(s.name)) if s.name in names else SETUP_PORT[s.name]
+                    for rs in RS:
+                        d.run(["wrk", "-t1", "-c16", "-d2s", "-H", "Connection: close", f"http://{rs}:{port}/"],
+                              timeout=60, check=False)
                 s.start()
                 try:
                     for mode, extra in modes.items():
@@ -283,6 +310,16 @@ def main() -> int:
     return 0
 
 
+def hand_port(i: int) -> int:
+    """The real-server port of hand-written variant ``i`` (each its own: no cross-talk via TIME_WAIT)."""
+    return 8080 if i == 0 else 8088 + i
+
+
+SETUP_PORT = {"haproxy (tcp)": 8081, "chime-ha nft": 8082, "chime-ha proxy": 8083, "chime-ha proxy, one uvloop": 8084,
+              "chime-ha proxy, asyncio only": 8085, "chime-ha nft: snat to VIP": 8086, "chime-ha rules (static)": 8087, "chime-ha rules (previous layout)": 8086,
+              "chime-ha nft (no checks)": 8088}
+
+
 def report(args, setups, modes, results, errors) -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
     cpu = ""
@@ -296,8 +333,11 @@ def report(args, setups, modes, results, errors) -> None:
         f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}",
         f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}; one port per setup, 8080-8088), "
         "all in network namespaces on one bridge; every process shares the same cores.",
-        "- Client and director namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range 1024-65535; "
-        "director: ip_forward=1. Health checks (TCP_CHECK, delay_loop 6) run during chime-ha's measurements.",
+        ("- Client and director namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range 1024-65535 (--tuned); "
+         if args.tuned else "- Stock sysctls (no tcp_tw_reuse or port-range tuning); ")
+        + ("real servers dirty: before each measurement the director ran wrk -c16 -d2s (Connection: close) "
+           "against each real server's port (--dirty); " if args.dirty else "clean real servers; ")
+        + "director: ip_forward=1. Health checks (TCP_CHECK, delay_loop 6) run during chime-ha's measurements.",
         f"- Load: wrk -t2 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, setups alternated "
         "within each round, the order rotated every round; figures are medians of the rounds (requests/s).", "",
         "| setup | " + " | ".join(f"{m} req/s | vs HAProxy | vs hand nft" for m in modes) + " | errors |",

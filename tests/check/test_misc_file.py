@@ -91,7 +91,7 @@ async def test_misc_user_runs_as_that_user():
 # --- FILE_CHECK ----------------------------------------------------------------
 
 
-DYNAMIC = {"dynamic": ((),)}  # how the config model keeps FILE_CHECK's ``dynamic`` (no field for it)
+
 
 
 def TF(file, weight=1, reverse=False):
@@ -115,16 +115,16 @@ async def test_file_check_dynamic_weight_and_failures(tmp_path):
     f = tmp_path / "w"
     target = Target("127.0.0.1", 80, weight=3, track_files={"w": TF(str(f), weight=2)})
     f.write_text("4")
-    res = await probe(FileCheck(track_file="w", options=DYNAMIC), target)
+    res = await probe(FileCheck(track_file="w", dynamic=True), target)
     assert (res.ok, res.weight) == (True, 11)
     f.write_text("-2")
-    res = await probe(FileCheck(track_file="w", options=DYNAMIC), target)
+    res = await probe(FileCheck(track_file="w", dynamic=True), target)
     assert not res.ok and "-1" in res.detail
     # The checker's own weight (and reverse) overrides the track_file's.
-    res = await probe(FileCheck(track_file="w", options=DYNAMIC, weight=2, weight_reverse=True), target)
+    res = await probe(FileCheck(track_file="w", dynamic=True, weight=2, weight_reverse=True), target)
     assert (res.ok, res.weight) == (True, 7)
     rev = Target("127.0.0.1", 80, weight=3, track_files={"w": TF(str(f), weight=1, reverse=True)})
-    res = await probe(FileCheck(track_file="w", options=DYNAMIC), rev)
+    res = await probe(FileCheck(track_file="w", dynamic=True), rev)
     assert (res.ok, res.weight) == (True, 5)
     f.write_text("lots")
     assert not (await probe(FileCheck(track_file="w"), target)).ok

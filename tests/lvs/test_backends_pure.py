@@ -202,3 +202,17 @@ def test_sh_flags_reach_every_backend():
     assert "jhash ip saddr . th sport mod 256" in line
     assert line.count(" : goto ") == 1 and "0-255 : goto" in line  # fallback: every slot to the live server
     assert encode(diff(DesiredState({s.key: s}), DesiredState()))[0].service["flags"]["flags"] == 0x18
+
+
+def test_snat_to_vip_writes_one_rule_per_vip_with_that_vip_as_source():
+    from chimeha.lvs.backends.nft import NftBackend
+    a = svc("rr", (1, 1))
+    from dataclasses import replace
+    b = replace(a, key=ServiceKey("TCP", "192.168.231.20", 80))
+    text = Renderer("auto", ["192.168.231.0/24"], "vip").render(DesiredState({a.key: a, b.key: b}))
+    post = _hook(text, "postrouting")
+    assert post == [f"ct status dnat ct original ip daddr {v} ip saddr 192.168.231.0/24 "
+                    f"ip daddr 192.168.231.0/24 snat ip to {v}" for v in ("192.168.231.10", "192.168.231.20")]
+    assert "masquerade" not in text
+    with pytest.raises(ValueError, match="snat_to must be one of masquerade, vip"):
+        NftBackend(snat_to="dedicated")

@@ -45,12 +45,18 @@ virtual_server 192.168.231.10 8802 {
 
 
 class Recorder:
+    """An in-memory backend with the Backend protocol (see lvs/backends/base.py)."""
+
     name = "nft"
+    drift = None
 
     def __init__(self):
         self.state = DesiredState()
         self.batches = []
         self.closed = False
+
+    async def preflight(self):
+        return None
 
     def unsupported(self, service):
         return None
@@ -59,7 +65,7 @@ class Recorder:
         self.batches.append(list(ops))
         self.state = apply_to(self.state, list(ops))
 
-    def read_actual(self):
+    async def read_actual(self):
         return self.state
 
     async def verify(self):
@@ -196,3 +202,41 @@ async def test_real_checkers_feed_desired_state_and_ha_suspend():
     finally:
         await mgr.stop()
         up_srv.close()
+
+
+async def test_dataplane_none_runs_health_checks_and_reports_without_forwarding():
+    """--dataplane none: checkers run and status shows them; no backend is created, nothing forwarded."""
+    import asyncio
+    import socket
+
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    up_port = server.sockets[0].getsockname()[1]
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    down_port = s.getsockname()[1]
+    s.close()  # nothing listens there: connection refused
+    conf = "".join(
+        f"virtual_server 127.0.0.1 {p} {{\n  delay_loop 1\n  lb_algo rr\n  protocol TCP\n"
+        f"  real_server 127.0.0.1 {p} {{\n    TCP_CHECK {{\n      connect_timeout 1\n      retry 0\n    }}\n  }}\n}}\n"
+        for p in (up_port, down_port))
+    mgr = LvsManager(loads(conf).config, "none")
+    try:
+        await mgr.start()
+        mgr.on_vips_changed(None)
+
+        def healthy():
+            return [r["healthy"] for v in mgr.snapshot()["virtual_servers"] for r in v["real_servers"]]
+        for _ in range(100):
+            if healthy() == [True, False]:
+                break
+            await asyncio.sleep(0.05)
+        snap = mgr.snapshot()
+        assert healthy() == [True, False]
+        assert "refused" in snap["virtual_servers"][1]["real_servers"][0]["detail"]
+        assert [v["dataplane"] for v in snap["virtual_servers"]] == [None, None]
+        assert [v["active"] for v in snap["virtual_servers"]] == [False, False]
+        assert all("--dataplane none: health checks and status only" in v["why"] for v in snap["virtual_servers"])
+        assert mgr._backends == {} and snap["errors"] == []
+    finally:
+        await mgr.stop()
+        server.close()

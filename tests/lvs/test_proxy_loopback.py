@@ -58,7 +58,7 @@ async def _scenario(own_loop=False):
     svc = Service(key, "wrr", destinations=(Destination("127.0.0.1", ports[0], 2),
                                             Destination("127.0.0.1", ports[1], 1)))
     backend = ProxyBackend(own_loop=own_loop)
-    await backend.apply(diff(DesiredState({key: svc}), backend.read_actual()))
+    await backend.apply(diff(DesiredState({key: svc}), await backend.read_actual()))
     try:
         got = [await ask(vport) for _ in range(6)]
         assert got == [b"a", b"a", b"b"] * 2
@@ -71,7 +71,7 @@ async def _scenario(own_loop=False):
             await asyncio.sleep(0.02)
         assert counts == [0, 0]
         # removing the service closes the listener
-        await backend.apply(diff(DesiredState(), backend.read_actual()))
+        await backend.apply(diff(DesiredState(), await backend.read_actual()))
         with pytest.raises(OSError):
             await ask(vport)
     finally:
@@ -104,7 +104,7 @@ async def test_wlc_uses_live_connection_counts():
     svc = Service(key, "wlc", destinations=(Destination("127.0.0.1", ports[0], 1),
                                             Destination("127.0.0.1", ports[1], 1)))
     backend = ProxyBackend(own_loop=False)
-    await backend.apply(diff(DesiredState({key: svc}), backend.read_actual()))
+    await backend.apply(diff(DesiredState({key: svc}), await backend.read_actual()))
     try:
         conns = []
         for _ in range(6):  # held open: wlc must alternate on live counts
@@ -129,7 +129,7 @@ async def test_proxy_counts_connections_and_bytes_per_real_server():
     key = ServiceKey("TCP", "127.0.0.1", vport)
     backend = ProxyBackend()
     await backend.apply(diff(DesiredState({key: Service(key, "rr", destinations=(
-        Destination("127.0.0.1", ports[0], 1),))}), backend.read_actual()))
+        Destination("127.0.0.1", ports[0], 1),))}), await backend.read_actual()))
     try:
         for _ in range(3):
             assert await ask(vport, b"hello") == b"a"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
+from chimeha.check.catalog import IMPLEMENTED
 from chimeha.check.dns import probe_dns
 from chimeha.check.file import probe_file
 from chimeha.check.http import probe_http
@@ -30,8 +31,10 @@ _PROBES: dict[str, Callable[[Any, Target, float], Awaitable[CheckResult]]] = {
     "FILE_CHECK": probe_file,
 }
 
-SUPPORTED_KINDS = frozenset(_PROBES)
-"""Checker keywords :func:`probe` implements (BFD_CHECK is not among them)."""
+SUPPORTED_KINDS = IMPLEMENTED
+"""Checker keywords :func:`probe` implements (declared in :mod:`chimeha.check.catalog`)."""
+if set(_PROBES) != set(IMPLEMENTED):  # a declaration without a probe (or the reverse) is a bug here
+    raise AssertionError(f"check.catalog and check.dispatch disagree: {sorted(set(_PROBES) ^ set(IMPLEMENTED))}")
 
 
 def attempt_timeout(checker: Checker, timing: Timing) -> float:

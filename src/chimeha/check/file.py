@@ -50,16 +50,12 @@ class FileSettings(NamedTuple):
 
 
 def file_settings(checker: FileCheck, tracked: TrackFile) -> FileSettings:
-    """The checker's ``weight [reverse]`` if it has one, else the track_file's.
-
-    ``dynamic`` is newer than keepalived 2.2.7's parser, so the config model
-    has no field for it and keeps it in ``options``.
-    """
+    """The checker's ``weight [reverse]`` if it has one, else the track_file's (and ``dynamic``)."""
     if checker.weight is not None:
         weight, reverse = checker.weight, checker.weight_reverse
     else:
         weight, reverse = tracked.weight, tracked.weight_reverse
-    return FileSettings(str(tracked.file), int(weight), bool(reverse), "dynamic" in checker.options)
+    return FileSettings(str(tracked.file), int(weight), bool(reverse), checker.dynamic)
 
 
 async def probe_file(checker: FileCheck, target: Target, timeout: float) -> CheckResult:

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-DATAPLANES = ("auto", "nft", "proxy", "ipvs", "none")
+from chimeha.lvs.catalog import DATAPLANES  # noqa: E402  (one declaration per data plane)
 DEFAULT_CONTROL_PATH = "/run/chime-ha/control.sock"  # chimeha.observe.control's default
 
 

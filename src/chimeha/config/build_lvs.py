@@ -28,7 +28,7 @@ from .model import (
 from .parser import Stmt
 from .values import Ctx, valid_ip
 
-LB_ALGOS = ("rr", "wrr", "lc", "wlc", "lblc", "sh", "mh", "dh", "fo", "ovf", "lblcr", "sed", "nq", "twos")
+from chimeha.lvs.catalog import ALGORITHMS as LB_ALGOS  # noqa: E402  (one declaration per scheduler)
 LB_KINDS = ("NAT", "DR", "TUN")
 
 _CHECKERS = {
@@ -144,6 +144,8 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
         elif n == "weight":
             # The default weight of this virtual server's real servers (keepalived has it since 1.3.7).
             f["weight"] = ctx.int_arg(s, 0, 2**31 - 1, what="weight")
+        elif n in ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"):
+            f[n.replace("-", "_")] = True
         elif n == "real_server":
             pending_rs.append(s)
         elif n == "sorry_server":
@@ -152,6 +154,12 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
             _opt(opts, s)
         else:
             ctx.unknown(s, K.VIRTUAL_SERVER, f"virtual_server {head}")
+    for n in ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"):
+        algo = f.get("lb_algo") or "wlc"
+        if n in positions and (n == "flag-3" or (n[:2] in ("sh", "mh") and n[:2] != algo)
+                               or (n.startswith("flag") and algo not in ("sh", "mh"))):
+            why = "no scheduler uses IPVS's third flag" if n == "flag-3" else f"lb_algo is {algo}"
+            ctx.warning(positions[n], "no-effect", f"'{n}' has no effect: {why}")
     if not f.get("protocol_explicit") and f.get("fwmark") is None:
         f["protocol"] = "UDP"  # what keepalived silently does; validate() warns about it
     default_weight = f.get("weight") if f.get("weight") is not None else 1
@@ -288,6 +296,8 @@ def _checker(st: Stmt, ctx: Ctx, known: frozenset | None = None):
             f[n] = ctx.int_arg(s, 0, 65535, what=n)
         elif kind in ("FILE_CHECK", "BFD_CHECK") and n in ("track_file", "name"):
             f["track_file" if kind == "FILE_CHECK" else "name"] = ctx.word(s)
+        elif kind == "FILE_CHECK" and n == "dynamic":
+            f["dynamic"] = True
         elif kind in ("FILE_CHECK", "BFD_CHECK") and n == "weight":
             f["weight"] = ctx.int_arg(s, -2147483647, 2147483647, what="weight")
             f["weight_reverse"] = len(s.args) > 1 and s.args[1].text == "reverse"

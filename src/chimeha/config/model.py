@@ -460,6 +460,8 @@ class FileCheck(_CheckerBase):
     track_file: str | None = None
     weight: int | None = None
     weight_reverse: bool = False
+    #: ``dynamic``: the file's value (times weight) becomes the real server's weight
+    dynamic: bool = False
 
 
 @dataclass(frozen=True)
@@ -561,6 +563,14 @@ class VirtualServer:
     delay_before_retry: float | None = None
     warmup: float | None = None
     ip_family: str | None = None
+    #: scheduler flags: sh-port, sh-fallback, mh-port, mh-fallback, flag-1..3 (IPVS_SVC_F_SCHED1..3)
+    sh_port: bool = False
+    sh_fallback: bool = False
+    mh_port: bool = False
+    mh_fallback: bool = False
+    flag_1: bool = False
+    flag_2: bool = False
+    flag_3: bool = False
     real_servers: tuple[RealServer, ...] = ()
     script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)

@@ -35,7 +35,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .schedulers import ALGORITHMS, mask_client
+from .catalog import ALGORITHMS, SCHEDULER
+from .schedulers import mask_client
 from .types import DesiredState, Destination, LvsConfigError, Service, ServiceKey
 
 
@@ -184,15 +185,21 @@ def desired_state(config: Any, owned_vips: Iterable[str] | None, health: Mapping
 
 
 def scheduler_flags(vs: Any) -> tuple[str, ...]:
-    """sh/mh flags from ``sh-port``/``sh-fallback``/``mh-port``/``mh-fallback`` (or ``flag-1``/``flag-2``)."""
-    opts = getattr(vs, "options", None) or {}
-    prefix = vs.lb_algo if vs.lb_algo in ("sh", "mh") else None
+    """sh/mh flags from the typed ``sh-port``/``sh-fallback``/``mh-port``/``mh-fallback`` fields.
+
+    ``flag-1`` is the fallback flag and ``flag-2`` the port flag (IPVS_SVC_F_SCHED1/2), as in
+    ipvsadm; only schedulers that declare a flag (catalog.py) take it.
+    """
+    decl = SCHEDULER.get(vs.lb_algo)
+    if decl is None or not decl.flags:
+        return ()
+    prefix = vs.lb_algo.replace("-", "_")
     out = []
-    if prefix and (f"{prefix}-fallback" in opts or "flag-1" in opts):
+    if getattr(vs, f"{prefix}_fallback", False) or vs.flag_1:
         out.append("fallback")
-    if prefix and (f"{prefix}-port" in opts or "flag-2" in opts):
+    if getattr(vs, f"{prefix}_port", False) or vs.flag_2:
         out.append("port")
-    return tuple(out)
+    return tuple(f for f in out if f in decl.flags)
 
 
 def _check_service(vs: Any, keys: list[ServiceKey]) -> None:

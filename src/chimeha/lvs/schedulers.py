@@ -56,10 +56,8 @@ from typing import Callable, Sequence
 
 from .types import DestKey, LvsConfigError
 
-#: Every algorithm name keepalived's ``lb_algo`` accepts.
-ALGORITHMS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sh", "dh", "sed", "nq", "mh", "fo", "ovf", "twos")
-#: Algorithms whose choice depends on live connection counts (or randomness).
-CONNECTION_AWARE = frozenset({"lc", "wlc", "lblc", "lblcr", "sed", "nq", "ovf", "twos"})
+# Every lb_algo and which depend on live counts: declared once in catalog.py.
+from .catalog import ALGORITHMS, CONNECTION_AWARE  # noqa: E402  (re-exported)
 
 SH_TABLE_SIZE = 256
 MH_TABLE_SIZE = 251  # a prime, so every skip value generates a full permutation

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import ConfigError
+
 #: Forwarding methods, as keepalived's ``lb_kind`` spells them.
 LB_KINDS = ("NAT", "DR", "TUN")
 
 
-class LvsConfigError(ValueError):
+class LvsConfigError(ConfigError, ValueError):
     """A virtual server cannot be realised as configured (a local, operator error)."""
 
 

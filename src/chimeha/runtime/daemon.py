@@ -554,9 +554,6 @@ class Daemon:
     async def _start_lvs(self) -> None:
         if not getattr(self.config, "virtual_servers", ()):
             return
-        if self.dataplane == "none":
-            log.info("virtual_server blocks ignored (--dataplane none)")
-            return
         try:
             from chimeha.runtime import lvs_manager
         except ImportError:

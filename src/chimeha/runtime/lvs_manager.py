@@ -25,12 +25,17 @@ import signal
 import sys
 from typing import Any, Iterable
 
+from chimeha.check.runner import RealServerMonitor
+from chimeha.config import load
 from chimeha.lvs.backends.base import BackendError
-from chimeha.lvs.backends.select import DATAPLANES, Choice, choose
+from chimeha.lvs.backends.registry import BackendOptions, make_backend
+from chimeha.lvs.backends.select import Choice, choose
+from chimeha.lvs.catalog import DATAPLANES, ORDER
 from chimeha.lvs.desired import (RsHealth, desired_state, quorum_changes, rs_id, service_keys, vrrp_addresses,
                                  vs_id)
 from chimeha.lvs.reconcile import diff
 from chimeha.lvs.types import DesiredState, LvsConfigError
+from chimeha.runtime.scripts import run_program
 
 _log = logging.getLogger("chimeha.lvs")
 
@@ -52,7 +57,7 @@ class LvsManager:
     def __init__(self, config: Any, dataplane: str | None = "auto", log: logging.Logger | None = None, *,
                  netns: str | None = None, snat: str = "auto", health_checks: bool = True,
                  forwarding: str = "warn", backends: dict[str, Any] | None = None,
-                 proxy_own_loop: bool | None = None):
+                 proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str = "masquerade"):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -63,6 +68,12 @@ class LvsManager:
         self.health_checks = health_checks
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
+        self.snat_to = snat_to
+        #: seconds between reads of the live data plane while nothing else triggers a reconcile
+        #: (an outside ``nft flush ruleset`` is repaired within this time)
+        self.verify_interval = verify_interval
+        self.repairs = 0
+        self._used: set[str] = set()  # backends that have programmed something
         self.owned: set[str] | None = set()
         self.health: dict[str, RsHealth] = {}
         self.health_detail: dict[str, str] = {}  # the checkers' last reason, per real server
@@ -82,15 +93,7 @@ class LvsManager:
     def _backend(self, name: str):
         b = self._backends.get(name)
         if b is None:
-            if name == "nft":
-                from chimeha.lvs.backends.nft import NftBackend
-                b = NftBackend(netns=self.netns, snat=self.snat, log=self.log)
-            elif name == "proxy":
-                from chimeha.lvs.backends.proxy import ProxyBackend
-                b = ProxyBackend(log=self.log, own_loop=self.proxy_own_loop)
-            else:
-                from chimeha.lvs.backends.ipvs import IpvsBackend
-                b = IpvsBackend(log=self.log)
+            b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to))
             self._backends[name] = b
         return b
 
@@ -149,11 +152,6 @@ class LvsManager:
     def _start_monitors(self, config: Any) -> None:
         if not self.health_checks:
             return
-        try:
-            from chimeha.check.runner import RealServerMonitor
-        except ImportError as e:  # the check package is optional at import time
-            self.log.warning("health checkers unavailable (%s): real servers count as up", e)
-            return
         wanted: dict[str, tuple] = {}
         managed = vrrp_addresses(config)
         for vs in config.virtual_servers:
@@ -200,11 +198,6 @@ class LvsManager:
         self._kick()
 
     def _run(self, argv) -> None:
-        try:
-            from chimeha.runtime.scripts import run_program
-        except ImportError:
-            return
-
         async def go():
             res = await run_program(tuple(argv), 30.0)
             if not res.ok:
@@ -220,7 +213,11 @@ class LvsManager:
 
     async def _loop(self) -> None:
         while True:
-            await self._dirty.wait()
+            try:
+                async with asyncio.timeout(self.verify_interval if self._used else None):
+                    await self._dirty.wait()
+            except TimeoutError:  # quiet for a while: look at the live data plane for drift
+                self._idle.clear()
             self._dirty.clear()
             try:
                 await self._reconcile()
@@ -249,7 +246,8 @@ class LvsManager:
                 self._run(script)
         services = list(desired.services.values())
         errors = []
-        probes = {n: self._backend(n) for n in ("nft", "proxy") if self.dataplane in ("auto", n)}
+        probes = {n: self._backend(n) for n in (ORDER if self.dataplane == "auto" else (self.dataplane,))
+                  if n in ORDER}
         choice = Choice()
         for svc in services:
             try:
@@ -266,14 +264,25 @@ class LvsManager:
             if e not in self.errors:
                 self.log.error("virtual servers: %s", e)
         self.choice, self.errors, self.desired = choice, errors, desired
-        for name in set(choice.backend.values()) | {n for n, b in self._backends.items() if b.read_actual().services}:
+        for name in sorted(set(choice.backend.values()) | self._used):
             b = self._backend(name)
             mine = DesiredState({k: s for k, s in desired.services.items() if choice.backend.get(k) == name})
-            if name == "nft":
+            if mine.services and name != "proxy":
                 self._check_forwarding(mine)
-                if b.read_actual().services and not await b.verify():
-                    self.log.warning("virtual servers: nftables table chimeha was missing; reprogramming")
-            ops = diff(mine, b.read_actual())
+            try:
+                actual = await b.read_actual()
+            except BackendError as e:
+                self.errors.append(str(e))
+                self.log.error("virtual servers: reading the %s data plane: %s", name, e)
+                continue
+            if b.drift:
+                self.repairs += 1
+                self.log.warning("virtual servers: the %s data plane drifted (%s); repairing", name, b.drift)
+            ops = diff(mine, actual)
+            if mine.services:
+                self._used.add(name)
+            elif not ops:
+                self._used.discard(name)
             if not ops:
                 continue
             for op in ops:
@@ -342,7 +351,7 @@ class LvsManager:
                         "sorry_server": bool(svc and svc.sorry), "real_servers": rss,
                         "counters": stats.get(backend, {}).get(str(svc.key)) if svc and backend else None})
         return {"dataplane": self.dataplane, "virtual_servers": out, "errors": list(self.errors),
-                "reconciles": self.reconciles}
+                "reconciles": self.reconciles, "repairs": self.repairs}
 
 
 # ---------------------------------------------------------------- standalone
@@ -354,6 +363,8 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--own", action="append", default=None,
                     help="VIP this node holds (repeatable); default: forward every virtual server")
     ap.add_argument("--snat", default="auto", choices=("auto", "always", "never"))
+    ap.add_argument("--snat-to", default="masquerade", choices=("masquerade", "vip"),
+                    help="nft source address: the interface's (masquerade) or the connection's VIP")
     ap.add_argument("--no-checks", action="store_true", help="do not run health checkers")
     ap.add_argument("--ready-file", help="write 'ready' here once the data plane is programmed")
     ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
@@ -361,15 +372,12 @@ def _main(argv: list[str] | None = None) -> int:
                     help="proxy relays on its own uvloop thread, or on this process's loop")
     ap.add_argument("--forwarding", default="warn", choices=("warn", "enable"),
                     help="enable IPv4 forwarding in this namespace when nft needs it")
+    ap.add_argument("--verify-interval", type=float, default=5.0, metavar="SECONDS",
+                    help="read the live data plane this often and repair drift (default 5)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        from chimeha.config import load
-    except ImportError:
-        print("chime-ha: the config loader is not available", file=sys.stderr)
-        return 2
     res = load(args.config)
     for d in res.diagnostics:
         print(str(d), file=sys.stderr)
@@ -378,7 +386,7 @@ def _main(argv: list[str] | None = None) -> int:
 
     async def run() -> int:
         mgr = LvsManager(res.config, args.dataplane, health_checks=not args.no_checks, snat=args.snat,
-                         forwarding=args.forwarding,
+                         forwarding=args.forwarding, verify_interval=args.verify_interval, snat_to=args.snat_to,
                          proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop])
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()

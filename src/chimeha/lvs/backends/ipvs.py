@@ -105,6 +105,7 @@ class IpvsBackend:
     def __init__(self, log: logging.Logger | None = None):
         self.log = log or globals()["log"]
         self._state = DesiredState()
+        self.drift: str | None = None
         self._sock = None
 
     def unsupported(self, service: Service) -> str | None:
@@ -135,8 +136,18 @@ class IpvsBackend:
                 raise BackendError(f"ipvs {call.obj} {call.command} {call.service}: {e}") from None
         self._state = apply_to(self._state, list(ops))
 
-    def read_actual(self) -> DesiredState:
+    async def preflight(self) -> str | None:
+        return kernel_unavailable()
+
+    async def read_actual(self) -> DesiredState:
+        """What this backend programmed. Not read back from the kernel: IPVS cannot be exercised
+        on the machines this project is tested on (no ip_vs module), so a dump parser would be
+        untested code (drift repair is nft's, see nft_read.py)."""
+        self.drift = None
         return self._state
+
+    async def verify(self) -> bool:
+        return True
 
     async def close(self) -> None:
         if self._state.services:

@@ -45,13 +45,17 @@ import logging
 import shutil
 from typing import Sequence
 
-from ..reconcile import Operation, apply_to
-from ..schedulers import CONNECTION_AWARE, MH_TABLE_SIZE, SH_TABLE_SIZE, Server, make_scheduler
+from ..reconcile import DelDest, Operation, apply_to
+from ..catalog import CONNECTION_AWARE, implemented_by
+from ..schedulers import MH_TABLE_SIZE, SH_TABLE_SIZE, Server, make_scheduler
 from ..types import DesiredState, Destination, Service, ServiceKey
+from . import nft_read
 from .base import BackendError
 
 TABLE = "chimeha"
-NFT_ALGOS = ("rr", "wrr", "sh", "dh", "mh", "fo")
+#: Source addresses the postrouting rules may NAT to (see Renderer.snat_to).
+SNAT_TO = ("masquerade", "vip")
+NFT_ALGOS = implemented_by("nft")
 #: An interleaved wrr period longer than this is declined (the map would be huge).
 MAX_PERIOD = 65536
 #: Up to this many address services get one rule each in the hook chains;
@@ -174,9 +178,13 @@ def _lean_dnat(service: Service) -> str | None:
 class Renderer:
     """Pure: DesiredState (+ carried persistence entries) -> one nft script."""
 
-    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = ()):
+    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = (), snat_to: str = "masquerade"):
         self.snat = snat
         self.snat_subnets = list(snat_subnets)
+        #: "masquerade": the outgoing interface's address, client port kept when free;
+        #: "vip": the connection's own VIP (replies reach whichever director holds it, and the
+        #: tuples never meet the director's own connections from its primary address)
+        self.snat_to = snat_to
 
     def render(self, state: DesiredState, carried: dict[str, list[str]] | None = None) -> str:
         carried = carried or {}
@@ -280,11 +288,14 @@ class Renderer:
                     continue
                 # one VIP: a plain comparison rather than a (one-element) set lookup
                 vset = ("{ " + ", ".join(sorted(vips[fam])) + " }") if len(vips[fam]) > 1 else next(iter(vips[fam]))
+                groups = [(vset, "masquerade")] if self.snat_to == "masquerade" else [
+                    (v, f"snat {famname} to {v}") for v in sorted(vips[fam])]
                 for net in nets:
                     if net is not None and ipaddress.ip_network(net).version != fam:
                         continue
                     cond = "" if net is None else f" {famname} saddr {net} {famname} daddr {net}"
-                    rules.append(f"ct status dnat ct original {famname} daddr {vset}{cond} masquerade")
+                    for match, verdict in groups:
+                        rules.append(f"ct status dnat ct original {famname} daddr {match}{cond} {verdict}")
             marks = sorted(k.fwmark for k in state.services if k.fwmark is not None)
             for m in marks:
                 for net in nets:
@@ -304,14 +315,22 @@ class NftBackend:
 
     name = "nft"
 
-    def __init__(self, netns: str | None = None, snat: str = "auto", log: logging.Logger | None = None):
+    def __init__(self, netns: str | None = None, snat: str = "auto", log: logging.Logger | None = None,
+                 snat_to: str = "masquerade"):
         if snat not in ("auto", "always", "never"):
             raise ValueError(f"snat must be auto, always or never, not {snat!r}")
+        if snat_to not in SNAT_TO:
+            raise ValueError(f"snat_to must be one of {', '.join(SNAT_TO)}, not {snat_to!r}")
         self.netns = netns
         self.snat = snat
+        self.snat_to = snat_to
         self.log = log or globals()["log"]
-        self._state = DesiredState()
+        self._state = DesiredState()  # what read_actual() last returned: apply() works from it
+        self._intent = DesiredState()  # what the last load programmed
+        self._expected: nft_read.Reading | None = None  # the table as read right after that load
+        self.drift: str | None = None
         self._programmed = False
+        self._warned_conntrack = False
         self.last_script = ""
 
     def unsupported(self, service: Service) -> str | None:
@@ -370,15 +389,27 @@ class NftBackend:
                 found.update(str(n) for n in nets if ip in n)
         return sorted(found)
 
-    async def _carried(self) -> dict[str, list[str]]:
-        if not self._programmed:
-            return {}
+    async def _listing(self) -> dict | None:
+        """The live table as nft's JSON, or None when there is no table."""
+        proc = await asyncio.create_subprocess_exec(
+            *self._argv("-j", "list", "table", "inet", TABLE),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            text = err.decode().strip()
+            if "No such file or directory" in text or "does not exist" in text:
+                return None
+            raise BackendError(f"nft -j list table inet {TABLE} failed: {text}")
         try:
-            data = json.loads(await self._nft("-j", "list", "table", "inet", TABLE))
-        except (BackendError, ValueError):
-            return {}
+            return json.loads(out or b"{}")
+        except ValueError as e:
+            raise BackendError(f"nft -j list table inet {TABLE}: unreadable JSON ({e})") from None
+
+    @staticmethod
+    def _carried(doc: dict | None) -> dict[str, list[str]]:
+        """Persistence entries of the live table with their remaining lifetime, per set."""
         out: dict[str, list[str]] = {}
-        for obj in data.get("nftables", []):
+        for obj in (doc or {}).get("nftables", []):
             s = obj.get("set")
             if not s or not s.get("name", "").startswith("p_"):
                 continue
@@ -388,30 +419,72 @@ class NftBackend:
                     out.setdefault(s["name"], []).append(f"{e['val']} expires {int(e['expires'])}s")
         return out
 
+    async def preflight(self) -> str | None:
+        if shutil.which("nft") is None:
+            return "the nft program is not installed (apt-get install nftables)"
+        try:
+            await self._nft("list", "tables")
+        except BackendError as e:
+            return f"nftables is not usable here: {e}"
+        return None
+
     async def apply(self, ops: Sequence[Operation]) -> None:
+        """Apply ``ops`` to the state :meth:`read_actual` last returned: render it all, load it atomically."""
         new = apply_to(self._state, list(ops))
         for svc in new.services.values():
             why = self.unsupported(svc)
             if why:
                 raise BackendError(why)
         subnets = await self._snat_subnets(new) if self.snat == "auto" else []
-        script = Renderer(self.snat, subnets).render(new, await self._carried())
+        carried = self._carried(await self._listing()) if self._programmed else {}
+        script = Renderer(self.snat, subnets, self.snat_to).render(new, carried)
         await self._nft("-f", "-", stdin=script)
         self.last_script = script
-        self._state = new
+        self._state = self._intent = new
         self._programmed = True
+        doc = await self._listing()
+        self._expected = nft_read.read(doc) if doc is not None else None
+        for op in ops:
+            if isinstance(op, DelDest):
+                await self._forget(op.service, op.dest)
 
-    def read_actual(self) -> DesiredState:
+    async def _forget(self, key: ServiceKey, dest: Destination) -> None:
+        """Delete the conntrack entries of ``dest`` in service ``key``: a removed real server's
+        clients (UDP flows, persistent TCP clients) are scheduled again at their next packet
+        instead of following the old NAT binding. A weight-0 (quiescent) server keeps them."""
+        if shutil.which("conntrack") is None:
+            if not self._warned_conntrack:
+                self.log.warning("the conntrack program is missing (apt-get install conntrack): connections "
+                                 "of removed real servers stay on them until they end")
+                self._warned_conntrack = True
+            return
+        sel = ["--reply-src", dest.address] + (["--reply-port-src", str(dest.port)] if dest.port else [])
+        if key.fwmark is None:  # a mark service: the packet mark is not in conntrack; the server's address is
+            sel += ["--orig-dst", key.address, "--orig-port-dst", str(key.port)]
+        pre = ["ip", "netns", "exec", self.netns] if self.netns else []
+        fam = ["-f", "ipv6"] if ":" in dest.address else []
+        proc = await asyncio.create_subprocess_exec(
+            *pre, "conntrack", "-D", "-p", key.protocol.lower(), *fam, *sel,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        text = err.decode().strip()
+        # exit 1 with "0 flow entries have been deleted" is the ordinary nothing-to-do answer
+        if proc.returncode not in (0, 1) or (proc.returncode == 1 and "0 flow entries" not in text):
+            self.log.warning("conntrack -D for %s in %s failed: %s", dest.key, key, text)
+        else:
+            self.log.info("virtual servers: %s left %s: %s", dest.key, key, text.splitlines()[-1] if text else "")
+
+    async def read_actual(self) -> DesiredState:
+        """The live table parsed back (see :mod:`.nft_read`); ``drift`` says what differed."""
+        doc = await self._listing()
+        reading = nft_read.read(doc) if doc is not None else None
+        self._state, self.drift = nft_read.actual_state(reading, self._expected, self._intent)
         return self._state
 
     async def verify(self) -> bool:
-        """True when our table is still loaded (someone may have flushed the ruleset)."""
-        try:
-            await self._nft("list", "table", "inet", TABLE)
-            return True
-        except BackendError:
-            self._state = DesiredState()
-            return False
+        """True when the live table is exactly what was loaded last (someone may have flushed it)."""
+        await self.read_actual()
+        return self.drift is None
 
     async def close(self) -> None:
         if self._programmed:
@@ -419,7 +492,8 @@ class NftBackend:
                 await self._nft("-f", "-", stdin=f"table inet {TABLE} {{}}\ndelete table inet {TABLE}\n")
             finally:
                 self._programmed = False
-                self._state = DesiredState()
+                self._state = self._intent = DesiredState()
+                self._expected = None
 
     def stats(self) -> dict:
         return {}

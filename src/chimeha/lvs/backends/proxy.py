@@ -34,6 +34,8 @@ import logging
 import socket
 import threading
 import time
+
+import uvloop
 from typing import Sequence
 
 from ..reconcile import Operation, apply_to
@@ -253,6 +255,11 @@ class _Service:
         if isinstance(self.sched, Persistence):
             self.sched.closed(client, time.monotonic())
 
+    def listening(self) -> bool:
+        if self.key.protocol == "UDP":
+            return self.udp_transport is not None and not self.udp_transport.is_closing()
+        return self.server is not None and self.server.is_serving()
+
     async def open(self) -> None:
         fam = socket.AF_INET6 if self.key.family == 6 else socket.AF_INET
         if self.key.fwmark is not None:
@@ -348,6 +355,7 @@ class ProxyBackend:
         self.log = log or globals()["log"]
         self.udp_timeout = udp_timeout
         self._state = DesiredState()
+        self.drift: str | None = None
         self._svcs: dict[ServiceKey, _Service] = {}
         self._sweeper: asyncio.Task | None = None
         self._own_loop = own_loop
@@ -359,15 +367,11 @@ class ProxyBackend:
         if self._loop is not None:
             return self._loop
         want = self._own_loop
-        try:
-            import uvloop
-        except ImportError:
-            uvloop = None
         if want is None:
-            want = uvloop is not None and not isinstance(asyncio.get_running_loop(), uvloop.Loop)
+            want = not isinstance(asyncio.get_running_loop(), uvloop.Loop)
         if not want:
             return None
-        loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+        loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name="chimeha-proxy", daemon=True)
         self._thread.start()
         self._loop = loop
@@ -421,8 +425,19 @@ class ProxyBackend:
             for s in self._svcs.values():
                 s.expire_flows()
 
-    def read_actual(self) -> DesiredState:
+    async def preflight(self) -> str | None:
+        return None  # sockets only: nothing to install
+
+    async def read_actual(self) -> DesiredState:
+        """The services whose listeners are open now (a listener that died is absent)."""
+        live = {k: v for k, v in self._state.services.items() if k in self._svcs and self._svcs[k].listening()}
+        self.drift = None if len(live) == len(self._state.services) else "a listener closed"
+        self._state = DesiredState(live)
         return self._state
+
+    async def verify(self) -> bool:
+        await self.read_actual()
+        return self.drift is None
 
     async def close(self) -> None:
         if self._loop is None and self._own_loop is not False and not self._svcs:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..catalog import DATAPLANES, ORDER
 from ..types import LvsConfigError, Service, ServiceKey
 from .ipvs import kernel_unavailable
 
-DATAPLANES = ("auto", "ipvs", "nft", "proxy", "none")
-ORDER = ("ipvs", "nft", "proxy")
 
 
 @dataclass
@@ -44,6 +43,8 @@ def choose(services: list[Service], dataplane: str, checkers: dict[str, object],
         raise LvsConfigError(f"--dataplane must be one of {', '.join(DATAPLANES)}, not {dataplane!r}")
     out = Choice()
     if dataplane == "none":  # checkers and status only: nothing is forwarded
+        for svc in services:
+            out.reasons[svc.key] = f"{svc.key}: not forwarded (--dataplane none: health checks and status only)"
         return out
     if ipvs_missing is None:
         ipvs_missing = kernel_unavailable() or ""
