@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from chimeha.errors import ChimeHaError, UsageError
@@ -26,6 +27,7 @@ SUBCOMMANDS = {
     "journal": "journal",
     "reload": "reload",
     "genhash": "genhash",
+    "keepalived": "keepalived_compat",
 }
 
 
@@ -53,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # keepalived's own command line: invoked as `keepalived` (a symlink), or `chime-ha keepalived ...`
+    if argv is None and os.path.basename(sys.argv[0]) == "keepalived":
+        from .keepalived_compat import main as keepalived_main
+        return keepalived_main(sys.argv[1:])
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["keepalived"]:
+        from .keepalived_compat import main as keepalived_main
+        return keepalived_main(args_in[1:], prog="chime-ha keepalived")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
