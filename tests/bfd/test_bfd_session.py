@@ -7,7 +7,7 @@ import pytest
 from chimeha.bfd.packet import ControlPacket, Diag, SessionState
 from chimeha.bfd.session import SendControl, Session, SessionSpec, ms
 
-from pair import Pair
+from bfd_pair import Pair
 
 FAST = dict(min_tx=0.05, min_rx=0.05, multiplier=3)
 UP, DOWN, INIT, ADMIN = SessionState.UP, SessionState.DOWN, SessionState.INIT, SessionState.ADMIN_DOWN
