@@ -201,7 +201,8 @@ track_file f1 {
 def test_virtual_servers_and_every_checker():
     r = one(LVS)
     assert sorted((d.line, d.code) for d in r.diagnostics) == [
-        (13, "bare-weight"), (22, "deprecated"), (57, "not-implemented"), (71, "protocol-missing")]
+        (13, "bare-weight"), (22, "deprecated"), (57, "not-implemented"), (57, "unknown-bfd"),
+        (71, "protocol-missing")]
     c = r.config
     g = c.virtual_server_groups["G1"]
     assert [(m.address, m.range_end, m.port, m.fwmark) for m in g.members] == [

@@ -313,9 +313,9 @@ def _sync_group(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> SyncGroup:
             f[n] = ctx.notify_arg(s, users)
         elif n in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
             f[n] = ctx.bool_arg(s)
-        elif n in ("track_script", "track_interface", "track_file", "track_process"):
+        elif n in ("track_script", "track_interface", "track_file", "track_process", "track_bfd"):
             key = {"track_script": "track_scripts", "track_interface": "track_interfaces",
-                   "track_file": "track_files", "track_process": "track_processes"}[n]
+                   "track_file": "track_files", "track_process": "track_processes", "track_bfd": "track_bfds"}[n]
             f[key] = f.get(key, ()) + _track_refs(s, ctx)
         elif n in K.SYNC_GROUP:
             _opt(opts, s)

@@ -221,6 +221,7 @@ class SyncGroup:
     track_interfaces: tuple[TrackRef, ...] = ()
     track_files: tuple[TrackRef, ...] = ()
     track_processes: tuple[TrackRef, ...] = ()
+    track_bfds: tuple[TrackRef, ...] = ()
     script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)

@@ -39,6 +39,8 @@ def validate(config: Config, diags: list[Diagnostic]) -> None:
     _duplicate_vrids(config, ctx)
     _virtual_servers(config, ctx)
     _script_security(config, ctx)
+    from .build_bfd import check as _bfd_check  # bfd_instance / track_bfd / BFD_CHECK (config/build_bfd.py)
+    _bfd_check(config, diags)
 
 
 def _pos(inst, key: str) -> Where:

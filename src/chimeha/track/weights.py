@@ -113,4 +113,4 @@ def effective_priority(base: int, tracks: Iterable[TrackSpec], states: Mapping[s
 def track_label(t: TrackSpec) -> str:
     """The config keyword of a track: ``track_script``, ``track_interface``, ..."""
     return {"script": "track_script", "interface": "track_interface", "file": "track_file",
-            "process": "track_process"}.get(t.kind, t.kind)
+            "process": "track_process", "bfd": "track_bfd"}.get(t.kind, t.kind)

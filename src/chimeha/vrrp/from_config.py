@@ -46,6 +46,8 @@ def _tracks(config: Any, inst: Any) -> tuple[TrackSpec, ...]:
         weight = ref.weight if ref.weight is not None else (tp.weight if tp else 0)
         reverse = ref.reverse or (ref.weight is None and tp is not None and tp.weight_reverse)
         out.append(TrackSpec(ref.name, "process", weight, reverse))
+    from chimeha.bfd.tracks import bfd_track_specs  # track_bfd (src/chimeha/bfd/tracks.py)
+    out.extend(bfd_track_specs(config, inst))
     # keepalived watches the instance's own interface unless told not to: a
     # carrier loss puts the instance in FAULT.
     if inst.interface and not inst.dont_track_primary and not any(

@@ -232,6 +232,27 @@ class VrrpInstance:
             self._track_details.pop(name, None)
         self._recompute(now, self._track_words(track, ok))
 
+    def master_unreachable(self, address: str, now: float, reason: str | None = None) -> bool:
+        """A fast failure detector (a tracked BFD session) says ``address`` is unreachable.
+
+        Not in RFC 5798 and not in keepalived (whose track_bfd only shifts
+        priorities): a BACKUP whose current master is ``address`` treats the
+        master as gone at once, as if it had sent priority 0 (section 6.4.2):
+        the Master_Down_Timer is cut to Skew_Time, so among several backups the
+        highest priority still takes over first, and an advert from the master
+        before then (a false alarm) re-arms the timer as usual. ``reason`` is
+        the takeover reason (e.g. "BFD to 192.168.231.11 down: control
+        detection time expired, 150 ms"). Returns True when the timer moved.
+        """
+        if self.state is not State.BACKUP or self.master is None or _ip_key(address) != _ip_key(self.master):
+            return False
+        due = now + self.skew_time()
+        if self._down_at is not None and self._down_at <= due:
+            return False
+        self._down_at = due
+        self._down_reason = reason or f"master {address} unreachable"
+        return True
+
     def set_group_fault(self, reason: str | None, now: float) -> None:
         """Sync group: force FAULT (``reason``) or lift the group's FAULT (None)."""
         if reason == self._group_fault:
