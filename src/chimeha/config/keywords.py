@@ -9,7 +9,7 @@ from __future__ import annotations
 TOP_LEVEL = frozenset(
     """
     SSL
-    bfd_instance child_wait_time garp_group global_defs include includea includeb includem
+    bfd_instance chimeha_bgp child_wait_time garp_group global_defs include includea includeb includem
     includer includet includew instance interface_up_down_delays linkbeat_interfaces
     linkbeat_use_polling namespace_with_ipsets net_namespace net_namespace_ipvs static_ipaddress
     static_routes static_rules track_file track_group use_pid_dir virtual_server
@@ -172,4 +172,5 @@ BLOCKS: dict[str, frozenset | None] = {
     "interface_up_down_delays": None,
     "track_group": frozenset({"group"}),
     "SSL": frozenset({"ca", "certificate", "key", "password"}),
+    "chimeha_bgp": None,  # chime-ha's BGP extension, typed and checked by build_bgp
 }

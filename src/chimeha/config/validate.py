@@ -38,6 +38,8 @@ def validate(config: Config, diags: list[Diagnostic]) -> None:
     _duplicate_vrids(config, ctx)
     _virtual_servers(config, ctx)
     _script_security(config, ctx)
+    from .build_bgp import validate_bgp  # chime-ha's chimeha_bgp extension block
+    validate_bgp(config, diags)
 
 
 def _pos(inst, key: str) -> Where:
