@@ -133,6 +133,8 @@ class BgpLab:
         for name, ip in DIRECTORS.items():
             n = self.nodes[name] = add_node(self.topo, name, f"{ip}/24", private_dirs=PRIVATE)
             n.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])  # inside the director's namespace only
+            # the way back to the clients (lab-local; a real director has its default route here)
+            n.run(["ip", "route", "add", "10.99.2.0/24", "via", ROUTER_LAN])
             n.write_file("/etc/keepalived/keepalived.conf", director_config(ip))
             self.start_director(name)
 
