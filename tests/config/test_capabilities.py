@@ -208,8 +208,6 @@ def test_markdown_cli(capsys):
 OPTIONS_READERS = {
     "runtime/daemon.py": "node-core (global notify_fifo / vrrp_notify_fifo)",
     "vrrp/from_config.py": "node-core (check_unicast_src, lower_prio_no_advert)",
-    "lvs/desired.py": "dataplane (sh-port, sh-fallback, mh-*, flag-*)",
-    "check/file.py": "dataplane (FILE_CHECK dynamic)",
 }
 
 

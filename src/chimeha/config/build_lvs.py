@@ -154,12 +154,13 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
             _opt(opts, s)
         else:
             ctx.unknown(s, K.VIRTUAL_SERVER, f"virtual_server {head}")
-    for n in ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3"):
+    # flag-3 is declared not-implemented (capabilities); a flag for another scheduler is
+    # accepted but unused here, so say so (a code of its own: the keyword itself acts).
+    for n in ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2"):
         algo = f.get("lb_algo") or "wlc"
-        if n in positions and (n == "flag-3" or (n[:2] in ("sh", "mh") and n[:2] != algo)
+        if n in positions and ((n[:2] in ("sh", "mh") and n[:2] != algo)
                                or (n.startswith("flag") and algo not in ("sh", "mh"))):
-            why = "no scheduler uses IPVS's third flag" if n == "flag-3" else f"lb_algo is {algo}"
-            ctx.warning(positions[n], "no-effect", f"'{n}' has no effect: {why}")
+            ctx.warning(positions[n], "scheduler-flag-unused", f"'{n}' has no effect here: lb_algo is {algo}")
     if not f.get("protocol_explicit") and f.get("fwmark") is None:
         f["protocol"] = "UDP"  # what keepalived silently does; validate() warns about it
     default_weight = f.get("weight") if f.get("weight") is not None else 1

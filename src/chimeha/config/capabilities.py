@@ -61,6 +61,8 @@ FOLDED_FIELDS: dict[str, str] = {
     "VrrpInstance.native_ipv6": "decides VrrpInstance.family",
     "VirtualServer.protocol_explicit": "the protocol-missing / fwmark-protocol diagnostics",
     "Block.keyword": "render() writes generic blocks back",
+    **{f"VirtualServer.{k}": "read by name in lvs.desired.scheduler_flags (getattr(vs, f'{algo}_...'))"
+       for k in ("sh_port", "sh_fallback", "mh_port", "mh_fallback")},
     "Block.children": "render() writes generic blocks back",
     "Config.blocks": "generic blocks; each one's keyword has its own declaration",
 }

@@ -536,4 +536,5 @@ PATHS: tuple[tuple[str, ...], ...] = tuple(tuple(line.split()) for line in _PATH
 EXTENSIONS: dict[tuple[str, ...], tuple[Capability, str]] = {
     ("virtual_server", "real_server", "FILE_CHECK", "dynamic"): (
         ok(), "newer keepalived releases' FILE_CHECK option: the file's value becomes the real server's weight"),
+    ("chimeha_bgp",): (ok(), "chime-ha's BGP announcement block (docs/bgp.md); keepalived reports it as unknown"),
 }

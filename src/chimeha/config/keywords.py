@@ -46,4 +46,5 @@ BLOCKS: dict[str, frozenset | None] = {
     "interface_up_down_delays": None,
     "track_group": children("track_group"),
     "SSL": children("SSL"),
+    "chimeha_bgp": None,  # chime-ha\'s BGP extension, typed and checked by build_bgp
 }

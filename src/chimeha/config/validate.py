@@ -41,6 +41,8 @@ def validate(config: Config, diags: list[Diagnostic]) -> None:
     _script_security(config, ctx)
     from .build_bfd import check as _bfd_check  # bfd_instance / track_bfd / BFD_CHECK (config/build_bfd.py)
     _bfd_check(config, diags)
+    from .build_bgp import validate_bgp  # chime-ha's chimeha_bgp extension block
+    validate_bgp(config, diags)
 
 
 def _pos(inst, key: str) -> Where:

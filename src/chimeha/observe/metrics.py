@@ -42,6 +42,8 @@ class SnapshotCollector(Collector):
         yield from _instance_metrics(snap)
         yield from _script_metrics(snap)
         yield from _lvs_metrics(snap)
+        from chimeha.runtime.bgp_metrics import bgp_metrics
+        yield from bgp_metrics(snap.get("bgp"))
         drops = CounterMetricFamily("chimeha_vrrp_unmatched_drops", "VRRP packets dropped before matching an instance, by reason", labels=["reason"])
         for reason, n in sorted(snap["drops_by_reason"].items()):
             drops.add_metric([reason], n)

@@ -112,6 +112,7 @@ class Snapshot(TypedDict):
     scripts: dict[str, ScriptStatus]
     virtual_servers: list[VirtualServerStatus]
     drops_by_reason: dict[str, int]  # packets that matched no instance (e.g. unknown VRID)
+    bgp: dict | None  # chimeha.runtime.bgp.BgpManager.snapshot(), None without chimeha_bgp
 
 
 STAT_KEYS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
@@ -313,4 +314,5 @@ def normalize(raw: Any) -> Snapshot:
         "scripts": {str(k): _script(str(k), v) for k, v in scripts.items()},
         "virtual_servers": [_virtual_server(v) for v in vss],
         "drops_by_reason": _counts(raw.get("drops_by_reason")),
+        "bgp": raw.get("bgp") if isinstance(raw.get("bgp"), dict) else None,  # chimeha.runtime.bgp
     }

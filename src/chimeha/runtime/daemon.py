@@ -138,6 +138,7 @@ class Daemon:
         self.started_at: float | None = None
         self.config_loaded_at: float | None = None
         self.lvs = None
+        self.bgp = None  # chimeha.runtime.bgp.BgpManager with a chimeha_bgp block
         # Both injectable so the adapter can be tested without root (fake LAN).
         self._socket_factory = socket_factory
         self._nl = netlink if netlink is not None else NetlinkWorker()
@@ -170,6 +171,8 @@ class Daemon:
             inst.core.start(now)
         self._after_input(list(self.instances.values()))
         await self._start_lvs()
+        from chimeha.runtime.bgp import attach as _bgp_attach
+        self.bgp = await _bgp_attach(self)  # chimeha_bgp: announce VIPs by BGP (docs/bgp.md)
         self.generation += 1  # started: news for a poller even without any instance
         log.info("started %d VRRP instance(s) from %s", len(self.instances), self.config_path)
 
@@ -599,6 +602,8 @@ class Daemon:
             if inst.timer:
                 inst.timer.cancel()
         await self._stop_trackers()
+        if self.bgp is not None:  # withdraw the routes before the data plane stops
+            await self.bgp.stop()
         if self.lvs is not None:
             try:
                 await self.lvs.stop()

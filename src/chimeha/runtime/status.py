@@ -116,4 +116,5 @@ def snapshot(daemon) -> dict:
         "scripts": {name: _script(name, tr, daemon.config) for name, tr in daemon.scripts.items()},
         "virtual_servers": _virtual_servers(daemon.lvs),
         "drops_by_reason": dict(daemon.drops),
+        "bgp": daemon.bgp.snapshot() if getattr(daemon, "bgp", None) is not None else None,
     }

@@ -1,0 +1,47 @@
+"""Typed model of the ``chimeha_bgp`` extension block (built by config.build_bgp)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chimeha.config.model import NOWHERE, Where
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    """One BGP peer (normally the upstream router)."""
+
+    address: str
+    remote_as: int
+    bfd: bool = False
+    where: Where = NOWHERE
+
+
+@dataclass(frozen=True)
+class Announce:
+    """One prefix to announce: ``address`` (bare IP) as a host route."""
+
+    address: str
+    where: Where = NOWHERE
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.address}/{128 if ':' in self.address else 32}"
+
+
+@dataclass(frozen=True)
+class BgpConfig:
+    """The whole block. Timers in seconds; ``keepalive`` defaults to hold/3."""
+
+    local_as: int
+    router_id: str | None = None
+    neighbors: tuple[Neighbor, ...] = ()
+    announce: tuple[Announce, ...] = ()
+    communities: tuple[str, ...] = ()
+    med: int | None = None
+    prepend: int = 0
+    hold_time: int = 9
+    keepalive: int = 3
+    state_dir: str = "/run/chime-ha/bgp"
+    speaker: str = "/usr/lib/frr/bgpd"
+    where: Where = NOWHERE

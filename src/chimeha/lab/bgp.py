@@ -1,0 +1,251 @@
+"""The BGP/ECMP lab: an FRR router, a client behind it, three chime-ha directors, two real servers.
+
+::
+
+    client 10.99.2.2 --(veth)-- router 10.99.2.1 | 10.99.1.1  (FRR zebra+bgpd, AS 65000,
+                                                    |            maximum-paths 8, L4 ECMP hash)
+                               lab bridge 10.99.1.0/24
+              d1 .11   d2 .12   d3 .13  (chime-ha run: lb_algo mh, nft, chimeha_bgp AS 65010)
+              r1 .21   r2 .22          (real servers: answer "DIRECTOR NAME" per line)
+
+The VIP 10.99.60.10 exists on no interface: the router learns it from the
+directors by BGP and forwards to them by ECMP; each director DNATs with the
+same Maglev table and masquerades. Everything lives in namespaces this lab
+creates (``Topology``); the router's ``ip_forward`` and
+``fib_multipath_hash_policy`` are set inside its own namespace only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from chimeha.lab import bgp_apps
+from chimeha.lab.cluster import daemon_argv
+from chimeha.lab.netns import NetnsError, Topology, _ip
+from chimeha.lab.node import Node, add_node
+
+VIP = "10.99.60.10"
+ROUTER_LAN, ROUTER_CLIENT, CLIENT = "10.99.1.1", "10.99.2.1", "10.99.2.2"
+DIRECTORS = {"d1": "10.99.1.11", "d2": "10.99.1.12", "d3": "10.99.1.13"}
+REALS = {"r1": "10.99.1.21", "r2": "10.99.1.22"}
+ROUTER_AS, DIRECTOR_AS = 65000, 65010
+HOLD = 3
+FRR = "/usr/lib/frr"
+PRIVATE = ("/run", "/etc/keepalived", "/etc/frr", "/var/run/frr")
+
+
+def director_config(address: str, hold: int = HOLD) -> str:
+    reals = "".join(f"""    real_server {ip} 80 {{
+        TCP_CHECK {{
+            connect_timeout 1
+            delay_loop 1
+        }}
+    }}
+""" for ip in REALS.values())
+    return f"""! chime-ha BGP lab director {address}
+virtual_server {VIP} 80 {{
+    delay_loop 1
+    lb_algo mh
+    lb_kind NAT
+    protocol TCP
+{reals}}}
+chimeha_bgp {{
+    local_as {DIRECTOR_AS}
+    router_id {address}
+    hold_time {hold}
+    neighbor {ROUTER_LAN} {{
+        remote_as {ROUTER_AS}
+    }}
+    announce {{
+        {VIP}
+    }}
+    community {DIRECTOR_AS}:100
+}}
+"""
+
+
+def router_config(hold: int = HOLD) -> str:
+    return f"""frr defaults datacenter
+hostname router
+!
+router bgp {ROUTER_AS}
+ bgp router-id {ROUTER_LAN}
+ no bgp ebgp-requires-policy
+ timers bgp {max(1, hold // 3)} {hold}
+ neighbor DIRS peer-group
+ neighbor DIRS remote-as {DIRECTOR_AS}
+ bgp listen range 10.99.1.0/24 peer-group DIRS
+ address-family ipv4 unicast
+  maximum-paths 8
+ exit-address-family
+exit
+!
+"""
+
+
+class BgpLab:
+    """Build, drive and tear down the lab (use as a context manager)."""
+
+    def __init__(self, tag: str = "bgp", logdir: str | None = None):
+        self.topo = Topology(tag)
+        self.logdir = Path(logdir or tempfile.mkdtemp(prefix="chime-ha-bgp-lab-"))
+        self.nodes: dict[str, Node] = {}
+        self.daemons: dict[str, subprocess.Popen] = {}
+
+    # ------------------------------------------------------------------ build
+    def __enter__(self) -> "BgpLab":
+        try:
+            self.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self.topo.open()
+        r = self.nodes["router"] = add_node(self.topo, "router", f"{ROUTER_LAN}/24", private_dirs=PRIVATE)
+        c = self.nodes["client"] = add_node(self.topo, "client", private_dirs=PRIVATE)
+        # the client network: one veth straight between the router and the client namespaces
+        # (the client's own bridge port stays down and without an address: its only way out is the router)
+        _ip("-n", c.netns, "link", "set", "eth0", "down")
+        _ip("link", "add", "name", "eth1", "netns", r.netns, "type", "veth", "peer", "name", "eth1",
+            "netns", c.netns)
+        _ip("-n", r.netns, "addr", "add", f"{ROUTER_CLIENT}/24", "dev", "eth1")
+        _ip("-n", r.netns, "link", "set", "eth1", "up")
+        _ip("-n", c.netns, "addr", "add", f"{CLIENT}/24", "dev", "eth1")
+        _ip("-n", c.netns, "link", "set", "eth1", "up")
+        _ip("-n", c.netns, "route", "add", "10.99.60.0/24", "via", ROUTER_CLIENT)
+        for key, val in (("net.ipv4.ip_forward", "1"), ("net.ipv4.fib_multipath_hash_policy", "1")):
+            r.run(["sysctl", "-qw", f"{key}={val}"])
+        self._start_router()
+        for name, ip in REALS.items():
+            n = self.nodes[name] = add_node(self.topo, name, f"{ip}/24", private_dirs=PRIVATE)
+            n.popen([sys.executable, "-I", "-c", bgp_apps.SERVER, name])
+        for name, ip in DIRECTORS.items():
+            n = self.nodes[name] = add_node(self.topo, name, f"{ip}/24", private_dirs=PRIVATE)
+            n.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])  # inside the director's namespace only
+            # the way back to the clients (lab-local; a real director has its default route here)
+            n.run(["ip", "route", "add", "10.99.2.0/24", "via", ROUTER_LAN])
+            n.write_file("/etc/keepalived/keepalived.conf", director_config(ip))
+            self.start_director(name)
+
+    def _start_router(self) -> None:
+        r = self.nodes["router"]
+        r.write_file("/etc/frr/zebra.conf", "hostname router\n")
+        r.write_file("/etc/frr/bgpd.conf", router_config())
+        d = "/var/run/frr"
+        r.run(["chown", "frr:frr", d])  # zebra drops to user frr (it has no -S)
+        common = ["-P", "0", "--vty_socket", d]
+        for daemon, extra in (("zebra", ["-z", f"{d}/zserv.api"]),
+                              ("bgpd", ["-S", "-z", f"{d}/zserv.api"])):
+            log = open(self.logdir / f"router-{daemon}.log", "w")
+            r.popen([f"{FRR}/{daemon}", *common, *extra, "-f", f"/etc/frr/{daemon}.conf",
+                     "-i", f"{d}/{daemon}.pid"], stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            _wait(lambda: r.run(["vtysh", "--vty_socket", d, "-d", daemon, "-c", "show version"],
+                                check=False).returncode == 0, 10, f"router {daemon} did not start")
+
+    def start_director(self, name: str) -> None:
+        n = self.nodes[name]
+        log = open(self.logdir / f"{name}.log", "a")
+        argv = [*daemon_argv("chime-ha"), "--dataplane", "nft", "--metrics", "127.0.0.1:9650"]
+        self.daemons[name] = n.popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def kill_director(self, name: str) -> None:
+        """SIGKILL the director's chime-ha (its bgpd dies with it: PR_SET_PDEATHSIG)."""
+        proc = self.daemons.pop(name)
+        n = self.nodes[name]
+        for pid in n.run(["pgrep", "-f", "chimeha"], check=False).stdout.split():
+            n.run(["kill", "-9", pid], check=False)  # PIDs inside the director's own PID namespace
+        n.stop(proc, grace=2)
+
+    def stop_director(self, name: str) -> None:
+        """SIGTERM: a clean stop (withdraw first)."""
+        self.nodes[name].stop(self.daemons.pop(name), grace=10)
+
+    def close(self) -> None:
+        for n in list(self.nodes.values()):
+            try:
+                n.close()
+            except Exception:
+                pass
+        self.topo.close()
+
+    # ------------------------------------------------------------------ look
+    def vtysh(self, *cmds: str) -> str:
+        argv = ["vtysh", "--vty_socket", "/var/run/frr", "-d", "bgpd"]
+        for c in cmds:
+            argv += ["-c", c]
+        return self.nodes["router"].run(argv, check=False).stdout
+
+    def next_hops(self) -> set[str]:
+        """Next hops of the VIP's route in the router's kernel FIB (``ip -j route``)."""
+        out = self.nodes["router"].run(["ip", "-j", "route", "show", f"{VIP}/32"], check=False).stdout
+        hops = set()
+        for r in json.loads(out or "[]"):
+            if r.get("gateway"):
+                hops.add(r["gateway"])
+            for nh in r.get("nexthops", []):
+                if nh.get("gateway"):
+                    hops.add(nh["gateway"])
+        return hops
+
+    def routes_to_vip(self) -> int:
+        out = self.nodes["router"].run(["ip", "-j", "route", "show", f"{VIP}/32"], check=False).stdout
+        return len(json.loads(out or "[]"))
+
+    def wait_next_hops(self, want: set[str], timeout: float) -> float | None:
+        """Seconds until the VIP's next hops are exactly ``want`` (None on timeout)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.next_hops() == want:
+                return time.monotonic() - t0
+            time.sleep(0.05)
+        return None
+
+    def client_run(self, count: int = 300) -> dict:
+        out = self.nodes["client"].run([sys.executable, "-I", "-c", bgp_apps.CLIENT, VIP, str(count)],
+                                       timeout=120).stdout
+        return json.loads(out)
+
+    def holder(self, count: int) -> subprocess.Popen:
+        c = self.nodes["client"]
+        return c.popen([sys.executable, "-I", "-c", bgp_apps.HOLDER, VIP, str(count)], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, text=True)
+
+    def status(self, name: str) -> dict:
+        out = self.nodes[name].run(_status_argv(), check=False).stdout
+        try:
+            return json.loads(out)
+        except ValueError:
+            return {}
+
+
+def _status_argv() -> list[str]:
+    return _chime() + ["status", "--json"]
+
+
+def _chime() -> list[str]:
+    script = Path(sys.executable).with_name("chime-ha")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from chimeha.cli import main; sys.exit(main())"]
+
+
+def _wait(cond, timeout: float, what: str) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise NetnsError(what)

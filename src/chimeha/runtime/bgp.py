@@ -1,0 +1,303 @@
+"""Driving the BGP speaker (FRR bgpd) from the daemon: announce follows health.
+
+Theory of operation
+-------------------
+:func:`attach` is called by the daemon after the virtual servers start. With
+a ``chimeha_bgp`` block it starts one ``bgpd`` (FRR) as a child process, in
+the daemon's own namespaces, with its own config, pid file and vty socket
+under ``state_dir``; never the host's FRR service. The child gets
+``PR_SET_PDEATHSIG(SIGKILL)``: when chime-ha dies, however it dies, the
+kernel kills bgpd, its TCP session to the router closes and the router
+withdraws this director's next hop at once (or within the hold time when
+the whole host vanishes).
+
+A reconcile task wakes on every VRRP state change (``state_hooks``) and at
+least every ``TICK`` seconds (virtual-server quorum has no hook of its own),
+computes :func:`chimeha.bgp.policy.decide` from the quorum map and the
+instance states, and, when the desired set differs from what bgpd originates,
+applies the difference with one ``vtysh`` call (``network P`` /
+``no network P``), then reads the RIB back (``show bgp ... json``). On stop it
+withdraws everything first, lets the UPDATE leave, and only then stops bgpd;
+the daemon calls it before the data plane stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from chimeha.bgp import frr, policy
+from chimeha.bgp.model import BgpConfig
+from chimeha.errors import HostError
+
+log = logging.getLogger("chimeha.bgp")
+
+TICK = 0.2  # seconds between policy evaluations when nothing wakes us
+STATUS_EVERY = 2.0  # seconds between session-state refreshes (status, metrics)
+PR_SET_PDEATHSIG = 1
+
+
+class SpeakerError(HostError):
+    """The speaker cannot be started or driven (missing program, socket never came up...)."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class FrrSpeaker:
+    """One bgpd process and the vtysh commands that drive it."""
+
+    def __init__(self, bgp: BgpConfig, vtysh: str = "vtysh"):
+        self.bgp = bgp
+        self.dir = bgp.state_dir
+        self.vtysh_prog = vtysh
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    async def start(self, timeout: float = 10.0) -> None:
+        if not os.path.exists(self.bgp.speaker):
+            raise SpeakerError(f"{self.bgp.speaker}: not found (apt-get install frr)")
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        conf = os.path.join(self.dir, "bgpd.conf")
+        with open(conf, "w") as fh:
+            fh.write(frr.render_config(self.bgp))
+        argv = [self.bgp.speaker, "-S", "-Z", "-n", "-P", "0", "-f", conf, "--vty_socket", self.dir,
+                "-i", os.path.join(self.dir, "bgpd.pid"), "--log", f"file:{os.path.join(self.dir, 'bgpd.log')}"]
+        self.proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent, start_new_session=True)
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                raise SpeakerError(f"bgpd exited with status {self.proc.returncode} at start; see "
+                                   f"{self.dir}/bgpd.log")
+            try:
+                await self.vtysh("show bgp summary json")
+                log.info("bgp: bgpd (pid %d) is up, AS %d", self.proc.pid, self.bgp.local_as)
+                return
+            except SpeakerError:
+                await asyncio.sleep(0.05)
+        raise SpeakerError(f"bgpd did not answer on {self.dir}/bgpd.vty within {timeout:.0f} s")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def vtysh(self, *commands: str, timeout: float = 10.0) -> str:
+        argv = [self.vtysh_prog, "--vty_socket", self.dir, "-d", "bgpd"]
+        for c in commands:
+            argv += ["-c", c]
+        try:
+            p = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                     stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.PIPE)
+        except OSError as exc:
+            raise SpeakerError(f"cannot run vtysh: {exc.strerror} (apt-get install frr)") from None
+        try:
+            out, err = await asyncio.wait_for(p.communicate(), timeout)
+        except asyncio.TimeoutError:
+            p.kill()
+            await p.wait()
+            raise SpeakerError(f"vtysh {' ; '.join(commands)}: no answer within {timeout:.0f} s") from None
+        text = out.decode(errors="replace")
+        if p.returncode != 0 or "failed to connect" in text.lower():
+            raise SpeakerError(f"vtysh {' ; '.join(commands)}: {(err or out).decode(errors='replace').strip()}")
+        return text
+
+    async def originated(self) -> set[str]:
+        out = set()
+        for afi in ("ipv4", "ipv6"):
+            out |= frr.originated(await self.vtysh(f"show bgp {afi} unicast json"))
+        return out
+
+    async def sessions(self) -> dict[str, dict]:
+        return frr.sessions(await self.vtysh("show bgp summary json"))
+
+    async def apply(self, announce: list[str], withdraw: list[str]) -> None:
+        cmds = frr.change_commands(self.bgp, announce, withdraw)
+        if cmds:
+            await self.vtysh(*cmds)
+
+    async def stop(self, grace: float = 3.0) -> None:
+        if not self.running:
+            return
+        self.proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), grace)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+class BgpManager:
+    """Keeps the speaker's originated prefixes equal to the policy's decision."""
+
+    def __init__(self, daemon: Any, bgp: BgpConfig, speaker: FrrSpeaker | None = None):
+        self.daemon = daemon
+        self.bgp = bgp
+        self.speaker = speaker or FrrSpeaker(bgp)
+        self.decision = policy.Decision()
+        self.actual: set[str] = set()
+        self.peers: dict[str, dict] = {}
+        self.errors: list[str] = []
+        self.changes = 0
+        self.last_change: float | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._status_at = 0.0
+
+    async def start(self) -> None:
+        await self.speaker.start()
+        await self._snat(True)
+        self.daemon.state_hooks.append(self._on_state)
+        await self.reconcile()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="bgp reconcile")
+
+    def _on_state(self, _action: Any) -> None:
+        self._wake.set()
+
+    def _decide(self) -> policy.Decision:
+        lvs = getattr(self.daemon, "lvs", None)
+        quorum = dict(getattr(getattr(lvs, "desired", None), "quorum", {}) or {})
+        states = {n: str(i.core.state) for n, i in getattr(self.daemon, "instances", {}).items()}
+        by_vs, by_inst = policy.inputs(self.daemon.config, quorum, states)
+        return policy.decide(self.bgp, by_vs, by_inst, stopping=self._stopping, now=time.monotonic())
+
+    async def reconcile(self) -> None:
+        d = self._decide()
+        changed = d.announce != self.decision.announce
+        self.decision = d
+        if not self.speaker.running:
+            return
+        if changed or d.announce != self.actual:
+            add, remove = policy.changes(d.announce, self.actual)
+            for p in add:
+                log.info("bgp: announcing %s", p)
+            for p in remove:
+                log.warning("bgp: withdrawing %s (%s)", p, d.withheld.get(p, "no longer configured"))
+            await self.speaker.apply(add, remove)
+            self.actual = await self.speaker.originated()
+            self.changes += 1
+            self.last_change = time.time()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), TICK)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                if not self.speaker.running:
+                    await self._restart()
+                await self.reconcile()
+                if time.monotonic() - self._status_at >= STATUS_EVERY:
+                    self._status_at = time.monotonic()
+                    self.peers = await self.speaker.sessions()
+                    self.actual = await self.speaker.originated()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the speaker's trouble must never take VRRP down
+                msg = str(exc)
+                if msg not in self.errors:
+                    log.error("bgp: %s", msg)
+                self.errors = (self.errors + [msg])[-5:]
+                await asyncio.sleep(1.0)
+
+    async def _restart(self) -> None:
+        log.error("bgp: bgpd exited (status %s); restarting it",
+                  self.speaker.proc.returncode if self.speaker.proc else None)
+        self.actual = set()
+        await self.speaker.start()
+
+    async def stop(self) -> None:
+        """Withdraw everything, let the UPDATE leave, stop bgpd (before the data plane stops)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        try:
+            self.decision = self._decide()
+            if self.speaker.running and self.actual:
+                log.info("bgp: withdrawing %s before stopping", ", ".join(sorted(self.actual)))
+                await self.speaker.apply([], sorted(self.actual))
+                await asyncio.sleep(0.2)  # bgpd sends the withdraw at once (MRAI 0); give it the wire
+        except Exception as exc:
+            log.error("bgp: withdrawing at stop failed: %s (stopping bgpd ends the session anyway)", exc)
+        if self._on_state in getattr(self.daemon, "state_hooks", []):
+            self.daemon.state_hooks.remove(self._on_state)
+        await self.speaker.stop()
+        self.actual = set()
+        await self._snat(False)
+
+    async def _snat(self, on: bool) -> None:
+        """ECMP: the router may send a flow to any director, and a real server must answer
+        through the director that NATed it, so every DNATed flow to an announced
+        virtual server is masqueraded (table ``ip chimeha_bgp``; see docs/bgp.md)."""
+        vips = sorted({a.address for a in self.bgp.announce if ":" not in a.address
+                       and any(vs.address and vs.address == a.address for vs in self.daemon.config.virtual_servers)})
+        script = "table ip chimeha_bgp {}\ndelete table ip chimeha_bgp\n"
+        if on and vips:
+            script += ("table ip chimeha_bgp {\n chain postrouting {\n"
+                       "  type nat hook postrouting priority srcnat + 1; policy accept;\n"
+                       f"  ct status dnat ct original ip daddr {{ {', '.join(vips)} }} masquerade\n }}\n}}\n")
+        elif on:
+            return
+        try:
+            p = await asyncio.create_subprocess_exec("nft", "-f", "-", stdin=asyncio.subprocess.PIPE,
+                                                     stdout=asyncio.subprocess.DEVNULL,
+                                                     stderr=asyncio.subprocess.PIPE)
+            _, err = await p.communicate(script.encode())
+            if p.returncode != 0:
+                log.error("bgp: nft (masquerade for ECMP): %s", err.decode().strip())
+        except OSError as exc:
+            log.error("bgp: cannot run nft for the ECMP masquerade: %s", exc)
+
+    def snapshot(self) -> dict:
+        """The "bgp" section of the daemon snapshot (JSON-able)."""
+        sp = self.speaker
+        return {
+            "speaker": {"program": self.bgp.speaker, "pid": sp.proc.pid if sp.proc else None,
+                        "running": sp.running, "starts": sp.starts, "state_dir": self.bgp.state_dir},
+            "local_as": self.bgp.local_as, "router_id": self.bgp.router_id,
+            "peers": {a: dict(p) for a, p in sorted(self.peers.items())},
+            "announced": sorted(self.actual), "desired": sorted(self.decision.announce),
+            "withheld": dict(sorted(self.decision.withheld.items())),
+            "changes": self.changes, "last_change": self.last_change, "errors": list(self.errors),
+        }
+
+
+async def attach(daemon: Any) -> BgpManager | None:
+    """Start BGP for the daemon's config (None without a ``chimeha_bgp`` block or on error, logged)."""
+    from chimeha.config.build_bgp import build_bgp
+
+    diags: list = []
+    bgp = build_bgp(daemon.config, diags)
+    if bgp is None:
+        for d in diags:
+            if d.severity == "error":
+                log.error("%s", d)
+        return None
+    mgr = BgpManager(daemon, bgp)
+    try:
+        await mgr.start()
+    except SpeakerError as exc:
+        log.error("bgp: %s; nothing is announced", exc)
+        await mgr.speaker.stop()
+        return None
+    return mgr
