@@ -13,7 +13,7 @@ import ipaddress
 import json
 from typing import Any, Iterable
 
-from .model import BgpConfig
+from chimeha.config.model_bgp import BgpConfig
 
 ROUTE_MAP_OUT = "CHIMEHA-OUT"
 ROUTE_MAP_IN = "CHIMEHA-IN"

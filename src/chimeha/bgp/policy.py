@@ -27,7 +27,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .model import BgpConfig
+from chimeha.config.model_bgp import BgpConfig
 
 
 @dataclass(frozen=True)

@@ -54,15 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _keepalived_main(argv: list[str], prog: str) -> int:
+    """keepalived's command line, handed this package so the drop-in need not import it."""
+    compat = importlib.import_module(f"{__name__}.keepalived_compat")
+    return compat.main(argv, prog, chime=sys.modules[__name__])
+
+
+def run_module():
+    """The ``run`` subcommand's module (the keepalived drop-in wraps its logging set-up)."""
+    return importlib.import_module(f"{__name__}.run")
+
+
 def main(argv: list[str] | None = None) -> int:
     # keepalived's own command line: invoked as `keepalived` (a symlink), or `chime-ha keepalived ...`
     if argv is None and os.path.basename(sys.argv[0]) == "keepalived":
-        from .keepalived_compat import main as keepalived_main
-        return keepalived_main(sys.argv[1:])
+        return _keepalived_main(sys.argv[1:], "keepalived")
     args_in = sys.argv[1:] if argv is None else argv
     if args_in[:1] == ["keepalived"]:
-        from .keepalived_compat import main as keepalived_main
-        return keepalived_main(args_in[1:], prog="chime-ha keepalived")
+        return _keepalived_main(args_in[1:], "chime-ha keepalived")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

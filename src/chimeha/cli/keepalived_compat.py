@@ -109,16 +109,19 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=lambda args: main(args.argv, prog="chime-ha keepalived"))
 
 
-def main(argv: list[str], prog: str = "keepalived") -> int:
-    """Run keepalived's command line ``argv`` (without argv[0]); returns the exit status."""
+def main(argv: list[str], prog: str = "keepalived", *, chime) -> int:
+    """Run keepalived's command line ``argv`` (without argv[0]); returns the exit status.
+
+    ``chime`` is the ``chimeha.cli`` package (its ``main``, ``build_parser`` and ``run``
+    module), handed in by the caller so that this module does not import its own parent.
+    """
     extra: list[str] = []
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
     parser = build_parser(prog)
     if "-T" in argv[:1] or "--genhash" in argv[:1]:
-        from chimeha.cli import main as chime_main
-        return chime_main(["genhash", *argv[1:]])
+        return chime.main(["genhash", *argv[1:]])
     try:
         ns = parser.parse_args(argv)
     except SystemExit as exc:
@@ -139,7 +142,7 @@ def main(argv: list[str], prog: str = "keepalived") -> int:
         return 0
     if ns.config_test is not None:
         return config_test(ns)
-    return daemon(ns, extra)
+    return daemon(ns, extra, chime)
 
 
 # ------------------------------------------------------------------ -t
@@ -214,9 +217,8 @@ def _syslog_facility(name: str) -> int:
     return table[name]
 
 
-def daemon(ns, extra: list[str]) -> int:
-    from chimeha.cli import build_parser as chime_parser
-    from chimeha.cli import run as run_mod
+def daemon(ns, extra: list[str], chime) -> int:
+    chime_parser, run_mod = chime.build_parser, chime.run_module()
 
     if ns.vrrp and ns.check:
         print("keepalived: --vrrp and --check together: nothing would run", file=sys.stderr)
@@ -230,7 +232,7 @@ def daemon(ns, extra: list[str]) -> int:
     for line in notes(ns):
         print(f"keepalived: {line}", file=sys.stderr)
     if ns.check:  # the checker process alone: virtual servers and health checks, no VRRP
-        from chimeha.runtime.lvs_manager import _main as lvs_main
+        from chimeha.runtime.lvs_manager import standalone_main as lvs_main
         runner = lambda: lvs_main([ns.file, *extra])  # noqa: E731
     else:
         try:
@@ -280,7 +282,7 @@ def _daemonize() -> None:
 
 def _log_also_to_syslog(run_mod, syslog, console: bool) -> None:
     """Wrap ``chime-ha run``'s logging set-up: add syslog (-S), drop the console unless -l/-n."""
-    original = run_mod._setup_logging
+    original = run_mod.setup_logging
 
     def setup(level: str) -> None:
         original(level)
@@ -292,7 +294,7 @@ def _log_also_to_syslog(run_mod, syslog, console: bool) -> None:
             handler.setFormatter(logging.Formatter("chime-ha[%(process)d]: %(levelname)s %(name)s: %(message)s"))
             root.addHandler(handler)
 
-    run_mod._setup_logging = setup
+    run_mod.setup_logging = setup
 
 
 def _dump_conf(path: str) -> None:

@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _setup_logging(level: str) -> None:
+def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(
         "%(asctime)s.%(msecs)03d chime-ha[%(process)d] %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
@@ -50,7 +50,7 @@ def _setup_logging(level: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     log = logging.getLogger("chimeha.run")
     if not os.path.exists(args.file):
         log.error("%s: no such file", args.file)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable
 
-from chimeha.bgp.model import Announce, BgpConfig, Neighbor
+from chimeha.config.model_bgp import Announce, BgpConfig, Neighbor
 
 from .model import Block, Config, Diagnostic, Where
 

@@ -119,7 +119,7 @@ ENTRIES = {
     "virtual_server mh-fallback": ok(),
     "virtual_server flag-1": ok(),
     "virtual_server flag-2": ok(),
-    "virtual_server flag-3": todo("scheduler flag-3 is not programmed"),
+    "virtual_server flag-3": todo("scheduler flag-3 is not programmed", field="VirtualServer.flag_3"),
     "virtual_server smtp_alert": todo(SMTP),
     "virtual_server snmp_name": todo(SNMP),
     "virtual_server real_server": ok(field="VirtualServer.real_servers"),

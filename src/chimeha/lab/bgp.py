@@ -27,7 +27,7 @@ from pathlib import Path
 
 from chimeha.lab import bgp_apps
 from chimeha.lab.cluster import daemon_argv
-from chimeha.lab.netns import NetnsError, Topology, _ip
+from chimeha.lab.netns import NetnsError, Topology, run_ip
 from chimeha.lab.node import Node, add_node
 
 VIP = "10.99.60.10"
@@ -116,14 +116,14 @@ class BgpLab:
         c = self.nodes["client"] = add_node(self.topo, "client", private_dirs=PRIVATE)
         # the client network: one veth straight between the router and the client namespaces
         # (the client's own bridge port stays down and without an address: its only way out is the router)
-        _ip("-n", c.netns, "link", "set", "eth0", "down")
-        _ip("link", "add", "name", "eth1", "netns", r.netns, "type", "veth", "peer", "name", "eth1",
+        run_ip("-n", c.netns, "link", "set", "eth0", "down")
+        run_ip("link", "add", "name", "eth1", "netns", r.netns, "type", "veth", "peer", "name", "eth1",
             "netns", c.netns)
-        _ip("-n", r.netns, "addr", "add", f"{ROUTER_CLIENT}/24", "dev", "eth1")
-        _ip("-n", r.netns, "link", "set", "eth1", "up")
-        _ip("-n", c.netns, "addr", "add", f"{CLIENT}/24", "dev", "eth1")
-        _ip("-n", c.netns, "link", "set", "eth1", "up")
-        _ip("-n", c.netns, "route", "add", "10.99.60.0/24", "via", ROUTER_CLIENT)
+        run_ip("-n", r.netns, "addr", "add", f"{ROUTER_CLIENT}/24", "dev", "eth1")
+        run_ip("-n", r.netns, "link", "set", "eth1", "up")
+        run_ip("-n", c.netns, "addr", "add", f"{CLIENT}/24", "dev", "eth1")
+        run_ip("-n", c.netns, "link", "set", "eth1", "up")
+        run_ip("-n", c.netns, "route", "add", "10.99.60.0/24", "via", ROUTER_CLIENT)
         for key, val in (("net.ipv4.ip_forward", "1"), ("net.ipv4.fib_multipath_hash_policy", "1")):
             r.run(["sysctl", "-qw", f"{key}={val}"])
         self._start_router()

@@ -34,7 +34,7 @@ class NetnsError(RuntimeError):
     """A command that sets up or tears down the topology failed."""
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run_ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise NetnsError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
@@ -48,7 +48,7 @@ def unique_prefix(tag: str = "") -> str:
 
 def list_own_namespaces() -> list[str]:
     """Namespaces whose names start with chime-ha's prefix (leftovers included)."""
-    proc = _ip("netns", "list", check=False)
+    proc = run_ip("netns", "list", check=False)
     names = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
     return [n for n in names if n.startswith(NAME_PREFIX)]
 
@@ -110,10 +110,10 @@ class Host:
 
     def link_down(self) -> None:
         """Cut this host off the bridge (its own interface stays up, like a pulled cable)."""
-        _ip("-n", self.topo.switch_ns, "link", "set", self.switch_port, "down")
+        run_ip("-n", self.topo.switch_ns, "link", "set", self.switch_port, "down")
 
     def link_up(self) -> None:
-        _ip("-n", self.topo.switch_ns, "link", "set", self.switch_port, "up")
+        run_ip("-n", self.topo.switch_ns, "link", "set", self.switch_port, "up")
 
 
 class Topology:
@@ -136,16 +136,16 @@ class Topology:
 
     def open(self) -> None:
         self._add_ns(self.switch_ns)
-        _ip("-n", self.switch_ns, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        run_ip("-n", self.switch_ns, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
         # Multicast snooping would make VRRP/IGMP behaviour depend on timing; a
         # plain hub-like bridge is what a lab switch should be.
-        _ip("-n", self.switch_ns, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0", check=False)
-        _ip("-n", self.switch_ns, "link", "set", "br0", "up")
+        run_ip("-n", self.switch_ns, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0", check=False)
+        run_ip("-n", self.switch_ns, "link", "set", "br0", "up")
 
     def _add_ns(self, name: str) -> None:
-        _ip("netns", "add", name)
+        run_ip("netns", "add", name)
         self._created.append(name)
-        _ip("-n", name, "link", "set", "lo", "up")
+        run_ip("-n", name, "link", "set", "lo", "up")
 
     def add_host(self, name: str, *addresses: str, ifname: str = "eth0") -> Host:
         """A namespace with one interface ``ifname`` on the bridge, holding ``addresses`` (CIDR)."""
@@ -154,15 +154,15 @@ class Topology:
         self._port_seq += 1
         port = f"p{self._port_seq}"
         # Created directly inside the two namespaces: no name ever exists in ours.
-        _ip("link", "add", "name", ifname, "netns", netns, "type", "veth",
+        run_ip("link", "add", "name", ifname, "netns", netns, "type", "veth",
             "peer", "name", port, "netns", self.switch_ns)
-        _ip("-n", self.switch_ns, "link", "set", port, "master", "br0")
-        _ip("-n", self.switch_ns, "link", "set", port, "up")
+        run_ip("-n", self.switch_ns, "link", "set", port, "master", "br0")
+        run_ip("-n", self.switch_ns, "link", "set", port, "up")
         for addr in addresses:
             fam = "-6" if ":" in addr else "-4"
             extra = ["nodad"] if ":" in addr else []
-            _ip("-n", netns, fam, "addr", "add", addr, "dev", ifname, *extra)
-        _ip("-n", netns, "link", "set", ifname, "up")
+            run_ip("-n", netns, fam, "addr", "add", addr, "dev", ifname, *extra)
+        run_ip("-n", netns, "link", "set", ifname, "up")
         host = Host(self, name, netns, ifname, list(addresses), port)
         self.hosts[name] = host
         return host
@@ -174,7 +174,7 @@ class Topology:
                 stop_process(proc)
         for name in reversed(self._created):
             kill_namespace_pids(name)
-            _ip("netns", "del", name, check=False)
+            run_ip("netns", "del", name, check=False)
         self._created.clear()
         for host in self.hosts.values():
             for pid, started in host.adoptable:
@@ -243,7 +243,7 @@ def reap_if_child(pid: int, started: int | None, timeout: float = 5.0) -> bool:
 def kill_namespace_pids(netns: str) -> None:
     """Kill processes still inside a namespace we created (by PID, from `ip netns pids`)."""
     for _ in range(3):
-        out = _ip("netns", "pids", netns, check=False).stdout.split()
+        out = run_ip("netns", "pids", netns, check=False).stdout.split()
         pids = [int(p) for p in out if p.isdigit()]
         if not pids:
             return

@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from chimeha.bgp import frr, policy
-from chimeha.bgp.model import BgpConfig
+from chimeha.config.model_bgp import BgpConfig
 from chimeha.errors import HostError
 
 log = logging.getLogger("chimeha.bgp")

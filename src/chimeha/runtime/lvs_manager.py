@@ -355,7 +355,7 @@ class LvsManager:
 
 
 # ---------------------------------------------------------------- standalone
-def _main(argv: list[str] | None = None) -> int:
+def standalone_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m chimeha.runtime.lvs_manager",
                                  description="Run only the virtual servers of a keepalived.conf")
     ap.add_argument("config")
@@ -418,4 +418,4 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(standalone_main())

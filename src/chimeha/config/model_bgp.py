@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chimeha.config.model import NOWHERE, Where
+from .model import NOWHERE, Where
 
 
 @dataclass(frozen=True)
