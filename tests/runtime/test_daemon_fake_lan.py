@@ -108,7 +108,7 @@ async def until(cond, timeout: float = 5.0, what: str = "") -> None:
 
 
 def state(d: Daemon) -> State:
-    return d.instances["VI_1"].core.state
+    return d.node.state("VI_1")
 
 
 async def test_election_sigterm_takeover_and_drops():
@@ -176,26 +176,16 @@ async def test_duplicate_vrid_on_one_interface_is_refused():
         await d.stop()
 
 
-async def test_failover_count_is_a_total_while_recent_stays_capped():
-    from chimeha.runtime.daemon import RECENT_FAILOVERS
-    from chimeha.vrrp.events import StateChanged
+def test_failover_count_is_a_total_while_recent_stays_capped():
+    from chimeha.vrrp.node_types import RECENT_FAILOVERS, InstanceStats
 
-    d, _nl = node(Bus(), 100, "10.0.0.1")
-    await d.start()
-    try:
-        inst = d.instances["VI_1"]
-        n = RECENT_FAILOVERS + 5
-        for i in range(n):
-            # each takeover measured from the last advert heard to the transition
-            inst.last_rx = 100.0 + i
-            d._state_changed(inst, StateChanged("VI_1", State.BACKUP, State.MASTER, "test", 100.0 + i + 1 + i / 1000))
-        fo = d.snapshot()["instances"]["VI_1"]["failovers"]
-        assert fo["count"] == n
-        assert len(fo["recent"]) == RECENT_FAILOVERS
-        assert fo["recent"][-1] == fo["last_seconds"] == round(1 + (n - 1) / 1000, 4)
-        assert fo["recent"][0] == round(1 + 5 / 1000, 4)  # the oldest five were dropped
-    finally:
-        await d.stop()
+    st = InstanceStats()
+    n = RECENT_FAILOVERS + 5
+    for i in range(n):
+        st.note_failover(round(1 + i / 1000, 4))
+    assert st.failover_count == n and len(st.failovers) == RECENT_FAILOVERS
+    assert st.failovers[-1] == round(1 + (n - 1) / 1000, 4)
+    assert st.failovers[0] == round(1 + 5 / 1000, 4)  # the oldest five were dropped
 
 
 async def test_generation_moves_on_changes_and_not_on_steady_adverts():
@@ -236,7 +226,7 @@ async def test_reload_restores_an_owner_priority_lowered_by_a_conflict(tmp_path)
     for d in daemons:
         await d.start()
     try:
-        prio = lambda d: d.instances["VI_1"].core.priority  # noqa: E731
+        prio = lambda d: d.node.instance("VI_1").priority  # noqa: E731
         await until(lambda: sorted(prio(d) for d in daemons) == [254, 255], what="one owner lowered to 254")
         lowered = next(d for d in daemons if prio(d) == 254)
         await until(lambda: state(lowered) is State.BACKUP, what="the lowered owner to yield")
@@ -288,7 +278,7 @@ async def test_track_file_value_scales_the_effective_priority(tmp_path):
                netlink=FakeNetlink())
     await d.start()
     try:
-        core = d.instances["VI_1"].core
+        core = d.node.instance("VI_1")
         await until(lambda: core.priority == 120, what="priority 100 + 2 x 10")
         put(rev, 3)
         await until(lambda: core.priority == 105, what="priority 100 + 20 - 3 x 5 (reverse)")
