@@ -294,3 +294,34 @@ async def test_track_file_value_scales_the_effective_priority(tmp_path):
                     what="recovery to priority 100 + 10 - 15")
     finally:
         await d.stop()
+
+
+async def test_failed_reload_changes_nothing(tmp_path):
+    # issue 9's reproduction: VI_1 and VI_2 MASTER; the new file drops VI_2 and adds VI_3 on an
+    # interface that does not exist. Before: "reload failed" but VI_2 had been shut down already.
+    two = conf(100, "10.0.0.1") + conf(100, "10.0.0.1", vrid=11).replace("VI_1", "VI_2").replace(
+        "10.0.0.100/24", "10.0.0.101/24")
+    path = tmp_path / "node.conf"
+    path.write_text(two)
+    res = loads(two, str(path))
+    assert res.ok, [str(d) for d in res.diagnostics]
+    nl = FakeNetlink()
+    d = Daemon(str(path), res.config, socket_factory=partial(FakeSocket, Bus(), "10.0.0.1"), netlink=nl)
+    await d.start()
+    try:
+        await until(lambda: d.node.state("VI_1") is State.MASTER and d.node.state("VI_2") is State.MASTER,
+                    what="both MASTER")
+        held, log_len = set(nl.held), len(nl.log)
+        sockets = dict(d.sockets)
+        path.write_text(conf(100, "10.0.0.1") + conf(100, "10.0.0.1", vrid=12).replace("VI_1", "VI_3").replace(
+            "interface lo", "interface nope0"))
+        result = await d.reload()
+        assert not result["ok"] and "nope0 does not exist" in " ".join(result["diagnostics"])
+        assert d.node.names == ("VI_1", "VI_2")
+        assert d.node.state("VI_2") is State.MASTER and nl.held == held == {"10.0.0.100/24", "10.0.0.101/24"}
+        assert not [e for e in nl.log[log_len:] if e[0] == "del"]
+        assert d.sockets == sockets and d.node.get_timer() is not None
+        sent = d.node.instance_status("VI_2").sent
+        await until(lambda: d.node.instance_status("VI_2").sent > sent, what="VI_2 still advertising")
+    finally:
+        await d.stop()
