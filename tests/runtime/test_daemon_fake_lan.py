@@ -108,7 +108,7 @@ async def until(cond, timeout: float = 5.0, what: str = "") -> None:
 
 
 def state(d: Daemon) -> State:
-    return d.instances["VI_1"].core.state
+    return d.node.state("VI_1")
 
 
 async def test_election_sigterm_takeover_and_drops():
@@ -176,26 +176,16 @@ async def test_duplicate_vrid_on_one_interface_is_refused():
         await d.stop()
 
 
-async def test_failover_count_is_a_total_while_recent_stays_capped():
-    from chimeha.runtime.daemon import RECENT_FAILOVERS
-    from chimeha.vrrp.events import StateChanged
+def test_failover_count_is_a_total_while_recent_stays_capped():
+    from chimeha.vrrp.node_types import RECENT_FAILOVERS, InstanceStats
 
-    d, _nl = node(Bus(), 100, "10.0.0.1")
-    await d.start()
-    try:
-        inst = d.instances["VI_1"]
-        n = RECENT_FAILOVERS + 5
-        for i in range(n):
-            # each takeover measured from the last advert heard to the transition
-            inst.last_rx = 100.0 + i
-            d._state_changed(inst, StateChanged("VI_1", State.BACKUP, State.MASTER, "test", 100.0 + i + 1 + i / 1000))
-        fo = d.snapshot()["instances"]["VI_1"]["failovers"]
-        assert fo["count"] == n
-        assert len(fo["recent"]) == RECENT_FAILOVERS
-        assert fo["recent"][-1] == fo["last_seconds"] == round(1 + (n - 1) / 1000, 4)
-        assert fo["recent"][0] == round(1 + 5 / 1000, 4)  # the oldest five were dropped
-    finally:
-        await d.stop()
+    st = InstanceStats()
+    n = RECENT_FAILOVERS + 5
+    for i in range(n):
+        st.note_failover(round(1 + i / 1000, 4))
+    assert st.failover_count == n and len(st.failovers) == RECENT_FAILOVERS
+    assert st.failovers[-1] == round(1 + (n - 1) / 1000, 4)
+    assert st.failovers[0] == round(1 + 5 / 1000, 4)  # the oldest five were dropped
 
 
 async def test_generation_moves_on_changes_and_not_on_steady_adverts():
@@ -236,7 +226,7 @@ async def test_reload_restores_an_owner_priority_lowered_by_a_conflict(tmp_path)
     for d in daemons:
         await d.start()
     try:
-        prio = lambda d: d.instances["VI_1"].core.priority  # noqa: E731
+        prio = lambda d: d.node.instance("VI_1").priority  # noqa: E731
         await until(lambda: sorted(prio(d) for d in daemons) == [254, 255], what="one owner lowered to 254")
         lowered = next(d for d in daemons if prio(d) == 254)
         await until(lambda: state(lowered) is State.BACKUP, what="the lowered owner to yield")
@@ -288,7 +278,7 @@ async def test_track_file_value_scales_the_effective_priority(tmp_path):
                netlink=FakeNetlink())
     await d.start()
     try:
-        core = d.instances["VI_1"].core
+        core = d.node.instance("VI_1")
         await until(lambda: core.priority == 120, what="priority 100 + 2 x 10")
         put(rev, 3)
         await until(lambda: core.priority == 105, what="priority 100 + 20 - 3 x 5 (reverse)")
@@ -302,5 +292,36 @@ async def test_track_file_value_scales_the_effective_priority(tmp_path):
         put(scaled, 1)
         await until(lambda: core.state is not State.FAULT and core.priority == 95,
                     what="recovery to priority 100 + 10 - 15")
+    finally:
+        await d.stop()
+
+
+async def test_failed_reload_changes_nothing(tmp_path):
+    # issue 9's reproduction: VI_1 and VI_2 MASTER; the new file drops VI_2 and adds VI_3 on an
+    # interface that does not exist. Before: "reload failed" but VI_2 had been shut down already.
+    two = conf(100, "10.0.0.1") + conf(100, "10.0.0.1", vrid=11).replace("VI_1", "VI_2").replace(
+        "10.0.0.100/24", "10.0.0.101/24")
+    path = tmp_path / "node.conf"
+    path.write_text(two)
+    res = loads(two, str(path))
+    assert res.ok, [str(d) for d in res.diagnostics]
+    nl = FakeNetlink()
+    d = Daemon(str(path), res.config, socket_factory=partial(FakeSocket, Bus(), "10.0.0.1"), netlink=nl)
+    await d.start()
+    try:
+        await until(lambda: d.node.state("VI_1") is State.MASTER and d.node.state("VI_2") is State.MASTER,
+                    what="both MASTER")
+        held, log_len = set(nl.held), len(nl.log)
+        sockets = dict(d.sockets)
+        path.write_text(conf(100, "10.0.0.1") + conf(100, "10.0.0.1", vrid=12).replace("VI_1", "VI_3").replace(
+            "interface lo", "interface nope0"))
+        result = await d.reload()
+        assert not result["ok"] and "nope0 does not exist" in " ".join(result["diagnostics"])
+        assert d.node.names == ("VI_1", "VI_2")
+        assert d.node.state("VI_2") is State.MASTER and nl.held == held == {"10.0.0.100/24", "10.0.0.101/24"}
+        assert not [e for e in nl.log[log_len:] if e[0] == "del"]
+        assert d.sockets == sockets and d.node.get_timer() is not None
+        sent = d.node.instance_status("VI_2").sent
+        await until(lambda: d.node.instance_status("VI_2").sent > sent, what="VI_2 still advertising")
     finally:
         await d.stop()

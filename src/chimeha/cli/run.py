@@ -127,12 +127,9 @@ async def _main(args, config) -> int:
 
 
 async def _start_observe(daemon, args, log) -> list:
-    """Attach chimeha.observe (journal, control socket, metrics) if it is available."""
-    try:
-        from chimeha.observe import attach_running
-    except ImportError:
-        log.warning("chimeha.observe is not available: no control socket, journal or metrics")
-        return []
+    """Attach chimeha.observe (journal, control socket, metrics)."""
+    from chimeha.observe import attach_running
+
     try:
         control = None if args.control in ("", "none") else args.control
         options = {}

@@ -64,12 +64,9 @@ def _strip_common_prefix(names: list[str], explicit: list[bool]) -> list[str]:
 def run(args) -> int:
     from chimeha.sim.scenario import NodeInput, ScenarioError, format_text, parse_event, simulate
 
+    from chimeha.config import load
+
     err = sys.stderr
-    try:
-        from chimeha.config import load
-    except ImportError:
-        print("chime-ha simulate: the configuration loader (chimeha.config.load) is not available", file=err)
-        return 2
     nodes = []
     failed = False
     parsed = [_node_name(a) for a in args.files]

@@ -168,7 +168,7 @@ class BgpManager:
     def _decide(self) -> policy.Decision:
         lvs = getattr(self.daemon, "lvs", None)
         quorum = dict(getattr(getattr(lvs, "desired", None), "quorum", {}) or {})
-        states = {n: str(i.core.state) for n, i in getattr(self.daemon, "instances", {}).items()}
+        states = {st.name: str(st.state) for st in self.daemon.node.status()}
         by_vs, by_inst = policy.inputs(self.daemon.config, quorum, states)
         return policy.decide(self.bgp, by_vs, by_inst, stopping=self._stopping, now=time.monotonic())
 
@@ -239,7 +239,7 @@ class BgpManager:
                 await asyncio.sleep(0.2)  # bgpd sends the withdraw at once (MRAI 0); give it the wire
         except Exception as exc:
             log.error("bgp: withdrawing at stop failed: %s (stopping bgpd ends the session anyway)", exc)
-        if self._on_state in getattr(self.daemon, "state_hooks", []):
+        if self._on_state in self.daemon.state_hooks:
             self.daemon.state_hooks.remove(self._on_state)
         await self.speaker.stop()
         self.actual = set()

@@ -1,122 +1,123 @@
-"""SIGHUP: reload a running :class:`~chimeha.runtime.daemon.Daemon` from its file.
+"""Reload, phase by phase: read off the loop, preflight the host, then one apply.
 
-Unchanged instances (compared without file:line positions, so moving a block
-is not a change) keep their state, timers and VIPs untouched. A changed
-instance is rebuilt but keeps MASTER if it was MASTER (no priority 0; VIPs it
-still lists are never removed). Removed instances shut down (priority 0, VIPs
-removed). An invalid file is refused with its diagnostics and the old config
-keeps running.
+A reload must change nothing unless it can change everything. So the daemon
+(:meth:`chimeha.runtime.daemon.Daemon.reload`) runs, in order:
+
+1. :func:`load_config` reads and parses the file in a worker thread with a
+   timeout: an 8 MB file or a FIFO named as an include cannot stall the
+   advertisements of the running instances, and SIGTERM still works.
+2. :func:`build_specs` turns the model into instance specs and checks that
+   they can share one node (VRID clash) - pure.
+3. :func:`preflight` asks the host what the new instances need: the
+   interface exists, has an address to advertise from, a raw socket can be
+   opened. It opens only sockets for (interface, family) pairs not open yet
+   and hands them back; on any failure it closes those and raises.
+4. Only then does the daemon plan (:meth:`VrrpNode.plan_reload`, pure) and
+   apply the plan with no ``await`` in between.
+
+Nothing here reads daemon internals; the daemon passes what is needed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-import time
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from chimeha.runtime.daemon import DaemonError
-from chimeha.vrrp.events import State
+from chimeha.errors import ChimeHaError, HostError, LocalError
+from chimeha.vrrp.events import InstanceSpec
+from chimeha.vrrp.from_config import instance_specs, sync_groups
+from chimeha.vrrp.node import check_specs
 
 log = logging.getLogger("chimeha.runtime")
 
+#: How long reading and parsing a configuration may take before the reload is refused.
+LOAD_TIMEOUT = 30.0
 
-async def reload(daemon) -> dict:
-    """Reload ``daemon``; returns ``{"ok", "diagnostics", "message"}``."""
+
+class ReloadRefused(LocalError):
+    """The new configuration cannot be used; the old one keeps running unchanged."""
+
+
+class PreflightError(HostError):
+    """The host cannot run the new instances (missing interface, no address, no socket)."""
+
+
+async def load_config(path: str, timeout: float = LOAD_TIMEOUT):
+    """``chimeha.config.load(path)`` in a worker thread, bounded by ``timeout``; raises :class:`ReloadRefused`."""
     from chimeha.config import load
 
-    result = load(daemon.config_path)
-    diags = [str(d) for d in result.diagnostics]
-    if not result.ok or result.config is None:
-        for d in diags:
-            log.error("reload refused: %s", d)
-        return {"ok": False, "diagnostics": diags, "message": "invalid configuration; still running the old one"}
-    new_config = result.config
     try:
-        new_specs = {s.name: s for s in daemon._specs(new_config)}
-    except Exception as exc:
-        log.error("reload refused: %s", exc)
-        return {"ok": False, "diagnostics": diags + [str(exc)], "message": "reload failed"}
-    # Compared as built from the files (before the runtime fills in addresses).
-    old_specs = {s.name: s for s in daemon._specs(daemon.config)}
-    keep, changed, drop = {}, {}, []
-    for name, inst in daemon.instances.items():
-        spec = new_specs.get(name)
-        if spec is None:
-            drop.append(inst)
-        elif _spec_key(spec) == _spec_key(old_specs.get(name)):
-            keep[name] = inst
-        else:
-            changed[name] = inst
-    now = daemon.now()
-    for inst in drop:
-        inst.core.shutdown(now)
-        daemon._after_input([inst])
-    for inst in drop + list(changed.values()):
-        if inst.timer:
-            inst.timer.cancel()
-            inst.timer = None
-    await daemon._stop_trackers()
-    old_config, old_instances = daemon.config, daemon.instances
-    daemon.config = new_config
+        return await asyncio.wait_for(asyncio.to_thread(load, path), timeout)
+    except asyncio.TimeoutError:
+        # The worker thread may stay blocked (a FIFO nobody writes); it is a
+        # daemon-less thread of the default executor and does not hold the loop.
+        raise ReloadRefused(f"{path}: reading the configuration took more than {timeout:g} s "
+                            "(a FIFO or a stalled file system?); still running the old one") from None
+
+
+def build_specs(config: Any) -> tuple[list[InstanceSpec], dict[str, tuple[str, ...]]]:
+    """Specs and sync groups for ``config``; raises a ConfigError on a VRID clash or a missing interface."""
+    specs = instance_specs(config)
+    for s in specs:
+        if not s.interface:
+            raise ReloadRefused(f"{s.where}vrrp_instance {s.name}: no interface")
+    check_specs(specs)
+    return specs, sync_groups(config)
+
+
+@dataclass
+class Preflight:
+    """What :func:`preflight` found: specs with their source address, and sockets it opened."""
+
+    specs: list[InstanceSpec]
+    opened: dict[tuple[str, int], Any]
+
+    def close(self) -> None:
+        for sock in self.opened.values():
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self.opened = {}
+
+
+def preflight(specs: list[InstanceSpec], *, open_sockets: set[tuple[str, int]],
+              primary_address: Callable[[str, int], str | None],
+              socket_factory: Callable[..., Any]) -> Preflight:
+    """Check the host for every spec; open sockets for new (interface, family) pairs.
+
+    ``primary_address(ifname, family)`` looks an address up (netlink);
+    ``open_sockets`` are the pairs the daemon already has. Raises
+    :class:`PreflightError` after closing whatever it opened.
+    """
+    result = Preflight([], {})
     try:
-        daemon._build(new_config, cleanup_stale=False, keep=keep)
-    except DaemonError as exc:
-        log.error("reload failed: %s", exc)
-        daemon.config, daemon.instances = old_config, old_instances
-        for inst in old_instances.values():
-            daemon._arm(inst)
-        daemon._start_trackers(old_config)
-        return {"ok": False, "diagnostics": diags + [str(exc)], "message": "reload failed"}
-    daemon._setup_notify()
-    daemon._start_trackers(new_config)
-    now = daemon.now()
-    started = [i for n, i in daemon.instances.items() if n not in keep]
-    for inst in started:
-        inst.core.start(now)
-        old = changed.get(inst.name)
-        if old is None:
-            continue
-        gone = _vip_set(old.core.spec) - _vip_set(inst.core.spec)
-        if old.vips_owned and gone:
-            daemon._nl.apply(inst.name, [v for v in old.core.spec.virtual_ipaddresses
-                                       if v.address in gone], (), (), old.core.spec.interface, False)
-        if old.core.state is State.MASTER:
-            inst.core.force_state(State.MASTER, now, "configuration reloaded while MASTER")
-    for kept in keep.values():
-        # A kept instance whose priority keepalived-style owner-conflict handling
-        # lowered gets its configured priority back, as a reload does in keepalived.
-        kept.core.on_reload(now)
-    daemon._after_input(list(daemon.instances.values()))
-    daemon._gc_sockets()
-    await daemon._reload_lvs()
-    daemon.reloads += 1
-    daemon.generation += 1
-    daemon.config_loaded_at = time.time()
-    msg = (f"reloaded: {len(keep)} instance(s) unchanged, {len(changed)} changed, "
-           f"{len(started) - len(changed)} added, {len(drop)} removed")
-    log.info(msg)
-    return {"ok": True, "diagnostics": diags, "message": msg}
-
-
-
-def _strip_where(obj):
-    if dataclasses.is_dataclass(obj) and any(f.name == "where" for f in dataclasses.fields(obj)):
-        return dataclasses.replace(obj, where=None)
-    return obj
-
-
-def _spec_key(spec):
-    """A spec with its file:line positions removed, for comparison across reloads."""
-    if spec is None:
-        return None
-    return dataclasses.replace(
-        spec,
-        virtual_ipaddresses=tuple(map(_strip_where, spec.virtual_ipaddresses)),
-        virtual_ipaddresses_excluded=tuple(map(_strip_where, spec.virtual_ipaddresses_excluded)),
-        virtual_routes=tuple(map(_strip_where, spec.virtual_routes)))
-
-
-def _vip_set(spec) -> set[str]:
-    return {v.address for v in spec.virtual_ipaddresses}
-
-
+        for s in specs:
+            try:
+                socket.if_nametoindex(s.interface)
+            except OSError:
+                raise PreflightError(f"{s.where}vrrp_instance {s.name}: interface {s.interface} "
+                                     "does not exist") from None
+            if not s.primary_address:
+                src = primary_address(s.interface, s.family)
+                if not src:
+                    raise PreflightError(
+                        f"vrrp_instance {s.name}: interface {s.interface} has no IPv{s.family} address"
+                        + (" (IPv6 needs a link-local address)" if s.family == 6 else ""))
+                s = dataclasses.replace(s, primary_address=src)
+            result.specs.append(s)
+            key = (s.interface, s.family)
+            if key not in open_sockets and key not in result.opened:
+                try:
+                    # Unicast-only interfaces stay out of the multicast group, as keepalived's do.
+                    result.opened[key] = socket_factory(s.interface, s.family, join_group=False)
+                except OSError as exc:
+                    raise PreflightError(f"vrrp_instance {s.name}: {exc}") from exc
+    except ChimeHaError:
+        result.close()
+        raise
+    return result

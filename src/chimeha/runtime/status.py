@@ -1,4 +1,4 @@
-"""The daemon's status snapshot (schema: :mod:`chimeha.observe.schema`)."""
+"""The daemon's status snapshot (schema: :mod:`chimeha.observe.schema`), built from the node's typed status."""
 
 from __future__ import annotations
 
@@ -6,65 +6,72 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 
-from chimeha.vrrp.events import State
+from chimeha.vrrp.node_types import InstanceStatus, ReloadPlan
 
 log = logging.getLogger("chimeha.runtime")
 
 
-def _static(name: str, inst) -> dict:
-    """The part of an instance's status fixed by its spec (computed once per instance)."""
-    spec = inst.core.spec
-    cached = getattr(inst, "status_static", None)
-    if cached is None or cached[0] is not spec:
-        fields = {
-            "name": name,
-            "vrid": spec.vrid,
-            "version": spec.version,
-            "interface": spec.interface,
-            "base_priority": spec.priority,
-            "vips": tuple(va.address for va in spec.virtual_ipaddresses),
-            "track_scripts": tuple(t.name for t in spec.tracks if t.kind == "script"),
-            "sync_group": spec.sync_group,
-        }
-        cached = inst.status_static = (spec, fields)
-    return cached[1]
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What one reload did (an event for observers; ``as_dict`` is the control socket's answer)."""
+
+    ok: bool
+    diagnostics: tuple[str, ...]
+    message: str
+    at: float
+    plan: ReloadPlan | None = None
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "diagnostics": list(self.diagnostics), "message": self.message}
 
 
-def _instance(name: str, inst) -> dict:
-    # Polled for every instance twice a second by the observer: keep it lean.
-    core = inst.core
-    c = core.counters
-    static = _static(name, inst)
+# The event loop's clock is time.monotonic(); one fixed offset turns it into wall time,
+# so the same event reads the same in every snapshot.
+_WALL_OFFSET = time.time() - time.monotonic()
+
+
+def _wall(mono: float | None, now: float) -> float | None:
+    return None if mono is None else mono + _WALL_OFFSET
+
+
+def instance_entry(st: InstanceStatus, now: float) -> dict:
+    """One entry of ``snapshot()["instances"]``; ``now`` is the node clock (to turn its times into wall time)."""
+    spec, c, ch = st.spec, st.counters, st.last_change
     return {
-        "name": name,
-        "state": str(core.state),
-        "vrid": static["vrid"],
-        "version": static["version"],
-        "interface": static["interface"],
-        "base_priority": static["base_priority"],
-        "effective_priority": core.priority,
-        "master_address": inst.src if core.state is State.MASTER else core.master,
-        "vips": list(static["vips"]),
-        "vips_owned": inst.vips_owned,
-        "advert_interval": core.advert_interval,
-        "adverts_sent": inst.sent,
-        "adverts_received": inst.received,
-        "priority_zero_sent": c.priority_zero_sent,
-        "priority_zero_received": c.priority_zero_received,
-        "became_master": c.became_master,
-        "released_master": c.released_master,
-        "drops_by_reason": dict(inst.drops),
-        "last_transition": inst.last_transition,
-        "split_brain": dict(inst.split_brain),
-        "failovers": {"count": inst.failover_count,
-                      "last_seconds": inst.failovers[-1] if inst.failovers else None,
-                      "recent": list(inst.failovers)},
-        "track_scripts": list(static["track_scripts"]),
-        # the core's full snapshot is only worth building when there are faults to list
-        "faults": core.snapshot().get("faults", []) if core.in_fault else [],
-        "send_errors": inst.send_errors,
-        "sync_group": static["sync_group"],
+        "name": st.name,
+        "state": str(st.state),
+        "vrid": spec.vrid,
+        "version": spec.version,
+        "interface": spec.interface,
+        "base_priority": spec.priority,
+        "effective_priority": st.priority,
+        "master_address": st.master,
+        "vips": [va.address if hasattr(va, "address") else str(va) for va in spec.virtual_ipaddresses],
+        "vips_owned": st.vips_owned,
+        "advert_interval": st.advert_interval,
+        "adverts_sent": st.sent,
+        "adverts_received": st.received,
+        "priority_zero_sent": c["priority_zero_sent"],
+        "priority_zero_received": c["priority_zero_received"],
+        "became_master": c["became_master"],
+        "released_master": c["released_master"],
+        "entered_fault": c["entered_fault"],
+        "lower_priority_received": c["lower_priority_received"],
+        "interval_adopted": c["interval_adopted"],
+        "split_brain_episodes": c["split_brain"],
+        "drops_by_reason": st.drops,
+        "last_transition": None if ch is None else {"at": _wall(ch.at, now), "from": str(ch.old), "to": str(ch.new),
+                                                     "reason": ch.reason},
+        "split_brain": {"active": st.split_brain, "peer": st.split_brain_peer,
+                        "since": _wall(st.split_brain_since, now)},
+        "failovers": {"count": st.failover_count, "last_seconds": st.failovers[-1] if st.failovers else None,
+                      "recent": list(st.failovers)},
+        "track_scripts": [t.name for t in spec.tracks if t.kind == "script"],
+        "faults": list(st.faults),
+        "send_errors": st.send_errors,
+        "sync_group": spec.sync_group,
     }
 
 
@@ -77,7 +84,7 @@ def _script(name: str, tracker, config) -> dict:
         "last_exit": None if last is None else last.returncode,
         "last_run_at": tracker.last_run_at,
         "detail": "not run yet" if last is None else last.describe(),
-        "weight": getattr(vs, "weight", 0),
+        "weight": vs.weight if vs is not None else 0,
     }
 
 
@@ -89,22 +96,21 @@ def _virtual_servers(lvs) -> list:
     except Exception:
         log.exception("virtual servers: snapshot failed")
         return []
-    if isinstance(snap, list):
-        return snap
     if isinstance(snap, dict):
         return list(snap.get("virtual_servers", []))
-    return []
+    return list(snap)
 
 
 def snapshot(daemon) -> dict:
     """Build the JSON-able snapshot of ``daemon`` (a :class:`chimeha.runtime.daemon.Daemon`)."""
-    gd = getattr(daemon.config, "global_defs", None)
+    gd = daemon.config.global_defs if daemon.config is not None else None
     hostname = socket.gethostname()
+    now = daemon.now()
     return {
         "schema": 1,
         "taken_at": time.time(),
         "node": {
-            "router_id": getattr(gd, "router_id", None) or hostname,
+            "router_id": (gd.router_id if gd is not None else None) or hostname,
             "hostname": hostname,
             "pid": os.getpid(),
             "started_at": daemon.started_at,
@@ -112,9 +118,9 @@ def snapshot(daemon) -> dict:
             "config_loaded_at": daemon.config_loaded_at,
             "reloads": daemon.reloads,
         },
-        "instances": {name: _instance(name, inst) for name, inst in daemon.instances.items()},
+        "instances": {st.name: instance_entry(st, now) for st in daemon.node.status()},
         "scripts": {name: _script(name, tr, daemon.config) for name, tr in daemon.scripts.items()},
         "virtual_servers": _virtual_servers(daemon.lvs),
-        "drops_by_reason": dict(daemon.drops),
-        "bgp": daemon.bgp.snapshot() if getattr(daemon, "bgp", None) is not None else None,
+        "drops_by_reason": dict(daemon.node.drops),
+        "bgp": daemon.bgp.snapshot() if daemon.bgp is not None else None,
     }

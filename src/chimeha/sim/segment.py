@@ -36,6 +36,7 @@ from chimeha.vrrp import packet
 from chimeha.vrrp.events import (
     AddAddresses,
     InstanceSpec,
+    PacketDropped,
     PriorityChanged,
     RemoveAddresses,
     SendAdvert,
@@ -44,7 +45,7 @@ from chimeha.vrrp.events import (
     StateChanged,
 )
 from chimeha.vrrp.instance import VrrpInstance
-from chimeha.vrrp.sync_group import SyncGroup
+from chimeha.vrrp.node import VrrpNode
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Record:
 
 
 class Node:
-    """One simulated host: its instances, sync groups, scripts and link."""
+    """One simulated host: a :class:`VrrpNode` (the daemon's own core), its scripts and link."""
 
     def __init__(self, seg: "Segment", name: str, address: str, specs: Iterable[InstanceSpec],
                  groups: dict[str, tuple[str, ...]] | None = None, scripts: Iterable[ScriptModel] = ()):
@@ -90,28 +91,28 @@ class Node:
         self.link_up = True
         self.input_up = True  # False: incoming VRRP dropped (a firewall rule), sending still works
         self.running = False
-        self.instances: dict[str, VrrpInstance] = {}
-        self.groups: list[SyncGroup] = []
+        self.core = VrrpNode(self.specs, self.group_defs)
         self._hyst: dict[str, Hysteresis] = {}
         self._epoch = 0  # bumps on stop so stale script runs are ignored
 
+    @property
+    def instances(self) -> dict[str, VrrpInstance]:
+        """The node's instances by name (read only; they are fed through ``core``)."""
+        return {n: self.core.instance(n) for n in self.core.names}
+
     def boot(self, now: float) -> None:
-        self.instances = {s.name: VrrpInstance(s) for s in self.specs}
-        self.groups = [
-            SyncGroup(g, [self.instances[m] for m in members if m in self.instances])
-            for g, members in self.group_defs.items()
-        ]
+        self.core = VrrpNode(self.specs, self.group_defs)
         self._hyst = {n: Hysteresis(s.rise, s.fall, s.init_fail) for n, s in self.scripts.items()}
         self.running = True
         self._epoch += 1
-        for inst in self.instances.values():
-            for name, h in self._hyst.items():
-                if not h.ok:
-                    inst.set_tracked(name, False, now, detail=h.detail())
-            for t in inst.spec.tracks:
-                if t.kind == "interface" and t.name == inst.spec.interface and not self.link_up:
-                    inst.set_tracked(t.name, False, now)
-            inst.start(now)
+        for name, h in self._hyst.items():
+            if not h.ok:
+                self.core.set_tracked(name, False, now, detail=h.detail())
+        if not self.link_up:
+            for s in self.specs:
+                if any(t.kind == "interface" and t.name == s.interface for t in s.tracks):
+                    self.core.set_tracked(s.interface, False, now, kind="interface")
+        self.core.start(now)
         for name, s in self.scripts.items():
             self.seg._push(now, self._run_script, name, self._epoch)
 
@@ -122,17 +123,15 @@ class Node:
         change = hyst.feed(self.health[name])
         if change is not None:
             self.seg.record(now, self.name, "event", f"{name} now {'OK' if change else 'FAILED'} ({hyst.detail()})")
-            for inst in self.instances.values():
-                inst.set_tracked(name, change, now, detail=hyst.detail())
+            self.core.set_tracked(name, change, now, detail=hyst.detail())
         self.seg._push(now + self.scripts[name].interval, self._run_script, name, epoch)
 
-    def sync(self, now: float) -> None:
-        for g in self.groups:
-            g.sync(now)
+    def interfaces(self, family: int) -> list[str]:
+        """The node's interfaces (one per configured name) that carry ``family``."""
+        return [ifname for (ifname, fam) in self.core.socket_keys() if fam == family]
 
     def state_of(self, instance: str) -> State | None:
-        inst = self.instances.get(instance)
-        return inst.state if inst else None
+        return self.core.state(instance)
 
 
 class Segment:
@@ -216,7 +215,7 @@ class Segment:
         """Advance the clock to ``t_end``, processing everything due on the way."""
         while True:
             t_q = self._queue[0][0] if self._queue else None
-            t_i, inst_owner = self._next_instance_timer()
+            t_i, owner = self._next_node_timer()
             candidates = [t for t in (t_q, t_i) if t is not None]
             if not candidates:
                 break
@@ -228,9 +227,7 @@ class Segment:
                 _, _, fn, args = heapq.heappop(self._queue)
                 fn(self.now, *args)
             else:
-                node, inst = inst_owner
-                inst.handle_timer(self.now)
-                node.sync(self.now)
+                owner.core.handle_timer(self.now)
             self._route()
         self.now = max(self.now, t_end)
 
@@ -246,7 +243,7 @@ class Segment:
         return self.nodes[node].state_of(instance)
 
     def instance(self, node: str, instance: str) -> VrrpInstance:
-        return self.nodes[node].instances[instance]
+        return self.nodes[node].core.instance(instance)
 
     def holders(self, vip: str) -> set[str]:
         """Nodes that currently have ``vip`` installed."""
@@ -265,15 +262,14 @@ class Segment:
     def _at(self, at: float | None, fn: Callable, *args) -> None:
         self._push(self.now if at is None else at, fn, *args)
 
-    def _next_instance_timer(self):
+    def _next_node_timer(self):
         best, owner = None, None
         for node in self.nodes.values():
             if not node.running:
                 continue
-            for inst in node.instances.values():
-                t = inst.get_timer()
-                if t is not None and (best is None or t < best):
-                    best, owner = t, (node, inst)
+            t = node.core.get_timer()
+            if t is not None and (best is None or t < best):
+                best, owner = t, node
         return best, owner
 
     def _do_start(self, now: float, name: str) -> None:
@@ -282,15 +278,13 @@ class Segment:
             return
         self.record(now, name, "event", "node starts")
         node.boot(now)
-        node.sync(now)
 
     def _do_stop(self, now: float, name: str) -> None:
         node = self.nodes[name]
         if not node.running:
             return
         self.record(now, name, "event", "node stops (priority 0 if MASTER)")
-        for inst in node.instances.values():
-            inst.shutdown(now)
+        node.core.shutdown(now)
         self._route()
         node.running = False
 
@@ -300,8 +294,7 @@ class Segment:
             return
         self.record(now, name, "event", "node crashes (silent)")
         node.running = False
-        for inst in node.instances.values():
-            inst.pop_actions()
+        node.core.pop_actions()
         for vip, holders in self.vip_holders.items():
             if name in holders:
                 holders.discard(name)
@@ -314,10 +307,8 @@ class Segment:
         node.link_up = up
         self.record(now, name, "event", "link restored" if up else "link cut")
         if node.running:
-            for inst in node.instances.values():
-                if any(t.kind == "interface" and t.name == inst.spec.interface for t in inst.spec.tracks):
-                    inst.set_tracked(inst.spec.interface, up, now)
-            node.sync(now)
+            for ifname in sorted({s.interface for s in node.specs}):
+                node.core.set_tracked(ifname, up, now, kind="interface")
 
     def _do_partition(self, now: float, name: str, cut: bool) -> None:
         node = self.nodes[name]
@@ -331,9 +322,8 @@ class Segment:
         if not node.running:
             return
         self.record(now, name, "event", "configuration reloaded")
-        for inst in node.instances.values():
-            inst.on_reload(now)
-        node.sync(now)
+        core = node.core
+        core.apply_reload(core.plan_reload(core.specs(), core.groups()), now)
 
     def _do_input(self, now: float, name: str, up: bool) -> None:
         node = self.nodes[name]
@@ -353,44 +343,23 @@ class Segment:
         node = self.nodes[name]
         self.record(now, name, "event", f"{track} {'up' if ok else 'down'}")
         if node.running:
-            for inst in node.instances.values():
-                inst.set_tracked(track, ok, now)
-            node.sync(now)
+            node.core.set_tracked(track, ok, now)
 
     def _deliver(self, now: float, src: str, dst: str, adv_action: SendAdvert, payload: bytes) -> None:
         sender, node = self.nodes[src], self.nodes[dst]
         if not (node.running and node.link_up and node.input_up and sender.link_up):
             return
-        inst = next((i for i in node.instances.values() if i.spec.vrid == adv_action.vrid
-                     and i.spec.family == adv_action.family), None)
-        if inst is None:
-            return
         dest = packet.MCAST_V4 if adv_action.family == 4 else packet.MCAST_V6
-        res = packet.validate(payload, source=sender_address(sender, adv_action), destination=dest, ttl=255,
-                              family=adv_action.family, expect=packet.expectation_for(inst.spec))
-        if isinstance(res, packet.Drop):
-            key = (dst, res.reason.value)
-            first = key not in self.drops
-            self.drops[key] = self.drops.get(key, 0) + 1
-            if first:
-                self.record(now, dst, "drop", str(res), inst.name, reason=res.reason.value)
-            return
-        inst.handle_advert(res, now)
-        node.sync(now)
+        for ifname in node.interfaces(adv_action.family):
+            node.core.receive_datagram(payload, sender_address(sender, adv_action), dest, 255,
+                                       adv_action.family, ifname, now)
 
     def _route(self) -> None:
-        # Instances may queue actions while we route (sync groups), so loop.
-        for _ in range(100):
-            moved = False
-            for node in self.nodes.values():
-                for inst in node.instances.values():
-                    for act in inst.pop_actions():
-                        moved = True
-                        self._apply(node, inst, act)
-            if not moved:
-                return
+        for node in self.nodes.values():
+            for act in node.core.pop_actions():
+                self._apply(node, act)
 
-    def _apply(self, node: Node, inst: VrrpInstance, act) -> None:
+    def _apply(self, node: Node, act) -> None:
         now = self.now
         if isinstance(act, SendAdvert):
             if not node.link_up:
@@ -403,35 +372,42 @@ class Segment:
             for other in self.nodes:
                 if other != node.name:
                     self._push(now + self.latency, self._deliver, node.name, other, act, payload)
+        elif isinstance(act, PacketDropped):
+            # One wire carries every VRID: an advert for a VRID this node does not run is not an error here.
+            if act.reason == packet.DropReason.VRID_UNKNOWN.value:
+                return
+            key = (node.name, act.reason)
+            first = key not in self.drops
+            self.drops[key] = self.drops.get(key, 0) + 1
+            if first:
+                self.record(now, node.name, "drop", f"dropped ({act.reason}): {act.detail}" if act.detail
+                            else f"dropped ({act.reason})", act.instance, reason=act.reason)
         elif isinstance(act, StateChanged):
-            self.record(now, node.name, "state", f"{act.old} -> {act.new}: {act.reason}", inst.name,
+            self.record(now, node.name, "state", f"{act.old} -> {act.new}: {act.reason}", act.instance,
                         old=act.old.value, new=act.new.value, reason=act.reason)
         elif isinstance(act, PriorityChanged):
-            self.record(now, node.name, "priority", f"priority {act.old} -> {act.new}: {act.reason}", inst.name,
+            self.record(now, node.name, "priority", f"priority {act.old} -> {act.new}: {act.reason}", act.instance,
                         old=act.old, new=act.new)
         elif isinstance(act, SplitBrain):
             if act.healing:
-                self.record(now, node.name, "split-brain-end", act.reason, inst.name, peer=act.peer)
+                self.record(now, node.name, "split-brain-end", act.reason, act.instance, peer=act.peer)
             else:
-                self.record(now, node.name, "split-brain", f"split brain: {act.reason}", inst.name, peer=act.peer)
-        elif isinstance(act, AddAddresses):
-            for vip in _vips(inst.spec):
+                self.record(now, node.name, "split-brain", f"split brain: {act.reason}", act.instance, peer=act.peer)
+        elif isinstance(act, (AddAddresses, RemoveAddresses)):
+            add = isinstance(act, AddAddresses)
+            spec = next((sp for sp in node.specs if sp.name == act.instance), None)
+            for vip in _vips(act.addresses or (spec.advert_addresses if spec else ())):
                 holders = self.vip_holders.setdefault(vip, set())
-                if node.name not in holders:
-                    holders.add(node.name)
-                    self.record(now, node.name, "vip", f"VIP {vip} added", inst.name, vip=vip)
-        elif isinstance(act, RemoveAddresses):
-            for vip in _vips(inst.spec):
-                holders = self.vip_holders.setdefault(vip, set())
-                if node.name in holders:
-                    holders.discard(node.name)
-                    self.record(now, node.name, "vip", f"VIP {vip} removed", inst.name, vip=vip)
+                if (node.name in holders) != add:
+                    (holders.add if add else holders.discard)(node.name)
+                    self.record(now, node.name, "vip", f"VIP {vip} {'added' if add else 'removed'}", act.instance,
+                                vip=vip)
 
 
 def sender_address(node: Node, act: SendAdvert) -> str:
     """The source address a node's advert carries (its instance's primary address)."""
-    inst = node.instances.get(act.instance)
-    return inst.spec.primary_address if inst and inst.spec.primary_address else node.address
+    spec = next((s for s in node.specs if s.name == act.instance), None)
+    return spec.primary_address if spec and spec.primary_address else node.address
 
 
 def _address_for(address: str, family: int) -> str:
@@ -444,8 +420,5 @@ def _address_for(address: str, family: int) -> str:
     return "192.0.2." + str(int(address.rsplit(":", 1)[-1] or "0", 16) % 254 + 1)
 
 
-def _vips(spec: InstanceSpec) -> list[str]:
-    out = []
-    for v in spec.virtual_ipaddresses or spec.advert_addresses:
-        out.append(getattr(v, "ip", None) or str(v).split("/")[0])
-    return out
+def _vips(addresses) -> list[str]:
+    return [getattr(v, "ip", None) or str(getattr(v, "address", v)).split("/")[0] for v in addresses]

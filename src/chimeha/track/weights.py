@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from chimeha.vrrp.events import TrackSpec
+from chimeha.track.spec import TrackSpec
 
 
 @dataclass(frozen=True)

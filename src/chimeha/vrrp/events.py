@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from chimeha.track.spec import TrackSpec  # noqa: F401  re-exported; lives in track (track never imports vrrp)
+
 
 class State(str, Enum):
     """VRRP states (RFC 5798 section 6.4) plus keepalived's FAULT."""
@@ -22,26 +24,6 @@ class State(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-@dataclass(frozen=True)
-class TrackSpec:
-    """One tracked object attached to an instance.
-
-    ``kind`` is "script", "interface", "file" or "process" (for messages only).
-    ``weight`` 0 means a failure puts the instance in FAULT; a positive weight
-    is added to the priority while the object is OK; a negative weight is
-    added while it fails. ``reverse`` inverts OK and failed first.
-    A "file" track with a non-zero weight scales instead: once its value is
-    reported (``VrrpInstance.set_tracked(..., value=)``) it contributes
-    ``value x weight`` (negated by ``reverse``; see :mod:`chimeha.track.weights`).
-    """
-
-    name: str
-    kind: str = "script"
-    weight: int = 0
-    reverse: bool = False
-    init_ok: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,6 +64,7 @@ class InstanceSpec:
     virtual_ipaddresses_excluded: tuple[Any, ...] = ()
     virtual_routes: tuple[Any, ...] = ()
     sync_group: str | None = None
+    where: str = ""  # "FILE:LINE: " of the vrrp_instance block, for messages ("" unknown)
 
     @property
     def is_owner(self) -> bool:
@@ -154,6 +137,9 @@ class StateChanged(Action):
     new: State
     reason: str
     at: float
+    #: BACKUP -> MASTER only, filled in by the node: seconds from the last
+    #: advert heard from the old master to this takeover (None: not measured).
+    failover: float | None = None
 
     def __str__(self) -> str:
         return f"{self.at:.3f} {self.instance}: {self.old} -> {self.new} ({self.reason})"
@@ -189,6 +175,42 @@ class SplitBrain(Action):
     reason: str
     at: float
     healing: bool = False
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """Base class of what the node (not one instance) reports: drops, VIP set, groups."""
+
+
+@dataclass(frozen=True)
+class PacketDropped(NodeEvent):
+    """A received datagram failed validation; ``instance`` is "" when no instance has its VRID."""
+
+    instance: str
+    interface: str
+    family: int
+    reason: str  # a packet.DropReason value ("checksum", "ttl", ...)
+    detail: str
+    source: str
+    at: float
+
+
+@dataclass(frozen=True)
+class VipsChanged(NodeEvent):
+    """The set of VIPs this node holds changed (``owned``: bare addresses of every instance)."""
+
+    instance: str
+    owned: frozenset[str]
+    at: float
+
+
+@dataclass(frozen=True)
+class GroupStateChanged(NodeEvent):
+    """Every member of sync group ``group`` now agrees on ``state`` ("STOP" for INIT), as keepalived reports it."""
+
+    group: str
+    state: str
+    at: float
 
 
 @dataclass

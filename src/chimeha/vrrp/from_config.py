@@ -24,6 +24,11 @@ def _opt_flag(node: Any, key: str, default: bool = False) -> bool:
     return str(args[0]).lower() in ("on", "true", "yes", "1")
 
 
+def _where(node: Any) -> str:
+    where = getattr(node, "where", None)
+    return f"{where.file}:{where.line}: " if where is not None and getattr(where, "line", 0) else ""
+
+
 def _tracks(config: Any, inst: Any) -> tuple[TrackSpec, ...]:
     out: list[TrackSpec] = []
     for ref in inst.track_scripts:
@@ -95,6 +100,7 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         virtual_ipaddresses_excluded=tuple(inst.virtual_ipaddresses_excluded),
         virtual_routes=tuple(inst.virtual_routes),
         sync_group=group,
+        where=_where(inst),
     )
 
 

@@ -129,6 +129,25 @@ class VrrpInstance:
         return bool(self._faults) or self._group_fault is not None
 
     @property
+    def own_faults(self) -> tuple[str, ...]:
+        """Names of this instance's own tracked objects that demand FAULT (not the group's)."""
+        return self._faults
+
+    @property
+    def group_fault(self) -> str | None:
+        """The reason the sync group forces FAULT on this instance (None: it does not)."""
+        return self._group_fault
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        """Everything that holds this instance in FAULT: own tracks, then the group's reason."""
+        return self._faults + ((self._group_fault,) if self._group_fault else ())
+
+    def fault_reason(self) -> str:
+        """Why this instance is (or would be) in FAULT, in operator words."""
+        return self._fault_reason()
+
+    @property
     def split_brain_peers(self) -> tuple[str, ...]:
         """Addresses of the other masters we currently hear (empty: no split brain)."""
         return tuple(self._rivals)

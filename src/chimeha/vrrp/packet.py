@@ -32,6 +32,9 @@ from functools import lru_cache
 from enum import Enum
 from typing import Mapping, Sequence
 
+from chimeha.errors import RemoteError
+from chimeha.vrrp.timing import advert_centiseconds, advert_seconds_v2
+
 VRRP_PROTO = 112
 TYPE_ADVERTISEMENT = 1
 AUTH_NONE = 0
@@ -42,10 +45,6 @@ MCAST_V6 = "ff02::12"
 REQUIRED_TTL = 255
 
 _AUTH_NAMES = {None: AUTH_NONE, "NONE": AUTH_NONE, "PASS": AUTH_PASS, "AH": AUTH_AH}
-
-
-class PacketError(ValueError):
-    """A VRRP payload could not be decoded (remote error: a peer's bad packet)."""
 
 
 class DropReason(str, Enum):
@@ -64,6 +63,14 @@ class DropReason(str, Enum):
     UNICAST_SOURCE = "unicast-source"
     FAMILY = "family"
     OWN_PACKET = "own-packet"
+
+
+class PacketError(RemoteError, ValueError):
+    """A VRRP payload could not be decoded (a peer's bad packet); ``reason`` says which check failed."""
+
+    def __init__(self, message: str, reason: DropReason = DropReason.LENGTH):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,7 @@ def encode(
     if version == 2:
         if family != 4:
             raise ValueError("VRRPv2 is IPv4 only")
-        secs = max(1, min(255, int(round(interval))))
+        secs = advert_seconds_v2(interval)
         adata = auth_bytes(auth_pass) if atype == AUTH_PASS else b"\0" * 8
         head = struct.pack("!BBBBBBH", 0x21, vrid, priority, count, atype, secs, 0)
         body = head + addrs + adata
@@ -214,7 +221,7 @@ def encode(
         if source is None:
             raise ValueError("VRRPv3 encoding needs the source address for the checksum")
         dst = destination or (MCAST_V4 if family == 4 else MCAST_V6)
-        centis = max(1, min(4095, int(round(interval * 100))))
+        centis = max(1, min(4095, advert_centiseconds(interval)))
         head = struct.pack("!BBBBHH", 0x31, vrid, priority, count, centis, 0)
         body = head + addrs
         csum = checksum16(_pseudo_header(family, source, dst, len(body)) + body)
@@ -230,7 +237,7 @@ def decode(data: bytes, *, family: int = 4, source: str = "") -> Advertisement:
     VRRP v2/v3 message of the given family.
     """
     if family not in (4, 6):
-        raise PacketError(f"unknown address family {family!r}")
+        raise PacketError(f"unknown address family {family!r}", DropReason.FAMILY)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise PacketError("payload is not bytes")
     data = bytes(data)
@@ -241,7 +248,7 @@ def decode(data: bytes, *, family: int = 4, source: str = "") -> Advertisement:
     alen = _addr_len(family)
     if ver == 2:
         if family != 4:
-            raise PacketError("VRRPv2 over IPv6")
+            raise PacketError("VRRPv2 over IPv6", DropReason.FAMILY)
         need = 8 + count * alen + 8
         if len(data) < need:
             raise PacketError(f"{len(data)} bytes, {need} needed for {count} addresses + auth")
@@ -255,7 +262,7 @@ def decode(data: bytes, *, family: int = 4, source: str = "") -> Advertisement:
         atype, adata = AUTH_NONE, b""
         interval = (struct.unpack("!H", data[4:6])[0] & 0x0FFF) / 100.0
     else:
-        raise PacketError(f"version {ver} (only 2 and 3 exist)")
+        raise PacketError(f"version {ver} (only 2 and 3 exist)", DropReason.VERSION)
     csum = struct.unpack("!H", data[6:8])[0]
     addrs = tuple(
         _addr_text(data[8 + i * alen: 8 + (i + 1) * alen]) for i in range(count)
@@ -304,12 +311,7 @@ def validate(
     try:
         adv = decode(payload, family=family, source=source)
     except PacketError as exc:
-        msg = str(exc)
-        if msg.startswith("version"):
-            return Drop(DropReason.VERSION, msg)
-        if "IPv6" in msg or "family" in msg:
-            return Drop(DropReason.FAMILY, msg)
-        return Drop(DropReason.LENGTH, msg)
+        return Drop(exc.reason, str(exc))
     if isinstance(expect, Expectation):
         exp = expect if expect.vrid == adv.vrid else None
     else:
@@ -345,7 +347,7 @@ def validate(
             return Drop(DropReason.AUTH, f"auth type {adv.auth_type} from {source}, expected {want}", adv.vrid)
         if want == AUTH_PASS and adv.auth_data != auth_bytes(exp.auth_pass):
             return Drop(DropReason.AUTH, f"wrong auth_pass from {source}", adv.vrid)
-        if int(round(exp.interval)) != int(adv.interval):
+        if advert_seconds_v2(exp.interval) != int(adv.interval):
             return Drop(
                 DropReason.ADVERT_INTERVAL,
                 f"advert_int {adv.interval:g} s from {source}, ours is {exp.interval:g} s",

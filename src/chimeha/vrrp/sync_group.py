@@ -35,17 +35,17 @@ class SyncGroup:
 
     def _sync_once(self, now: float) -> bool:
         changed = False
-        own_faulty = [m for m in self.members if m._faults]
+        own_faulty = [m for m in self.members if m.own_faults]
         if own_faulty:
             culprit = own_faulty[0]
-            reason = f"sync group {self.name}: {culprit.name} is FAULT ({culprit._fault_reason()})"
+            reason = f"sync group {self.name}: {culprit.name} is FAULT ({culprit.fault_reason()})"
             for m in self.members:
-                if m is not culprit and not m._faults and m._group_fault != reason:
+                if m is not culprit and not m.own_faults and m.group_fault != reason:
                     m.set_group_fault(reason, now)
                     changed = True
         else:
             for m in self.members:
-                if m._group_fault is not None:
+                if m.group_fault is not None:
                     m.set_group_fault(None, now)
                     changed = True
         if not changed:

@@ -45,8 +45,26 @@ def master_down_interval(priority: int, interval: float, version: int = 2, down_
     return _us(down_timer_adverts * interval + skew_time(priority, interval, version))
 
 
+def advert_centiseconds(seconds: float) -> int:
+    """An advert interval in whole centiseconds, rounded half up as keepalived rounds it.
+
+    keepalived keeps timers in microseconds and rounds the v3 interval to
+    centiseconds by adding half a centisecond before dividing, so 1.005 s is
+    101 cs (Python's ``round`` would give 100, banker's rounding on a binary
+    float). This is the one rounding function for advert intervals: config,
+    the packet codec, the state machine and the simulator all use it.
+    """
+    micro = int(round(float(seconds) * 1_000_000))
+    return max(0, (micro + 5_000) // 10_000)
+
+
+def advert_seconds_v2(seconds: float) -> int:
+    """A VRRPv2 advert interval in whole seconds (1..255), rounded half up."""
+    return max(1, min(255, (advert_centiseconds(seconds) + 50) // 100))
+
+
 def wire_interval(interval: float, version: int) -> float:
     """The advert interval as it survives the wire: whole seconds (v2) or centiseconds (v3)."""
     if version == 2:
-        return float(max(1, min(255, int(round(interval)))))
-    return max(1, min(4095, int(round(interval * 100)))) / 100.0
+        return float(advert_seconds_v2(interval))
+    return max(1, min(4095, advert_centiseconds(interval))) / 100.0

@@ -1,0 +1,262 @@
+"""Executes what the :class:`~chimeha.vrrp.node.VrrpNode` asks: sockets, netlink, GARP, notify, hooks.
+
+No protocol decision is made here. Order and limits:
+
+* netlink work (VIPs, routes, GARP) runs FIFO in one worker thread; an
+  advertisement queued after a VIP add of the same instance is sent only
+  once the worker has installed the VIP and sent its gratuitous ARP/NA;
+* a failed send is fed back to the node (``note_send``) and logged at the
+  1st, 10th, 100th and every 1000th time; receive errors are counted;
+* every hook runs in its own try: one broken observer cannot stop VRRP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any
+
+from chimeha.runtime.notify import Notifier, NotifyFifo
+from chimeha.vrrp import packet
+from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, PacketDropped, PriorityChanged, RemoveAddresses,
+                                 SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
+
+log = logging.getLogger("chimeha.runtime")
+
+READS_PER_WAKEUP = 64  # bounded so one flood cannot starve the timers
+
+
+def _rare(n: int) -> bool:
+    return n in (1, 10, 100) or n % 1000 == 0
+
+
+class Executor:
+    """The daemon's side effects (see the module docstring); ``daemon`` is used through public names only."""
+
+    def __init__(self, daemon: Any, netlink: Any):
+        self.daemon = daemon
+        self.nl = netlink
+        self.sockets: dict[tuple[str, int], Any] = {}
+        self.notifier = Notifier()
+        self._cache: dict[tuple, bytes] = {}
+        self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
+        self._send_errors = 0
+
+    # -- sockets --------------------------------------------------------------
+    def adopt_sockets(self, opened: dict) -> None:
+        loop = asyncio.get_running_loop()
+        for key, sock in opened.items():
+            self.sockets[key] = sock
+            loop.add_reader(sock.fileno(), self._readable, key)
+
+    def join_groups(self, keys: dict[tuple[str, int], bool]) -> None:
+        for key, multicast in keys.items():
+            if multicast and key in self.sockets:
+                try:
+                    self.sockets[key].join()
+                except OSError as exc:
+                    log.error("%s: cannot join the VRRP multicast group: %s", key[0], exc)
+
+    def close_unused_sockets(self, keys) -> None:
+        for key in [k for k in self.sockets if k not in keys]:
+            self._close(key)
+
+    def close_sockets(self) -> None:
+        for key in list(self.sockets):
+            self._close(key)
+
+    def _close(self, key) -> None:
+        sock = self.sockets.pop(key)
+        try:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+        except (ValueError, OSError, RuntimeError):
+            pass
+        sock.close()
+
+    def _readable(self, key: tuple[str, int]) -> None:
+        sock = self.sockets.get(key)
+        node = self.daemon.node
+        for _ in range(READS_PER_WAKEUP):
+            if sock is None:
+                return
+            try:
+                rx = sock.recv()
+            except OSError as exc:
+                node.note_drop("receive-error")
+                if _rare(node.drops["receive-error"]):
+                    log.warning("receive on %s: %s", key[0], exc)
+                return
+            if rx is None:
+                return
+            try:
+                self.daemon.datagram(key, rx)
+            except Exception:  # never let one packet kill the daemon
+                log.exception("unexpected error handling a packet from %s", rx.src)
+                node.note_drop("internal-error")
+
+    # -- actions --------------------------------------------------------------
+    def execute(self, a) -> None:
+        if isinstance(a, SendAdvert):
+            self._advert(a)
+        elif isinstance(a, (AddAddresses, RemoveAddresses)):
+            spec = self.daemon.node.spec(a.instance) if a.instance in self.daemon.node.names else None
+            dev = spec.interface if spec else ""
+            self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev,
+                                                  isinstance(a, AddAddresses)))
+        elif isinstance(a, SendGratuitous):
+            self._track(a.instance, self.nl.announce(a.instance, a.addresses, a.interface, a.count))
+        elif isinstance(a, StateChanged):
+            self._state_changed(a)
+        elif isinstance(a, GroupStateChanged):
+            cfg = self.daemon.config.sync_groups.get(a.group) if self.daemon.config else None
+            self.notifier.notify("GROUP", a.group, a.state, None, cfg)
+        elif isinstance(a, VipsChanged):
+            self._vips_changed(a.owned)
+        elif isinstance(a, PacketDropped):
+            log.debug("%s: dropped (%s) from %s: %s", a.interface, a.reason, a.source, a.detail)
+        elif isinstance(a, PriorityChanged):
+            log.info("%s: priority %d -> %d (%s)", a.instance, a.old, a.new, a.reason)
+            self.emit(a)
+        elif isinstance(a, SplitBrain):
+            log.warning("%s: %s%s", a.instance, "" if a.healing else "split brain: ", a.reason)
+            self.emit(a)
+
+    def _track(self, name: str, fut) -> None:
+        if isinstance(fut, concurrent.futures.Future):
+            self._pending[name] = fut
+
+    def _advert(self, a: SendAdvert) -> None:
+        fut = self._pending.get(a.instance)
+        if fut is not None and not fut.done():
+            loop = asyncio.get_running_loop()
+            fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._send, a))
+            return
+        self._send(a)
+
+    def _send(self, a: SendAdvert) -> None:
+        node = self.daemon.node
+        if a.instance not in node.names:
+            return
+        spec = node.spec(a.instance)
+        sock = self.sockets.get((spec.interface, spec.family))
+        for dst in spec.unicast_peers or (None,):
+            try:
+                if sock is None:
+                    raise OSError("no socket")
+                sock.send(self._encoded(a, spec.primary_address, dst), dst, spec.primary_address)
+                node.note_send(a.instance, True)
+            except (OSError, ValueError) as exc:
+                node.note_send(a.instance, False)
+                self._send_errors += 1
+                if _rare(self._send_errors):
+                    log.warning("%s: cannot send advert to %s: %s", a.instance, dst or "multicast", exc)
+
+    def _encoded(self, a: SendAdvert, src: str, dst: str | None) -> bytes:
+        # A master sends the same advert every interval: encode it only when a field changed.
+        key = (a.instance, a.version, a.vrid, a.priority, a.addresses, a.interval, a.family, a.auth_type,
+               a.auth_pass, src, dst)
+        data = self._cache.get(key)
+        if data is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            data = self._cache[key] = packet.encode(
+                a.version, a.vrid, a.priority, a.addresses, a.interval, family=a.family, auth_type=a.auth_type,
+                auth_pass=a.auth_pass, source=src, destination=dst)
+        return data
+
+    def _state_changed(self, a: StateChanged) -> None:
+        log.info("%s: %s -> %s (%s)", a.instance, a.old, a.new, a.reason)
+        if a.new is not State.INIT or a.old is not State.INIT:
+            cfg = self.daemon.config.instances.get(a.instance) if self.daemon.config else None
+            node = self.daemon.node
+            prio = node.instance(a.instance).priority if a.instance in node.names else 0
+            self.notifier.notify("INSTANCE", a.instance, "STOP" if a.new is State.INIT else str(a.new), prio, cfg)
+        for hook in list(self.daemon.state_hooks):
+            try:
+                hook(a)
+            except Exception:
+                log.exception("state hook %r failed", hook)
+
+    def emit(self, event) -> None:
+        for hook in list(self.daemon.event_hooks):
+            try:
+                hook(event)
+            except Exception:
+                log.exception("event hook %r failed", hook)
+
+    async def wait_netlink(self, timeout: float) -> None:
+        futs = [asyncio.wrap_future(f) for f in self._pending.values() if not f.done()]
+        if futs:
+            await asyncio.wait(futs, timeout=timeout)
+
+    # -- notify ---------------------------------------------------------------
+    def setup_notify(self, config) -> None:
+        gd = config.global_defs
+        fifos = [NotifyFifo(path) for path in (_fifo_path(gd, "vrrp_notify_fifo"), _fifo_path(gd, "notify_fifo"))
+                 if path]
+        opened = []
+        for fifo in fifos:
+            try:
+                fifo.open()
+                opened.append(fifo)
+            except OSError as exc:
+                log.warning("notify FIFO %s: %s", fifo.path, exc)
+        self.notifier.close()
+        self.notifier = Notifier(opened, user=gd.script_user, group=gd.script_group)
+
+    async def drain_notify(self) -> None:
+        await self.notifier.drain(5.0)
+
+    def close_notify(self) -> None:
+        self.notifier.close()
+
+    # -- virtual servers ------------------------------------------------------
+    def _vips_changed(self, owned) -> None:
+        lvs = self.daemon.lvs
+        if lvs is not None:
+            try:
+                lvs.on_vips_changed(set(owned))
+            except Exception:
+                log.exception("virtual servers: on_vips_changed failed")
+
+    async def start_lvs(self, config) -> None:
+        if not config.virtual_servers:
+            return
+        from chimeha.runtime.lvs_manager import LvsManager
+
+        try:
+            lvs = LvsManager(config, dataplane=self.daemon.dataplane or "auto")
+            await lvs.start()
+            lvs.on_vips_changed(self.daemon.owned_vips())
+            self.daemon.lvs = lvs
+        except Exception as exc:  # a task boundary: VRRP runs on without virtual servers
+            log.error("virtual servers could not start: %s", exc)
+            self.daemon.lvs = None
+
+    async def reload_lvs(self, config) -> None:
+        try:
+            lvs = self.daemon.lvs
+            if lvs is None:
+                await self.start_lvs(config)
+            elif not config.virtual_servers:
+                await lvs.stop()
+                self.daemon.lvs = None
+            else:
+                await lvs.reload(config)
+                lvs.on_vips_changed(self.daemon.owned_vips())
+        except Exception as exc:
+            log.error("virtual servers: reload failed: %s", exc)
+
+    async def stop_lvs(self) -> None:
+        if self.daemon.lvs is not None:
+            await self.daemon.lvs.stop()
+
+
+def _fifo_path(gd, key: str) -> str | None:
+    """A global notify FIFO path: the typed field when the model has one, else its keyword line."""
+    value = getattr(gd, key, None)
+    if value:
+        return value if isinstance(value, str) else value[0]
+    lines = (getattr(gd, "options", None) or {}).get(key)
+    return lines[0][0] if lines and lines[0] else None

@@ -1,0 +1,394 @@
+"""The VRRP node: every instance and sync group of one configuration, sans I/O.
+
+Theory of operation
+-------------------
+aioquic's connection object at node scale. One :class:`VrrpNode` holds what a
+keepalived VRRP process holds: the instances (RFC 5798 / RFC 9568 section 6
+state machines, :mod:`chimeha.vrrp.instance`) and keepalived's sync groups.
+It never reads a clock or a socket; the daemon and the simulator drive the
+same object with the same verbs:
+
+* :meth:`receive_datagram` (payload plus the IP header facts, the receiving
+  interface, ``now``): the receive checks of RFC 3768 / RFC 5798 section 7.1
+  (:func:`chimeha.vrrp.packet.validate`) against the instances on that
+  (interface, family), dispatch by VRID, drop counting by
+  :class:`~chimeha.vrrp.packet.DropReason`. A peer's packet never raises.
+* :meth:`set_tracked` (script, interface, file, process results after
+  rise/fall), :meth:`get_timer` / :meth:`handle_timer`, :meth:`start`,
+  :meth:`shutdown`, and reload as :meth:`plan_reload` (pure, refuses before
+  anything changes) then :meth:`apply_reload`.
+* outputs: one queue, :meth:`pop_actions`, of the instances' actions
+  (SendAdvert, Add/RemoveAddresses, SendGratuitous, StateChanged,
+  PriorityChanged, SplitBrain) and the node's own events (PacketDropped,
+  VipsChanged, GroupStateChanged), in the order they must be executed.
+
+Node state beside the instances: the VRID clash check (one VRID per
+interface and family), per-instance counters, the failover duration (last
+advert heard from the old master -> our takeover, put into the
+``StateChanged``), the split-brain status, which VIPs are held, and which
+sync-group state was last reported (keepalived reports a group once all
+members agree). Executor feedback (a failed send) comes back through
+:meth:`note_send`.
+
+Within one instance's actions the order is the instance's, except that on
+takeover the VIPs and their gratuitous ARP/NA are queued before the
+advertisement: the old master lets go when it hears that advert, so the
+address must already answer here (keepalived does the same).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Mapping, Sequence
+
+from chimeha.errors import ConfigError
+from chimeha.vrrp import packet
+from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceSpec, NodeEvent, PacketDropped,
+                                 PriorityChanged, RemoveAddresses, SendAdvert, SendGratuitous, SplitBrain,
+                                 State, StateChanged, VipsChanged)
+from chimeha.vrrp.instance import VrrpInstance
+from chimeha.vrrp.node_types import InstanceStats, InstanceStatus, ReloadPlan, spec_key
+from chimeha.vrrp.sync_group import SyncGroup
+
+SocketKey = tuple[str, int]  # (interface, family)
+
+
+class NodeConfigError(ConfigError):
+    """The instances cannot run together on one node (a VRID clash, no interface)."""
+
+
+def _bare(va) -> str:
+    ip = getattr(va, "ip", None)
+    return str(ip) if ip else str(getattr(va, "address", va)).split("/")[0]
+
+
+def check_specs(specs: Sequence[InstanceSpec]) -> None:
+    """Raise :class:`NodeConfigError` if ``specs`` cannot share one node."""
+    seen: dict[tuple[str, int, int], str] = {}
+    names: set[str] = set()
+    for s in specs:
+        if s.name in names:
+            raise NodeConfigError(f"{s.where}vrrp_instance {s.name}: defined twice")
+        names.add(s.name)
+        key = (s.interface, s.family, s.vrid)
+        if key in seen:
+            raise NodeConfigError(f"{s.where}vrrp_instance {s.name}: virtual_router_id {s.vrid} is already "
+                                  f"used by {seen[key]} on {s.interface} (IPv{s.family})")
+        seen[key] = s.name
+
+
+class VrrpNode:
+    """All VRRP instances and sync groups of one node (see the module docstring)."""
+
+    def __init__(self, specs: Iterable[InstanceSpec], groups: Mapping[str, Sequence[str]] | None = None):
+        specs = tuple(specs)
+        check_specs(specs)
+        self.generation = 0  # bumped on every state, priority or split-brain change (pollers skip otherwise)
+        self.drops: Counter = Counter()  # packets no instance could be blamed for, by reason
+        self._instances: dict[str, VrrpInstance] = {}
+        self._stats: dict[str, InstanceStats] = {}
+        self._queue: list = []
+        self._deadlines: dict[str, float | None] = {}
+        self._group_words: dict[str, str] = {}
+        self._started = False
+        self._install(specs, groups or {}, keep={})
+
+    # -- structure ----------------------------------------------------------
+    def _install(self, specs: tuple[InstanceSpec, ...], groups: Mapping[str, Sequence[str]],
+                 keep: dict[str, tuple[VrrpInstance, InstanceStats]]) -> None:
+        instances, stats = {}, {}
+        for s in specs:
+            if s.name in keep:
+                instances[s.name], stats[s.name] = keep[s.name]
+            else:
+                instances[s.name], stats[s.name] = VrrpInstance(s), InstanceStats()
+        self._instances, self._stats = instances, stats
+        self._groups: dict[str, SyncGroup] = {}
+        self._group_of: dict[str, SyncGroup] = {}
+        for gname, members in groups.items():
+            present = [instances[m] for m in members if m in instances]
+            if present:
+                grp = SyncGroup(gname, present)
+                self._groups[gname] = grp
+                for m in present:
+                    self._group_of[m.name] = grp
+        self._group_words = {g: w for g, w in self._group_words.items() if g in self._groups}
+        self._expect: dict[SocketKey, dict[int, packet.Expectation]] = {}
+        self._by_vrid: dict[tuple[SocketKey, int], str] = {}
+        for s in specs:
+            key = (s.interface, s.family)
+            self._expect.setdefault(key, {})[s.vrid] = packet.expectation_for(s)
+            self._by_vrid[(key, s.vrid)] = s.name
+        self._deadlines = {n: i.get_timer() for n, i in instances.items()}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Instance names in configuration order."""
+        return tuple(self._instances)
+
+    def instance(self, name: str) -> VrrpInstance:
+        """The state machine of ``name`` (to read; feed it only through the node)."""
+        return self._instances[name]
+
+    def spec(self, name: str) -> InstanceSpec:
+        return self._instances[name].spec
+
+    def specs(self) -> tuple[InstanceSpec, ...]:
+        return tuple(i.spec for i in self._instances.values())
+
+    def state(self, name: str) -> State | None:
+        inst = self._instances.get(name)
+        return inst.state if inst else None
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Sync group name -> member instance names."""
+        return {g: tuple(m.name for m in grp.members) for g, grp in self._groups.items()}
+
+    def socket_keys(self) -> dict[SocketKey, bool]:
+        """Every (interface, family) the instances use -> True when one of them needs the multicast group."""
+        out: dict[SocketKey, bool] = {}
+        for s in self.specs():
+            key = (s.interface, s.family)
+            out[key] = out.get(key, False) or not s.unicast_peers
+        return out
+
+    def owned_vips(self) -> frozenset[str]:
+        """Bare addresses of the VIPs this node currently holds."""
+        return frozenset(_bare(va) for n, st in self._stats.items() if st.vips_owned
+                         for va in self._instances[n].spec.virtual_ipaddresses)
+
+    # -- inputs -------------------------------------------------------------
+    def start(self, now: float) -> None:
+        """Leave INIT: every instance starts (RFC 5798 6.4.1); tracked results set before count."""
+        self._started = True
+        for inst in self._instances.values():
+            inst.start(now)
+        self._flush(self._instances, now)
+
+    def receive_datagram(self, payload: bytes, source: str, destination: str, ttl_or_hop_limit: int | None,
+                         family: int, ifname: str, now: float) -> None:
+        """One VRRP datagram received on ``ifname``; judged, counted, dispatched. Never raises for a payload."""
+        key = (ifname, family)
+        verdict = packet.validate(payload, source=source, destination=destination or "",
+                                  ttl=ttl_or_hop_limit if ttl_or_hop_limit is not None else -1, family=family,
+                                  expect=self._expect.get(key, {}))
+        if isinstance(verdict, packet.Drop):
+            name = self._by_vrid.get((key, verdict.vrid)) if verdict.vrid is not None else None
+            if name is not None:
+                self._stats[name].drops[verdict.reason.value] += 1
+            else:
+                self.drops[verdict.reason.value] += 1
+            self._queue.append(PacketDropped(name or "", ifname, family, verdict.reason.value, verdict.detail,
+                                             source, now))
+            return
+        name = self._by_vrid[(key, verdict.vrid)]
+        st = self._stats[name]
+        st.received += 1
+        st.last_rx = now
+        self._instances[name].handle_advert(verdict, now)
+        self._flush((name,), now)
+
+    def set_tracked(self, name: str, ok: bool, now: float, *, kind: str | None = None,
+                    detail: str | None = None, value: int | None = None) -> tuple[str, ...]:
+        """A tracked object changed (after rise/fall); every instance tracking it recomputes.
+
+        ``kind`` ("script", "interface", "file", "process") narrows the match;
+        returns the names of the instances that track it.
+        """
+        touched = tuple(n for n, i in self._instances.items()
+                        if any(t.name == name and (kind is None or t.kind == kind) for t in i.spec.tracks))
+        for n in touched:
+            self._instances[n].set_tracked(name, ok, now, detail=detail, value=value)
+        if self._started:
+            self._flush(touched, now)
+        return touched
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next run (None: nothing is timed)."""
+        times = [t for t in self._deadlines.values() if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        """Run every instance timer due at ``now`` (calling early is harmless)."""
+        due = [n for n, t in self._deadlines.items() if t is not None and t <= now]
+        for n in due:
+            self._instances[n].handle_timer(now)
+        if due:
+            self._flush(due, now)
+
+    def shutdown(self, now: float) -> None:
+        """SIGTERM: every MASTER sends priority 0 and removes its VIPs; all instances end in INIT."""
+        for inst in self._instances.values():
+            inst.shutdown(now)
+        self._flush(self._instances, now)
+
+    def note_send(self, name: str, ok: bool) -> None:
+        """Executor feedback: one advertisement for ``name`` was sent (or failed to be)."""
+        st = self._stats.get(name)
+        if st is not None:
+            if ok:
+                st.sent += 1
+            else:
+                st.send_errors += 1
+
+    def note_drop(self, reason: str) -> None:
+        """Executor feedback: a datagram was lost before it could be judged (receive error, kernel drop)."""
+        self.drops[reason] += 1
+
+    def pop_actions(self) -> list:
+        """Return and clear everything queued, in execution order."""
+        out, self._queue = self._queue, []
+        return out
+
+    # -- reload -------------------------------------------------------------
+    def plan_reload(self, specs: Iterable[InstanceSpec],
+                    groups: Mapping[str, Sequence[str]] | None = None) -> ReloadPlan:
+        """What a reload to ``specs`` would do; raises :class:`NodeConfigError`, changes nothing."""
+        specs = tuple(specs)
+        check_specs(specs)
+        new = {s.name: s for s in specs}
+        kept, changed, removed, gone = [], [], [], []
+        for name, inst in self._instances.items():
+            spec = new.get(name)
+            if spec is None:
+                removed.append(name)
+            elif spec_key(spec) == spec_key(inst.spec):
+                kept.append(name)
+            else:
+                changed.append(name)
+                if self._stats[name].vips_owned:
+                    still = {_bare(v) for v in spec.virtual_ipaddresses}
+                    lost = tuple(v for v in inst.spec.virtual_ipaddresses if _bare(v) not in still)
+                    if lost:
+                        gone.append((name, lost))
+        added = tuple(s.name for s in specs if s.name not in self._instances)
+        grp = tuple((g, tuple(m)) for g, m in (groups or {}).items())
+        return ReloadPlan(specs, grp, tuple(kept), tuple(changed), added, tuple(removed), tuple(gone))
+
+    def apply_reload(self, plan: ReloadPlan, now: float) -> None:
+        """Carry out ``plan`` (from :meth:`plan_reload` on this node, nothing applied since)."""
+        for name in plan.removed:
+            self._instances[name].shutdown(now)
+        self._flush(plan.removed, now)
+        old_state = {n: self._instances[n].state for n in plan.changed}
+        keep = {n: (self._instances[n], self._stats[n]) for n in plan.kept}
+        self._install(plan.specs, dict(plan.groups), keep)
+        gone = dict(plan.vips_removed)
+        for spec in plan.specs:
+            name = spec.name
+            if name in keep:
+                continue
+            inst = self._instances[name]
+            inst.start(now)
+            if name in gone:
+                self._queue.append(RemoveAddresses(name, gone[name], (), (), now))
+            if old_state.get(name) is State.MASTER:
+                inst.force_state(State.MASTER, now, "configuration reloaded while MASTER")
+        for name in plan.kept:
+            # keepalived ends the two-owners priority reduction at reload.
+            self._instances[name].on_reload(now)
+        self._flush(self._instances, now)
+
+    # -- status -------------------------------------------------------------
+    def instance_status(self, name: str) -> InstanceStatus | None:
+        inst = self._instances.get(name)
+        if inst is None:
+            return None
+        st = self._stats[name]
+        master = inst.spec.primary_address if inst.state is State.MASTER else inst.master
+        return InstanceStatus(
+            name=name, spec=inst.spec, state=inst.state, priority=inst.priority, master=master,
+            advert_interval=inst.advert_interval, counters=inst.counters.as_dict(), sent=st.sent,
+            send_errors=st.send_errors, received=st.received, drops=dict(st.drops), vips_owned=st.vips_owned,
+            last_change=st.last_change, failovers=tuple(st.failovers), failover_count=st.failover_count,
+            split_brain_peer=st.split_peer, split_brain_since=st.split_since,
+            faults=inst.faults if inst.in_fault else ())
+
+    def status(self) -> tuple[InstanceStatus, ...]:
+        return tuple(self.instance_status(n) for n in self._instances)
+
+    # -- outputs ------------------------------------------------------------
+    def _flush(self, names: Iterable[str], now: float) -> None:
+        """Sync the groups of ``names``, queue every pending action with node bookkeeping."""
+        todo = dict.fromkeys(names)
+        for name in list(todo):
+            grp = self._group_of.get(name)
+            if grp is not None:
+                grp.sync(now)
+                todo.update(dict.fromkeys(m.name for m in grp.members))
+        for name in todo:
+            inst = self._instances[name]
+            for action in _takeover_order(inst.pop_actions()):
+                self._account(inst, action)
+            self._deadlines[name] = inst.get_timer()
+
+    def _account(self, inst: VrrpInstance, a) -> None:
+        st = self._stats[inst.name]
+        q = self._queue
+        if isinstance(a, StateChanged):
+            self.generation += 1
+            if a.new is State.MASTER and a.old is State.BACKUP and st.last_rx is not None:
+                seconds = round(a.at - st.last_rx, 4)
+                st.note_failover(seconds)
+                a = StateChanged(a.instance, a.old, a.new, a.reason, a.at, failover=seconds)
+            if a.new is not State.MASTER:
+                st.split_peer = st.split_since = None
+            st.last_change = a
+            q.append(a)
+            grp = self._group_of.get(inst.name)
+            if grp is not None:
+                self._group_report(grp, a.at)
+        elif isinstance(a, (AddAddresses, RemoveAddresses)):
+            st.vips_owned = isinstance(a, AddAddresses)
+            q.append(a)
+            q.append(VipsChanged(inst.name, self.owned_vips(), a.at))
+        elif isinstance(a, SplitBrain):
+            self.generation += 1
+            if a.healing:
+                st.split_peer = st.split_since = None
+            elif st.split_peer is None:
+                st.split_peer, st.split_since = a.peer, a.at
+            q.append(a)
+        elif isinstance(a, PriorityChanged):
+            self.generation += 1
+            q.append(a)
+        else:
+            q.append(a)
+
+    def _group_report(self, grp: SyncGroup, at: float) -> None:
+        states = {m.state for m in grp.members}
+        if len(states) != 1:
+            return
+        state = states.pop()
+        word = "STOP" if state is State.INIT else str(state)
+        if self._group_words.get(grp.name) != word:
+            self._group_words[grp.name] = word
+            self._queue.append(GroupStateChanged(grp.name, word, at))
+
+
+def _takeover_order(actions: list) -> list:
+    """Move a takeover's SendAdvert after its AddAddresses and first gratuitous burst (see module doc)."""
+    if not any(isinstance(a, AddAddresses) for a in actions):
+        return actions
+    out, held = [], []
+    adding = False
+    for a in actions:
+        if isinstance(a, AddAddresses):
+            adding = True
+            out.append(a)
+        elif adding and isinstance(a, SendAdvert):
+            held.append(a)
+        elif adding and isinstance(a, SendGratuitous) and a.why == "master":
+            out.append(a)
+            out.extend(held)
+            held, adding = [], False
+        else:
+            if held:
+                out.extend(held)
+                held, adding = [], False
+            out.append(a)
+    out.extend(held)
+    return out
+
+
+__all__ = ["VrrpNode", "NodeConfigError", "NodeEvent", "InstanceStatus", "ReloadPlan", "check_specs"]
