@@ -10,7 +10,7 @@ from chimeha.check import catalog as check_catalog
 from chimeha.check.dispatch import _PROBES
 from chimeha.config import loads
 from chimeha.config.build_lvs import _CHECKERS, LB_ALGOS
-from chimeha.config.keywords import CHECKER_SPECIFIC
+from chimeha.config.keywords import CHECKER_KEYWORDS as CHECKER_SPECIFIC
 from chimeha.lvs import catalog
 from chimeha.lvs.backends import base, registry
 from chimeha.lvs.backends.nft import NFT_ALGOS, NftBackend
@@ -80,17 +80,17 @@ def test_scheduler_flags_are_typed_fields(algo, flags, want):
     vs = res.config.virtual_servers[0]
     assert scheduler_flags(vs) == want
     assert desired_state(res.config, None).services[next(iter(desired_state(res.config, None).services))].flags == want
-    no_effect = [d for d in res.diagnostics if d.code == "no-effect"]
+    no_effect = [d for d in res.diagnostics if d.code == "scheduler-flag-unused"]
     assert bool(no_effect) == (not want), res.diagnostics
     for d in no_effect:
         assert d.line in (4, 5) and "has no effect" in d.message
 
 
-def test_flag_3_has_no_effect_with_its_line():
+def test_flag_3_is_not_implemented_with_its_line():
     res = loads(CONF.format(algo="sh", flags="flag-3"))
     assert res.config.virtual_servers[0].flag_3
-    [d] = [d for d in res.diagnostics if d.code == "no-effect"]
-    assert (d.line, d.message) == (4, "'flag-3' has no effect: no scheduler uses IPVS's third flag")
+    [d] = [d for d in res.diagnostics if d.code == "not-implemented"]
+    assert d.line == 4 and "flag-3" in d.message
 
 
 def test_file_check_dynamic_is_a_field():
