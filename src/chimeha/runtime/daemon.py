@@ -38,7 +38,7 @@ from chimeha.net.addresses import AddressError, AddressManager
 from chimeha.net.vrrpsock import VrrpSocket, VrrpSocketError
 from chimeha.runtime.netlink import NetlinkWorker
 from chimeha.runtime.notify import Notifier, NotifyFifo
-from chimeha.runtime.scripts import ScriptTracker
+from chimeha.runtime.scripts import ScriptTracker, stop_all
 from chimeha.runtime.trackers import (FileWatcher, InterfaceWatcher, ProcessWatcher,
                                       init_track_file, process_quorum_ok)
 from chimeha.vrrp import packet
@@ -305,8 +305,7 @@ class Daemon:
             self._proc_watch.start()
 
     async def _stop_trackers(self) -> None:
-        for tracker in self.scripts.values():
-            await tracker.stop()
+        await stop_all(self.scripts.values())
         self.scripts = {}
         for w in (self._iface_watch, self._file_watch, self._proc_watch):
             if w is not None:
