@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-CHIME_HA = str(Path(sys.executable).with_name("chime-ha"))
+CHIME_HA = os.environ.get("CHIMEHA_BIN") or str(Path(sys.executable).with_name("chime-ha"))
 
 
 def wait_until(cond, timeout: float, what: str, interval: float = 0.05):

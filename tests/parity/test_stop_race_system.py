@@ -21,13 +21,14 @@ pytestmark = pytest.mark.system
 
 N = 200
 CYCLES = int(os.environ.get("CHIMEHA_STOP_CYCLES", "20"))
+SCRIPT = os.environ.get("CHIMEHA_STOP_SCRIPT", "/bin/sleep 0.05")
 STOP_LIMIT = 20.0  # seconds: a hang, not a slow machine (a stop normally takes < 2 s)
 
 
 def conf(n: int, priority_1: int) -> str:
     out = []
     for i in range(1, n + 1):
-        out.append(f"vrrp_script chk_{i} {{\n    script \"/bin/sleep 0.05\"\n    interval 1\n}}\n")
+        out.append(f"vrrp_script chk_{i} {{\n    script \"{SCRIPT}\"\n    interval 1\n}}\n")
     for i in range(1, n + 1):
         prio = priority_1 if i == 1 else 100
         out.append(f"""vrrp_instance VI_{i} {{

@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 from chimeha.net.addresses import AddressError, AddressManager
 from chimeha.net.vrrpsock import VrrpSocket, VrrpSocketError
+from chimeha.runtime.fast_detect import FastDetector
 from chimeha.runtime.netlink import NetlinkWorker
 from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.runtime.scripts import ScriptTracker, stop_all
@@ -120,8 +121,9 @@ class Daemon:
     """
 
     def __init__(self, config_path: str, config=None, *, dataplane: str | None = None,
-                 socket_factory: Callable[..., Any] = VrrpSocket, netlink: Any = None):
+                 socket_factory: Callable[..., Any] = VrrpSocket, netlink: Any = None, fast_detect: bool = True):
         self.config_path = config_path
+        self.fast_detect = fast_detect  # runtime.fast_detect: early script runs on process exit
         self.config = config
         self.dataplane = dataplane
         self.state_hooks: list[Callable[[StateChanged], None]] = []
@@ -145,6 +147,7 @@ class Daemon:
         self._iface_watch: InterfaceWatcher | None = None
         self._file_watch: FileWatcher | None = None
         self._proc_watch: ProcessWatcher | None = None
+        self._fast: FastDetector | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -281,6 +284,8 @@ class Daemon:
                                                             detail=self.scripts[n].state.detail()),
                 secure=gd.enable_script_security)
             self.scripts[name].start()
+        self._fast = FastDetector(self.scripts, enabled=self.fast_detect)
+        self._fast.start()
         if wanted["interface"]:
             self._iface_watch = InterfaceWatcher(sorted(wanted["interface"]),
                                                  lambda n, up: self._tracked("interface", n, up))
@@ -307,10 +312,10 @@ class Daemon:
     async def _stop_trackers(self) -> None:
         await stop_all(self.scripts.values())
         self.scripts = {}
-        for w in (self._iface_watch, self._file_watch, self._proc_watch):
+        for w in (self._fast, self._iface_watch, self._file_watch, self._proc_watch):
             if w is not None:
                 w.stop()
-        self._iface_watch = self._file_watch = self._proc_watch = None
+        self._iface_watch = self._file_watch = self._proc_watch = self._fast = None
 
     def _tracked(self, kind: str, name: str, ok: bool, detail: str | None = None,
                  value: int | None = None) -> None:

@@ -202,6 +202,10 @@ class ScriptTracker:
         self.runs = 0
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._wake: asyncio.Event | None = None
+        self.woken = 0  # early runs asked for by wake()
+        # Called with every ScriptResult (after hysteresis), e.g. by runtime.fast_detect.
+        self.result_hooks: list = []
         self._logged_error: str | None = None
         # enable_script_security with root: an insecure script is never run.
         self.refused = insecure_reason(self.argv[0]) if (secure and self.argv and not user) else None
@@ -209,6 +213,7 @@ class ScriptTracker:
     def start(self) -> None:
         if self._task is None:
             self._stopping = False
+            self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"script:{self.name}")
 
     async def stop(self, timeout: float = STOP_WAIT) -> bool:
@@ -251,12 +256,25 @@ class ScriptTracker:
             log.info("vrrp_script %s is now %s (%s)", self.name, "OK" if changed else "FAILED", res.describe())
             if self.on_change:
                 self.on_change(self.name, changed, res)
+        for hook in list(self.result_hooks):
+            try:
+                hook(res)
+            except Exception:
+                log.exception("vrrp_script %s: result hook failed", self.name)
         return res
+
+    def wake(self) -> None:
+        """Run the script now instead of at its next interval (a wake during a run: once more after it)."""
+        if self._wake is not None and not self._stopping:
+            self.woken += 1
+            self._wake.set()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             started = loop.time()
+            if self._wake is not None:
+                self._wake.clear()
             try:
                 await self.run_once()
             except asyncio.CancelledError:
@@ -265,7 +283,11 @@ class ScriptTracker:
                 log.exception("vrrp_script %s: unexpected error", self.name)
             if self._stopping:
                 break
-            await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
+            delay = max(0.0, self.interval - (loop.time() - started))
+            if self._wake is None:
+                await asyncio.sleep(delay)
+            else:
+                await wait_bounded(self._wake.wait(), delay)
 
     def snapshot(self) -> dict:
         return {
