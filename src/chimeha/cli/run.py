@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--dump-dir", metavar="DIR", default=None,
                    help="write the SIGUSR1/SIGUSR2/SIGRTMIN+2 dumps (keepalived.data, keepalived.stats, "
                         "keepalived.json) into DIR, an existing directory (default: /tmp, as keepalived)")
+    p.add_argument("--fast-detect", default="on", choices=("on", "off"),
+                   help="run a pgrep/pidof/nc -z/curl-localhost style vrrp_script at once when the "
+                        "process it found exits, besides its interval (default: %(default)s; "
+                        "off: keepalived's schedule only)")
     p.set_defaults(func=run)
 
 
@@ -79,7 +83,8 @@ async def _main(args, config) -> int:
     from chimeha.runtime.daemon import Daemon, DaemonError
 
     log = logging.getLogger("chimeha.run")
-    daemon = Daemon(args.file, config, dataplane=None if args.dataplane == "auto" else args.dataplane)
+    daemon = Daemon(args.file, config, dataplane=None if args.dataplane == "auto" else args.dataplane,
+                    fast_detect=getattr(args, "fast_detect", "on") == "on")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloading: set[asyncio.Task] = set()

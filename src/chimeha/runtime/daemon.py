@@ -80,8 +80,9 @@ class Daemon:
     """
 
     def __init__(self, config_path: str, config=None, *, dataplane: str | None = None,
-                 socket_factory: Callable[..., Any] = VrrpSocket, netlink: Any = None):
+                 socket_factory: Callable[..., Any] = VrrpSocket, netlink: Any = None, fast_detect: bool = True):
         self.config_path = config_path
+        self.fast_detect = fast_detect
         self.config = config
         self.dataplane = dataplane
         self.state_hooks: list[Callable[[StateChanged], None]] = []
@@ -157,7 +158,7 @@ class Daemon:
         return self._nl.call(lambda m: interface_primary_address(ifname, family, m))
 
     def _start_trackers(self) -> None:
-        self.trackers = Trackers(self.config, self.node.specs(), self.tracked)
+        self.trackers = Trackers(self.config, self.node.specs(), self.tracked, fast_detect=self.fast_detect)
         self.trackers.start()
 
     # ------------------------------------------------------------- inputs

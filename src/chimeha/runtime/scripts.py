@@ -85,15 +85,60 @@ async def run_program(argv: tuple[str, ...] | list[str], timeout: float | None =
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return ScriptResult(False, None, error=f"cannot run {argv[0]}: {reason}")
     try:
-        rc = await asyncio.wait_for(proc.wait(), timeout)
-    except asyncio.TimeoutError:
+        rc = await wait_bounded(proc.wait(), timeout)
+    except BaseException:  # cancelled (stop, reload) or worse: never leave the group behind
         _kill_group(proc.pid)
-        await proc.wait()
-        return ScriptResult(False, None, timed_out=True, duration=loop.time() - started)
-    except asyncio.CancelledError:
-        _kill_group(proc.pid)
+        _reap_later(proc)
         raise
+    if rc is _TIMED_OUT:
+        _kill_group(proc.pid)
+        try:
+            await wait_bounded(proc.wait(), REAP_WAIT)
+        except BaseException:
+            _reap_later(proc)
+            raise
+        return ScriptResult(False, None, timed_out=True, duration=loop.time() - started)
     return ScriptResult(rc == 0, rc, duration=loop.time() - started)
+
+
+_TIMED_OUT = object()
+REAP_WAIT = 5.0  # seconds to wait for a killed group's leader to be reaped
+STOP_WAIT = 2.0  # seconds ScriptTracker.stop() waits for its loop to end
+_reapers: set[asyncio.Task] = set()
+
+
+async def wait_bounded(aw, timeout: float | None):
+    """Await ``aw`` for at most ``timeout`` seconds; ``_TIMED_OUT`` when it did not finish.
+
+    Unlike ``asyncio.wait_for`` on Python 3.11, a cancellation of the caller
+    that arrives in the same loop iteration as ``aw``'s result is never
+    swallowed (bpo-42130 / gh-86296): ``asyncio.wait`` does not cancel-and-
+    await the inner future, so the caller's CancelledError always propagates.
+    The inner future is cancelled when the wait ends without it.
+    """
+    fut = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({fut}, timeout=timeout)
+    except BaseException:
+        fut.cancel()
+        raise
+    if fut in done:
+        return fut.result()
+    fut.cancel()
+    return _TIMED_OUT
+
+
+def _reap_later(proc) -> None:
+    """Collect a killed child in the background (bounded), so no zombie or open transport stays."""
+    async def reap() -> None:
+        await wait_bounded(proc.wait(), REAP_WAIT)
+
+    try:
+        task = asyncio.get_running_loop().create_task(reap())
+    except RuntimeError:  # loop closing
+        return
+    _reapers.add(task)
+    task.add_done_callback(_reapers.discard)
 
 
 def insecure_reason(program: str) -> str | None:
@@ -156,22 +201,41 @@ class ScriptTracker:
         self.last_run_at: float | None = None  # wall clock
         self.runs = 0
         self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._wake: asyncio.Event | None = None
+        self.woken = 0  # early runs asked for by wake()
+        # Called with every ScriptResult (after hysteresis), e.g. by runtime.fast_detect.
+        self.result_hooks: list = []
         self._logged_error: str | None = None
         # enable_script_security with root: an insecure script is never run.
         self.refused = insecure_reason(self.argv[0]) if (secure and self.argv and not user) else None
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
+            self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"script:{self.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = STOP_WAIT) -> bool:
+        """End the loop and kill a running script's process group; True when it ended.
+
+        Bounded: the loop checks a stop flag besides being cancelled, so even a
+        cancellation lost inside the event loop cannot keep it running, and
+        this never waits longer than ``timeout``.
+        """
         task, self._task = self._task, None
-        if task:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        self._stopping = True
+        if task is None or task.done():
+            return True
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()  # once more; the flag ends it at its next step anyway
+            log.warning("vrrp_script %s: did not stop within %.1f s; abandoned", self.name, timeout)
+            return False
+        if not task.cancelled() and task.exception() is not None:
+            log.error("vrrp_script %s: loop failed: %r", self.name, task.exception())
+        return True
 
     async def run_once(self) -> ScriptResult:
         if self.refused:
@@ -185,24 +249,45 @@ class ScriptTracker:
             log.warning("vrrp_script %s: %s", self.name, res.error)
             self._logged_error = res.error
         log.debug("vrrp_script %s: %s", self.name, res.describe())
+        if self._stopping:
+            return res  # stopped while it ran: nobody is to be told any more
         changed = self.state.feed(res.ok)
         if changed is not None:
             log.info("vrrp_script %s is now %s (%s)", self.name, "OK" if changed else "FAILED", res.describe())
             if self.on_change:
                 self.on_change(self.name, changed, res)
+        for hook in list(self.result_hooks):
+            try:
+                hook(res)
+            except Exception:
+                log.exception("vrrp_script %s: result hook failed", self.name)
         return res
+
+    def wake(self) -> None:
+        """Run the script now instead of at its next interval (a wake during a run: once more after it)."""
+        if self._wake is not None and not self._stopping:
+            self.woken += 1
+            self._wake.set()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             started = loop.time()
+            if self._wake is not None:
+                self._wake.clear()
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug in a callback must not stop the checks
                 log.exception("vrrp_script %s: unexpected error", self.name)
-            await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
+            if self._stopping:
+                break
+            delay = max(0.0, self.interval - (loop.time() - started))
+            if self._wake is None:
+                await asyncio.sleep(delay)
+            else:
+                await wait_bounded(self._wake.wait(), delay)
 
     def snapshot(self) -> dict:
         return {
@@ -217,3 +302,12 @@ class ScriptTracker:
                 "duration": round(self.last.duration, 4),
             },
         }
+
+
+async def stop_all(trackers, timeout: float = STOP_WAIT) -> int:
+    """Stop many trackers at once (bounded by ``timeout`` overall); returns how many were abandoned."""
+    trackers = list(trackers)
+    if not trackers:
+        return 0
+    results = await asyncio.gather(*(t.stop(timeout) for t in trackers), return_exceptions=True)
+    return sum(1 for r in results if r is not True)

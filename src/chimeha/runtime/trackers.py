@@ -65,6 +65,8 @@ class InterfaceWatcher:
             self.on_change(name, up)
 
     def _readable(self) -> None:
+        if self._sock is None:
+            return
         try:
             while self._sock is not None:
                 self._sock.recv(65536)
@@ -83,9 +85,10 @@ class InterfaceWatcher:
                 self.on_change(name, up)
 
     async def _poll(self) -> None:
-        while True:
+        while self._sock is not None:
             await asyncio.sleep(2.0)
-            self.check()
+            if self._sock is not None:
+                self.check()
 
     def stop(self) -> None:
         if self._sock is not None:
@@ -120,21 +123,27 @@ def read_track_file(path: str) -> int:
 class _Poller:
     def __init__(self, poll: float):
         self.poll = poll
+        self._stopped = False
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
+        self._stopped = False
         self.check()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
-        while True:
+        # The flag ends the loop even if a cancellation were lost: stop() must always win.
+        while not self._stopped:
             await asyncio.sleep(self.poll)
+            if self._stopped:
+                break
             try:
                 self.check()
             except Exception:
                 log.exception("tracker poll failed")
 
     def stop(self) -> None:
+        self._stopped = True
         if self._task:
             self._task.cancel()
             self._task = None

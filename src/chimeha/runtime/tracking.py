@@ -11,7 +11,8 @@ import asyncio
 import logging
 from typing import Any, Callable
 
-from chimeha.runtime.scripts import ScriptTracker
+from chimeha.runtime.fast_detect import FastDetector
+from chimeha.runtime.scripts import ScriptTracker, stop_all
 from chimeha.runtime.trackers import (FileWatcher, InterfaceWatcher, ProcessWatcher, init_track_file,
                                       process_quorum_ok)
 
@@ -26,8 +27,9 @@ OnChange = Callable[[str, str, bool, "str | None", "int | None"], None]
 class Trackers:
     """Everything the instances of one config track, started and stopped together."""
 
-    def __init__(self, config: Any, specs, on_change: OnChange):
+    def __init__(self, config: Any, specs, on_change: OnChange, *, fast_detect: bool = True):
         self.config = config
+        self.fast_detect = fast_detect  # runtime.fast_detect: early script runs on process exit
         self.scripts: dict[str, ScriptTracker] = {}
         self._watchers: list[Any] = []
         self._wanted: dict[str, set[str]] = {"script": set(), "interface": set(), "file": set(), "process": set()}
@@ -48,6 +50,7 @@ class Trackers:
                 on_change=lambda n, ok, _res: self._on_change("script", n, ok, self.scripts[n].state.detail(), None),
                 secure=gd.enable_script_security)
             self.scripts[name].start()
+        self._watchers.append(FastDetector(self.scripts, enabled=self.fast_detect))
         if wanted["interface"]:
             self._watchers.append(InterfaceWatcher(sorted(wanted["interface"]),
                                                    lambda n, up: self._on_change("interface", n, up, None, None)))
@@ -80,7 +83,7 @@ class Trackers:
         self._watchers = []
         if not self.scripts:
             return
-        stops = [asyncio.ensure_future(t.stop()) for t in self.scripts.values()]
+        stops = [asyncio.ensure_future(stop_all(self.scripts.values()))]
         done, pending = await asyncio.wait(stops, timeout=timeout)
         for fut in done:
             if not fut.cancelled() and fut.exception() is not None:
