@@ -35,25 +35,7 @@ MAX_LINES = 700
 
 # (kind, detail) -> owner who removes it.  Kinds: "cycle" (sorted members joined by " <-> "),
 # "private" ("module: expression"), "io" ("module: imported"), "size" ("module").
-ALLOWED: dict[tuple[str, str], str] = {
-    # node-core (issue 9 items 1, 3): reload drives the daemon's privates and the two import each other;
-    # the pure VrrpNode with a public reload plan/apply removes all of these.
-    ("cycle", "chimeha.runtime.daemon <-> chimeha.runtime.reload"): "node-core",
-    **{("private", f"chimeha.runtime.reload: daemon.{name}"): "node-core" for name in (
-        "_after_input", "_arm", "_build", "_gc_sockets", "_nl", "_reload_lvs", "_setup_notify", "_specs",
-        "_start_trackers", "_stop_trackers")},
-    # node-core: the daemon reads NotifyFifo's descriptor and status.py's private instance helper.
-    ("private", "chimeha.runtime.daemon: f._fd"): "node-core",
-    ("private", "chimeha.runtime.daemon: from chimeha.runtime.status import _instance"): "node-core",
-    # node-core (issue 9, "package cycle vrrp <-> track, hidden by a lazy __getattr__"): track.weights
-    # imports vrrp.events, which runs vrrp/__init__, whose lazy exports import vrrp.instance -> track.
-    ("cycle", "chimeha.track <-> chimeha.track.weights <-> chimeha.vrrp <-> chimeha.vrrp.instance <-> "
-              "chimeha.vrrp.sync_group"): "node-core",
-    # node-core: the sync group reaches into its member instances' fault bookkeeping.
-    ("private", "chimeha.vrrp.sync_group: culprit._fault_reason"): "node-core",
-    ("private", "chimeha.vrrp.sync_group: m._faults"): "node-core",
-    ("private", "chimeha.vrrp.sync_group: m._group_fault"): "node-core",
-}
+ALLOWED: dict[tuple[str, str], str] = {}  # emptied when node-core landed; keep it empty
 
 
 def module_name(path: Path) -> str:
