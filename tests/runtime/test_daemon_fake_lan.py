@@ -72,7 +72,7 @@ class FakeNetlink:
             (self.held.add if add else self.held.discard)(va.address)
         self.log.append(("add" if add else "del", name, tuple(v.address for v in addresses)))
 
-    def announce(self, name, addresses, dev, count):
+    def announce(self, name, addresses, dev, count, after=None, wanted=lambda: True):
         self.log.append(("garp", name, count))
 
     def remove_stale(self, name, addresses, dev):

@@ -41,6 +41,7 @@ class Executor:
         self.notifier = Notifier()
         self._cache: dict[tuple, bytes] = {}
         self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
+        self._holding: dict[str, bool] = {}  # instance -> its VIPs were last added (read by the garp thread)
         self._send_errors = 0
 
     # -- sockets --------------------------------------------------------------
@@ -102,10 +103,15 @@ class Executor:
         elif isinstance(a, (AddAddresses, RemoveAddresses)):
             spec = self.daemon.node.spec(a.instance) if a.instance in self.daemon.node.names else None
             dev = spec.interface if spec else ""
+            self._holding[a.instance] = isinstance(a, AddAddresses)
             self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev,
                                                   isinstance(a, AddAddresses)))
         elif isinstance(a, SendGratuitous):
-            self._track(a.instance, self.nl.announce(a.instance, a.addresses, a.interface, a.count))
+            # Not tracked: the takeover advert waits for the VIP (netlink), not for the burst, whose
+            # first raw socket can take tens of ms (measured ~40 ms: long enough for a peer to
+            # declare us down and claim the VIP too).
+            self.nl.announce(a.instance, a.addresses, a.interface, a.count, after=self._pending.get(a.instance),
+                             wanted=lambda n=a.instance: self._holding.get(n, True))
         elif isinstance(a, StateChanged):
             self._state_changed(a)
         elif isinstance(a, GroupStateChanged):

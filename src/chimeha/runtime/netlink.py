@@ -30,8 +30,13 @@ class NetlinkWorker:
     def __init__(self):
         self._ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chimeha-netlink",
                                                          initializer=_thread_init)
+        # Gratuitous ARP/NA on a thread of their own: a burst (and opening its raw socket) must
+        # never hold up the next VIP removal queued behind it (measured: ~40 ms, during which a
+        # backup that had just lost an election still held the VIP beside the new master).
+        self._garp_ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chimeha-garp",
+                                                              initializer=_thread_init)
         self._mgr: AddressManager | None = None
-        self._announcers: dict[str, Announcer] = {}
+        self._announcers: dict[str, Announcer] = {}  # used from the garp thread only
 
     def _m(self) -> AddressManager:
         if self._mgr is None:
@@ -67,9 +72,19 @@ class NetlinkWorker:
             return changed
         return self.submit(work)
 
-    def announce(self, name: str, addresses, dev: str, count: int) -> concurrent.futures.Future:
-        """Gratuitous ARP / unsolicited NA, ``count`` of each, for ``addresses``."""
-        def work(_m: AddressManager) -> None:
+    def announce(self, name: str, addresses, dev: str, count: int,
+                 after: concurrent.futures.Future | None = None,
+                 wanted=lambda: True) -> concurrent.futures.Future:
+        """Gratuitous ARP / unsolicited NA, ``count`` of each, for ``addresses``, once ``after`` is done.
+
+        Skipped when ``wanted()`` is false by then (the instance already gave the VIPs up): an
+        announcement for an address we no longer hold would point clients at the wrong node.
+        """
+        def work() -> None:
+            if after is not None:
+                concurrent.futures.wait([after])  # the VIP is in place before it is announced
+            if not wanted():
+                return
             for va in addresses:
                 try:
                     vip = vip_from_config(va, dev)
@@ -81,7 +96,7 @@ class NetlinkWorker:
                 except (OSError, ValueError) as exc:
                     log.warning("%s: gratuitous announcement for %s: %s", name,
                                 getattr(va, "address", va), exc)
-        return self.submit(work)
+        return self._garp_ex.submit(work)
 
     def remove_stale(self, name: str, addresses, dev: str) -> None:
         """Delete VIPs a killed previous run left behind (waits for completion)."""
@@ -96,12 +111,13 @@ class NetlinkWorker:
         self.call(work)
 
     def close(self) -> None:
-        def work(m: AddressManager) -> None:
+        def close_announcers() -> None:
             for ann in self._announcers.values():
                 ann.close()
             self._announcers.clear()
-            m.close()
         try:
-            self.call(work)
+            self._garp_ex.submit(close_announcers).result()
+            self.call(lambda m: m.close())
         finally:
+            self._garp_ex.shutdown(wait=True)
             self._ex.shutdown(wait=True)
