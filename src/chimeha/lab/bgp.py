@@ -27,7 +27,7 @@ from pathlib import Path
 
 from chimeha.lab import bgp_apps
 from chimeha.lab.cluster import daemon_argv
-from chimeha.lab.netns import NetnsError, Topology, run_ip
+from chimeha.lab.netns import BuiltOrTornDown, NetnsError, Topology, run_ip
 from chimeha.lab.node import Node, add_node
 
 VIP = "10.99.60.10"
@@ -89,7 +89,7 @@ exit
 """
 
 
-class BgpLab:
+class BgpLab(BuiltOrTornDown):
     """Build, drive and tear down the lab (use as a context manager)."""
 
     def __init__(self, tag: str = "bgp", logdir: str | None = None):
@@ -99,18 +99,7 @@ class BgpLab:
         self.daemons: dict[str, subprocess.Popen] = {}
 
     # ------------------------------------------------------------------ build
-    def __enter__(self) -> "BgpLab":
-        try:
-            self.open()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def open(self) -> None:
+    def build(self) -> None:
         self.topo.open()
         r = self.nodes["router"] = add_node(self.topo, "router", f"{ROUTER_LAN}/24", private_dirs=PRIVATE)
         c = self.nodes["client"] = add_node(self.topo, "client", private_dirs=PRIVATE)

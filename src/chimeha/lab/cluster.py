@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from chimeha.lab.netns import Topology
+from chimeha.lab.netns import BuiltOrTornDown, Topology
 from chimeha.lab.node import Node, add_node
 from chimeha.lab.probe import ProbeResult
 
@@ -144,7 +144,7 @@ class DaemonRun:
 
 
 @dataclass
-class SeedCluster:
+class SeedCluster(BuiltOrTornDown):
     """The seed's cluster. Use as a context manager; everything is removed on exit."""
 
     mode: str = "active-standby"
@@ -178,17 +178,6 @@ class SeedCluster:
         self.logdir = Path(tempfile.mkdtemp(prefix="chime-ha-lab-"))
 
     # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> "SeedCluster":
-        try:
-            self.build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def _say(self, text: str) -> None:
         if self.progress:
             self.progress(text)

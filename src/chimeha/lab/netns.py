@@ -67,6 +67,31 @@ def run_inside(place, cmd: list[str] | str, check: bool = True, timeout: float =
     return proc
 
 
+class BuiltOrTornDown:
+    """A lab as a context manager: ``build()`` on entry, ``close()`` on exit.
+
+    A build that fails half-way is torn down before the error propagates, so a
+    failed set-up never leaves namespaces or processes behind.
+    """
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
 class Host:
     """One namespace on the lab bridge."""
