@@ -32,7 +32,8 @@ RUN_PATH = textwrap.dedent("""
         daemon = Daemon(path, result.config)
         with tempfile.TemporaryDirectory() as tmp:
             args = run.argparse.Namespace(control=os.path.join(tmp, "control.sock"), metrics=metrics,
-                                          journal=os.path.join(tmp, "j.jsonl"), dump_dir=tmp)
+                                          journal=os.path.join(tmp, "j.jsonl"), dump_dir=tmp,
+                                          control_max_connections=64)
             closers = await run._start_observe(daemon, args, run.logging.getLogger("t"))
             assert len(closers) == 1, "the observer did not start"
             loaded = sorted(m for m in sys.modules if m.split(".")[0] in

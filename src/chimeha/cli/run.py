@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("--control", metavar="PATH", default=DEFAULT_CONTROL_PATH,
                    help="control socket for chime-ha status/journal/reload (default: %(default)s; "
                         "'none' disables it)")
+    p.add_argument("--control-max-connections", metavar="N", type=_positive, default=64,
+                   help="control connections served at once; when full the one idle longest is closed, "
+                        "and a connection idle 5 s without a request is closed (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="log level (default: %(default)s)")
     p.add_argument("--dataplane", default="auto", choices=DATAPLANES,
@@ -40,6 +43,16 @@ def add_parser(sub) -> None:
                         "process it found exits, besides its interval (default: %(default)s; "
                         "off: keepalived's schedule only)")
     p.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def setup_logging(level: str) -> None:
@@ -137,7 +150,7 @@ async def _start_observe(daemon, args, log) -> list:
 
     try:
         control = None if args.control in ("", "none") else args.control
-        options = {}
+        options = {"control_max_connections": args.control_max_connections}
         if args.dump_dir is not None:
             options["dump_paths"] = dump_paths(args.dump_dir)
         observer = await attach_running(daemon, control_path=control, metrics_addr=args.metrics,

@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import socket
 import stat
 import struct
@@ -40,6 +41,14 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTROL_PATH = "/run/chime-ha/control.sock"
 COMMANDS = ("status", "journal", "reload", "dump")
 MAX_LINE = 64 * 1024
+#: Connections served at once (each holds a file descriptor the daemon's scripts and sockets need too).
+DEFAULT_MAX_CONNECTIONS = 64
+#: Seconds a connection may take to send a complete request (or to read an answer) before it is closed.
+DEFAULT_IDLE_TIMEOUT = 5.0
+LISTEN_BACKLOG = 128
+ACCEPT_BACKOFF_MIN = 0.05
+ACCEPT_BACKOFF_MAX = 1.0
+ACCEPT_LOG_INTERVAL = 10.0
 
 
 class ControlError(Exception):
@@ -81,26 +90,63 @@ def _positive_int(value: Any, what: str) -> int | None:
 
 
 class ControlServer:
-    """Serves :data:`COMMANDS` for ``target`` on a root-only unix socket at ``path``."""
+    """Serves :data:`COMMANDS` for ``target`` on a root-only unix socket at ``path``.
 
-    def __init__(self, path: str, target: ControlTarget):
+    Limits, so that a client (or a thousand) cannot starve the daemon of file
+    descriptors: at most ``max_connections`` are open at once (when full, the
+    connection that has waited longest for a request is closed to make room; a
+    follower or a request being answered is never evicted, and if nothing can
+    be evicted the newcomer is told so and closed); a connection that sends no
+    complete request for ``idle_timeout`` seconds, or does not read its answer
+    within that time, is closed. Accept failures (EMFILE: out of descriptors)
+    back off up to :data:`ACCEPT_BACKOFF_MAX` seconds and are logged at most
+    once per :data:`ACCEPT_LOG_INTERVAL` seconds, without a traceback.
+    """
+
+    def __init__(self, path: str, target: ControlTarget, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT):
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive, got {idle_timeout}")
         self.path = path
         self.target = target
-        self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self._sock: socket.socket | None = None
+        self._acceptor: asyncio.Task | None = None
+        self._conns: dict[asyncio.Task, _Conn] = {}
         self._allowed_uids = {0, os.geteuid()}
+        self._accept_errors = 0  # since the last log line
+        self._accept_logged_at: float | None = None
+        #: What the limits did since start (tests and the operator's log read these).
+        self.stats = {"accepted": 0, "evicted": 0, "refused": 0, "idle_closed": 0, "accept_errors": 0}
+
+    @property
+    def connections(self) -> int:
+        """Control connections open now."""
+        return len(self._conns)
 
     async def start(self) -> None:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, mode=0o755, exist_ok=True)
         self._clear_stale()
+        self.max_connections = _fit_descriptor_limit(self.max_connections, self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_LINE)
+            sock.bind(self.path)
+            sock.listen(LISTEN_BACKLOG)
+        except OSError:
+            sock.close()
+            raise
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
+        sock.setblocking(False)
+        self._sock = sock
+        self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop(), name="chimeha-control-accept")
 
     def _clear_stale(self) -> None:
         """Remove a socket left by a dead daemon; refuse to steal a live one's."""
@@ -122,62 +168,139 @@ class ControlServer:
         raise ControlError(f"another chime-ha is already listening on {self.path}")
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            await asyncio.gather(self._acceptor, return_exceptions=True)
+            self._acceptor = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            tasks = list(self._conns)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._server.wait_closed()
-            self._server = None
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    # -- accepting ------------------------------------------------------------
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = ACCEPT_BACKOFF_MIN
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except OSError as exc:
+                # EMFILE/ENFILE/ENOBUFS/ENOMEM (and anything else the kernel says): the pending
+                # connection stays queued; wait, then try again. asyncio's own server would log a
+                # traceback for every attempt.
+                self._note_accept_error(exc, loop.time())
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX)
+                continue
+            backoff = ACCEPT_BACKOFF_MIN
+            self._flush_accept_errors(loop.time())
+            self.stats["accepted"] += 1
+            if len(self._conns) >= self.max_connections and not self._evict():
+                self.stats["refused"] += 1
+                _refuse(conn, f"too many control connections ({self.max_connections} busy); try again")
+                continue
+            try:
+                reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_LINE)
+            except OSError as exc:
+                conn.close()
+                self._note_accept_error(exc, loop.time())
+                continue
+            task = loop.create_task(self._serve(reader, writer), name="chimeha-control-conn")
+            self._conns[task] = _Conn(writer, loop.time())
+            task.add_done_callback(self._release)
+
+    def _release(self, task: asyncio.Task) -> None:
+        self._conns.pop(task, None)  # the slot is free (an evicted one was freed already)
+
+    def _evict(self) -> bool:
+        """Close the connection that has waited longest for a request; False if every one is busy."""
+        waiting = [(c.since, t) for t, c in self._conns.items() if c.waiting and not c.evicted]
+        if not waiting:
+            return False
+        _, task = min(waiting, key=lambda item: item[0])
+        conn = self._conns.pop(task)  # its slot is free now, its task ends on the next wakeup
+        conn.evicted = True
+        _say(conn.writer, f"closing: too many control connections (limit {self.max_connections})")
+        task.cancel()
+        self.stats["evicted"] += 1
+        return True
+
+    def _note_accept_error(self, exc: OSError, now: float) -> None:
+        self.stats["accept_errors"] += 1
+        self._accept_errors += 1
+        if self._accept_logged_at is None or now - self._accept_logged_at >= ACCEPT_LOG_INTERVAL:
+            log.error("control socket %s: cannot accept connections: %s (%d time(s); backing off, "
+                      "logged at most every %.0f s)", self.path, exc.strerror or exc, self._accept_errors,
+                      ACCEPT_LOG_INTERVAL)
+            self._accept_logged_at = now
+            self._accept_errors = 0
+
+    def _flush_accept_errors(self, now: float) -> None:
+        if self._accept_errors:
+            log.warning("control socket %s: accepting again (%d more accept failure(s) since the last message)",
+                        self.path, self._accept_errors)
+            self._accept_errors = 0
+            self._accept_logged_at = None
+
+    # -- one connection -------------------------------------------------------
+    async def _write(self, writer: asyncio.StreamWriter, obj: Any) -> None:
+        """Send one answer line; a client that does not read it within the idle timeout is dropped."""
+        writer.write(_dumps(obj))
+        await asyncio.wait_for(writer.drain(), self.idle_timeout)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task:
-            self._tasks.add(task)
         try:
             uid = _peer_uid(writer)
             if uid is not None and uid not in self._allowed_uids:
-                writer.write(_dumps({"ok": False, "error": "permission denied: the control socket is for root only"}))
-                await writer.drain()
+                await self._write(writer, {"ok": False, "error": "permission denied: the control socket is for root only"})
                 return
             while True:
                 try:
-                    line = await reader.readline()
+                    line = await asyncio.wait_for(reader.readline(), self.idle_timeout)
+                except asyncio.TimeoutError:
+                    self.stats["idle_closed"] += 1
+                    await self._write(writer, {"ok": False, "error": f"no complete request within "
+                                                                     f"{self.idle_timeout:g} s; closing"})
+                    return
                 except ValueError:  # longer than MAX_LINE
-                    writer.write(_dumps({"ok": False, "error": f"request longer than {MAX_LINE} bytes"}))
-                    await writer.drain()
+                    await self._write(writer, {"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
                     return
                 if not line:
                     return
                 if not line.strip():
                     continue
-                following = await self._handle(line, writer)
+                conn = self._conns.get(task)
+                if conn is not None:
+                    conn.waiting = False
+                following = await self._handle(line, writer, conn)
                 if following:
                     return
-        except (ConnectionError, asyncio.CancelledError):
+                if conn is not None:
+                    conn.waiting, conn.since = True, asyncio.get_running_loop().time()
+        except (ConnectionError, asyncio.CancelledError, asyncio.TimeoutError):
             pass
         except Exception:  # the server outlives any one bad conversation
             log.exception("control connection failed")
         finally:
-            if task:
-                self._tasks.discard(task)
             writer.close()
 
-    async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _handle(self, line: bytes, writer: asyncio.StreamWriter, conn: "_Conn | None") -> bool:
         """Answer one request; True when the connection turned into a journal follow."""
         try:
             req = json.loads(line)
         except ValueError as exc:
-            writer.write(_dumps({"ok": False, "error": f"request is not JSON: {exc}"}))
-            await writer.drain()
+            await self._write(writer, {"ok": False, "error": f"request is not JSON: {exc}"})
             return False
         if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-            writer.write(_dumps({"ok": False, "error": 'request must be a JSON object with a "cmd" string'}))
-            await writer.drain()
+            await self._write(writer, {"ok": False, "error": 'request must be a JSON object with a "cmd" string'})
             return False
         cmd = req["cmd"]
         try:
@@ -204,8 +327,7 @@ class ControlServer:
         except Exception as exc:
             log.exception("control command %s failed", cmd)
             reply = {"ok": False, "error": f"{cmd} failed inside the daemon: {exc!r}"}
-        writer.write(_dumps(reply))
-        await writer.drain()
+        await self._write(writer, reply)
         return False
 
     async def _follow(self, writer: asyncio.StreamWriter, limit: int | None, instance: str | None) -> None:
@@ -224,16 +346,55 @@ class ControlServer:
         try:
             backlog = self.target.journal_entries(limit, instance)
             last_seq = max((seq_of(e) for e in backlog), default=-1)
-            writer.write(_dumps({"ok": True, "result": {"entries": backlog}, "follow": True}))
-            await writer.drain()
+            await self._write(writer, {"ok": True, "result": {"entries": backlog}, "follow": True})
             while True:
                 entry = await queue.get()
                 if seq_of(entry) <= last_seq:
                     continue
-                writer.write(_dumps({"entry": entry}))
-                await writer.drain()
+                await self._write(writer, {"entry": entry})
         finally:
             unsubscribe()
+
+
+def _fit_descriptor_limit(wanted: int, path: str) -> int:
+    """At most a quarter of RLIMIT_NOFILE for control connections: scripts, sockets and netlink need the rest."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY or wanted <= soft // 4:
+        return wanted
+    fitted = max(1, soft // 4)
+    log.warning("control socket %s: serving %d connection(s) at once, not %d (the descriptor limit is %d)",
+                path, fitted, wanted, soft)
+    return fitted
+
+
+class _Conn:
+    """One open control connection: ``waiting`` for a request since ``since`` (loop time)."""
+
+    __slots__ = ("writer", "since", "waiting", "evicted")
+
+    def __init__(self, writer: asyncio.StreamWriter, since: float):
+        self.writer, self.since, self.waiting, self.evicted = writer, since, True, False
+
+
+def _say(writer: asyncio.StreamWriter, message: str) -> None:
+    """Best effort: one error line to a connection about to be closed (never blocks)."""
+    try:
+        writer.write(_dumps({"ok": False, "error": message}))
+    except (OSError, RuntimeError):
+        pass
+
+
+def _refuse(conn: socket.socket, message: str) -> None:
+    try:
+        conn.setblocking(False)
+        conn.send(_dumps({"ok": False, "error": message}))
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 # -- client (synchronous: the CLI needs no event loop) -------------------

@@ -25,7 +25,7 @@ import signal
 from typing import Any, Callable
 
 from . import sdnotify
-from .control import DEFAULT_CONTROL_PATH, ControlServer
+from .control import DEFAULT_CONTROL_PATH, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ControlServer
 from .dumps import RENDERERS, DumpPaths, write_dump
 from .journal import DEFAULT_JOURNAL_PATH, Journal, state_name
 from .schema import InstanceStatus, Snapshot, instance_status, normalize
@@ -59,7 +59,9 @@ class Observer:
     def __init__(self, daemon: Any, control_path: str | None = DEFAULT_CONTROL_PATH,
                  metrics_addr: str | None = None, journal_path: str | None = DEFAULT_JOURNAL_PATH,
                  dump_paths: DumpPaths = DumpPaths(), watch_interval: float = 0.5,
-                 signals: bool = True, journal_size: int = 1000, metrics: bool | None = None):
+                 signals: bool = True, journal_size: int = 1000, metrics: bool | None = None,
+                 control_max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 control_idle_timeout: float = DEFAULT_IDLE_TIMEOUT):
         self.daemon = daemon
         self.dump_paths = dump_paths
         self.watch_interval = watch_interval
@@ -70,7 +72,8 @@ class Observer:
 
             self.metrics = Metrics(self.snapshot)
             self.journal.subscribe(self.metrics.on_entry)
-        self.control = ControlServer(control_path, self) if control_path else None
+        self.control = ControlServer(control_path, self, max_connections=control_max_connections,
+                                     idle_timeout=control_idle_timeout) if control_path else None
         self.http = None
         if metrics_addr:
             from .http import HttpServer
