@@ -12,6 +12,8 @@ import copy
 import threading
 import time
 
+from chimeha.vrrp.events import State, StateChanged
+
 
 def sample_snapshot() -> dict:
     """A two-instance, one-script, one-virtual-server snapshot in the documented schema."""
@@ -64,13 +66,26 @@ def sample_snapshot() -> dict:
 
 
 class FakeDaemon:
-    """Test double for runtime.Daemon: ``snap`` is what snapshot() returns."""
+    """Test double for runtime.Daemon (observe.service.ObservedDaemon): ``snap`` is what snapshot() returns."""
 
     def __init__(self, snap: dict | None = None):
         self.snap = snap if snap is not None else sample_snapshot()
         self.reload_result: object = {"ok": True, "message": "reloaded: 2 kept", "diagnostics": []}
         self.reloads = 0
         self.fail_snapshot = False
+        self.state_hooks: list = []
+        self.event_hooks: list = []
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Moves at every look: tests edit ``snap`` behind the observer's back."""
+        self._generation += 1
+        return self._generation
+
+    def instance_snapshot(self, name: str) -> dict | None:
+        inst = self.snapshot()["instances"].get(name)
+        return None if inst is None else inst
 
     def snapshot(self) -> dict:
         if self.fail_snapshot:
@@ -86,11 +101,10 @@ class FakeDaemon:
         return self.reload_result
 
 
-class Event:
-    """A StateChanged-shaped event (the real one is chimeha.vrrp.events.StateChanged)."""
-
-    def __init__(self, instance, old, new, reason, at):
-        self.instance, self.old, self.new, self.reason, self.at = instance, old, new, reason, at
+def Event(instance, old, new, reason, at=None, failover=None) -> StateChanged:
+    """The core's StateChanged from state words (``at`` None: now, on the monotonic clock)."""
+    return StateChanged(instance, State(old), State(new), reason, time.monotonic() if at is None else at,
+                        failover=failover)
 
 
 class ThreadedObserver:

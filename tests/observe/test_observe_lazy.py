@@ -78,54 +78,35 @@ def test_observer_without_address_has_no_metrics_or_listener_unless_asked():
 
 
 class CountingDaemon(FakeDaemon):
-    """Counts full snapshots; optionally offers the per-instance one."""
+    """Counts full and per-instance snapshots."""
 
-    def __init__(self, per_instance: bool):
+    def __init__(self):
         super().__init__()
         self.full = 0
         self.single: list[str] = []
-        if per_instance:
-            self.instance_snapshot = self._instance_snapshot
 
     def snapshot(self) -> dict:
         self.full += 1
         return super().snapshot()
 
-    def _instance_snapshot(self, name):
+    def instance_snapshot(self, name):
         self.single.append(name)
         inst = self.snap["instances"].get(name)
         return None if inst is None else dict(inst)
 
 
-def _failover(daemon):
-    inst = daemon.snap["instances"]["VI_2"]
-    inst["state"] = "MASTER"
-    inst["split_brain"] = {"active": True, "peer": "192.168.231.12", "since": 1e9}
-    inst["failovers"] = {"count": 1, "last_seconds": 3.0121, "recent": [3.0121]}
-    return StateChanged(instance="VI_2", old=State.BACKUP, new=State.MASTER, reason="no advertisement", at=1.0)
-
-
-def test_transition_builds_only_the_instances_status_when_the_daemon_offers_it():
-    daemon = CountingDaemon(per_instance=True)
-    obs = attach(daemon, control_path=None, metrics_addr=None, journal_path=None, signals=False)
+def test_a_transition_builds_no_status_at_all():
+    """A 100-instance failover is 100 transitions: each one is journaled from the event alone."""
+    daemon = CountingDaemon()
+    obs = attach(daemon, control_path=None, metrics_addr=None, journal_path=None, signals=False, metrics=True)
     obs.poll()
     before = daemon.full
-    entry = obs.on_transition(_failover(daemon))
-    assert daemon.full == before and daemon.single == ["VI_2"]
-    # Same outcome as from the full snapshot: failover on the entry, split brain journaled.
+    entry = obs.on_transition(StateChanged(instance="VI_2", old=State.BACKUP, new=State.MASTER,
+                                           reason="no advertisement", at=1.0, failover=3.0121))
+    assert (daemon.full, daemon.single) == (before, [])
     assert entry["failover_seconds"] == 3.0121
-    assert [e["kind"] for e in obs.journal.entries()] == ["transition", "split_brain"]
-    assert obs._summary_cached() == obs._summary() == "VI_1 MASTER; VI_2 SPLIT BRAIN"
+    assert obs._summary_cached() == "VI_1 MASTER; VI_2 MASTER"
     gone = obs.on_transition(StateChanged(instance="gone", old=State.MASTER, new=State.INIT,
                                           reason="removed", at=2.0))
     assert gone["instance"] == "gone" and "failover_seconds" not in gone
-
-
-def test_transition_without_per_instance_snapshot_gives_the_same_entries():
-    daemon = CountingDaemon(per_instance=False)
-    obs = attach(daemon, control_path=None, metrics_addr=None, journal_path=None, signals=False)
-    obs.poll()
-    entry = obs.on_transition(_failover(daemon))
-    assert entry["failover_seconds"] == 3.0121
-    assert [e["kind"] for e in obs.journal.entries()] == ["transition", "split_brain"]
-    assert obs._summary_cached() == "VI_1 MASTER; VI_2 SPLIT BRAIN"
+    assert (daemon.full, daemon.single) == (before, [])

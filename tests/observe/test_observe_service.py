@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chimeha.observe import attach
 from chimeha.observe.dumps import DumpPaths
+from chimeha.runtime.status import ReloadOutcome
 from chimeha.vrrp.events import PriorityChanged, SplitBrain, State, StateChanged
 
 from observe_fakes import FakeDaemon
@@ -28,62 +29,59 @@ def make(tmp_path, **kw):
                   dump_paths=paths, **kw)
 
 
-def test_failover_measured_by_the_daemon_lands_on_the_entry_and_histogram(tmp_path):
+def test_failover_measured_by_the_core_lands_on_the_entry_and_histogram(tmp_path):
     obs = make(tmp_path)
-    obs.poll()  # the failover that happened before attach is counted once
-    inst = obs.daemon.snap["instances"]["VI_2"]
-    inst["state"] = "MASTER"
-    inst["failovers"] = {"count": 1, "last_seconds": 3.0121, "recent": [3.0121]}
+    obs.poll()
+    # The snapshot's failover history (from before attach, or anything else in it) is not re-counted:
+    # only the core's StateChanged feeds the histogram.
+    obs.daemon.snap["instances"]["VI_2"]["failovers"] = {"count": 7, "last_seconds": 9.0, "recent": [9.0]}
     entry = obs.on_transition(StateChanged(instance="VI_2", old=State.BACKUP, new=State.MASTER,
-                                           reason="no advertisement from 192.168.231.12 for 3.008 s", at=1.0))
+                                           reason="no advertisement from 192.168.231.12 for 3.008 s", at=1.0,
+                                           failover=3.0121))
     assert entry["failover_seconds"] == 3.0121
-    obs.poll()  # the watcher must not count it a second time
+    obs.poll()
     assert metric(obs, "chimeha_vrrp_failover_seconds_count", instance="VI_2") == 1
     assert metric(obs, "chimeha_vrrp_failover_seconds_bucket", instance="VI_2", le="3.5") == 1
     assert metric(obs, "chimeha_vrrp_failover_seconds_bucket", instance="VI_2", le="3.0") == 0
-    assert metric(obs, "chimeha_vrrp_failover_seconds_count", instance="VI_1") == 1
+    assert metric(obs, "chimeha_vrrp_failover_seconds_count", instance="VI_1") is None
+    # The core's count of measured takeovers is exported as it is.
+    assert metric(obs, "chimeha_vrrp_failovers_total", instance="VI_2") == 7
+    unmeasured = obs.on_transition(StateChanged(instance="VI_2", old=State.INIT, new=State.MASTER,
+                                                reason="startup", at=2.0))
+    assert "failover_seconds" not in unmeasured
+    assert metric(obs, "chimeha_vrrp_failover_seconds_count", instance="VI_2") == 1
 
 
-def test_failovers_past_the_daemons_cap_are_still_counted(tmp_path):
-    obs = make(tmp_path)
-    inst = obs.daemon.snap["instances"]["VI_2"]
-    inst["failovers"] = {"count": 3, "last_seconds": 3.0, "recent": [1.0, 2.0, 3.0]}
-    obs.poll()
-    # A daemon that caps count at len(recent): the list shifts, the count does not grow.
-    inst["failovers"] = {"count": 3, "last_seconds": 4.0, "recent": [2.0, 3.0, 4.0]}
-    obs.poll()
-    assert metric(obs, "chimeha_vrrp_failover_seconds_count", instance="VI_2") == 4
-    assert metric(obs, "chimeha_vrrp_failover_seconds_sum", instance="VI_2") == 10.0
-
-
-def test_split_brain_is_journaled_once_per_episode_and_resolved(tmp_path):
+def test_split_brain_starts_per_rival_and_ends_once_as_the_core_reports_them(tmp_path):
     obs = make(tmp_path)
     obs.poll()
-    sb = SplitBrain(instance="VI_1", peer="192.168.231.12", peer_priority=255, local_priority=255,
-                    reason="another master 192.168.231.12 (priority 255) for VRID 51", at=2.0)
-    obs.daemon.snap["instances"]["VI_1"]["split_brain"] = {"active": True, "peer": "192.168.231.12", "since": 1e9 + 5}
+    sb = SplitBrain(instance="VI_1", peer="192.168.231.12", peer_priority=254, local_priority=255,
+                    reason="192.168.231.12 is also MASTER at lower priority 254 (ours 255)", at=2.0)
     first = obs.on_event(sb)
-    assert first["kind"] == "split_brain" and first["peer"] == "192.168.231.12" and first["to"] == "SPLIT_BRAIN"
-    assert obs.on_event(sb) is None  # the next advert from the same master is the same episode
-    obs.poll()
-    assert [e["kind"] for e in obs.journal.entries()] == ["split_brain"]
-    assert metric(obs, "chimeha_vrrp_split_brain", instance="VI_1", peer="192.168.231.12") == 1
-    assert metric(obs, "chimeha_vrrp_split_brain_episodes_total", instance="VI_1") == 1
-    obs.daemon.snap["instances"]["VI_1"]["split_brain"] = {"active": False, "peer": None, "since": None}
-    obs.daemon.snap["instances"]["VI_1"]["state"] = "BACKUP"
-    obs.poll()
-    last = obs.journal.entries()[-1]
-    assert (last["kind"], last["from"], last["to"]) == ("split_brain_resolved", "SPLIT_BRAIN", "BACKUP")
+    assert (first["kind"], first["from"], first["to"]) == ("split_brain", "MASTER", "SPLIT_BRAIN")
+    assert first["peer"] == "192.168.231.12" and first["peer_priority"] == 254
+    assert first["reason"] == "192.168.231.12 is also MASTER at lower priority 254 (ours 255)"
+    assert obs._summary_cached().startswith("VI_1 SPLIT BRAIN")
+    second = obs.on_event(SplitBrain("VI_1", "192.168.231.13", 200, 255, "192.168.231.13 is also MASTER", 2.5))
+    assert second["peer"] == "192.168.231.13"
+    obs.poll()  # the watcher journals nothing: split brain is the core's, reported as events
+    assert [e["kind"] for e in obs.journal.entries()] == ["split_brain", "split_brain"]
+    obs.daemon.snap["instances"]["VI_1"]["state"] = "BACKUP"  # the core left MASTER, ending the episode
+    end = obs.on_event(SplitBrain("VI_1", "192.168.231.13", 200, 255, "split brain over: higher priority", 3.0,
+                                  healing=True))
+    assert (end["kind"], end["from"], end["to"]) == ("split_brain_resolved", "SPLIT_BRAIN", "BACKUP")
+    assert end["reason"] == "split brain over: higher priority" and end["peer"] == "192.168.231.13"
+    assert not obs._summary_cached().startswith("VI_1 SPLIT BRAIN")
 
 
-def test_split_brain_seen_only_in_the_snapshot_is_journaled_too(tmp_path):
+def test_split_brain_metrics_are_the_cores(tmp_path):
     obs = make(tmp_path)
-    obs.daemon.snap["instances"]["VI_2"]["split_brain"] = {"active": True, "peer": "192.168.231.12", "since": 1e9}
-    obs.poll()
-    obs.poll()
-    entries = obs.journal.entries()
-    assert len(entries) == 1 and entries[0]["peer"] == "192.168.231.12"
-    assert "VRID 52" in entries[0]["reason"]
+    inst = obs.daemon.snap["instances"]["VI_1"]
+    inst["split_brain"] = {"active": True, "peer": "192.168.231.12", "since": 1e9 + 5}
+    inst["split_brain_episodes"] = 3
+    obs.on_event(SplitBrain("VI_1", "192.168.231.12", 255, 255, "also MASTER", 2.0))
+    assert metric(obs, "chimeha_vrrp_split_brain", instance="VI_1", peer="192.168.231.12") == 1
+    assert metric(obs, "chimeha_vrrp_split_brain_episodes_total", instance="VI_1") == 3  # not 1 + 3
 
 
 def test_priority_changes_are_journaled_and_unknown_actions_ignored(tmp_path):
@@ -102,13 +100,24 @@ async def test_reload_outcomes(tmp_path):
     obs.daemon.reload_result = RuntimeError("disk on fire")
     bad = await obs.reload()
     assert bad["ok"] is False and "disk on fire" in bad["message"]
-
-    class NoReload:
-        def snapshot(self):
-            return {}
-    obs.daemon = NoReload()
-    assert (await obs.reload())["message"] == "this daemon cannot reload its configuration"
     assert [e.get("ok") for e in obs.journal.entries() if e["kind"] == "reload"] == [True, False]
+
+
+async def test_a_reload_the_daemon_reports_is_journaled_once(tmp_path):
+    obs = make(tmp_path)
+    outcome = ReloadOutcome(False, ("k.conf:3: unknown keyword",), "invalid configuration; still running the old one",
+                            5.0)
+
+    async def reporting_reload():  # the real daemon hands its ReloadOutcome to the event hooks
+        obs.on_event(outcome)
+        return outcome.as_dict()
+    obs.daemon.reload = reporting_reload
+    answer = await obs.reload()
+    assert answer == {"ok": False, "message": "invalid configuration; still running the old one",
+                      "diagnostics": ["k.conf:3: unknown keyword"]}
+    obs.on_event(ReloadOutcome(True, (), "reloaded: 1 instance(s) unchanged", 6.0))  # a SIGHUP reload
+    assert [(e["ok"], e["reason"]) for e in obs.journal.entries() if e["kind"] == "reload"] == [
+        (False, "invalid configuration; still running the old one"), (True, "reloaded: 1 instance(s) unchanged")]
 
 
 async def test_dump_signals_write_keepalived_files(tmp_path):
@@ -144,25 +153,3 @@ async def test_start_failure_leaves_nothing_open(tmp_path):
     finally:
         blocker.close()
         await blocker.wait_closed()
-
-
-def test_split_brain_healing_is_journaled_at_once_without_waiting_for_a_poll(tmp_path):
-    obs = make(tmp_path)
-    obs.poll()
-    start = SplitBrain(instance="VI_1", peer="192.168.231.12", peer_priority=255, local_priority=255,
-                       reason="another master 192.168.231.12 (priority 255) for VRID 51", at=2.0)
-    heal = SplitBrain(instance="VI_1", peer="192.168.231.12", peer_priority=255, local_priority=255,
-                      reason="no advertisement from 192.168.231.12 for 3.008 s", at=5.0, healing=True)
-    assert obs.on_event(heal) is None  # no episode open: nothing to resolve
-    obs.daemon.snap["instances"]["VI_1"]["split_brain"] = {"active": True, "peer": "192.168.231.12", "since": 1e9}
-    obs.on_event(start)
-    obs.daemon.snap["instances"]["VI_1"]["split_brain"] = {"active": False, "peer": None, "since": None}
-    entry = obs.on_event(heal)  # no poll in between: the entry comes from the event itself
-    assert (entry["kind"], entry["from"], entry["to"]) == ("split_brain_resolved", "SPLIT_BRAIN", "MASTER")
-    assert entry["reason"] == "no advertisement from 192.168.231.12 for 3.008 s"
-    assert entry["peer"] == "192.168.231.12"
-    assert [e["kind"] for e in obs.journal.entries()] == ["split_brain", "split_brain_resolved"]
-    obs.poll()  # the watcher agrees and does not journal the end a second time
-    assert obs.on_event(heal) is None
-    assert [e["kind"] for e in obs.journal.entries()] == ["split_brain", "split_brain_resolved"]
-    assert metric(obs, "chimeha_vrrp_split_brain_episodes_total", instance="VI_1") == 1

@@ -14,6 +14,8 @@ import pytest
 
 from chimeha.observe import attach
 
+from chimeha.vrrp.events import SplitBrain
+
 from observe_fakes import Event, FakeDaemon, ThreadedObserver
 from observe_png import count_colour, read_png
 
@@ -67,6 +69,9 @@ def page(tmp_path):
     (tmp_path / "profile").mkdir()
     with ThreadedObserver(obs) as threaded:
         threaded.call(obs.on_transition, Event("VI_3", "BACKUP", "FAULT", "interface ens192 is down", time.time() - 60))
+        # The core reports the split brain the snapshot shows (the timeline entry comes from the event).
+        threaded.call(obs.on_event, SplitBrain("VI_1", "192.168.231.12", 255, 255,
+                                               "192.168.231.12 is also MASTER at equal priority 255", time.time() - 5))
         yield threaded, daemon
 
 

@@ -57,6 +57,10 @@ class DumpPaths:
     stats: str = STATS_PATH
     json: str = JSON_PATH
 
+    def of(self, kind: str) -> str:
+        """The path of dump ``kind`` (a key of :data:`RENDERERS`)."""
+        return {"data": self.data, "stats": self.stats, "json": self.json}[kind]
+
 
 def _classify(drops: dict[str, int]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Split drop counts into keepalived's packet and auth error lines plus the rest."""
@@ -260,7 +264,7 @@ def write_dump(kind: str, snap: Snapshot, paths: DumpPaths = DumpPaths()) -> str
     """Write one dump (``data``, ``stats`` or ``json``) and return its path."""
     if kind not in RENDERERS:
         raise ValueError(f"unknown dump kind {kind!r} (expected one of: {', '.join(RENDERERS)})")
-    path = getattr(paths, kind)
+    path = paths.of(kind)
     write_atomic(path, RENDERERS[kind](snap))
     return path
 

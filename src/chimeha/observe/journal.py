@@ -14,9 +14,10 @@ An entry is a flat JSON object::
      "reason": "no advertisement from 192.168.231.11 for 3.008 s"}
 
 ``kind`` is ``transition``, ``split_brain`` (``to`` is ``SPLIT_BRAIN``, ``peer``
-names the other master), ``split_brain_resolved``, ``priority`` (``from`` and
+names the other master; one entry per rival master the core reports, the
+first opens the episode), ``split_brain_resolved`` (once per episode), ``priority`` (``from`` and
 ``to`` are the old and new effective priority) or ``reload``. A BACKUP ->
-MASTER transition carries ``failover_seconds`` when the daemon measured it. ``at`` is
+MASTER transition carries ``failover_seconds`` when the core measured it. ``at`` is
 wall-clock epoch seconds. Writing the file is best effort: a full disk or a
 missing directory is logged once and the in-memory journal keeps working.
 """
@@ -29,6 +30,8 @@ import os
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
+
+from chimeha.vrrp.events import State, StateChanged
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +125,10 @@ class Journal:
                 log.exception("journal listener failed")
         return entry
 
-    def record(self, event: Any) -> dict[str, Any]:
-        """Journal a ``StateChanged``-like event (attributes instance, old, new, reason, at)."""
-        return self.append("transition", getattr(event, "instance", "?"),
-                           state_name(getattr(event, "old", "?")),
-                           state_name(getattr(event, "new", "?")),
-                           getattr(event, "reason", "") or "", getattr(event, "at", None),
-                           failover_seconds=getattr(event, "failover_seconds", None))
+    def record(self, event: StateChanged) -> dict[str, Any]:
+        """Journal the core's ``StateChanged`` (with the failover duration it measured, if any)."""
+        return self.append("transition", event.instance, state_name(event.old), state_name(event.new),
+                           event.reason, event.at, failover_seconds=event.failover)
 
     def _write(self, entry: dict[str, Any]) -> None:
         if not self.path:
@@ -186,10 +186,9 @@ def seq_of(entry: dict[str, Any]) -> int:
         return 0
 
 
-def state_name(state: Any) -> str:
-    """Enum members print as their name, strings stay as they are."""
-    name = getattr(state, "name", None)
-    return str(name if isinstance(name, str) else state).upper()
+def state_name(state: State | str) -> str:
+    """A core state (or a state word) as the journal spells it: upper case."""
+    return str(state).upper()
 
 
 def format_entry(entry: dict[str, Any]) -> str:

@@ -7,8 +7,12 @@ Two kinds of series live in one private :class:`CollectorRegistry`:
   servers, data-plane counters), so they can never drift from what
   ``chime-ha status`` shows;
 * event series that a snapshot cannot reconstruct, fed as events happen:
-  transitions by (from, to), split-brain episodes and the failover duration
-  histogram.
+  transitions by (from, to) and the failover duration histogram (from the
+  durations the core puts into its ``StateChanged`` events).
+
+Every counter the core keeps per instance is exported as
+``chimeha_vrrp_<key>_total`` for each key of :data:`.schema.COUNTER_KEYS`
+(derived from the core's dataclasses, so a new counter cannot be forgotten).
 
 Every name starts with ``chimeha_``; the list is in docs/operations.md.
 """
@@ -21,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from .schema import STATES, STAT_KEYS, Snapshot
+from .schema import COUNTER_KEYS, STATES, STAT_KEYS, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -29,6 +33,24 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # seed's advert_int 1) and about skew for a master that says goodbye; the
 # buckets resolve both regimes.
 FAILOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 3.5, 4.0, 5.0, 7.5, 10.0, 30.0)
+
+
+#: HELP text of the per-instance counters (schema.COUNTER_KEYS); a counter missing here gets its name in words.
+COUNTER_HELP = {
+    "adverts_sent": "VRRP advertisement datagrams sent (one per unicast peer)",
+    "adverts_received": "Valid VRRP advertisements received",
+    "send_errors": "VRRP advertisements the kernel refused to send",
+    "adverts_scheduled": "VRRP advertisements the state machine sent (before fan-out to unicast peers)",
+    "adverts_processed": "VRRP advertisements the state machine processed",
+    "priority_zero_sent": "Priority-0 (resign) advertisements sent",
+    "priority_zero_received": "Priority-0 (resign) advertisements received",
+    "became_master": "Times the instance became master",
+    "released_master": "Times the instance left the master state",
+    "entered_fault": "Times the instance entered the FAULT state",
+    "split_brain_episodes": "Split-brain episodes (another master heard while master)",
+    "lower_priority_received": "Advertisements from another master with a lower priority (or losing the tie)",
+    "interval_adopted": "Times a backup adopted the master's advertisement interval",
+}
 
 
 class SnapshotCollector(Collector):
@@ -64,12 +86,9 @@ def _instance_metrics(snap: Snapshot) -> Iterator:
     eff = GaugeMetricFamily("chimeha_vrrp_effective_priority", "VRRP priority after tracking weights", labels=["instance"])
     vips = GaugeMetricFamily("chimeha_vrrp_vips_owned", "1 when this node holds the instance's virtual addresses", labels=["instance"])
     split = GaugeMetricFamily("chimeha_vrrp_split_brain", "1 while this master hears another master for its VRID", labels=["instance", "peer"])
-    sent = CounterMetricFamily("chimeha_vrrp_adverts_sent", "VRRP advertisements sent", labels=["instance"])
-    rcvd = CounterMetricFamily("chimeha_vrrp_adverts_received", "Valid VRRP advertisements received", labels=["instance"])
-    pz_sent = CounterMetricFamily("chimeha_vrrp_priority_zero_sent", "Priority-0 (resign) advertisements sent", labels=["instance"])
-    pz_rcvd = CounterMetricFamily("chimeha_vrrp_priority_zero_received", "Priority-0 (resign) advertisements received", labels=["instance"])
-    became = CounterMetricFamily("chimeha_vrrp_became_master", "Times the instance became master", labels=["instance"])
-    released = CounterMetricFamily("chimeha_vrrp_released_master", "Times the instance left the master state", labels=["instance"])
+    counters = {k: CounterMetricFamily(f"chimeha_vrrp_{k}", COUNTER_HELP.get(k, f"VRRP {k.replace('_', ' ')}"),
+                                       labels=["instance"]) for k in COUNTER_KEYS}
+    failovers = CounterMetricFamily("chimeha_vrrp_failovers", "Takeovers whose duration the node measured", labels=["instance"])
     drops = CounterMetricFamily("chimeha_vrrp_drops", "VRRP packets dropped, by reason", labels=["instance", "reason"])
     last = GaugeMetricFamily("chimeha_vrrp_last_transition_timestamp_seconds", "When the instance last changed state", labels=["instance"])
     last_fo = GaugeMetricFamily("chimeha_vrrp_last_failover_seconds", "Duration of the last takeover, last advert heard to VIP taken", labels=["instance"])
@@ -80,19 +99,16 @@ def _instance_metrics(snap: Snapshot) -> Iterator:
         eff.add_metric([name], inst["effective_priority"])
         vips.add_metric([name], 1.0 if inst["vips_owned"] else 0.0)
         split.add_metric([name, inst["split_brain"]["peer"] or ""], 1.0 if inst["split_brain"]["active"] else 0.0)
-        sent.add_metric([name], inst["adverts_sent"])
-        rcvd.add_metric([name], inst["adverts_received"])
-        pz_sent.add_metric([name], inst["priority_zero_sent"])
-        pz_rcvd.add_metric([name], inst["priority_zero_received"])
-        became.add_metric([name], inst["became_master"])
-        released.add_metric([name], inst["released_master"])
+        for k, family in counters.items():
+            family.add_metric([name], inst[k])
+        failovers.add_metric([name], inst["failovers"]["count"])
         for reason, n in sorted(inst["drops_by_reason"].items()):
             drops.add_metric([name, reason], n)
         if inst["last_transition"]:
             last.add_metric([name], inst["last_transition"]["at"])
         if inst["failovers"]["last_seconds"] is not None:
             last_fo.add_metric([name], inst["failovers"]["last_seconds"])
-    yield from (state, base, eff, vips, split, sent, rcvd, pz_sent, pz_rcvd, became, released, drops, last, last_fo)
+    yield from (state, base, eff, vips, split, *counters.values(), failovers, drops, last, last_fo)
 
 
 def _script_metrics(snap: Snapshot) -> Iterator:
@@ -131,19 +147,15 @@ class Metrics:
         self.registry.register(SnapshotCollector(provider))
         self.transitions = Counter("chimeha_vrrp_transitions", "VRRP state transitions",
                                    ["instance", "from", "to"], registry=self.registry)
-        self.split_brains = Counter("chimeha_vrrp_split_brain_episodes", "Split-brain episodes detected",
-                                    ["instance"], registry=self.registry)
         self.failover = Histogram("chimeha_vrrp_failover_seconds",
                                   "Takeover duration measured by the daemon: last advert heard to VIP taken",
                                   ["instance"], buckets=FAILOVER_BUCKETS, registry=self.registry)
 
     def on_entry(self, entry: dict) -> None:
-        """Count a journal entry (transition or split-brain start)."""
-        inst = str(entry.get("instance", "?"))
+        """Count a journal entry (transitions by from/to; every other count is the core's, in the snapshot)."""
         if entry.get("kind") == "transition":
+            inst = str(entry.get("instance", "?"))
             self.transitions.labels(inst, str(entry.get("from", "?")), str(entry.get("to", "?"))).inc()
-        elif entry.get("kind") == "split_brain":
-            self.split_brains.labels(inst).inc()
 
     def observe_failover(self, instance: str, seconds: float) -> None:
         self.failover.labels(instance).observe(max(0.0, float(seconds)))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 
-from .schema import Snapshot
+from .schema import COUNTER_KEYS, Snapshot
+
+# Counters the "adverts" row already shows.
+_SHOWN_ABOVE = ("adverts_sent", "adverts_received", "priority_zero_sent", "priority_zero_received")
 
 
 def _when(at: float | None) -> str:
@@ -48,6 +51,9 @@ def render_status(snap: Snapshot, now: float | None = None) -> str:
         rows.append(("VIPs", (", ".join(inst["vips"]) or "none") + (" (held here)" if inst["vips_owned"] else " (not held here)")))
         rows.append(("adverts", f"sent {inst['adverts_sent']}, received {inst['adverts_received']}"
                                 f" (priority 0: sent {inst['priority_zero_sent']}, received {inst['priority_zero_received']})"))
+        if inst["send_errors"]:
+            rows.append(("send errors", str(inst["send_errors"])))
+        rows.append(("counters", ", ".join(f"{k} {inst[k]}" for k in COUNTER_KEYS if k not in _SHOWN_ABOVE)))
         drops = inst["drops_by_reason"]
         rows.append(("dropped", ", ".join(f"{r} {n}" for r, n in sorted(drops.items())) if sum(drops.values()) else "none"))
         lt = inst["last_transition"]

@@ -17,6 +17,12 @@ import math
 from enum import Enum
 from typing import Any, TypedDict
 
+from chimeha.runtime.status import INSTANCE_COUNTERS, NODE_COUNTERS
+
+#: Every per-instance counter in a snapshot entry: the node's (datagrams sent, accepted, send
+#: errors) then the state machine's (priority 0, takeovers, faults, split brains...).
+COUNTER_KEYS = tuple(dict.fromkeys((*NODE_COUNTERS.values(), *INSTANCE_COUNTERS)))
+
 SCHEMA_VERSION = 1
 
 #: VRRP states as they appear in the snapshot and the journal.
@@ -49,17 +55,26 @@ class InstanceStatus(TypedDict):
     vips: list[str]  # configured VIPs, CIDR
     vips_owned: bool  # the VIPs are on our interface now
     advert_interval: float
-    adverts_sent: int
-    adverts_received: int
+    adverts_sent: int  # datagrams the kernel accepted (one per unicast peer)
+    adverts_received: int  # datagrams that passed validation for this VRID
+    send_errors: int
+    adverts_scheduled: int  # advertisements the state machine decided to send
+    adverts_processed: int
     priority_zero_sent: int
     priority_zero_received: int
     became_master: int
     released_master: int
+    entered_fault: int
+    split_brain_episodes: int
+    lower_priority_received: int  # adverts from another master we out-rank (split brain material)
+    interval_adopted: int  # a backup took the master's advert interval (v3)
     drops_by_reason: dict[str, int]  # reason (vrrp.packet drop enum) -> count
     last_transition: Transition | None
     split_brain: SplitBrain
     failovers: Failovers
     track_scripts: list[str]  # names of the vrrp_scripts this instance tracks
+    faults: list[str]  # why the instance is in FAULT (empty otherwise)
+    sync_group: str | None
 
 
 class ScriptStatus(TypedDict):
@@ -190,12 +205,7 @@ def _instance(name: str, raw: Any) -> InstanceStatus:
         "vips": [str(v) for v in (raw.get("vips") or [])],
         "vips_owned": bool(raw.get("vips_owned", False)),
         "advert_interval": _float(raw.get("advert_interval")) or 1.0,
-        "adverts_sent": _int(raw.get("adverts_sent")),
-        "adverts_received": _int(raw.get("adverts_received")),
-        "priority_zero_sent": _int(raw.get("priority_zero_sent")),
-        "priority_zero_received": _int(raw.get("priority_zero_received")),
-        "became_master": _int(raw.get("became_master")),
-        "released_master": _int(raw.get("released_master")),
+        **{k: _int(raw.get(k)) for k in COUNTER_KEYS},
         "drops_by_reason": _counts(raw.get("drops_by_reason")),
         "last_transition": _transition(raw.get("last_transition")),
         "split_brain": {
@@ -210,6 +220,8 @@ def _instance(name: str, raw: Any) -> InstanceStatus:
             "recent": recent,
         },
         "track_scripts": [str(s) for s in (raw.get("track_scripts") or [])],
+        "faults": [str(f) for f in (raw.get("faults") or [])],
+        "sync_group": None if raw.get("sync_group") in (None, "") else str(raw.get("sync_group")),
     }
 
 

@@ -1,14 +1,18 @@
 """The one object the daemon attaches to be observable.
 
 :class:`Observer` ties the parts together: it reads ``daemon.snapshot()``
-(normalized by :mod:`.schema`), journals every ``StateChanged`` handed to
-:meth:`Observer.on_transition`, serves the control socket and the metrics
-address, answers keepalived's dump signals and tells systemd what is going on.
+(normalized by :mod:`.schema`), journals the core's typed events handed to
+:meth:`Observer.on_transition` (``StateChanged``) and :meth:`Observer.on_event`
+(``SplitBrain``, ``PriorityChanged``, the daemon's ``ReloadOutcome``), serves
+the control socket and the metrics address, answers keepalived's dump signals
+and tells systemd what is going on.
 
-Split brain and failover durations live in the snapshot (the daemon measures
-them); a small watcher polls the snapshot every ``watch_interval`` seconds and
-turns their changes into journal entries and histogram samples, so the daemon
-only has to keep its snapshot true.
+Nothing here measures or remembers VRRP state: failover durations come on the
+core's ``StateChanged`` (``failover``), split-brain episodes are the core's
+``SplitBrain`` events and its status, every counter is the core's. A small
+watcher polls the snapshot every ``watch_interval`` seconds, only while the
+daemon's ``generation`` moves, to send READY=1 once the daemon started and to
+refresh the systemd STATUS= line.
 
 Metrics (prometheus_client, which pulls in http.server, email and urllib:
 ~2.6 MiB of RSS) and the HTTP listener are imported only when a metrics address
@@ -19,10 +23,12 @@ them.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
+
+from chimeha.runtime.status import ReloadOutcome
+from chimeha.vrrp.events import PriorityChanged, SplitBrain, StateChanged
 
 from . import sdnotify
 from .control import DEFAULT_CONTROL_PATH, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ControlServer
@@ -37,12 +43,23 @@ SIGJSON = signal.SIGRTMIN + 2
 DUMP_SIGNALS = {signal.SIGUSR1: "data", signal.SIGUSR2: "stats", SIGJSON: "json"}
 
 
+class ObservedDaemon(Protocol):
+    """What the observer reads of :class:`chimeha.runtime.daemon.Daemon` (tests use a double)."""
+
+    state_hooks: list  # called with every StateChanged
+    event_hooks: list  # called with every other event (SplitBrain, PriorityChanged, ReloadOutcome...)
+
+    @property
+    def generation(self) -> int: ...  # moves on every change worth a poll
+    def snapshot(self) -> dict: ...  # the shape of schema.Snapshot
+    def instance_snapshot(self, name: str) -> dict | None: ...  # one entry of snapshot()["instances"]
+    async def reload(self) -> dict: ...  # ReloadOutcome.as_dict()
+
+
 class Observer:
     """Status, journal, metrics, status page, dumps and sd_notify for one daemon.
 
-    ``daemon`` needs ``snapshot() -> dict`` (see :class:`.schema.Snapshot`) and
-    may offer ``reload()`` returning (or awaiting to) ``{"ok": bool,
-    "message": str, "diagnostics": [str]}``. ``control_path=None`` or
+    ``daemon`` is an :class:`ObservedDaemon`. ``control_path=None`` or
     ``metrics_addr=None`` disable the control socket or the HTTP listener;
     ``journal_path=None`` keeps the journal in memory.
 
@@ -50,13 +67,9 @@ class Observer:
     :attr:`metrics`, the Prometheus registry, without an HTTP listener when
     True; without metrics :attr:`metrics` and :attr:`http` are None and
     prometheus_client is never imported.
-
-    The daemon may also offer ``instance_snapshot(name) -> dict | None`` (one
-    entry of ``snapshot()["instances"]``): :meth:`on_transition` then builds
-    only that instance's status instead of the whole snapshot.
     """
 
-    def __init__(self, daemon: Any, control_path: str | None = DEFAULT_CONTROL_PATH,
+    def __init__(self, daemon: ObservedDaemon, control_path: str | None = DEFAULT_CONTROL_PATH,
                  metrics_addr: str | None = None, journal_path: str | None = DEFAULT_JOURNAL_PATH,
                  dump_paths: DumpPaths = DumpPaths(), watch_interval: float = 0.5,
                  signals: bool = True, journal_size: int = 1000, metrics: bool | None = None,
@@ -84,14 +97,13 @@ class Observer:
         self._want_signals = signals
         self._signals: list[int] = []
         self._watcher: asyncio.Task | None = None
-        self._split: dict[str, bool] = {}
-        self._failovers_seen: dict[str, tuple] = {}
-        # The systemd STATUS= line per instance, kept up to date by polls and
-        # transitions so a transition does not need every instance's status.
+        # The systemd STATUS= line per instance, kept up to date by events and polls
+        # so that a transition needs no status at all.
         self._shown: dict[str, str] = {}
         self._last_raw: Any = {}
         self._snapshot_failed = False
         self._ready_sent = False
+        self._reloads_reported = 0  # ReloadOutcome events journaled (the daemon reports its reloads)
         self.auto_ready = False
 
     # -- lifecycle -------------------------------------------------------
@@ -126,16 +138,14 @@ class Observer:
             await self.control.stop()
 
     def hook(self) -> None:
-        """Subscribe to the daemon's ``state_hooks`` and ``event_hooks`` lists (when it has them)."""
-        for attr, fn in (("state_hooks", self.on_transition), ("event_hooks", self.on_event)):
-            hooks = getattr(self.daemon, attr, None)
-            if isinstance(hooks, list) and fn not in hooks:
+        """Subscribe to the daemon's ``state_hooks`` and ``event_hooks``."""
+        for hooks, fn in ((self.daemon.state_hooks, self.on_transition), (self.daemon.event_hooks, self.on_event)):
+            if fn not in hooks:
                 hooks.append(fn)
 
     def unhook(self) -> None:
-        for attr, fn in (("state_hooks", self.on_transition), ("event_hooks", self.on_event)):
-            hooks = getattr(self.daemon, attr, None)
-            if isinstance(hooks, list) and fn in hooks:
+        for hooks, fn in ((self.daemon.state_hooks, self.on_transition), (self.daemon.event_hooks, self.on_event)):
+            if fn in hooks:
                 hooks.remove(fn)
 
     async def close(self) -> None:
@@ -170,66 +180,54 @@ class Observer:
             log.warning("cannot write the %s dump: %s", kind, exc)
 
     # -- inputs from the daemon -----------------------------------------
-    def on_transition(self, event: Any) -> dict[str, Any]:
-        """Journal one ``StateChanged`` (instance, old, new, reason, at); returns the entry.
+    def on_transition(self, event: StateChanged) -> dict[str, Any]:
+        """Journal one ``StateChanged``; returns the entry.
 
-        Call it after the daemon updated its snapshot for the change: a
-        BACKUP -> MASTER entry carries the failover duration the daemon measured.
+        A BACKUP -> MASTER event carries the failover duration the core
+        measured (``event.failover``): it lands on the entry and the histogram.
+        No status is built (a 100-instance failover is 100 transitions).
         """
-        name = str(getattr(event, "instance", ""))
-        # Only this instance's status: a 100-instance failover is 100 transitions,
-        # and the whole snapshot costs ~1.4 ms each.
-        inst = self.instance_status(name)
-        seconds = None
-        new: list[float] = []
-        if inst is not None:
-            new = self._new_failovers(name, inst["failovers"])
-            if new and state_name(getattr(event, "new", "")) == "MASTER":
-                seconds = new[-1]
-        entry = self.journal.append("transition", getattr(event, "instance", "?"),
-                                    state_name(getattr(event, "old", "?")), state_name(getattr(event, "new", "?")),
-                                    getattr(event, "reason", "") or "", getattr(event, "at", None),
-                                    failover_seconds=getattr(event, "failover_seconds", None) or seconds)
-        if self.metrics is not None:
-            for s in new:
-                self.metrics.observe_failover(name, s)
+        entry = self.journal.record(event)
+        if self.metrics is not None and event.failover is not None:
+            self.metrics.observe_failover(event.instance, event.failover)
+        self._shown[event.instance] = state_name(event.new)
         if self.auto_ready and not self._ready_sent:
             self.poll()  # until READY=1 (the first transitions only): node.started_at is in the full snapshot
-        elif inst is not None:
-            self._poll_instance(name, inst, failovers=False)
         sdnotify.status(self._summary_cached())
         return entry
 
-    def on_event(self, action: Any) -> dict[str, Any] | None:
-        """Journal the other core actions an operator cares about (``SplitBrain``, ``PriorityChanged``).
+    def on_event(self, event: object) -> dict[str, Any] | None:
+        """Journal the other events an operator cares about; returns the entry (None: not journaled).
 
-        Unknown actions are ignored, so the daemon may hand over everything.
+        ``SplitBrain``: the core reports one start per rival master (the first
+        opens the episode) and one end per episode. ``PriorityChanged``, and
+        the daemon's ``ReloadOutcome``. Anything else is ignored, so the daemon
+        may hand over every event.
         """
-        kind = type(action).__name__
-        name = str(getattr(action, "instance", "?"))
-        if kind == "SplitBrain":
-            if getattr(action, "healing", False):
-                # The core's end of the episode: journal it now, not at the next poll.
-                if not self._split.get(name):
-                    return None
-                self._split[name] = False
-                inst = self.instance_status(name)
-                return self.journal.append("split_brain_resolved", name, "SPLIT_BRAIN",
-                                           inst["state"] if inst else "MASTER",
-                                           getattr(action, "reason", "") or "no other master heard any more",
-                                           getattr(action, "at", None), peer=getattr(action, "peer", None))
-            if self._split.get(name):
-                return None  # one entry per episode, not one per advert heard
-            self._split[name] = True
-            inst = self.instance_status(name)
-            return self.journal.append("split_brain", name, inst["state"] if inst else "MASTER", "SPLIT_BRAIN",
-                                       getattr(action, "reason", "") or "another master is advertising",
-                                       getattr(action, "at", None), peer=getattr(action, "peer", None))
-        if kind == "PriorityChanged":
-            return self.journal.append("priority", name, str(getattr(action, "old", "?")),
-                                       str(getattr(action, "new", "?")), getattr(action, "reason", "") or "",
-                                       getattr(action, "at", None))
-        return None
+        match event:
+            case SplitBrain(healing=True):
+                state = self._state_now(event.instance) or "MASTER"
+                self._shown[event.instance] = state
+                entry = self.journal.append("split_brain_resolved", event.instance, "SPLIT_BRAIN", state,
+                                            event.reason, event.at, peer=event.peer)
+            case SplitBrain():
+                self._shown[event.instance] = "SPLIT BRAIN"
+                entry = self.journal.append("split_brain", event.instance, "MASTER", "SPLIT_BRAIN", event.reason,
+                                            event.at, peer=event.peer, peer_priority=event.peer_priority)
+            case PriorityChanged():
+                return self.journal.append("priority", event.instance, str(event.old), str(event.new),
+                                           event.reason, event.at)
+            case ReloadOutcome():
+                self._reloads_reported += 1
+                return self._journal_reload(event.ok, event.message)
+            case _:
+                return None
+        sdnotify.status(self._summary_cached())
+        return entry
+
+    def _state_now(self, name: str) -> str | None:
+        inst = self.instance_status(name)
+        return None if inst is None else inst["state"]
 
     def snapshot(self) -> Snapshot:
         """The daemon's snapshot, normalized; the last good one if the daemon's call fails."""
@@ -245,88 +243,29 @@ class Observer:
         return normalize(raw)
 
     def instance_status(self, name: str) -> InstanceStatus | None:
-        """One instance's normalized status (None if the daemon has no such instance).
-
-        Uses the daemon's ``instance_snapshot(name)`` when it offers one; else
-        takes that entry of ``snapshot()`` and normalizes only it.
-        """
-        fn = getattr(self.daemon, "instance_snapshot", None)
-        if callable(fn):
-            try:
-                raw = fn(name)
-            except Exception:
-                log.exception("daemon instance_snapshot(%r) failed; using the full snapshot", name)
-            else:
-                return None if raw is None else instance_status(name, raw)
+        """One instance's normalized status (None if the daemon has no such instance)."""
         try:
-            snap = self.daemon.snapshot()
-            self._last_raw = snap
-            self._snapshot_failed = False
+            raw = self.daemon.instance_snapshot(name)
         except Exception:
-            if not self._snapshot_failed:
-                log.exception("daemon snapshot failed; serving the last good one")
-            self._snapshot_failed = True
-            snap = self._last_raw
-        instances = snap.get("instances") if isinstance(snap, dict) else None
-        raw = instances.get(name) if isinstance(instances, dict) else None
+            log.exception("daemon instance_snapshot(%r) failed", name)
+            return None
         return None if raw is None else instance_status(name, raw)
 
-    def _new_failovers(self, name: str, fo: dict[str, Any]) -> list[float]:
-        """Failover durations not yet seen; works whether ``count`` is a total or capped at len(recent)."""
-        signature = (fo["count"], tuple(fo["recent"]), fo["last_seconds"])
-        previous = self._failovers_seen.get(name)
-        self._failovers_seen[name] = signature
-        if previous is None:
-            previous = (0, (), None)
-        if signature == previous or fo["last_seconds"] is None and not fo["recent"]:
-            return []
-        grown = fo["count"] - previous[0]
-        if grown > 0 and fo["recent"]:
-            return fo["recent"][-grown:]
-        if fo["recent"]:
-            return fo["recent"][-1:]
-        return [fo["last_seconds"]]
-
     def poll(self) -> None:
-        """Turn split-brain changes and new failover measurements into journal and metrics."""
-        self._poll(self.snapshot())
-
-    def _poll(self, snap: Snapshot) -> None:
+        """READY=1 once the daemon reports it started (with ``auto_ready``); refresh the STATUS= line."""
+        snap = self.snapshot()
         if self.auto_ready and not self._ready_sent and snap["node"]["started_at"] is not None:
             self.ready()  # the daemon reports it started: its instances run
-        for name, inst in snap["instances"].items():
-            self._poll_instance(name, inst)
-        for name in [n for n in self._split if n not in snap["instances"]]:
-            del self._split[name]
-        self._shown = {name: self._shown[name] for name in snap["instances"]}
-
-    def _poll_instance(self, name: str, inst: InstanceStatus, failovers: bool = True) -> None:
-        """Journal a split-brain change of one instance; feed new failovers (unless ``failovers`` is False)."""
-        sb = inst["split_brain"]
-        if sb["active"] != self._split.get(name, False):
-            if sb["active"]:
-                self.journal.append("split_brain", name, inst["state"], "SPLIT_BRAIN",
-                                    f"another master for VRID {inst['vrid']} is advertising: {sb['peer'] or 'unknown address'}",
-                                    sb["since"], peer=sb["peer"])
-            else:
-                self.journal.append("split_brain_resolved", name, "SPLIT_BRAIN", inst["state"],
-                                    f"no other master heard for VRID {inst['vrid']} any more", None)
-            self._split[name] = sb["active"]
-        self._shown[name] = "SPLIT BRAIN" if sb["active"] else inst["state"]
-        if failovers:
-            for seconds in self._new_failovers(name, inst["failovers"]):
-                if self.metrics is not None:
-                    self.metrics.observe_failover(name, seconds)
+        self._shown = {name: _shown_state(inst) for name, inst in snap["instances"].items()}
 
     async def _watch(self) -> None:
         seen = None
         while True:
             await asyncio.sleep(self.watch_interval)
-            # A daemon that counts its changes (runtime.Daemon.generation: state,
-            # priority, split brain, reload) says when there is nothing new to
-            # journal; then no snapshot is built (100 instances: ~1.5 ms a poll).
-            generation = getattr(self.daemon, "generation", None)
-            if generation is not None and generation == seen:
+            # The daemon counts its changes (state, priority, split brain, reload): nothing new,
+            # no snapshot (100 instances: ~1.5 ms a poll).
+            generation = self.daemon.generation
+            if generation == seen:
                 continue
             try:
                 self.poll()
@@ -336,11 +275,11 @@ class Observer:
 
     def _summary(self, snap: Snapshot | None = None) -> str:
         snap = snap or self.snapshot()
-        parts = [f"{n} {'SPLIT BRAIN' if i['split_brain']['active'] else i['state']}" for n, i in snap["instances"].items()]
+        parts = [f"{n} {_shown_state(i)}" for n, i in snap["instances"].items()]
         return "; ".join(parts) or "no VRRP instances"
 
     def _summary_cached(self) -> str:
-        """:meth:`_summary` from what the last poll and transitions showed (no snapshot)."""
+        """:meth:`_summary` from what the last poll and events showed (no snapshot)."""
         return "; ".join(f"{n} {s}" for n, s in self._shown.items()) or "no VRRP instances"
 
     # -- the control target (see control.ControlTarget) ------------------
@@ -357,23 +296,28 @@ class Observer:
         return self.journal.subscribe(listener)
 
     async def reload(self) -> dict[str, Any]:
-        """Ask the daemon to reload its configuration; journal and return the outcome."""
-        fn = getattr(self.daemon, "reload", None)
-        if fn is None:
-            return {"ok": False, "message": "this daemon cannot reload its configuration", "diagnostics": []}
+        """Ask the daemon to reload its configuration; journal and return the outcome.
+
+        The daemon reports the outcome as a ``ReloadOutcome`` event too (SIGHUP
+        reloads have no other witness): it is journaled once, from the event
+        when the observer is hooked, else here.
+        """
         sdnotify.reloading()
+        reported = self._reloads_reported
         try:
-            result = fn()
-            if inspect.isawaitable(result):
-                result = await result
+            result = await self.daemon.reload()
         except Exception as exc:
             log.exception("reload failed")
             result = {"ok": False, "message": f"reload failed: {exc}"}
         finally:
             sdnotify.ready(self._summary())
         outcome = _reload_outcome(result)
-        self.journal.append("reload", "-", "", "", outcome["message"], None, ok=outcome["ok"])
+        if self._reloads_reported == reported:
+            self._journal_reload(outcome["ok"], outcome["message"])
         return outcome
+
+    def _journal_reload(self, ok: bool, message: str) -> dict[str, Any]:
+        return self.journal.append("reload", "-", "", "", message, None, ok=ok)
 
     def dump(self, kind: str = "all") -> list[str]:
         """Write the keepalived-style dump(s) (``data``, ``stats``, ``json`` or ``all``); returns the paths."""
@@ -382,14 +326,14 @@ class Observer:
         return [write_dump(k, snap, self.dump_paths) for k in kinds]
 
 
-def _reload_outcome(result: Any) -> dict[str, Any]:
-    if result is None or result is True:
-        return {"ok": True, "message": "configuration reloaded", "diagnostics": []}
-    if result is False:
-        return {"ok": False, "message": "reload refused", "diagnostics": []}
-    if isinstance(result, dict):
-        ok = bool(result.get("ok", True))
-        diags = [str(d) for d in (result.get("diagnostics") or [])]
-        msg = str(result.get("message") or ("configuration reloaded" if ok else "reload refused"))
-        return {"ok": ok, "message": msg, "diagnostics": diags}
-    return {"ok": True, "message": str(result), "diagnostics": []}
+def _shown_state(inst: InstanceStatus) -> str:
+    return "SPLIT BRAIN" if inst["split_brain"]["active"] else inst["state"]
+
+
+def _reload_outcome(result: dict | None) -> dict[str, Any]:
+    """The control socket's answer from what ``Daemon.reload`` returned (``ReloadOutcome.as_dict()``)."""
+    result = result if isinstance(result, dict) else {}
+    ok = bool(result.get("ok", False))
+    diags = [str(d) for d in (result.get("diagnostics") or [])]
+    msg = str(result.get("message") or ("configuration reloaded" if ok else "reload refused"))
+    return {"ok": ok, "message": msg, "diagnostics": diags}

@@ -6,9 +6,28 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+from chimeha.vrrp.events import Counters
 from chimeha.vrrp.node_types import InstanceStatus, ReloadPlan
+
+#: Status (and ``chimeha_vrrp_<key>`` metric) name of the instance state machine's counters
+#: (:class:`~chimeha.vrrp.events.Counters`) where it is not the field name: the node's own
+#: ``adverts_sent``/``adverts_received`` (datagrams sent / accepted) keep the plain names.
+_RENAMED = {"adverts_sent": "adverts_scheduled", "adverts_received": "adverts_processed",
+            "split_brain": "split_brain_episodes"}
+
+
+def counter_key(field_name: str) -> str:
+    """The status key of one :class:`Counters` field (or ``extra`` entry)."""
+    return _RENAMED.get(field_name, field_name)
+
+
+#: Every counter of :class:`Counters`, by status key, in field order (``extra`` entries come on top).
+INSTANCE_COUNTERS = tuple(counter_key(f.name) for f in fields(Counters) if f.name != "extra")
+#: The node's per-instance counters (:class:`~chimeha.vrrp.node_types.InstanceStats` fields) by status key;
+#: ``drops`` is ``drops_by_reason`` and ``failover_count`` is ``failovers.count``.
+NODE_COUNTERS = {"sent": "adverts_sent", "received": "adverts_received", "send_errors": "send_errors"}
 
 log = logging.getLogger("chimeha.runtime")
 
@@ -38,8 +57,8 @@ def _wall(mono: float | None, now: float) -> float | None:
 
 def instance_entry(st: InstanceStatus, now: float) -> dict:
     """One entry of ``snapshot()["instances"]``; ``now`` is the node clock (to turn its times into wall time)."""
-    spec, c, ch = st.spec, st.counters, st.last_change
-    return {
+    spec, ch = st.spec, st.last_change
+    entry = {
         "name": st.name,
         "state": str(st.state),
         "vrid": spec.vrid,
@@ -53,14 +72,8 @@ def instance_entry(st: InstanceStatus, now: float) -> dict:
         "advert_interval": st.advert_interval,
         "adverts_sent": st.sent,
         "adverts_received": st.received,
-        "priority_zero_sent": c["priority_zero_sent"],
-        "priority_zero_received": c["priority_zero_received"],
-        "became_master": c["became_master"],
-        "released_master": c["released_master"],
-        "entered_fault": c["entered_fault"],
-        "lower_priority_received": c["lower_priority_received"],
-        "interval_adopted": c["interval_adopted"],
-        "split_brain_episodes": c["split_brain"],
+        "send_errors": st.send_errors,
+        **{counter_key(name): value for name, value in st.counters.items()},
         "drops_by_reason": st.drops,
         "last_transition": None if ch is None else {"at": _wall(ch.at, now), "from": str(ch.old), "to": str(ch.new),
                                                      "reason": ch.reason},
@@ -70,9 +83,9 @@ def instance_entry(st: InstanceStatus, now: float) -> dict:
                       "recent": list(st.failovers)},
         "track_scripts": [t.name for t in spec.tracks if t.kind == "script"],
         "faults": list(st.faults),
-        "send_errors": st.send_errors,
         "sync_group": spec.sync_group,
     }
+    return entry
 
 
 def _script(name: str, tracker, config) -> dict:
