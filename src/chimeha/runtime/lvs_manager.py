@@ -138,7 +138,7 @@ class LvsManager:
         self._monitors.clear()
         self._monitor_specs.clear()
         for vs in self.config.virtual_servers:
-            if getattr(vs, "omega", False) and vs.quorum_down and self.desired.quorum.get(vs_id(vs)):
+            if vs.omega and vs.quorum_down and self.desired.quorum.get(vs_id(vs)):
                 self._run(vs.quorum_down)
         for b in list(self._backends.values()):
             try:
@@ -172,7 +172,7 @@ class LvsManager:
                 continue
             mon = RealServerMonitor.from_config(
                 rs, vs, lambda up, w, why, k=key, r=rs: self._health_changed(k, r, up, w, why),
-                track_files=getattr(config, "track_files", None))
+                track_files=config.track_files)
             self._monitor_specs[key] = (vs, rs)
             self._monitors[key] = mon
             self.health[key] = RsHealth(mon.up, mon.weight)
@@ -183,7 +183,7 @@ class LvsManager:
         if self.owned is None:
             return False
         try:
-            keys = service_keys(vs, getattr(self.config, "virtual_server_groups", {}) or {})
+            keys = service_keys(vs, self.config.virtual_server_groups)
         except (LvsConfigError, ValueError):
             return False
         return any(k.address in managed and k.address not in self.owned for k in keys)
@@ -321,7 +321,7 @@ class LvsManager:
         for vs in self.config.virtual_servers:
             vid = vs_id(vs)
             try:
-                keys = service_keys(vs, getattr(self.config, "virtual_server_groups", {}) or {})
+                keys = service_keys(vs, self.config.virtual_server_groups)
             except (LvsConfigError, ValueError):
                 keys = []
             svc = next((self.desired.services[k] for k in keys if k in self.desired.services), None)

@@ -86,15 +86,15 @@ class Notifier:
         self.executed: list[tuple[str, ...]] = []  # history for status/tests (bounded)
 
     def notify(self, kind: str, name: str, state: str, priority: int | None, scripts) -> None:
-        """Report one transition. ``scripts`` has notify_master/.../notify attributes (or None)."""
+        """Report one transition. ``scripts``: the config's VrrpInstance or SyncGroup (or None)."""
         for fifo in self.fifos:
             fifo.write(fifo_line(kind, name, state, priority))
         argvs: list[tuple[str, ...]] = []
         if scripts is not None:
-            specific = getattr(scripts, f"notify_{state.lower()}", None)
+            specific = _specific_script(scripts, state)
             if specific:
                 argvs.append(tuple(specific))
-            generic = getattr(scripts, "notify", None)
+            generic = scripts.notify
             if generic:
                 argvs.append(tuple(generic) + (kind, name, state, str(priority if priority is not None else 0)))
         if not argvs:
@@ -125,3 +125,17 @@ class Notifier:
     def close(self) -> None:
         for fifo in self.fifos:
             fifo.close()
+
+
+def _specific_script(scripts, state: str) -> tuple[str, ...] | None:
+    """The notify_STATE script of a VrrpInstance / SyncGroup config (keepalived has no other state script)."""
+    match state:
+        case "MASTER":
+            return scripts.notify_master
+        case "BACKUP":
+            return scripts.notify_backup
+        case "FAULT":
+            return scripts.notify_fault
+        case "STOP":
+            return scripts.notify_stop
+    return None

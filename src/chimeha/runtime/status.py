@@ -67,6 +67,7 @@ def instance_entry(st: InstanceStatus, now: float) -> dict:
         "base_priority": spec.priority,
         "effective_priority": st.priority,
         "master_address": st.master,
+        # config.model.VirtualAddress objects; a spec built by hand (tests, the simulator) may hold bare strings
         "vips": [va.address if hasattr(va, "address") else str(va) for va in spec.virtual_ipaddresses],
         "vips_owned": st.vips_owned,
         "advert_interval": st.advert_interval,

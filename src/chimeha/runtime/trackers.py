@@ -226,7 +226,7 @@ class ProcessWatcher(_Poller):
 
     def __init__(self, specs: dict, on_change, poll: float = 0.5):
         super().__init__(poll)
-        self.specs = dict(specs)  # name -> TrackProcess (duck-typed)
+        self.specs = dict(specs)  # name -> config.model.TrackProcess
         self.counts: dict[str, int | None] = {name: None for name in specs}
         self.on_change = on_change
 
@@ -235,12 +235,8 @@ class ProcessWatcher(_Poller):
             return
         table = _process_table(False)
         for name, spec in self.specs.items():
-            proc_words = tuple(getattr(spec, "process", ()) or ())
-            count = sum(
-                1 for comm, argv in table
-                if process_matches(proc_words, getattr(spec, "param_match", None),
-                                   bool(getattr(spec, "full_command", False)), comm, argv)
-            )
+            count = sum(1 for comm, argv in table
+                        if process_matches(tuple(spec.process), spec.param_match, spec.full_command, comm, argv))
             if count != self.counts[name]:
                 self.counts[name] = count
                 self.on_change(name, count)
@@ -248,6 +244,4 @@ class ProcessWatcher(_Poller):
 
 def process_quorum_ok(spec, count: int) -> bool:
     """Whether ``count`` processes satisfy the spec's quorum / quorum_max."""
-    quorum = getattr(spec, "quorum", 1) or 0
-    qmax = getattr(spec, "quorum_max", None)
-    return count >= quorum and (qmax is None or count <= qmax)
+    return count >= spec.quorum and (spec.quorum_max is None or count <= spec.quorum_max)
