@@ -32,6 +32,7 @@ import resource
 import socket
 import stat
 import struct
+import time
 from typing import Any, Iterator, Protocol
 
 from .journal import seq_of
@@ -410,7 +411,10 @@ class ControlClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(self.path)
+            self._connect_patiently(sock)
+        except ControlError:
+            sock.close()
+            raise
         except FileNotFoundError:
             sock.close()
             raise ControlError(f"chime-ha is not running: no control socket at {self.path} "
@@ -425,6 +429,19 @@ class ControlClient:
             sock.close()
             raise ControlError(f"cannot connect to {self.path}: {exc.strerror or exc}") from None
         return sock
+
+    def _connect_patiently(self, sock: socket.socket) -> None:
+        """connect(); a full listen backlog (EAGAIN: the daemon is busy accepting) is retried until the timeout."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            try:
+                sock.connect(self.path)
+                return
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ControlError(f"{self.path}: the daemon accepts no connection (its queue stayed full "
+                                       f"for {self.timeout:g} s)") from None
+                time.sleep(0.005)
 
     @staticmethod
     def _send(sock: socket.socket, request: dict[str, Any]) -> None:
