@@ -281,7 +281,7 @@ class ControlServer:
                 conn = self._conns.get(task)
                 if conn is not None:
                     conn.waiting = False
-                following = await self._handle(line, writer, conn)
+                following = await self._handle(line, writer)
                 if following:
                     return
                 if conn is not None:
@@ -293,7 +293,7 @@ class ControlServer:
         finally:
             writer.close()
 
-    async def _handle(self, line: bytes, writer: asyncio.StreamWriter, conn: "_Conn | None") -> bool:
+    async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; True when the connection turned into a journal follow."""
         try:
             req = json.loads(line)
@@ -304,6 +304,7 @@ class ControlServer:
             await self._write(writer, {"ok": False, "error": 'request must be a JSON object with a "cmd" string'})
             return False
         cmd = req["cmd"]
+        follow = None
         try:
             if cmd == "status":
                 reply: dict[str, Any] = {"ok": True, "result": self.target.status()}
@@ -313,9 +314,10 @@ class ControlServer:
                 if instance is not None and not isinstance(instance, str):
                     raise ValueError(f"'instance' must be a string, got {instance!r}")
                 if req.get("follow"):
-                    await self._follow(writer, limit, instance)
-                    return True
-                reply = {"ok": True, "result": {"entries": self.target.journal_entries(limit, instance)}}
+                    follow = (limit, instance)  # answered below, outside this try
+                    reply = {}
+                else:
+                    reply = {"ok": True, "result": {"entries": self.target.journal_entries(limit, instance)}}
             elif cmd == "reload":
                 reply = {"ok": True, "result": await self.target.reload()}
             elif cmd == "dump":
@@ -328,6 +330,10 @@ class ControlServer:
         except Exception as exc:
             log.exception("control command %s failed", cmd)
             reply = {"ok": False, "error": f"{cmd} failed inside the daemon: {exc!r}"}
+        if follow is not None:
+            # Outside the try: a follower that stops reading (TimeoutError, an OSError) is dropped, not answered.
+            await self._follow(writer, *follow)
+            return True
         await self._write(writer, reply)
         return False
 
