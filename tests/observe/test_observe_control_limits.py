@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from chimeha.observe import attach
-from chimeha.observe.control import ControlClient
+from chimeha.observe.control import ControlClient, ControlError
 
 from observe_fakes import Event, FakeDaemon
 
@@ -205,3 +205,47 @@ def test_out_of_descriptors_backs_off_logs_a_few_lines_and_recovers(tmp_path):
     assert "Too many open files" in errors[0]
     assert "Traceback" not in log, log
     assert len(log.splitlines()) < 10, log
+
+
+def test_the_client_waits_out_a_full_listen_backlog_then_gives_up_in_words(tmp_path):
+    """A daemon busy accepting (its listen queue full: connect says EAGAIN) is waited for, up to the timeout."""
+    import threading
+
+    path = str(tmp_path / "busy.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    queued = []
+    try:
+        while True:  # fill the queue: nobody accepts
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                s.close()
+                break
+            queued.append(s)
+        t0 = time.monotonic()
+        with pytest.raises(ControlError, match="accepts no connection .*0.3 s"):
+            ControlClient(path, timeout=0.3).status()
+        assert 0.25 <= time.monotonic() - t0 < 3
+
+        def serve_after_a_while():
+            time.sleep(0.3)
+            for _ in range(len(queued) + 1):
+                conn, _ = listener.accept()
+                conn.settimeout(5)
+                if conn.recv(4096).startswith(b'{"cmd":"status"'):
+                    conn.sendall(b'{"ok":true,"result":{"instances":{}}}\n')
+                conn.close()
+        for s in queued:
+            s.sendall(b"\n")
+        server = threading.Thread(target=serve_after_a_while)
+        server.start()
+        assert ControlClient(path, timeout=10).status() == {"instances": {}}
+        server.join(10)
+    finally:
+        for s in queued:
+            s.close()
+        listener.close()
