@@ -27,6 +27,19 @@ def _ago(at: float | None, now: float) -> str:
     return f" ({secs / 3600:.1f} h ago)"
 
 
+def _wrap(parts: list[str], width: int) -> list[str]:
+    """``parts`` joined by ", " into lines of at most ``width`` characters (a part is never split)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(part)
+    return lines or ["none"]
+
+
 def render_status(snap: Snapshot, now: float | None = None) -> str:
     """The whole status as plain text (no colours: it is often piped or mailed)."""
     now = now if now is not None else (snap["taken_at"] or time.time())
@@ -51,9 +64,8 @@ def render_status(snap: Snapshot, now: float | None = None) -> str:
         rows.append(("VIPs", (", ".join(inst["vips"]) or "none") + (" (held here)" if inst["vips_owned"] else " (not held here)")))
         rows.append(("adverts", f"sent {inst['adverts_sent']}, received {inst['adverts_received']}"
                                 f" (priority 0: sent {inst['priority_zero_sent']}, received {inst['priority_zero_received']})"))
-        if inst["send_errors"]:
-            rows.append(("send errors", str(inst["send_errors"])))
-        rows.append(("counters", ", ".join(f"{k} {inst[k]}" for k in COUNTER_KEYS if k not in _SHOWN_ABOVE)))
+        counters = [f"{k} {inst[k]}" for k in COUNTER_KEYS if k not in _SHOWN_ABOVE]
+        rows += [("counters" if i == 0 else "", line) for i, line in enumerate(_wrap(counters, 84))]
         drops = inst["drops_by_reason"]
         rows.append(("dropped", ", ".join(f"{r} {n}" for r, n in sorted(drops.items())) if sum(drops.values()) else "none"))
         lt = inst["last_transition"]
