@@ -244,6 +244,8 @@ def pure(mod: str) -> tuple[bool, frozenset]:
         return True, IO
     if top == "bfd" and not any("adapter" in p for p in parts[1:]):
         return True, IO
+    if top == "snmp" and parts[-1] != "subagent":  # the AgentX codec and the MIB tables
+        return True, IO
     return False, frozenset()
 
 

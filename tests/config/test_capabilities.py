@@ -95,12 +95,18 @@ def test_walk_grammar(path):
         assert not codes, (path, depth, r.diagnostics)
 
 
-def test_value_specific_declaration_auth_type_ah():
+def test_auth_type_ah_is_implemented_and_warns_nothing():
     text = ("vrrp_instance VI {\n interface eth0\n virtual_router_id 1\n authentication {\n  auth_type AH\n"
             "  auth_pass x\n }\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n")
-    ah = [(d.line, d.code) for d in loads(text).diagnostics if d.code == "not-implemented"]
-    assert ah == [(5, "not-implemented")]
-    assert not [d for d in loads(text.replace("AH", "PASS")).diagnostics if d.code == "not-implemented"]
+    assert not [d for d in loads(text).diagnostics if d.code in ("not-implemented", "no-effect")]
+
+
+def test_value_specific_declaration_overrides_the_keyword():
+    from chimeha.config.capabilities_base import ok, todo
+
+    cap = ok(values={"AH": todo("not here")})
+    assert cap.for_value("AH").status == "not-implemented" and cap.for_value("AH").reason == "not here"
+    assert cap.for_value("PASS") is cap and cap.for_value(None) is cap
 
 
 def test_warning_names_file_line_and_reason():

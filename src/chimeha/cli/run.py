@@ -113,6 +113,7 @@ async def _main(args, config) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     # Observers first, so the journal sees the very first transitions.
     extras = await _start_observe(daemon, args, log)
+    extras += _start_snmp(daemon, config)
     try:
         await daemon.start()
     except DaemonError as exc:
@@ -159,6 +160,17 @@ async def _start_observe(daemon, args, log) -> list:
         log.error("observability could not start: %s", exc)
         return []
     return [observer.close]
+
+
+def _start_snmp(daemon, config) -> list:
+    """The AgentX subagent (chimeha.snmp) when global_defs enables an SNMP MIB; it retries on its own."""
+    from chimeha.snmp.subagent import from_config
+
+    agent = from_config(daemon, config)
+    if agent is None:
+        return []
+    agent.start()
+    return [agent.close]
 
 
 def dump_paths(directory: str):

@@ -15,6 +15,7 @@ from typing import Callable
 from . import keywords as K
 from .cap_vrrp import ROUTE_ACTS, ROUTE_NO_TRACK, VIP_OPTIONS
 from .build_lvs import build_virtual_server, build_virtual_server_group
+from ..snmp.agentx import parse_address as agentx_address
 from ..vrrp.timing import advert_centiseconds
 from .model import (
     Block,
@@ -152,6 +153,27 @@ def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         "vrrp_gna_interval": lambda s: f.__setitem__("vrrp_gna_interval", ctx.float_arg(
             s, 0.000001, 4294.967295, what="vrrp_gna_interval", soft=True)),
     }
+
+    def snmp(*fields: str) -> Callable[[Stmt], None]:
+        def set_flags(s: Stmt) -> None:
+            on = ctx.bool_arg(s) if s.args else True
+            for name in fields:
+                f[name] = on
+        return set_flags
+
+    setters["enable_snmp_vrrp"] = setters["enable_snmp_keepalived"] = snmp("enable_snmp_vrrp")
+    setters["enable_snmp_rfcv2"] = snmp("enable_snmp_rfcv2")
+    setters["enable_snmp_rfcv3"] = snmp("enable_snmp_rfcv3")
+    setters["enable_snmp_rfc"] = snmp("enable_snmp_rfcv2", "enable_snmp_rfcv3")
+    def snmp_socket(s: Stmt) -> None:
+        word = ctx.word(s)
+        try:
+            agentx_address(word)
+        except ValueError as exc:  # a warning: keepalived would start, only SNMP is lost
+            ctx.warning(s.where, "invalid-snmp-socket", f"snmp_socket: {exc}; the SNMP subagent will not start")
+        f["snmp_socket"] = word
+
+    setters["snmp_socket"] = snmp_socket
 
     def script_user(s: Stmt) -> None:
         f["script_user"] = ctx.word(s)

@@ -7,7 +7,7 @@ entry to ``ok(...)``: one line.
 
 from __future__ import annotations
 
-from .capabilities_base import BUFS, DBUS, FIREWALL, NAMESPACE, PROCESS, RELOAD_OPTS, SMTP, SNMP, noeff, ok, todo
+from .capabilities_base import BUFS, DBUS, FIREWALL, NAMESPACE, PROCESS, RELOAD_OPTS, SMTP, noeff, ok, todo
 
 ENTRIES = {
     # ------------------------------------------------------------------ top level
@@ -115,14 +115,15 @@ ENTRIES = {
     "global_defs lvs_process_name": noeff(PROCESS),
     "global_defs checker_log_all_failures": todo("every checker failure is logged whatever this says"),
     # ------------------------------------------------------------------ global_defs: SNMP and DBus
-    "global_defs enable_snmp_vrrp": todo(SNMP),
-    "global_defs enable_snmp_checker": todo(SNMP),
-    "global_defs enable_snmp_rfc": todo(SNMP),
-    "global_defs enable_snmp_rfcv2": todo(SNMP),
-    "global_defs enable_snmp_rfcv3": todo(SNMP),
-    "global_defs enable_snmp_keepalived": todo(SNMP),
-    "global_defs enable_traps": todo(SNMP),
-    "global_defs snmp_socket": todo(SNMP),
+    "global_defs enable_snmp_vrrp": ok(field="GlobalDefs.enable_snmp_vrrp"),
+    "global_defs enable_snmp_checker": todo("the checker part of the KEEPALIVED-MIB (virtual servers) "
+                                            "is not served; the VRRP MIBs are (enable_snmp_vrrp, enable_snmp_rfc)"),
+    "global_defs enable_snmp_rfc": ok(field="GlobalDefs.enable_snmp_rfcv3"),
+    "global_defs enable_snmp_rfcv2": ok(field="GlobalDefs.enable_snmp_rfcv2"),
+    "global_defs enable_snmp_rfcv3": ok(field="GlobalDefs.enable_snmp_rfcv3"),
+    "global_defs enable_snmp_keepalived": ok(field="GlobalDefs.enable_snmp_vrrp"),
+    "global_defs enable_traps": todo("SNMP traps (notifications) are not sent; the MIBs are served"),
+    "global_defs snmp_socket": ok(field="GlobalDefs.snmp_socket"),
     "global_defs enable_dbus": todo(DBUS),
     "global_defs dbus_service_name": todo(DBUS),
     # ------------------------------------------------------------------ global_defs: reload and files

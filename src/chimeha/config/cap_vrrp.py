@@ -25,9 +25,7 @@ ENTRIES = {
     "vrrp_instance preempt": ok(),
     "vrrp_instance preempt_delay": ok(field="VrrpInstance.preempt_delay"),
     "vrrp_instance authentication": ok(),
-    "vrrp_instance authentication auth_type": ok(field="VrrpInstance.auth_type", values={
-        "AH": todo("auth_type AH: no IPsec AH header is built; keepalived peers will not accept these adverts"),
-    }),
+    "vrrp_instance authentication auth_type": ok(field="VrrpInstance.auth_type"),
     "vrrp_instance authentication auth_pass": ok(field="VrrpInstance.auth_pass"),
     "vrrp_instance virtual_ipaddress": ok(field="VrrpInstance.virtual_ipaddresses"),
     "vrrp_instance virtual_ipaddress_excluded": ok(field="VrrpInstance.virtual_ipaddresses_excluded"),

@@ -128,6 +128,11 @@ class GlobalDefs:
     dynamic_interfaces: bool = False
     vrrp_garp_interval: float = 0.0
     vrrp_gna_interval: float = 0.0
+    # SNMP (chimeha.snmp): which MIBs the AgentX subagent serves, and the master agent's socket.
+    enable_snmp_vrrp: bool = False  # KEEPALIVED-MIB VRRP part (enable_snmp_keepalived is its old name)
+    enable_snmp_rfcv2: bool = False  # VRRP-MIB, RFC 2787 (enable_snmp_rfc sets both)
+    enable_snmp_rfcv3: bool = False  # VRRPv3-MIB, RFC 6527
+    snmp_socket: str | None = None  # net-snmp transport spec; None = unix:/var/agentx/master
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 

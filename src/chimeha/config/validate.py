@@ -65,7 +65,7 @@ def _instances(config: Config, ctx: Ctx) -> None:
         if inst.auth_type == "PASS" and not inst.auth_pass:
             ctx.error(_pos(inst, "auth_type"), "missing-auth-pass",
                       f"vrrp_instance {inst.name}: auth_type PASS without auth_pass")
-        if inst.auth_type == "AH" and inst.state == "MASTER":
+        if inst.auth_type == "AH" and inst.state == "MASTER" and inst.priority != 255:
             ctx.warning(_pos(inst, "auth_type"), "ah-master",
                         f"vrrp_instance {inst.name}: auth_type AH is incompatible with state MASTER "
                         "(keepalived starts it as BACKUP)")

@@ -20,6 +20,7 @@ import struct
 from dataclasses import dataclass
 
 IPPROTO_VRRP = 112
+IPPROTO_AH = 51
 VRRP_GROUP_V4 = "224.0.0.18"
 VRRP_GROUP_V6 = "ff02::12"
 
@@ -32,6 +33,7 @@ IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+IP_HDRINCL = getattr(socket, "IP_HDRINCL", 3)
 IPV6_MULTICAST_ALL = 29
 IP_MULTICAST_ALL = 49
 
@@ -51,6 +53,7 @@ class Received:
     ifindex: int | None
     family: int  # 4 or 6
     ip_header: bytes = b""  # IPv4 only: the raw header, for length checks
+    ah: bool = False  # came in as IPsec AH (protocol 51): ``payload`` is then the whole datagram
 
 
 def _ifindex(ifname: str) -> int:
@@ -114,6 +117,8 @@ class VrrpSocket:
             sock.close()
             raise VrrpSocketError(f"cannot set up VRRP socket on {ifname}: {exc}") from exc
         self.sock = sock
+        self.ah_sock: socket.socket | None = None
+        self._ah_first = False
         self.joined = False
         if join_group:
             try:
@@ -129,12 +134,54 @@ class VrrpSocket:
         if self.family == 4:
             mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4), bytes(4), self.ifindex)
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            if self.ah_sock is not None:
+                self.ah_sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
         else:
             mreq = socket.inet_pton(socket.AF_INET6, VRRP_GROUP_V6) + struct.pack("=I", self.ifindex)
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
         self.joined = True
 
+    def enable_ah(self) -> int:
+        """Also receive and send IPsec AH (IP protocol 51) adverts; returns the new socket's fd.
+
+        keepalived's ``auth_type AH`` adverts are protocol 51, so the VRRP
+        socket (112) never sees them. The sender builds the IPv4 header itself
+        (``IP_HDRINCL``): the header is covered by the AH ICV, so the kernel
+        must not choose its identification. Idempotent.
+        """
+        if self.family != 4:
+            raise VrrpSocketError("IPsec AH is IPv4 only (keepalived refuses AH with IPv6)")
+        if self.ah_sock is not None:
+            return self.ah_sock.fileno()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_AH)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
+            sock.setsockopt(socket.IPPROTO_IP, IP_HDRINCL, 1)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            try:
+                sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            except OSError:
+                pass
+            mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4), bytes(4), self.ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+            if self.joined:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        except OSError as exc:
+            sock.close()
+            raise VrrpSocketError(f"cannot set up the IPsec AH socket on {self.ifname}: {exc}") from exc
+        self.ah_sock = sock
+        return sock.fileno()
+
     # -- sending -----------------------------------------------------------
+    def send_datagram(self, datagram: bytes, dst: str | None = None) -> None:
+        """Send a whole IPv4 datagram built by the caller (an AH advert) on the AH socket."""
+        if self.ah_sock is None:
+            raise VrrpSocketError(f"IPsec AH is not enabled on {self.ifname}")
+        self.ah_sock.sendto(datagram, (dst or VRRP_GROUP_V4, 0))
+
     def send(self, payload: bytes, dst: str | None = None, src: str | None = None) -> None:
         """Send one VRRP message to ``dst`` (default: the VRRP multicast group).
 
@@ -162,13 +209,20 @@ class VrrpSocket:
     # -- receiving ---------------------------------------------------------
     def recv(self) -> Received | None:
         """Read one datagram without blocking; None if nothing is queued."""
-        try:
-            data, anc, _flags, addr = self.sock.recvmsg(65535, 256)
-        except (BlockingIOError, InterruptedError):
-            return None
-        return self.parse(data, anc, addr)
+        socks = [(self.sock, False)]
+        if self.ah_sock is not None:
+            # Alternate which socket is read first, so a flood on one never starves the other.
+            self._ah_first = not self._ah_first
+            socks.insert(0 if self._ah_first else 1, (self.ah_sock, True))
+        for sock, ah in socks:
+            try:
+                data, anc, _flags, addr = sock.recvmsg(65535, 256)
+            except (BlockingIOError, InterruptedError):
+                continue
+            return self.parse(data, anc, addr, ah=ah)
+        return None
 
-    def parse(self, data: bytes, anc: list, addr: tuple) -> Received | None:
+    def parse(self, data: bytes, anc: list, addr: tuple, *, ah: bool = False) -> Received | None:
         ttl = dst = ifindex = None
         for level, ctype, cdata in anc:
             if level == socket.IPPROTO_IP and ctype == IP_TTL and len(cdata) >= 4:
@@ -190,6 +244,8 @@ class VrrpSocket:
                 ttl = header[8]
             if dst is None and len(header) >= 20:
                 dst = socket.inet_ntoa(header[16:20])
+            if ah:  # the node checks the AH envelope itself (chimeha.vrrp.ah)
+                return Received(data, addr[0], dst, ttl, ifindex, 4, header, ah=True)
             return Received(data[ihl:], addr[0], dst, ttl, ifindex, 4, header)
         src = addr[0].split("%", 1)[0]
         return Received(data, src, dst, ttl, ifindex, 6)
@@ -199,6 +255,8 @@ class VrrpSocket:
 
     def close(self) -> None:
         self.sock.close()
+        if self.ah_sock is not None:
+            self.ah_sock.close()
 
     def __enter__(self) -> "VrrpSocket":
         return self

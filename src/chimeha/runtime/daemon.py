@@ -142,7 +142,7 @@ class Daemon:
         self._ex.setup_notify(self.config)
         self._ex.adopt_sockets(pre.opened)
         self.node = VrrpNode(pre.specs, groups)
-        self._ex.join_groups(self.node.socket_keys())
+        self._ex.join_groups(self.node.socket_keys(), self.node.ah_socket_keys())
         for s in pre.specs:  # VIPs a killed previous run left behind (keepalived does the same)
             self._nl.remove_stale(s.name, tuple(s.virtual_ipaddresses) + tuple(s.virtual_ipaddresses_excluded),
                                   s.interface)
@@ -171,7 +171,8 @@ class Daemon:
 
     def datagram(self, key: tuple[str, int], rx) -> None:
         """One datagram from the socket of ``key`` (interface, family)."""
-        self.node.receive_datagram(rx.payload, rx.src, rx.dst or "", rx.ttl, rx.family, key[0], self.now())
+        self.node.receive_datagram(rx.payload, rx.src, rx.dst or "", rx.ttl, rx.family, key[0], self.now(),
+                                   ah=rx.ah)
         self.after_input()
 
     def _on_timer(self) -> None:
@@ -292,7 +293,7 @@ class Daemon:
         self.config = result.config
         self._ex.adopt_sockets(pre.opened)
         self.node.apply_reload(plan, self.now())
-        self._ex.join_groups(self.node.socket_keys())
+        self._ex.join_groups(self.node.socket_keys(), self.node.ah_socket_keys())
         self.after_input()
         self._ex.close_unused_sockets(self.node.socket_keys())
         self._ex.setup_notify(self.config)

@@ -17,8 +17,10 @@ import concurrent.futures
 import logging
 from typing import Any
 
+from chimeha.net.vrrpsock import VRRP_GROUP_V4
 from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.vrrp import packet
+from chimeha.vrrp.ah import uses_ah
 from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, PacketDropped, PriorityChanged, RemoveAddresses,
                                  SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
 
@@ -43,6 +45,7 @@ class Executor:
         self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
         self._holding: dict[str, bool] = {}  # instance -> its VIPs were last added (read by the garp thread)
         self._send_errors = 0
+        self._ah_fds: dict[tuple[str, int], int] = {}  # socket key -> its IPsec AH companion's fd
 
     # -- sockets --------------------------------------------------------------
     def adopt_sockets(self, opened: dict) -> None:
@@ -51,11 +54,21 @@ class Executor:
             self.sockets[key] = sock
             loop.add_reader(sock.fileno(), self._readable, key)
 
-    def join_groups(self, keys: dict[tuple[str, int], bool]) -> None:
+    def join_groups(self, keys: dict[tuple[str, int], bool], ah_keys=frozenset()) -> None:
+        """Join the multicast group where an instance needs it; open the AH companion where one uses AH."""
         for key, multicast in keys.items():
-            if multicast and key in self.sockets:
+            sock = self.sockets.get(key)
+            if sock is None:
+                continue
+            if key in ah_keys and key not in self._ah_fds:
                 try:
-                    self.sockets[key].join()
+                    self._ah_fds[key] = sock.enable_ah()
+                    asyncio.get_running_loop().add_reader(self._ah_fds[key], self._readable, key)
+                except OSError as exc:
+                    log.error("%s: cannot open the IPsec AH socket: %s", key[0], exc)
+            if multicast:
+                try:
+                    sock.join()
                 except OSError as exc:
                     log.error("%s: cannot join the VRRP multicast group: %s", key[0], exc)
 
@@ -69,10 +82,13 @@ class Executor:
 
     def _close(self, key) -> None:
         sock = self.sockets.pop(key)
-        try:
-            asyncio.get_running_loop().remove_reader(sock.fileno())
-        except (ValueError, OSError, RuntimeError):
-            pass
+        for fd in (sock.fileno(), self._ah_fds.pop(key, None)):
+            if fd is None:
+                continue
+            try:
+                asyncio.get_running_loop().remove_reader(fd)
+            except (ValueError, OSError, RuntimeError):
+                pass
         sock.close()
 
     def _readable(self, key: tuple[str, int]) -> None:
@@ -150,7 +166,12 @@ class Executor:
             try:
                 if sock is None:
                     raise OSError("no socket")
-                sock.send(self._encoded(a, spec.primary_address, dst), dst, spec.primary_address)
+                data = self._encoded(a, spec.primary_address, dst)
+                if uses_ah(spec):  # never a plain advert instead: keepalived drops those
+                    sock.send_datagram(node.seal_ah(a.instance, data, source=spec.primary_address,
+                                                    destination=dst or VRRP_GROUP_V4), dst)
+                else:
+                    sock.send(data, dst, spec.primary_address)
                 node.note_send(a.instance, True)
             except (OSError, ValueError) as exc:
                 node.note_send(a.instance, False)

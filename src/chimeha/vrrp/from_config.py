@@ -62,6 +62,22 @@ def _tracks(config: Any, inst: Any) -> tuple[TrackSpec, ...]:
     return tuple(out)
 
 
+def _auth_type(inst: Any) -> str | None:
+    # keepalived ignores authentication with VRRPv3 (IPv6 instances are v3), and says so at
+    # start-up; `chime-ha check` warns auth-v3.
+    if inst.auth_type is None or inst.version == 3 or (inst.auth_type == "AH" and inst.family == 6):
+        return None
+    return inst.auth_type
+
+
+def _initial_state(inst: Any) -> str:
+    # keepalived starts a non-owner AH instance as BACKUP: it must hear the master's AH sequence
+    # number before it speaks, or its adverts are dropped as replays (`chime-ha check`: ah-master).
+    if _auth_type(inst) == "AH" and inst.state == "MASTER" and inst.priority != 255:
+        return "BACKUP"
+    return inst.state
+
+
 def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
     """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst``."""
     gd = config.global_defs
@@ -78,11 +94,11 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         advert_addresses=advert,
         primary_address=primary_address or inst.unicast_src_ip or inst.mcast_src_ip or "",
         interface=inst.interface or "",
-        initial_state=inst.state,
+        initial_state=_initial_state(inst),
         nopreempt=inst.nopreempt,
         preempt_delay=inst.preempt_delay,
         down_timer_adverts=inst.down_timer_adverts,
-        auth_type=inst.auth_type,
+        auth_type=_auth_type(inst),
         auth_pass=inst.auth_pass,
         unicast_peers=tuple(p.address for p in inst.unicast_peers),
         check_unicast_src=_opt_flag(inst, "check_unicast_src", _opt_flag(gd, "vrrp_check_unicast_src"))

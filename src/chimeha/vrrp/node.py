@@ -42,6 +42,7 @@ from collections import Counter
 from typing import Iterable, Mapping, Sequence
 
 from chimeha.errors import ConfigError
+from chimeha.vrrp import ah as ah_wire
 from chimeha.vrrp import packet
 from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceSpec, NodeEvent, PacketDropped,
                                  PriorityChanged, RemoveAddresses, SendAdvert, SendGratuitous, SplitBrain,
@@ -91,6 +92,7 @@ class VrrpNode:
         self._deadlines: dict[str, float | None] = {}
         self._group_words: dict[str, str] = {}
         self._started = False
+        self._ah = ah_wire.AhGuard()
         self._install(specs, groups or {}, keep={})
 
     # -- structure ----------------------------------------------------------
@@ -120,6 +122,7 @@ class VrrpNode:
             self._expect.setdefault(key, {})[s.vrid] = packet.expectation_for(s)
             self._by_vrid[(key, s.vrid)] = s.name
         self._deadlines = {n: i.get_timer() for n, i in instances.items()}
+        self._ah.retain(specs)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -166,20 +169,34 @@ class VrrpNode:
         self._flush(self._instances, now)
 
     def receive_datagram(self, payload: bytes, source: str, destination: str, ttl_or_hop_limit: int | None,
-                         family: int, ifname: str, now: float) -> None:
-        """One VRRP datagram received on ``ifname``; judged, counted, dispatched. Never raises for a payload."""
+                         family: int, ifname: str, now: float, *, ah: bool = False) -> None:
+        """One VRRP datagram received on ``ifname``; judged, counted, dispatched. Never raises for a payload.
+
+        ``ah``: the datagram came in as IPsec AH (protocol 51) and ``payload`` is
+        the whole IPv4 datagram; its envelope is checked (:mod:`chimeha.vrrp.ah`)
+        against the instance its VRID names before the VRRP checks.
+        """
         key = (ifname, family)
+        envelope = None
+        if ah:
+            try:
+                envelope, payload = ah_wire.split(payload)
+            except packet.PacketError as exc:
+                self._dropped(None, key, exc.reason.value, str(exc), source, now)
+                return
+        name = self._by_vrid.get((key, payload[1])) if len(payload) > 1 else None
+        if name is not None and (envelope is not None or self._ah.expects(name)):
+            try:
+                self._ah.check(self._instances[name].spec, envelope, payload)
+            except packet.PacketError as exc:
+                self._dropped(name, key, exc.reason.value, str(exc), source, now)
+                return
         verdict = packet.validate(payload, source=source, destination=destination or "",
                                   ttl=ttl_or_hop_limit if ttl_or_hop_limit is not None else -1, family=family,
                                   expect=self._expect.get(key, {}))
         if isinstance(verdict, packet.Drop):
             name = self._by_vrid.get((key, verdict.vrid)) if verdict.vrid is not None else None
-            if name is not None:
-                self._stats[name].drops[verdict.reason.value] += 1
-            else:
-                self.drops[verdict.reason.value] += 1
-            self._queue.append(PacketDropped(name or "", ifname, family, verdict.reason.value, verdict.detail,
-                                             source, now))
+            self._dropped(name, key, verdict.reason.value, verdict.detail, source, now)
             return
         name = self._by_vrid[(key, verdict.vrid)]
         st = self._stats[name]
@@ -187,6 +204,22 @@ class VrrpNode:
         st.last_rx = now
         self._instances[name].handle_advert(verdict, now)
         self._flush((name,), now)
+
+    def _dropped(self, name: str | None, key: SocketKey, reason: str, detail: str, source: str,
+                 now: float) -> None:
+        if name is not None:
+            self._stats[name].drops[reason] += 1
+        else:
+            self.drops[reason] += 1
+        self._queue.append(PacketDropped(name or "", key[0], key[1], reason, detail, source, now))
+
+    def seal_ah(self, name: str, vrrp: bytes, *, source: str, destination: str) -> bytes:
+        """The IPv4 + AH datagram for one of ``name``'s adverts (advances its AH sequence number)."""
+        return self._ah.seal(self._instances[name].spec, vrrp, source=source, destination=destination)
+
+    def ah_socket_keys(self) -> frozenset[SocketKey]:
+        """The (interface, family) pairs whose sockets must also speak IPsec AH."""
+        return frozenset((s.interface, s.family) for s in self.specs() if ah_wire.uses_ah(s))
 
     def set_tracked(self, name: str, ok: bool, now: float, *, kind: str | None = None,
                     detail: str | None = None, value: int | None = None) -> tuple[str, ...]:
