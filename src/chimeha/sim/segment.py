@@ -146,6 +146,8 @@ class Segment:
         self.vip_holders: dict[str, set[str]] = {}
         self._queue: list = []
         self._seq = itertools.count()
+        #: called with (node name, action, now) for every action a node queues, before it is routed
+        self.action_hooks: list[Callable[[str, object, float], None]] = []
 
     # -- building --------------------------------------------------------
     def add_node(self, name: str, address: str, specs: Iterable[InstanceSpec], *,
@@ -209,6 +211,11 @@ class Segment:
     def set_tracked(self, name: str, track: str, ok: bool, at: float | None = None) -> None:
         """Directly set a tracked object (interface, file, process) on every instance of ``name``."""
         self._at(at, self._do_tracked, name, track, ok)
+
+    def inject(self, name: str, payload: bytes, source: str, at: float | None = None, *, ttl: int = 255,
+               family: int = 4, destination: str | None = None) -> None:
+        """A datagram from a host outside the simulation reaches ``name`` (on each interface of ``family``)."""
+        self._at(at, self._do_inject, name, payload, source, ttl, family, destination)
 
     # -- running ---------------------------------------------------------
     def run_until(self, t_end: float) -> None:
@@ -345,6 +352,15 @@ class Segment:
         if node.running:
             node.core.set_tracked(track, ok, now)
 
+    def _do_inject(self, now: float, name: str, payload: bytes, source: str, ttl: int, family: int,
+                   destination: str | None) -> None:
+        node = self.nodes[name]
+        if not (node.running and node.link_up and node.input_up):
+            return
+        dest = destination or (packet.MCAST_V4 if family == 4 else packet.MCAST_V6)
+        for ifname in node.interfaces(family):
+            node.core.receive_datagram(payload, source, dest, ttl, family, ifname, now)
+
     def _deliver(self, now: float, src: str, dst: str, adv_action: SendAdvert, payload: bytes) -> None:
         sender, node = self.nodes[src], self.nodes[dst]
         if not (node.running and node.link_up and node.input_up and sender.link_up):
@@ -357,6 +373,8 @@ class Segment:
     def _route(self) -> None:
         for node in self.nodes.values():
             for act in node.core.pop_actions():
+                for hook in self.action_hooks:
+                    hook(node.name, act, self.now)
                 self._apply(node, act)
 
     def _apply(self, node: Node, act) -> None:
@@ -372,6 +390,10 @@ class Segment:
             for other in self.nodes:
                 if other != node.name:
                     self._push(now + self.latency, self._deliver, node.name, other, act, payload)
+            # Counted as the daemon's executor counts: one send per unicast peer, else one multicast.
+            spec = next((sp for sp in node.specs if sp.name == act.instance), None)
+            for _peer in (spec.unicast_peers if spec else ()) or (None,):
+                node.core.note_send(act.instance, True)
         elif isinstance(act, PacketDropped):
             # One wire carries every VRID: an advert for a VRID this node does not run is not an error here.
             if act.reason == packet.DropReason.VRID_UNKNOWN.value:
