@@ -154,7 +154,8 @@ def _norm(rec: list[tuple]) -> list[tuple]:
     return [(round(r[0], 6), *r[1:]) for r in rec]
 
 
-def run_daemon(text: str, version: int, dst: str, events: list[tuple], stop_at: float, monkeypatch) -> tuple[list[tuple], tuple]:
+def run_daemon(text: str, version: int, dst: str, events: list[tuple], stop_at: float,
+               monkeypatch) -> tuple[list[tuple], tuple]:
     res = loads(text, "golden.conf")
     assert res.ok, [str(d) for d in res.diagnostics]
     monkeypatch.setattr(daemon_mod, "Trackers", NoTrackers)
@@ -204,7 +205,8 @@ def run_daemon(text: str, version: int, dst: str, events: list[tuple], stop_at: 
     return _norm(rec), d.node.status()
 
 
-def run_sim(text: str, version: int, dst: str, events: list[tuple], stop_at: float) -> tuple[list[tuple], tuple]:
+def run_sim(text: str, version: int, dst: str, events: list[tuple],
+            stop_at: float) -> tuple[list[tuple], tuple]:
     config = loads(text, "golden.conf").config
     seg = Segment()
     seg.add_node("me", ME, instance_specs(config), groups=sync_groups(config))
