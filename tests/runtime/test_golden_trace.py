@@ -1,7 +1,8 @@
 """Golden trace: the daemon and the simulator run the same node and must do the same things.
 
-One input trace (adverts from a peer, tracker results, the passage of time, a
-stop) is fed to
+One input trace (adverts from a peer, hostile adverts, tracker results, a
+reload of the same file and one that changes an instance, the passage of time,
+a stop) is fed to
 
 * the real :class:`~chimeha.runtime.daemon.Daemon` on an asyncio loop whose
   clock is virtual (it jumps to the next timer when nothing is readable), with
@@ -112,7 +113,7 @@ def advert(version: int, vrid: int, priority: int, interval: float, source: str,
     return packet.encode(version, vrid, priority, [vip], interval, source=source, destination=destination)
 
 
-def trace(advert_int: float, unicast: bool) -> tuple[list[tuple], float]:
+def trace(advert_int: float, unicast: bool, changed: str) -> tuple[list[tuple], float]:
     """(time, kind, args) inputs and the stop time. Times avoid the node's own timer instants."""
     k = advert_int
     ev: list[tuple] = []
@@ -126,6 +127,7 @@ def trace(advert_int: float, unicast: bool) -> tuple[list[tuple], float]:
 
     peer(0.3 * k, 2.8 * k, 150)                 # a peer is MASTER: we stay BACKUP
     # the peer falls silent: master-down timer, both instances take over (sync group)
+    ev.append((round(6.55 * k, 6), "reload", ()))  # an unchanged file while MASTER: nothing happens
     ev.append((round(7.45 * k, 6), "track", ("interface", "ethx", False)))  # priority 100 -> 40
     peer(8.2 * k, 10.3 * k, 80, vrids=(10,))     # a higher priority than ours on VI_1: VI_1 and its group yield
     ev.append((round(10.35 * k, 6), "rx", (10, 0, 255, PEER)))  # the peer resigns: takeover after Skew_Time
@@ -134,6 +136,7 @@ def trace(advert_int: float, unicast: bool) -> tuple[list[tuple], float]:
     else:
         peer(12.1 * k, 13.0 * k, 250, ttl=64)  # routed multicast (TTL 64): dropped, changes nothing
     ev.append((round(13.55 * k, 6), "track", ("interface", "ethx", True)))  # back to 100
+    ev.append((round(13.8 * k, 6), "reload", (changed,)))  # VI_2 priority 110: rebuilt, stays MASTER
     peer(14.15 * k, 15.5 * k, 120, vrids=(11,))  # VI_2 hears a higher priority
     peer(15.6 * k, 17.0 * k, 90, vrids=(11,))    # lower: we preempt back
     return ev, round(19.4 * k, 6)
@@ -154,9 +157,10 @@ def _norm(rec: list[tuple]) -> list[tuple]:
     return [(round(r[0], 6), *r[1:]) for r in rec]
 
 
-def run_daemon(text: str, version: int, dst: str, events: list[tuple], stop_at: float,
+def run_daemon(path, text: str, version: int, dst: str, events: list[tuple], stop_at: float,
                monkeypatch) -> tuple[list[tuple], tuple]:
-    res = loads(text, "golden.conf")
+    path.write_text(text)
+    res = loads(text, str(path))
     assert res.ok, [str(d) for d in res.diagnostics]
     monkeypatch.setattr(daemon_mod, "Trackers", NoTrackers)
     names = {i.virtual_router_id: n for n, i in res.config.instances.items()}
@@ -178,7 +182,7 @@ def run_daemon(text: str, version: int, dst: str, events: list[tuple], stop_at: 
             rec.append((loop.time(), "advert", names[adv.vrid], adv.priority))
             return super().send(payload, dst, src)
 
-    d = Daemon("golden.conf", res.config, socket_factory=partial(RecordingSocket, Bus(), ME),
+    d = Daemon(str(path), res.config, socket_factory=partial(RecordingSocket, Bus(), ME),
                netlink=RecordingNetlink())
     d.state_hooks.append(lambda a: rec.append((loop.time(), "state", a.instance, a.old.value, a.new.value)))
     d.event_hooks.append(lambda a: rec.extend(_event(loop.time(), a)))
@@ -188,14 +192,21 @@ def run_daemon(text: str, version: int, dst: str, events: list[tuple], stop_at: 
             vrid, prio, ttl, src = args
             payload = advert(version, vrid, prio, d.node.spec("VI_1").advert_int, src, dst)
             d.sockets[("lo", 4)].deliver(Received(payload, src, dst, ttl, 1, 4))
+        elif kind == "reload":  # SIGHUP, with the same file or a new one
+            if args:
+                path.write_text(args[0])
+            reloads.append(asyncio.ensure_future(d.reload()))
         else:
             d.tracked(*args)
+
+    reloads: list = []
 
     async def main():
         await d.start()
         for t, kind, args in events:
             loop.call_at(t, feed, kind, args)
         await asyncio.sleep(stop_at - loop.time())
+        assert [r.result()["ok"] for r in reloads] == [True, True], [r.result() for r in reloads]
         await d.stop()
 
     try:
@@ -205,9 +216,9 @@ def run_daemon(text: str, version: int, dst: str, events: list[tuple], stop_at: 
     return _norm(rec), d.node.status()
 
 
-def run_sim(text: str, version: int, dst: str, events: list[tuple],
+def run_sim(path, text: str, version: int, dst: str, events: list[tuple],
             stop_at: float) -> tuple[list[tuple], tuple]:
-    config = loads(text, "golden.conf").config
+    config = loads(text, str(path)).config
     seg = Segment()
     seg.add_node("me", ME, instance_specs(config), groups=sync_groups(config))
     rec: list[tuple] = []
@@ -232,6 +243,9 @@ def run_sim(text: str, version: int, dst: str, events: list[tuple],
         if kind == "rx":
             vrid, prio, ttl, src = args
             seg.inject("me", advert(version, vrid, prio, interval, src, dst), src, at=t, ttl=ttl, destination=dst)
+        elif kind == "reload":
+            new = loads(args[0], str(path)).config if args else None
+            seg.reload("me", at=t, **({"specs": instance_specs(new), "groups": sync_groups(new)} if new else {}))
         else:
             _kind, name, ok = args
             seg.set_tracked("me", name, ok, at=t)
@@ -246,25 +260,33 @@ def _summary(rec: list[tuple]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("version,advert_int,unicast", [(2, 1.0, False), (3, 0.5, False), (3, 1.0, True)])
-def test_daemon_and_simulator_do_the_same(version, advert_int, unicast, monkeypatch):
+def test_daemon_and_simulator_do_the_same(version, advert_int, unicast, monkeypatch, tmp_path):
     text = conf(version, advert_int, unicast)
-    events, stop_at = trace(advert_int, unicast)
+    changed = text.replace("priority 100\n advert_int", "priority 110\n advert_int").replace(
+        "priority 110", "priority 100", 1)  # VI_1 (first) unchanged, VI_2 now 110
+    assert changed.count("priority 110") == 1
+    events, stop_at = trace(advert_int, unicast, changed)
     dst = ME if unicast else packet.MCAST_V4
-    got_daemon, status_daemon = run_daemon(text, version, dst, events, stop_at, monkeypatch)
-    got_sim, status_sim = run_sim(text, version, dst, events, stop_at)
+    path = tmp_path / "golden.conf"
+    got_daemon, status_daemon = run_daemon(path, text, version, dst, events, stop_at, monkeypatch)
+    got_sim, status_sim = run_sim(path, text, version, dst, events, stop_at)
     assert _summary(got_daemon) == _summary(got_sim)
     assert got_daemon == got_sim
     # the counters agree too (adverts sent and received, drops by reason, failovers...)
     assert status_daemon == status_sim
     # the hostile adverts were dropped (on both: the statuses are equal)
-    assert all(st.drops == {"unicast-source" if unicast else "ttl": 1} for st in status_sim), status_sim
+    vi1, vi2 = status_sim
+    assert vi1.drops == {"unicast-source" if unicast else "ttl": 1}
+    assert vi2.drops == {} and vi2.spec.priority == 110  # rebuilt by the reload after the drop
 
     # The trace exercises what it claims to (so an empty or one-sided run cannot pass).
     states = [(r[2], r[4]) for r in got_sim if r[1] == "state"]
-    assert states.count(("VI_1", "MASTER")) == 3 and states.count(("VI_2", "MASTER")) == 3
+    # VI_2 once more: the changed instance is rebuilt and resumes MASTER at once (INIT -> BACKUP -> MASTER)
+    assert states.count(("VI_1", "MASTER")) == 3 and states.count(("VI_2", "MASTER")) == 4
     assert ("VI_1", "INIT") in states  # the stop
     prios = {r[3] for r in got_sim if r[1] == "advert"}
     assert {100, 40, 0} <= prios  # normal, tracked down (-60), priority 0 at the stop
-    assert [r[1] for r in got_sim if r[1] in ("add", "del")].count("add") == 6
+    assert [r[1] for r in got_sim if r[1] in ("add", "del")].count("add") == 7
     assert [r[3:] for r in got_sim if r[1] == "priority" and r[2] == "VI_1"] == [(100, 40), (40, 100)]
-    assert sum(r[1] == "garp" for r in got_sim) == 6
+    assert {r[3] for r in got_sim if r[1] == "advert" and r[2] == "VI_2"} >= {100, 110}  # the reload took
+    assert sum(r[1] == "garp" for r in got_sim) == 7

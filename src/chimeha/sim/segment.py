@@ -189,9 +189,10 @@ class Segment:
     def heal(self, name: str, at: float | None = None) -> None:
         self._at(at, self._do_partition, name, False)
 
-    def reload(self, name: str, at: float | None = None) -> None:
-        """The daemon reloads an unchanged configuration (SIGHUP): ``on_reload`` on every instance."""
-        self._at(at, self._do_reload, name)
+    def reload(self, name: str, at: float | None = None, specs: Iterable[InstanceSpec] | None = None,
+               groups: dict[str, tuple[str, ...]] | None = None) -> None:
+        """The daemon reloads (SIGHUP): its configuration unchanged, or ``specs``/``groups`` when given."""
+        self._at(at, self._do_reload, name, None if specs is None else tuple(specs), groups)
 
     def cut_input(self, name: str, at: float | None = None) -> None:
         """Drop the node's incoming VRRP only (it still sends): one-way loss, the
@@ -324,13 +325,18 @@ class Segment:
         node.link_up = not cut
         self.record(now, name, "event", "partitioned (carrier up)" if cut else "partition healed")
 
-    def _do_reload(self, now: float, name: str) -> None:
+    def _do_reload(self, now: float, name: str, specs=None, groups=None) -> None:
         node = self.nodes[name]
         if not node.running:
             return
         self.record(now, name, "event", "configuration reloaded")
         core = node.core
-        core.apply_reload(core.plan_reload(core.specs(), core.groups()), now)
+        if specs is not None:
+            node.specs = [s if s.primary_address else replace(s, primary_address=_address_for(node.address, s.family))
+                          for s in specs]
+            node.group_defs = dict(groups or {})
+        core.apply_reload(core.plan_reload(node.specs if specs is not None else core.specs(),
+                                           node.group_defs if specs is not None else core.groups()), now)
 
     def _do_input(self, now: float, name: str, up: bool) -> None:
         node = self.nodes[name]
