@@ -90,8 +90,9 @@ def main() -> int:
                     got.append(json.loads(out))
                 worst = [g["worst"] * 1000 for g in got]
                 parse = [g["parse"] for g in got]
-                detail = ", ".join(f"{g['worst'] * 1000:.0f} ms at {g['worst_at']:.2f} s (cpu {g['worst_cpu'] * 1000:.0f})"
-                                   for g in got)
+                detail = ", ".join(
+                    f"{g['worst'] * 1000:.0f} ms at {g['worst_at']:.2f} s (cpu {g['worst_cpu'] * 1000:.0f})"
+                    for g in got)
                 print(f"{kind:<14} {how:<12} parse median {statistics.median(parse):5.2f} s | longest stall "
                       f"median {statistics.median(worst):6.0f} ms, max {max(worst):6.0f} ms | {detail}")
     return 0
