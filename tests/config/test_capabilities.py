@@ -211,10 +211,7 @@ def test_markdown_cli(capsys):
 
 # Modules that still read the untyped ``options`` bag, with the helper whose typed field replaces it
 # (issue 9 item 5). The list can only shrink: an entry that no longer reads options fails too.
-OPTIONS_READERS = {
-    "runtime/executor.py": "node-core (global notify_fifo / vrrp_notify_fifo)",
-    "vrrp/from_config.py": "node-core (check_unicast_src, lower_prio_no_advert)",
-}
+OPTIONS_READERS: dict[str, str] = {}  # emptied by typed (check_unicast_src, lower_prio_no_advert, notify FIFOs)
 
 
 def test_runtime_reads_options_only_where_listed():

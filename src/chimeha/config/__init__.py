@@ -77,6 +77,11 @@ def _run(feed: Callable[[Lexer], bool], config_id: str | None, opener=None) -> L
         report(tree, ctx)
         config = build_config(tree, ctx)
         _validate(config, diags)
+        # The daemon reads a file in a worker thread while its event loop advertises: freeing an
+        # 8 MB file's tokens and statements at return is one C-level cascade holding the GIL
+        # (measured 0.2-0.35 s); freed in slices, the loop gets its turn in between.
+        _release(lexer.lines)
+        _release(tree)
     except RecursionError:
         diags.append(Diagnostic("<config>", 0, "error", "too-deep", "configuration nested too deeply"))
         return LoadResult(None, _sorted(diags))
@@ -86,6 +91,11 @@ def _run(feed: Callable[[Lexer], bool], config_id: str | None, opener=None) -> L
                                 "please report this as a bug"))
         return LoadResult(None, _sorted(diags))
     return LoadResult(config, _sorted(diags))
+
+
+def _release(big: list, step: int = 2048) -> None:
+    while big:
+        del big[-step:]
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -8,7 +8,6 @@ too).  LVS blocks are in ``build_lvs``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Callable
 
@@ -16,7 +15,7 @@ from . import keywords as K
 from .cap_vrrp import ROUTE_ACTS, ROUTE_NO_TRACK, VIP_OPTIONS
 from .build_lvs import build_virtual_server, build_virtual_server_group
 from ..snmp.agentx import parse_address as agentx_address
-from ..vrrp.timing import advert_centiseconds
+from ..vrrp.timing import advert_centiseconds, advert_seconds_v2
 from .model import (
     Block,
     Config,
@@ -184,8 +183,21 @@ def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         f["notification_email"] = tuple(f.get("notification_email", ())) + tuple(
             w for c in ctx.block(s) for w in (c.name, *c.words()))
 
+    def fifo(s: Stmt) -> None:
+        # ``notify_fifo FILE [username [groupname]]``: the owner words are read, not applied.
+        f[s.name] = ctx.word(s)
+        if len(s.args) > 1:
+            ctx.warning(s.where, "not-implemented", f"'{s.name}': the FIFO owner ({' '.join(s.words()[1:])}) is "
+                        "not implemented in chime-ha: the FIFO is created root-owned, mode 0600")
+
     setters["script_user"] = script_user
     setters["notification_email"] = email
+    for key in ("vrrp_notify_fifo", "notify_fifo"):
+        setters[key] = fifo
+    for key in ("vrrp_notify_fifo_script", "notify_fifo_script"):
+        setters[key] = lambda s: f.__setitem__(s.name, ctx.notify_arg(s, {}))
+    for key in ("vrrp_check_unicast_src", "vrrp_lower_prio_no_advert"):
+        setters[key] = lambda s: f.__setitem__(s.name, ctx.bool_arg(s))
     positions = {}
     for gst in stmts:
         for st in ctx.block(gst):
@@ -197,6 +209,9 @@ def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
             else:
                 ctx.unknown(st, K.GLOBAL_DEFS | set(setters), "global_defs")
     f = {k: v for k, v in f.items() if v is not None}
+    if f.get("vrrp_notify_fifo") and f.get("vrrp_notify_fifo") == f.get("notify_fifo"):
+        ctx.warning(positions["notify_fifo"], "same-fifo", f"notify_fifo and vrrp_notify_fifo are both "
+                    f"{f['notify_fifo']}: every VRRP event would be written to it twice")
     return GlobalDefs(**f, options=_freeze(opts), positions=positions)
 
 
@@ -490,6 +505,8 @@ _SCALAR: dict[str, tuple[str, Callable[[Ctx, Stmt], object]]] = {
     "no_accept": ("accept", lambda c, s: False),
     "strict_mode": ("strict_mode", lambda c, s: c.bool_arg(s)),
     "skip_check_adv_addr": ("skip_check_adv_addr", lambda c, s: c.bool_arg(s)),
+    "check_unicast_src": ("check_unicast_src", lambda c, s: c.bool_arg(s)),
+    "lower_prio_no_advert": ("lower_prio_no_advert", lambda c, s: c.bool_arg(s)),
     "smtp_alert": ("smtp_alert", lambda c, s: c.bool_arg(s)),
     "lvs_sync_daemon_interface": ("lvs_sync_daemon_interface", lambda c, s: c.word(s)),
 }
@@ -612,7 +629,8 @@ def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstanc
     # keepalived: an IPv6 instance without its own version line is VRRPv3, whatever vrrp_version says.
     version = inst.version if "version" in seen else (3 if inst.family == 6 else g.vrrp_version)
     changes["version"] = version
-    for key in ("garp_master_delay", "garp_master_repeat", "garp_master_refresh", "garp_master_refresh_repeat"):
+    for key in ("garp_master_delay", "garp_master_repeat", "garp_master_refresh", "garp_master_refresh_repeat",
+                "check_unicast_src", "lower_prio_no_advert"):
         if key not in seen:
             changes[key] = getattr(g, "vrrp_" + key)
     if "priority" not in seen and inst.state == "MASTER":
@@ -625,7 +643,7 @@ def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstanc
     if "advert_int" in seen:
         where = seen["advert_int"]
         if version == 2 and adv != int(adv):
-            rounded = max(1, int(math.floor(adv + 0.5)))
+            rounded = advert_seconds_v2(adv)  # what the wire carries: the one rounding of intervals
             ctx.warning(where, "advert-int-rounded",
                         f"VRRPv2 advertises whole seconds: advert_int {adv:g} is used as {rounded}")
             changes["advert_int"] = float(rounded)

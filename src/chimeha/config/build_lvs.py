@@ -29,7 +29,7 @@ from .parser import Stmt
 from .values import Ctx, valid_ip
 
 from chimeha.lvs.catalog import ALGORITHMS as LB_ALGOS  # noqa: E402  (one declaration per scheduler)
-LB_KINDS = ("NAT", "DR", "TUN")
+from chimeha.lvs.types import LB_KINDS  # noqa: E402  (one declaration of the forwarding methods)
 
 _CHECKERS = {
     "TCP_CHECK": TcpCheck, "HTTP_GET": HttpCheck, "SSL_GET": HttpCheck, "MISC_CHECK": MiscCheck,

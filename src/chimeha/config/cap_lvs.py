@@ -10,9 +10,7 @@ To record that chime-ha now acts on a keyword, change its entry to
 from __future__ import annotations
 
 from .capabilities_base import SMTP, SNMP, noeff, ok, todo
-
-_CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "DNS_CHECK", "UDP_CHECK", "PING_CHECK",
-             "FILE_CHECK", "BFD_CHECK")
+from .keywords import CHECKERS as _CHECKERS  # the one list of checker keywords the reader knows
 _RS = "virtual_server real_server"
 
 CHECKER_COMMON = {

@@ -58,6 +58,8 @@ DECLARATIONS: dict[Path, Capability] = _declarations()
 FOLDED_FIELDS: dict[str, str] = {
     **{f"GlobalDefs.vrrp_garp_master_{k}": f"default of VrrpInstance.garp_master_{k} (build._finish_instance)"
        for k in ("delay", "repeat", "refresh", "refresh_repeat")},
+    **{f"GlobalDefs.vrrp_{k}": f"default of VrrpInstance.{k} (build._finish_instance)"
+       for k in ("check_unicast_src", "lower_prio_no_advert")},
     "VrrpInstance.native_ipv6": "decides VrrpInstance.family",
     "VirtualServer.protocol_explicit": "the protocol-missing / fwmark-protocol diagnostics",
     "Block.keyword": "render() writes generic blocks back",

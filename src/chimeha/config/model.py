@@ -133,6 +133,14 @@ class GlobalDefs:
     enable_snmp_rfcv2: bool = False  # VRRP-MIB, RFC 2787 (enable_snmp_rfc sets both)
     enable_snmp_rfcv3: bool = False  # VRRPv3-MIB, RFC 6527
     snmp_socket: str | None = None  # net-snmp transport spec; None = unix:/var/agentx/master
+    #: defaults of every instance's check_unicast_src / lower_prio_no_advert (folded in by the reader)
+    vrrp_check_unicast_src: bool = False
+    vrrp_lower_prio_no_advert: bool = False
+    #: notify FIFOs: VRRP events only, and every event; the ``*_script`` reader commands
+    vrrp_notify_fifo: str | None = None
+    vrrp_notify_fifo_script: tuple[str, ...] | None = None
+    notify_fifo: str | None = None
+    notify_fifo_script: tuple[str, ...] | None = None
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
@@ -348,6 +356,10 @@ class VrrpInstance:
     accept: bool | None = None
     strict_mode: bool = False
     skip_check_adv_addr: bool = False
+    #: drop adverts from an address that is not a unicast_peer (default: global vrrp_check_unicast_src)
+    check_unicast_src: bool = False
+    #: a master hearing a lower priority stays quiet (default: global vrrp_lower_prio_no_advert)
+    lower_prio_no_advert: bool = False
     lvs_sync_daemon_interface: str | None = None
     script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)

@@ -212,9 +212,16 @@ def _globals(w: _W, g: GlobalDefs) -> None:
         _if(w, key, getattr(g, key), getattr(d, key), _num)
     for key in ("vrrp_garp_master_repeat", "vrrp_garp_master_refresh_repeat", "vrrp_mcast_group4", "vrrp_mcast_group6"):
         _if(w, key, getattr(g, key), getattr(d, key), str)
-    for key in ("vrrp_skip_check_adv_addr", "vrrp_strict", "dynamic_interfaces"):
+    for key in ("vrrp_skip_check_adv_addr", "vrrp_strict", "dynamic_interfaces", "vrrp_check_unicast_src",
+                "vrrp_lower_prio_no_advert"):
         if getattr(g, key):
             w.line(key)
+    for key in ("vrrp_notify_fifo", "notify_fifo"):
+        if getattr(g, key):
+            w.line(key, quote(getattr(g, key)))
+    for key in ("vrrp_notify_fifo_script", "notify_fifo_script"):
+        if getattr(g, key):
+            w.line(key, _cmd(getattr(g, key)))
     w.options(g.options)
     w.close()
 
@@ -281,6 +288,8 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
         if getattr(i, key) is not None:
             w.line(key, _num(getattr(i, key)))
     _if(w, "down_timer_adverts", i.down_timer_adverts, 3, str)
+    for key in ("check_unicast_src", "lower_prio_no_advert"):  # written where they differ from the global default
+        _if(w, key, getattr(i, key), getattr(g, "vrrp_" + key), lambda on: "on" if on else "off")
     if i.use_vmac is not None:
         w.line("use_vmac", quote(i.use_vmac))
     if i.accept is not None:

@@ -28,8 +28,36 @@ class SchedulerDecl:
     flags: tuple[str, ...] = ()
 
 
-_ALL = frozenset({"ipvs", "nft", "proxy"})
-_COUNTS = frozenset({"ipvs", "proxy"})
+@dataclass(frozen=True)
+class DataPlaneDecl:
+    """``--dataplane NAME``."""
+
+    name: str
+    summary: str
+    #: preference of ``auto`` (lower first); None: never chosen by ``auto``
+    rank: int | None
+    #: forwards traffic at all (``none`` only runs checks and reports status)
+    forwards: bool = True
+
+
+DATAPLANE_DECLS: tuple[DataPlaneDecl, ...] = (
+    DataPlaneDecl("auto", "per service, the fastest backend that implements it exactly", None, forwards=True),
+    DataPlaneDecl("ipvs", "the kernel's IP Virtual Server over netlink (needs the ip_vs module)", 0),
+    DataPlaneDecl("nft", "kernel NAT with one nftables table", 1),
+    DataPlaneDecl("proxy", "userspace TCP/UDP proxy (every scheduler)", 2),
+    DataPlaneDecl("none", "health checks and status only; nothing is forwarded", None, forwards=False),
+)
+
+#: Every ``--dataplane`` value.
+DATAPLANES: tuple[str, ...] = tuple(d.name for d in DATAPLANE_DECLS)
+#: The backends ``auto`` tries, fastest first.
+ORDER: tuple[str, ...] = tuple(d.name for d in sorted((d for d in DATAPLANE_DECLS if d.rank is not None),
+                                                      key=lambda d: d.rank))
+
+
+_ALL = frozenset(ORDER)  # every forwarding data plane
+# nft is stateless kernel NAT: it cannot see live connection counts
+_COUNTS = _ALL - {"nft"}
 
 SCHEDULERS: tuple[SchedulerDecl, ...] = (
     SchedulerDecl("rr", "round robin", _ALL),
@@ -57,30 +85,3 @@ CONNECTION_AWARE: frozenset[str] = frozenset(s.name for s in SCHEDULERS if s.con
 def implemented_by(backend: str) -> tuple[str, ...]:
     """The schedulers ``backend`` implements exactly, in declaration order."""
     return tuple(s.name for s in SCHEDULERS if backend in s.exact_on)
-
-
-@dataclass(frozen=True)
-class DataPlaneDecl:
-    """``--dataplane NAME``."""
-
-    name: str
-    summary: str
-    #: preference of ``auto`` (lower first); None: never chosen by ``auto``
-    rank: int | None
-    #: forwards traffic at all (``none`` only runs checks and reports status)
-    forwards: bool = True
-
-
-DATAPLANE_DECLS: tuple[DataPlaneDecl, ...] = (
-    DataPlaneDecl("auto", "per service, the fastest backend that implements it exactly", None, forwards=True),
-    DataPlaneDecl("ipvs", "the kernel's IP Virtual Server over netlink (needs the ip_vs module)", 0),
-    DataPlaneDecl("nft", "kernel NAT with one nftables table", 1),
-    DataPlaneDecl("proxy", "userspace TCP/UDP proxy (every scheduler)", 2),
-    DataPlaneDecl("none", "health checks and status only; nothing is forwarded", None, forwards=False),
-)
-
-#: Every ``--dataplane`` value.
-DATAPLANES: tuple[str, ...] = tuple(d.name for d in DATAPLANE_DECLS)
-#: The backends ``auto`` tries, fastest first.
-ORDER: tuple[str, ...] = tuple(d.name for d in sorted((d for d in DATAPLANE_DECLS if d.rank is not None),
-                                                      key=lambda d: d.rank))

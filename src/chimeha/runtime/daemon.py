@@ -275,6 +275,8 @@ class Daemon:
             for d in diags:
                 log.error("reload refused: %s", d)
             return status.ReloadOutcome(False, diags, "invalid configuration; still running the old one", self.now())
+        for d in diags:  # warnings of a usable file (an include skipped as a FIFO...): say them on SIGHUP too
+            log.warning("reload: %s", d)
         try:
             specs, groups = reloading.build_specs(result.config)
             pre = reloading.preflight(specs, open_sockets=set(self._ex.sockets),

@@ -220,8 +220,7 @@ class Executor:
     # -- notify ---------------------------------------------------------------
     def setup_notify(self, config) -> None:
         gd = config.global_defs
-        fifos = [NotifyFifo(path) for path in (_fifo_path(gd, "vrrp_notify_fifo"), _fifo_path(gd, "notify_fifo"))
-                 if path]
+        fifos = [NotifyFifo(path) for path in (gd.vrrp_notify_fifo, gd.notify_fifo) if path]
         opened = []
         for fifo in fifos:
             try:
@@ -279,11 +278,3 @@ class Executor:
         if self.daemon.lvs is not None:
             await self.daemon.lvs.stop()
 
-
-def _fifo_path(gd, key: str) -> str | None:
-    """A global notify FIFO path: the typed field when the model has one, else its keyword line."""
-    value = getattr(gd, key, None)
-    if value:
-        return value if isinstance(value, str) else value[0]
-    lines = (getattr(gd, "options", None) or {}).get(key)
-    return lines[0][0] if lines and lines[0] else None

@@ -146,6 +146,8 @@ class Segment:
         self.vip_holders: dict[str, set[str]] = {}
         self._queue: list = []
         self._seq = itertools.count()
+        #: called with (node name, action, now) for every action a node queues, before it is routed
+        self.action_hooks: list[Callable[[str, object, float], None]] = []
 
     # -- building --------------------------------------------------------
     def add_node(self, name: str, address: str, specs: Iterable[InstanceSpec], *,
@@ -187,9 +189,10 @@ class Segment:
     def heal(self, name: str, at: float | None = None) -> None:
         self._at(at, self._do_partition, name, False)
 
-    def reload(self, name: str, at: float | None = None) -> None:
-        """The daemon reloads an unchanged configuration (SIGHUP): ``on_reload`` on every instance."""
-        self._at(at, self._do_reload, name)
+    def reload(self, name: str, at: float | None = None, specs: Iterable[InstanceSpec] | None = None,
+               groups: dict[str, tuple[str, ...]] | None = None) -> None:
+        """The daemon reloads (SIGHUP): its configuration unchanged, or ``specs``/``groups`` when given."""
+        self._at(at, self._do_reload, name, None if specs is None else tuple(specs), groups)
 
     def cut_input(self, name: str, at: float | None = None) -> None:
         """Drop the node's incoming VRRP only (it still sends): one-way loss, the
@@ -209,6 +212,11 @@ class Segment:
     def set_tracked(self, name: str, track: str, ok: bool, at: float | None = None) -> None:
         """Directly set a tracked object (interface, file, process) on every instance of ``name``."""
         self._at(at, self._do_tracked, name, track, ok)
+
+    def inject(self, name: str, payload: bytes, source: str, at: float | None = None, *, ttl: int = 255,
+               family: int = 4, destination: str | None = None) -> None:
+        """A datagram from a host outside the simulation reaches ``name`` (on each interface of ``family``)."""
+        self._at(at, self._do_inject, name, payload, source, ttl, family, destination)
 
     # -- running ---------------------------------------------------------
     def run_until(self, t_end: float) -> None:
@@ -317,13 +325,18 @@ class Segment:
         node.link_up = not cut
         self.record(now, name, "event", "partitioned (carrier up)" if cut else "partition healed")
 
-    def _do_reload(self, now: float, name: str) -> None:
+    def _do_reload(self, now: float, name: str, specs=None, groups=None) -> None:
         node = self.nodes[name]
         if not node.running:
             return
         self.record(now, name, "event", "configuration reloaded")
         core = node.core
-        core.apply_reload(core.plan_reload(core.specs(), core.groups()), now)
+        if specs is not None:
+            node.specs = [s if s.primary_address else replace(s, primary_address=_address_for(node.address, s.family))
+                          for s in specs]
+            node.group_defs = dict(groups or {})
+        core.apply_reload(core.plan_reload(node.specs if specs is not None else core.specs(),
+                                           node.group_defs if specs is not None else core.groups()), now)
 
     def _do_input(self, now: float, name: str, up: bool) -> None:
         node = self.nodes[name]
@@ -345,6 +358,15 @@ class Segment:
         if node.running:
             node.core.set_tracked(track, ok, now)
 
+    def _do_inject(self, now: float, name: str, payload: bytes, source: str, ttl: int, family: int,
+                   destination: str | None) -> None:
+        node = self.nodes[name]
+        if not (node.running and node.link_up and node.input_up):
+            return
+        dest = destination or (packet.MCAST_V4 if family == 4 else packet.MCAST_V6)
+        for ifname in node.interfaces(family):
+            node.core.receive_datagram(payload, source, dest, ttl, family, ifname, now)
+
     def _deliver(self, now: float, src: str, dst: str, adv_action: SendAdvert, payload: bytes) -> None:
         sender, node = self.nodes[src], self.nodes[dst]
         if not (node.running and node.link_up and node.input_up and sender.link_up):
@@ -357,6 +379,8 @@ class Segment:
     def _route(self) -> None:
         for node in self.nodes.values():
             for act in node.core.pop_actions():
+                for hook in self.action_hooks:
+                    hook(node.name, act, self.now)
                 self._apply(node, act)
 
     def _apply(self, node: Node, act) -> None:
@@ -372,6 +396,10 @@ class Segment:
             for other in self.nodes:
                 if other != node.name:
                     self._push(now + self.latency, self._deliver, node.name, other, act, payload)
+            # Counted as the daemon's executor counts: one send per unicast peer, else one multicast.
+            spec = next((sp for sp in node.specs if sp.name == act.instance), None)
+            for _peer in (spec.unicast_peers if spec else ()) or (None,):
+                node.core.note_send(act.instance, True)
         elif isinstance(act, PacketDropped):
             # One wire carries every VRID: an advert for a VRID this node does not run is not an error here.
             if act.reason == packet.DropReason.VRID_UNKNOWN.value:

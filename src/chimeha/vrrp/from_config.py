@@ -14,16 +14,6 @@ from typing import Any
 from chimeha.vrrp.events import InstanceSpec, TrackSpec
 
 
-def _opt_flag(node: Any, key: str, default: bool = False) -> bool:
-    opts = getattr(node, "options", None) or {}
-    if key not in opts:
-        return default
-    args = opts[key][-1] if opts[key] else ()
-    if not args:
-        return True
-    return str(args[0]).lower() in ("on", "true", "yes", "1")
-
-
 def _where(node: Any) -> str:
     where = getattr(node, "where", None)
     return f"{where.file}:{where.line}: " if where is not None and getattr(where, "line", 0) else ""
@@ -101,7 +91,8 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         auth_type=_auth_type(inst),
         auth_pass=inst.auth_pass,
         unicast_peers=tuple(p.address for p in inst.unicast_peers),
-        check_unicast_src=_opt_flag(inst, "check_unicast_src", _opt_flag(gd, "vrrp_check_unicast_src"))
+        # A TTL bound is only checked on a known peer, so it implies the source check.
+        check_unicast_src=inst.check_unicast_src
         or any(p.min_ttl is not None or p.max_ttl is not None for p in inst.unicast_peers),
         unicast_peer_ttl=tuple((p.address, p.min_ttl, p.max_ttl) for p in inst.unicast_peers
                                if p.min_ttl is not None or p.max_ttl is not None),
@@ -111,7 +102,7 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         garp_master_repeat=inst.garp_master_repeat,
         garp_master_refresh=inst.garp_master_refresh,
         garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
-        lower_prio_no_advert=_opt_flag(inst, "lower_prio_no_advert", _opt_flag(gd, "vrrp_lower_prio_no_advert")),
+        lower_prio_no_advert=inst.lower_prio_no_advert,
         virtual_ipaddresses=tuple(inst.virtual_ipaddresses),
         virtual_ipaddresses_excluded=tuple(inst.virtual_ipaddresses_excluded),
         virtual_routes=tuple(inst.virtual_routes),

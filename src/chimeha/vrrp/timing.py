@@ -16,16 +16,6 @@ field): keepalived 2.2.7 does not truncate it either (bench/vrrp/skew_v3.py).
 
 from __future__ import annotations
 
-import math
-
-
-def advert_centiseconds(seconds: float) -> int:
-    """An advert interval in centiseconds, rounded half up as keepalived does (0.125 s -> 13).
-
-    The one rounding of advert intervals: the config reader and the wire use it.
-    A tiny epsilon absorbs binary error (0.285 * 100 is 28.499999...).
-    """
-    return int(math.floor(seconds * 100 + 0.5 + 1e-9))
 
 
 def _us(seconds: float) -> float:
