@@ -189,7 +189,7 @@ async def test_garp_of_an_instance_never_added_is_wanted_and_not_chained():
 async def test_addresses_go_to_the_instances_interface():
     d, nl, ex, sock = setup(instance_conf(interface="lo"))
     ex.execute(add(d))
-    ex.execute(RemoveAddresses("ghost", ()))  # an instance gone by now: no interface, no crash
+    ex.execute(RemoveAddresses("ghost", ()))  # never added, gone by now: no interface known, no crash
     assert nl.log == [("add", "VI_1", ("10.0.0.100/24",), "lo"), ("del", "ghost", (), "")]
 
 
@@ -424,3 +424,15 @@ async def test_a_worker_result_that_is_not_a_future_does_not_gate_adverts():
     ex.execute(add(d))
     ex.execute(advert())
     assert len(sock.sent) == 1
+
+
+async def test_vips_are_removed_from_the_interface_they_were_added_on_even_after_the_instance_is_gone():
+    # A reload that removes an instance installs the new node before the removal executes: the
+    # interface must come from the add, not from a spec that no longer exists (else dev "" and
+    # the VIP silently stays on the interface).
+    d, nl, ex, sock = setup(instance_conf(interface="lo"))
+    vips = d.node.spec("VI_1").virtual_ipaddresses
+    ex.execute(AddAddresses("VI_1", vips))
+    d.node = FakeDaemon(instance_conf("VI_2", vrid=11)).node
+    ex.execute(RemoveAddresses("VI_1", vips))
+    assert nl.log[-1] == ("del", "VI_1", ("10.0.0.100/24",), "lo")
