@@ -113,6 +113,19 @@ async def test_forwarding_follows_vip_ownership():
     assert mem.closed and forwarded(mem) == {}
 
 
+async def test_a_vip_change_alone_reprograms_the_data_plane():
+    # The daemon's executor only calls on_vips_changed (from the VRRP loop, no await): the
+    # manager's own task must pick it up.
+    mgr, mem = await manager(conf())
+    try:
+        mgr.on_vips_changed({VIP})
+        await until(lambda: list(forwarded(mem)) == [f"TCP {VIP}:80"], 3, "forwarding after the VIP came")
+        mgr.on_vips_changed(set())
+        await until(lambda: forwarded(mem) == {}, 3, "no forwarding after the VIP left")
+    finally:
+        await mgr.stop()
+
+
 async def test_ownership_flapping_during_a_slow_apply_is_coalesced_and_ends_right():
     mgr, mem = await manager(conf(), Memory(delay=0.05))
     try:
