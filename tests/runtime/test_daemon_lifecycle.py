@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 from rtfakes import FakeNetlink, SocketFactory, instance_conf, load_ok, until
@@ -140,5 +141,23 @@ async def test_a_master_never_sends_faster_than_its_advert_interval(tmp_path):
         # An upper bound only (a loaded machine may be late, never early): a timer re-armed
         # at "now" instead of the deadline would send hundreds.
         assert sent <= elapsed / 0.1 + 2, (sent, elapsed)
+    finally:
+        await d.stop()
+
+
+async def test_a_stalled_loop_does_not_send_a_catch_up_burst(tmp_path):
+    # A GC pause or a loaded machine blocks the loop for ten intervals: the master must resume
+    # its rhythm, not fire the ten adverts it "missed" back to back.
+    factory = SocketFactory()
+    d = Daemon(str(tmp_path / "k.conf"), load_ok(instance_conf(advert="0.1")), socket_factory=factory,
+               netlink=FakeNetlink())
+    await d.start()
+    try:
+        await until(lambda: d.node.state("VI_1") is State.MASTER, what="MASTER")
+        sock = factory.made[0]
+        n = len(sock.sent)
+        time.sleep(1.0)  # blocks the loop on purpose
+        await asyncio.sleep(0.03)
+        assert len(sock.sent) - n <= 2
     finally:
         await d.stop()
