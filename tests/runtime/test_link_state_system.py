@@ -23,6 +23,7 @@ WATCH = textwrap.dedent("""\
         w = InterfaceWatcher([sys.argv[1], "nosuch9"],
                              lambda n, up: print(f"{time.monotonic():.3f} {n} {'up' if up else 'down'}", flush=True))
         w.start()
+        w._poll_task.cancel()  # no 2 s safety poll: whatever is seen below came by a netlink event
         print("ready", flush=True)
         await asyncio.sleep(float(sys.argv[2]))
         w.stop()
@@ -45,17 +46,15 @@ def read_events(proc, until_text, timeout=5.0):
     raise AssertionError(f"no {until_text!r} in {lines}")
 
 
-def test_carrier_loss_and_admin_down_are_reported_by_events_not_the_poll(topology):
+def test_carrier_loss_and_admin_down_are_reported_by_netlink_events(topology):
     a = topology.add_host("a", "10.9.73.11/24")
     topology.add_host("b", "10.9.73.12/24")
     proc = a.popen([sys.executable, "-c", WATCH, a.ifname, "20"], stdout=subprocess.PIPE, text=True)
     try:
         lines, _ = read_events(proc, "ready")
         assert {" ".join(x.split()[1:]) for x in lines[:2]} == {f"{a.ifname} up", "nosuch9 down"}  # initial
-        t0 = time.monotonic()
         a.link_down()  # the switch port: our interface stays administratively up, carrier goes
-        lines, t1 = read_events(proc, f"{a.ifname} down")
-        assert t1 - t0 < 1.5  # a netlink event, not the 2 s safety poll
+        read_events(proc, f"{a.ifname} down")
         a.link_up()
         read_events(proc, f"{a.ifname} up")
         a.run(["ip", "link", "set", a.ifname, "down"])

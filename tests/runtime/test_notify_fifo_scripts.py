@@ -140,7 +140,7 @@ async def test_group_notify_gets_priority_zero(tmp_path):
 
 
 async def test_a_slow_script_does_not_let_the_next_transition_overtake_it(tmp_path):
-    slow, out = recorder(tmp_path, sleep=0.4)
+    slow, out = recorder(tmp_path, sleep=1.5)
     fast, _ = recorder(tmp_path)
     n = Notifier()
     n.notify("INSTANCE", "VI_1", "MASTER", 100, scripts(notify_master=slow + ["first"]))
@@ -154,14 +154,14 @@ async def test_a_slow_script_does_not_let_the_next_transition_overtake_it(tmp_pa
 
 async def test_a_hung_script_delays_the_next_ones_only_up_to_order_wait(tmp_path, monkeypatch):
     monkeypatch.setattr(notify, "ORDER_WAIT", 0.3)
-    hung, out = recorder(tmp_path, sleep=3)
+    hung, out = recorder(tmp_path, sleep=8)
     fast, _ = recorder(tmp_path)
     n = Notifier()
     n.notify("INSTANCE", "VI_1", "MASTER", 100, scripts(notify_master=hung + ["hung"]))
     n.notify("INSTANCE", "VI_1", "BACKUP", 100, scripts(notify_backup=fast + ["next"]))
-    await until(lambda: out.exists() and "next" in out.read_text(), 2.5, "the next script despite the hung one")
+    await until(lambda: out.exists() and "next" in out.read_text(), 6, "the next script despite the hung one")
     assert "hung" not in out.read_text()
-    await n.drain(10)
+    await n.drain(15)
 
 
 async def test_a_failing_script_is_logged_and_the_following_ones_still_run(tmp_path, caplog):

@@ -162,7 +162,7 @@ class Node:
 
 
 TWO = instance_conf("VI_1", vrid=1) + instance_conf("VI_2", vrid=2, vip="10.0.0.101/24")
-CHK = 'vrrp_script chk {\n script "/bin/true"\n interval 0.05\n}\n'
+CHK = 'vrrp_script chk {\n script "/bin/true"\n interval 0.05\n timeout 10\n}\n'  # a loaded machine is slow to fork
 
 
 def frozen(n: Node) -> dict:

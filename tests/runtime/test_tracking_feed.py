@@ -34,7 +34,7 @@ def script_conf(state_file, extra="") -> str:
     prog = state_file.with_name("chk.py")
     prog.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(int(open({str(state_file)!r}).read()))\n")
     prog.chmod(0o755)
-    return (f'vrrp_script chk {{\n script "{prog}"\n interval 0.05\n weight -30\n{extra}}}\n'
+    return (f'vrrp_script chk {{\n script "{prog}"\n interval 0.05\n timeout 10\n weight -30\n{extra}}}\n'
             + instance_conf(extra=" track_script {\n  chk\n }\n"))
 
 
