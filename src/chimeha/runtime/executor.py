@@ -44,6 +44,7 @@ class Executor:
         self._cache: dict[tuple, bytes] = {}
         self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
         self._holding: dict[str, bool] = {}  # instance -> its VIPs were last added (read by the garp thread)
+        self._added_on: dict[str, str] = {}  # instance -> interface its VIPs were last added on
         self._send_errors = 0
         self._ah_fds: dict[tuple[str, int], int] = {}  # socket key -> its IPsec AH companion's fd
 
@@ -119,6 +120,10 @@ class Executor:
         elif isinstance(a, (AddAddresses, RemoveAddresses)):
             spec = self.daemon.node.spec(a.instance) if a.instance in self.daemon.node.names else None
             dev = spec.interface if spec else ""
+            if isinstance(a, AddAddresses):
+                self._added_on[a.instance] = dev
+            else:  # a reload may have removed the instance already: remove where the VIPs were added
+                dev = self._added_on.get(a.instance, dev)
             self._holding[a.instance] = isinstance(a, AddAddresses)
             self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev,
                                                   isinstance(a, AddAddresses)))

@@ -392,6 +392,9 @@ class VrrpNode:
         states = {m.state for m in grp.members}
         if len(states) != 1:
             return
+        if any(self._stats[m.name].last_change is None or self._stats[m.name].last_change.new is not m.state
+               for m in grp.members):
+            return  # a member's own transition is not queued yet: the group line comes after every member's
         state = states.pop()
         word = "STOP" if state is State.INIT else str(state)
         if self._group_words.get(grp.name) != word:
