@@ -318,7 +318,7 @@ class BfdService:
                             exc.strerror or exc, self.send_errors)
 
     def _changed(self, change: SessionChanged) -> None:
-        (log.info if change.up else log.warning)("%s", change.describe())
+        (log.warning if change.old is SessionState.UP else log.info)("%s", change.describe())
         bfd_check.STATES.publish(change.session, change.up, change.describe())
         if self.on_change is None:
             return
@@ -380,8 +380,8 @@ class BfdManager:
             moved = daemon.node.master_unreachable(change.neighbor, now, change.describe(), names)
             if moved:
                 self.takeovers += len(moved)
-                log.warning("%s: %s no longer wait(s) for the Master_Down_Timer", change.describe(),
-                            ", ".join(moved))
+                log.warning("BFD session %s down: %s take(s) over after Skew_Time, not the Master_Down_Timer",
+                            change.session, ", ".join(moved))
         daemon.after_input()
 
     def reload(self, config: Any) -> dict:
