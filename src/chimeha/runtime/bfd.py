@@ -375,7 +375,7 @@ class BfdManager:
         now = daemon.now()
         # weights / FAULT first, so Skew_Time below uses the priority this event leaves
         daemon.node.set_tracked(change.session, change.up, now, kind="bfd", detail=_detail(change))
-        if change.old is SessionState.UP and not change.up:
+        if change.old is SessionState.UP and not change.up and not self._administrative(change):
             names = tracking_instances(daemon.config, change.session)
             moved = daemon.node.master_unreachable(change.neighbor, now, change.describe(), names)
             if moved:
@@ -383,6 +383,12 @@ class BfdManager:
                 log.warning("BFD session %s down: %s take(s) over after Skew_Time, not the Master_Down_Timer",
                             change.session, ", ".join(moved))
         daemon.after_input()
+
+    def _administrative(self, change: SessionChanged) -> bool:
+        """RFC 5882 3.2: a session taken down by AdminDown (ours or the peer's) is no path failure."""
+        sess = self.service.node.sessions.get(change.session)
+        return change.new is SessionState.ADMIN_DOWN or (sess is not None
+                                                         and sess.remote_state is SessionState.ADMIN_DOWN)
 
     def reload(self, config: Any) -> dict:
         out = self.service.reconfigure(specs_from_config(config))
