@@ -71,7 +71,7 @@ def test_without_a_bfd_down_nothing_moves_early(topology, tmp_path):
     a = add_node(topology, "a", f"{A}/24")
     b = add_node(topology, "b", f"{B}/24")
     master = ChimePeer(a, bfd_block(A, B) + vrrp_block("MASTER", 200), tmp_path).start()
-    # backup priority 100: 100 + 60 (session Down, reverse) = 160 < 200, so only the BFD step could move it
+    # backup priority 100 (40 while the session is Up): only the BFD step could move it
     backup = ChimePeer(b, bfd_block(B, A) + vrrp_block("BACKUP", 100, TRACK), tmp_path).start()
     try:
         eventually(backup, "Up", 15)
