@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from chimeha.sim.bfd import bfd_models
 from chimeha.sim.segment import ScriptModel, Segment
 from chimeha.vrrp.events import InstanceSpec
 from chimeha.vrrp.from_config import instance_specs, sync_groups
@@ -179,7 +180,8 @@ def simulate(nodes: list[NodeInput], events: list[Event], until: float | None = 
                 raise ScenarioError(f"event '{e}': {e.node} has no vrrp_script {e.arg!r} (known: {known})")
     seg = Segment(latency)
     for n in nodes:
-        seg.add_node(n.name, n.address, n.specs, groups=sync_groups(n.config), scripts=scripts_of(n.config))
+        seg.add_node(n.name, n.address, n.specs, groups=sync_groups(n.config), scripts=scripts_of(n.config),
+                     bfd=bfd_models(n.config))
     seg.start(0.0)
     for e in sorted(events, key=lambda e: e.at):
         _schedule(seg, e)
