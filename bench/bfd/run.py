@@ -223,6 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--sessions", default="1,100", help="session counts for CPU/memory ('' to skip)")
     ap.add_argument("--window", type=float, default=10.0)
+    ap.add_argument("--settle", type=float, default=6.0, help="seconds between start and the CPU window")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -251,7 +252,7 @@ def main(argv=None) -> int:
         for n in counts:
             for d in daemons:
                 log(f"[resources] {d} with {n} BFD session(s)")
-                resources[(d, n)] = resource_turn(cluster, d, n, settle_s=6.0, window=args.window)
+                resources[(d, n)] = resource_turn(cluster, d, n, settle_s=args.settle, window=args.window)
                 log(f"    {json.dumps(resources[(d, n)])}")
     except KeyboardInterrupt:
         log("interrupted: tearing down")

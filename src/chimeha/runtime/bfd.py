@@ -99,7 +99,8 @@ def open_receiver(family: int, port: int = CONTROL_PORT) -> socket.socket:
     af = socket.AF_INET if family == 4 else socket.AF_INET6
     s = socket.socket(af, socket.SOCK_DGRAM)
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR: with it, a second BFD daemon in this namespace would silently share
+        # (and steal) the port; without it the bind fails with a clear error instead.
         if family == 4:
             s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
             s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
