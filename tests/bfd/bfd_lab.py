@@ -210,3 +210,14 @@ def eventually(peer, state: str, timeout: float = 10.0) -> None:
 
 def have(prog: str) -> bool:
     return os.path.exists(prog)
+
+
+def require(reason: str | None) -> None:
+    """Skip for ``reason`` (None: nothing missing); under CI=true a missing tool is a failure."""
+    import pytest
+
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)

@@ -13,15 +13,13 @@ import time
 
 import pytest
 
-from bfd_lab import A, A6, B, B6, FRR, ChimePeer, FrrPeer, KeepalivedPeer, bfd_block, eventually, have
+from bfd_lab import A, A6, B, B6, FRR, ChimePeer, FrrPeer, KeepalivedPeer, bfd_block, eventually, have, require
 from chimeha.lab.node import add_node
 
 pytestmark = pytest.mark.system
 
 
 def _need(kind: str) -> None:
-    from conftest import require
-
     if kind == "keepalived":
         require(None if shutil.which("keepalived") else "keepalived is not installed")
     else:

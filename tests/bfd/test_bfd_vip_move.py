@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from bfd_lab import A, B, ChimePeer, KeepalivedPeer, bfd_block, eventually, vrrp_block
+from bfd_lab import A, B, ChimePeer, KeepalivedPeer, bfd_block, eventually, require, vrrp_block
 from chalab import Daemon, settle_on, wait_until
 from chimeha.lab.node import add_node
 
@@ -28,7 +28,6 @@ TRACK = "    track_bfd {\n        peer weight 60 reverse\n    }\n"
 @pytest.mark.parametrize("master_kind", ["chime-ha", "keepalived"])
 def test_link_cut_moves_the_vip_well_before_the_master_down_timer(master_kind, topology, tmp_path):
     if master_kind == "keepalived" and not shutil.which("keepalived"):
-        from conftest import require
         require("keepalived is not installed")
     a = add_node(topology, "a", f"{A}/24")
     b = add_node(topology, "b", f"{B}/24")
