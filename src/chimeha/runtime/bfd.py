@@ -43,7 +43,6 @@ from typing import Any, Callable, Iterable
 from chimeha.bfd.node import BfdNode
 from chimeha.bfd.packet import CONTROL_PORT, REQUIRED_TTL, SOURCE_PORTS, SessionState, encode
 from chimeha.bfd.session import SendControl, SessionChanged, SessionSpec
-from chimeha.check import bfd as bfd_check
 from chimeha.errors import HostError
 
 log = logging.getLogger("chimeha.bfd")
@@ -57,6 +56,14 @@ IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 _ANC = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(32)
+
+
+def _check_states():
+    """BFD_CHECK's registry, imported on first use: the checker package (HTTP, SMTP...) is not needed
+    to run VRRP alone (tests/observe/test_observe_lazy.py)."""
+    from chimeha.check.bfd import STATES
+
+    return STATES
 
 
 class BfdSocketError(HostError):
@@ -244,7 +251,7 @@ class BfdService:
             sock = self._tx.pop(name, None)
             if sock is not None:
                 sock.close()
-            bfd_check.STATES.forget(name)
+            _check_states().forget(name)
         for name, spec in new.items():
             if name in self.node.sessions:
                 continue
@@ -320,7 +327,7 @@ class BfdService:
 
     def _changed(self, change: SessionChanged) -> None:
         (log.warning if change.old is SessionState.UP else log.info)("%s", change.describe())
-        bfd_check.STATES.publish(change.session, change.up, change.describe())
+        _check_states().publish(change.session, change.up, change.describe())
         if self.on_change is None:
             return
         try:
@@ -407,7 +414,7 @@ class BfdManager:
 
     def stop(self) -> None:
         self.service.close()
-        bfd_check.STATES.clear()
+        _check_states().clear()
 
     def snapshot(self) -> dict:
         snap = self.service.snapshot()
