@@ -133,3 +133,24 @@ def test_a_down_that_was_never_up_changes_no_timer(wired):
     timer = vi.get_timer()
     mgr.changed(change(SessionState.INIT, SessionState.DOWN))
     assert vi.get_timer() == timer and mgr.takeovers == 0
+
+
+def test_unweighted_track_bfd_is_fault_while_not_up():
+    text = CONF.replace("        peer weight 60 reverse", "        peer")
+    res = config.loads(text, "k.conf")
+    assert res.ok, [str(d) for d in res.diagnostics]
+    d = FakeDaemon(res.config)
+    d.node.start(0.0)
+    mgr = BfdManager(d, BfdService(specs_from_config(res.config)))
+    vi = d.node.instance("VI_1")
+    assert vi.state is State.FAULT  # the session starts Down, as in keepalived
+    d.t = 1.0
+    mgr.changed(change(SessionState.INIT, SessionState.UP, Diag.NONE, "neighbor is Up"))
+    assert vi.state is State.BACKUP
+    d.t = 2.0
+    mgr.changed(change(SessionState.UP, SessionState.DOWN))
+    d.after_input()
+    assert vi.state is State.FAULT
+    faults = [a for a in d.actions if getattr(a, "new", None) is State.FAULT]
+    assert "track_bfd peer to 192.168.231.11 down: control detection time expired, 150 ms" in faults[-1].reason
+    STATES.clear()

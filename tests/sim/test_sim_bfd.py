@@ -86,6 +86,15 @@ def test_a_clean_stop_is_admin_down_not_a_bfd_takeover():
     assert "priority 0" in master[-1]["reason"]  # the VRRP goodbye, not the BFD step
 
 
+def test_the_cli_finds_the_addresses_from_source_ip():
+    # chime-ha simulate without --address: the bfd_instance's source_ip is the node's address
+    ns = [NodeInput(n.name, n.config) for n in nodes()]
+    ev = "10 server1 link-down"
+    r = simulate(ns, [parse_event(ev)])
+    assert [n["address"] for n in r["nodes"]] == [S1, S2]
+    assert move_after(r, ev) < 0.2
+
+
 def test_session_needs_both_sides():
     ns = nodes()
     res = loads(conf(S1, S2, 255, "MASTER", bfd=False), "server1.conf")

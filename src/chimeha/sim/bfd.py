@@ -46,12 +46,13 @@ class BfdModel:
     min_rx: float
     multiplier: int
     idle_tx: float = SLOW_UP
+    source: str | None = None
 
 
 def bfd_models(config: Any) -> list[BfdModel]:
     known, _ = bfd_instances(config)
     return [BfdModel(i.name, i.neighbor_ip, i.min_tx / 1000.0, i.min_rx / 1000.0, i.multiplier,
-                     max(SLOW_UP, i.idle_tx / 1000.0)) for i in known.values()]
+                     max(SLOW_UP, i.idle_tx / 1000.0), i.source_ip) for i in known.values()]
 
 
 def detection_time(local: BfdModel, remote: BfdModel) -> float:

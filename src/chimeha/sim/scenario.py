@@ -95,6 +95,9 @@ def prepare(nodes: list[NodeInput]) -> None:
         else:
             src = next((inst.unicast_src_ip or inst.mcast_src_ip for inst in n.config.instances.values()
                         if inst.unicast_src_ip or inst.mcast_src_ip), None)
+            # a bfd_instance's source_ip is this node's address too (and BFD pairs nodes by address)
+            src = src or next((b.source for b in bfd_models(n.config) if b.source and (":" in b.source) == (fam == 6)),
+                              None)
             n.address = src or default_address(i, fam)
         n.specs = instance_specs(n.config)
 
