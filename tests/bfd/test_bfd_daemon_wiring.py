@@ -154,3 +154,17 @@ def test_unweighted_track_bfd_is_fault_while_not_up():
     faults = [a for a in d.actions if getattr(a, "new", None) is State.FAULT]
     assert "track_bfd peer to 192.168.231.11 down: control detection time expired, 150 ms" in faults[-1].reason
     STATES.clear()
+
+
+def test_resync_gives_rebuilt_instances_the_current_state(wired):
+    d, mgr = wired
+    sess = mgr.service.node.sessions["peer"]
+    sess.state = SessionState.UP  # as if the session had come Up on the wire
+    mgr.changed(change(SessionState.INIT, SessionState.UP, Diag.NONE, "neighbor is Up"))
+    assert d.node.instance("VI_1").priority == 90
+    # a reload rebuilt the instance: it starts with the session Down (150) until told
+    d.node = VrrpNode(d.node.specs(), d.node.groups())
+    d.node.start(3.0)
+    assert d.node.instance("VI_1").priority == 150
+    mgr.resync()
+    assert d.node.instance("VI_1").priority == 90
