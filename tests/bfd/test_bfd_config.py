@@ -109,8 +109,8 @@ def test_bad_values_are_errors_with_file_and_line():
     errs = sorted((d.line, d.code) for d in r.errors)
     assert errs == [(3, "invalid-value"), (4, "invalid-value"), (5, "invalid-value"), (6, "invalid-value"),
                     (7, "invalid-value"), (9, "missing-parameter"), (14, "family-mismatch")]
-    # the capability declaration speaks for the block: bfd_instance is not wired to sockets yet
-    assert any(d.code == "not-implemented" and "bfd_instance" in d.message for d in r.warnings)
+    # implemented now: the capability declaration no longer warns about the block
+    assert not any(d.code == "not-implemented" and "bfd_instance" in d.message for d in r.warnings)
     got, _ = bfd_instances(r.config)
     assert list(got) == ["peer"]
     assert (got["peer"].min_rx, got["peer"].multiplier, got["peer"].weight) == (10.0, 5, 0)  # defaults kept

@@ -193,10 +193,29 @@ async def file_case(s):
     return up, down
 
 
+async def bfd_case(s):
+    # The session state comes from chimeha.runtime.bfd (tests/bfd/test_bfd_sockets.py runs real sessions);
+    # here: the parsed name selects the published session, and a name with no session is down.
+    from chimeha.check.bfd import STATES
+
+    top = "bfd_instance peer {\n neighbor_ip 127.0.0.2\n}"
+    STATES.publish("peer", True, "BFD to 127.0.0.2 up: neighbor is Init")
+    try:
+        up = await check("BFD_CHECK {\n name peer\n }", 80, top)
+        STATES.publish("peer", False, "BFD to 127.0.0.2 down: control detection time expired, 150 ms")
+        down = await check("BFD_CHECK {\n name peer\n }", 80, top)
+        assert "detection time expired" in down.detail
+    finally:
+        STATES.forget("peer")
+    gone = await check("BFD_CHECK {\n name peer\n }", 80, top)
+    assert not gone.ok and "no BFD session" in gone.detail
+    return up, down
+
+
 CASES = {
     "TCP_CHECK": tcp_case, "HTTP_GET": http_case, "SSL_GET": ssl_case, "MISC_CHECK": misc_case,
     "SMTP_CHECK": smtp_case, "DNS_CHECK": dns_case, "UDP_CHECK": udp_case, "PING_CHECK": ping_case,
-    "FILE_CHECK": file_case,
+    "FILE_CHECK": file_case, "BFD_CHECK": bfd_case,
 }
 
 

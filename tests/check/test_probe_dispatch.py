@@ -14,14 +14,14 @@ from chimeha.config.model import HttpCheck, MiscCheck, TcpCheck
 from chimeha.vrrp.packet import checksum16
 
 
-class Bfd:
-    kind = "BFD_CHECK"
+class Unknown:
+    kind = "SNMP_CHECK"
 
 
 async def test_unsupported_kind_is_a_clear_failure():
-    assert "BFD_CHECK" not in SUPPORTED_KINDS
-    res = await probe(Bfd(), Target("127.0.0.1", 80))
-    assert not res.ok and "BFD_CHECK is not supported" in res.detail
+    assert "SNMP_CHECK" not in SUPPORTED_KINDS and "BFD_CHECK" in SUPPORTED_KINDS
+    res = await probe(Unknown(), Target("127.0.0.1", 80))
+    assert not res.ok and "SNMP_CHECK is not supported" in res.detail
 
 
 async def test_a_crashing_probe_becomes_a_failure_not_an_exception(monkeypatch):

@@ -54,7 +54,7 @@ def test_every_forwarding_dataplane_has_a_factory_with_the_whole_protocol():
 
 def test_every_checker_list_is_the_declaration():
     assert set(check_catalog.KINDS) == set(_CHECKERS) == set(CHECKER_SPECIFIC)
-    assert set(_PROBES) == check_catalog.IMPLEMENTED == set(check_catalog.KINDS) - {"BFD_CHECK"}
+    assert set(_PROBES) == check_catalog.IMPLEMENTED == set(check_catalog.KINDS)
 
 
 CONF = """virtual_server 10.0.0.1 80 {{

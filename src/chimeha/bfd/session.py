@@ -49,6 +49,11 @@ SLOW_TX = 1.0  # RFC 5880 6.8.3: at least one second while the session is not Up
 INITIAL_REMOTE_MIN_RX = 1e-6  # RFC 5880 6.8.1: bfd.RemoteMinRxInterval starts at 1 us
 
 
+def _ms3(seconds: float) -> float:
+    """Seconds -> milliseconds rounded to the microsecond (the wire's resolution)."""
+    return round(seconds * 1000, 3)
+
+
 def ms(seconds: float) -> str:
     """``0.15`` -> ``"150 ms"``, ``0.003312`` -> ``"3.312 ms"``."""
     text = f"{seconds * 1000:.3f}".rstrip("0").rstrip(".")
@@ -310,14 +315,14 @@ class Session:
             "diag_text": Diag(self.diag).text,
             "local_discriminator": self.local_discr,
             "remote_discriminator": self.remote_discr,
-            "desired_min_tx_ms": self.desired_tx * 1000,
-            "required_min_rx_ms": self.required_rx * 1000,
-            "remote_desired_min_tx_ms": self.remote_desired_tx * 1000,
-            "remote_required_min_rx_ms": self.remote_min_rx * 1000,
-            "tx_interval_ms": self.tx_interval() * 1000,
+            "desired_min_tx_ms": _ms3(self.desired_tx),
+            "required_min_rx_ms": _ms3(self.required_rx),
+            "remote_desired_min_tx_ms": _ms3(self.remote_desired_tx),
+            "remote_required_min_rx_ms": _ms3(self.remote_min_rx),
+            "tx_interval_ms": _ms3(self.tx_interval()),
             "multiplier": self.spec.multiplier,
             "remote_multiplier": self.remote_mult,
-            "detection_time_ms": self.detection_time() * 1000,
+            "detection_time_ms": _ms3(self.detection_time()),
             "passive": self.spec.passive,
             "polling": self.polling,
             "last_change": None if self.last_change is None else {

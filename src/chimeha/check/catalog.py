@@ -29,7 +29,7 @@ CHECKERS: tuple[CheckerDecl, ...] = (
     CheckerDecl("UDP_CHECK", "a UDP datagram (optionally answered)", "chimeha.check.udp"),
     CheckerDecl("PING_CHECK", "ICMP echo", "chimeha.check.ping"),
     CheckerDecl("FILE_CHECK", "a number read from a track_file", "chimeha.check.file", dynamic=True),
-    CheckerDecl("BFD_CHECK", "a BFD session's state", None),
+    CheckerDecl("BFD_CHECK", "a BFD session's state", "chimeha.check.bfd"),
 )
 
 CHECKER = {c.kind: c for c in CHECKERS}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
+from chimeha.check.bfd import probe_bfd
 from chimeha.check.catalog import IMPLEMENTED
 from chimeha.check.dns import probe_dns
 from chimeha.check.file import probe_file
@@ -29,6 +30,7 @@ _PROBES: dict[str, Callable[[Any, Target, float], Awaitable[CheckResult]]] = {
     "UDP_CHECK": probe_udp,
     "PING_CHECK": probe_ping,
     "FILE_CHECK": probe_file,
+    "BFD_CHECK": probe_bfd,
 }
 
 SUPPORTED_KINDS = IMPLEMENTED

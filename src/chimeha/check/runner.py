@@ -14,6 +14,7 @@ import logging
 import random as _random
 from typing import Any, Callable, Mapping, Sequence
 
+from chimeha.check.bfd import STATES as bfd_states
 from chimeha.check.dispatch import probe
 from chimeha.check.schedule import CheckSchedule, Transition, combine
 from chimeha.check.spec import CheckResult, Target, Timing, checker_kind, resolve_timing, target_for
@@ -80,7 +81,9 @@ class CheckerRunner:
         while True:
             due = sched.get_timer()
             delay = due - loop.time() if due is not None else 0.0
-            if delay > 0:
+            if delay > 0 and checker_kind(self.checker) == "BFD_CHECK":
+                await bfd_states.wait(getattr(self.checker, "name", "") or "", delay)  # wakes on a change
+            elif delay > 0:
                 await asyncio.sleep(delay)
             sched.probe_started(loop.time())
             result = await probe(self.checker, self.target, self.timing)

@@ -111,14 +111,15 @@ def resolve_timing(checker: Checker, real_server: RealServer | None = None,
         return _first(own, getattr(real_server, name, None), getattr(virtual_server, name, None))
 
     delay_loop = float(_first(pick("delay_loop"), 60.0))
-    retry_default = {"DNS_CHECK": 3, "MISC_CHECK": 0}.get(kind, 1)
+    retry_default = {"DNS_CHECK": 3, "MISC_CHECK": 0, "BFD_CHECK": 0}.get(kind, 1)
     dbr_default = {"HTTP_GET": 3.0, "SSL_GET": 3.0, "DNS_CHECK": delay_loop}.get(kind, 1.0)
     return Timing(
         delay_loop=delay_loop,
         connect_timeout=float(_first(pick("connect_timeout"), 5.0)),
         retry=int(_first(pick("retry"), retry_default)),
         delay_before_retry=float(_first(pick("delay_before_retry"), dbr_default)),
-        warmup=float(_first(pick("warmup"), delay_loop)),
+        # BFD_CHECK follows session events (chimeha.check.bfd): no scatter needed
+        warmup=float(_first(pick("warmup"), 0.0 if kind == "BFD_CHECK" else delay_loop)),
         alpha=bool(_first(pick("alpha"), False)),
     )
 

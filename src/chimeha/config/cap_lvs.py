@@ -71,13 +71,11 @@ CHECKER_SPECIFIC = {
         "max_reply_length": ok(field="UdpCheck.max_reply_length"),
     },
     "FILE_CHECK": {"track_file": ok(field="FileCheck.track_file"), "weight": ok(field="FileCheck.weight")},
-    "BFD_CHECK": {"name": todo("BFD sessions are not implemented", field="BfdCheck.name")},
+    "BFD_CHECK": {"name": ok(field="BfdCheck.name")},
 }
 
 # Per-checker exceptions to CHECKER_COMMON ("CHECKER keyword" -> capability).
-CHECKER_OVERRIDES: dict[str, object] = {
-    "BFD_CHECK alpha": todo("BFD sessions are not implemented"),
-}
+CHECKER_OVERRIDES: dict[str, object] = {}
 
 ENTRIES = {
     # ------------------------------------------------------------------ virtual_server
@@ -138,9 +136,7 @@ ENTRIES = {
     f"{_RS} lthreshold": todo("connection thresholds are not programmed"),
     f"{_RS} smtp_alert": todo(SMTP, field="RealServer.smtp_alert"),
     f"{_RS} snmp_name": todo(SNMP),
-    **{f"{_RS} {c}": (todo("BFD sessions are not implemented: this checker always fails, so its real server "
-                           "is marked down")
-                      if c == "BFD_CHECK" else ok()) for c in _CHECKERS},
+    **{f"{_RS} {c}": ok() for c in _CHECKERS},
     # ------------------------------------------------------------------ SSL
     "SSL ca": todo("client certificates for SSL_GET are not implemented"),
     "SSL certificate": todo("client certificates for SSL_GET are not implemented"),

@@ -10,7 +10,6 @@ from .capabilities_base import BUFS, SMTP, noeff, ok, todo
 
 _VMAC = "VMAC/ipvlan interfaces are not created; the VIPs go on the interface itself"
 _SG_TRACK = "tracking on a sync group is not implemented (track the member instances)"
-_BFD = "BFD sessions are not implemented"
 
 ENTRIES = {
     # ------------------------------------------------------------------ vrrp_instance
@@ -36,7 +35,7 @@ ENTRIES = {
     "vrrp_instance track_interface": ok(field="VrrpInstance.track_interfaces"),
     "vrrp_instance track_file": ok(field="VrrpInstance.track_files"),
     "vrrp_instance track_process": ok(field="VrrpInstance.track_processes"),
-    "vrrp_instance track_bfd": todo(_BFD, field="VrrpInstance.track_bfds"),
+    "vrrp_instance track_bfd": ok(field="VrrpInstance.track_bfds"),
     "vrrp_instance dont_track_primary": ok(field="VrrpInstance.dont_track_primary"),
     "vrrp_instance unicast_src_ip": ok(field="VrrpInstance.unicast_src_ip"),
     "vrrp_instance unicast_peer": ok(field="VrrpInstance.unicast_peers"),
@@ -100,7 +99,7 @@ ENTRIES = {
     "vrrp_sync_group track_interface": todo(_SG_TRACK, field="SyncGroup.track_interfaces"),
     "vrrp_sync_group track_file": todo(_SG_TRACK, field="SyncGroup.track_files"),
     "vrrp_sync_group track_process": todo(_SG_TRACK, field="SyncGroup.track_processes"),
-    "vrrp_sync_group track_bfd": todo(_BFD),
+    "vrrp_sync_group track_bfd": ok(),
     # ------------------------------------------------------------------ vrrp_script
     "vrrp_script script": ok(field="VrrpScript.script"),
     "vrrp_script interval": ok(field="VrrpScript.interval"),
@@ -136,9 +135,11 @@ ENTRIES = {
     "garp_group gna_interval": todo("gratuitous ARP groups are not implemented"),
     "garp_group interface": todo("gratuitous ARP groups are not implemented"),
     "garp_group interfaces": todo("gratuitous ARP groups are not implemented"),
-    **{f"bfd_instance {kw}": todo(_BFD) for kw in (
+    **{f"bfd_instance {kw}": ok() for kw in (
         "source_ip", "neighbor_ip", "neighbour_ip", "min_rx", "min_tx", "idle_tx", "multiplier", "passive",
-        "ttl", "hoplimit", "max_hops", "weight", "vrrp", "checker")},
+        "ttl", "hoplimit", "max_hops", "weight")},
+    **{f"bfd_instance {kw}": noeff("chime-ha is one process: every BFD session is seen by VRRP and the checkers "
+                                   "alike") for kw in ("vrrp", "checker")},
 }
 
 # Option words inside a line of virtual_ipaddress / virtual_ipaddress_excluded (not keyword paths).

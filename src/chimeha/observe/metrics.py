@@ -66,6 +66,8 @@ class SnapshotCollector(Collector):
         yield from _lvs_metrics(snap)
         from chimeha.runtime.bgp_metrics import bgp_metrics
         yield from bgp_metrics(snap.get("bgp"))
+        from chimeha.runtime.bfd_metrics import bfd_metrics
+        yield from bfd_metrics(snap.get("bfd"))
         drops = CounterMetricFamily("chimeha_vrrp_unmatched_drops", "VRRP packets dropped before matching an instance, by reason", labels=["reason"])
         for reason, n in sorted(snap["drops_by_reason"].items()):
             drops.add_metric([reason], n)

@@ -128,6 +128,7 @@ class Snapshot(TypedDict):
     virtual_servers: list[VirtualServerStatus]
     drops_by_reason: dict[str, int]  # packets that matched no instance (e.g. unknown VRID)
     bgp: dict | None  # chimeha.runtime.bgp.BgpManager.snapshot(), None without chimeha_bgp
+    bfd: dict | None  # chimeha.runtime.bfd.BfdManager.snapshot(), None without bfd_instance
 
 
 STAT_KEYS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
@@ -327,4 +328,5 @@ def normalize(raw: Any) -> Snapshot:
         "virtual_servers": [_virtual_server(v) for v in vss],
         "drops_by_reason": _counts(raw.get("drops_by_reason")),
         "bgp": raw.get("bgp") if isinstance(raw.get("bgp"), dict) else None,  # chimeha.runtime.bgp
+        "bfd": raw.get("bfd") if isinstance(raw.get("bfd"), dict) else None,  # chimeha.runtime.bfd
     }

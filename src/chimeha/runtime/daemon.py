@@ -39,6 +39,7 @@ from chimeha.net.addresses import AddressError, AddressManager
 from chimeha.net.vrrpsock import VrrpSocket
 from chimeha.runtime import reload as reloading
 from chimeha.runtime import status
+from chimeha.runtime.bfd import attach as bfd_attach
 from chimeha.runtime.bgp import attach as bgp_attach
 from chimeha.runtime.executor import Executor
 from chimeha.runtime.netlink import NetlinkWorker
@@ -94,6 +95,7 @@ class Daemon:
         self.config_loaded_at: float | None = None
         self.lvs = None
         self.bgp = None  # chimeha.runtime.bgp.BgpManager with a chimeha_bgp block
+        self.bfd = None  # chimeha.runtime.bfd.BfdManager with bfd_instance blocks
         self._socket_factory = socket_factory
         self._nl = netlink if netlink is not None else NetlinkWorker()
         self._ex = Executor(self, self._nl)
@@ -149,6 +151,7 @@ class Daemon:
         self._start_trackers()
         self.node.start(self.now())
         self.after_input()
+        self.bfd = bfd_attach(self)  # bfd_instance: sessions for track_bfd / BFD_CHECK (docs/bfd.md)
         await self._ex.start_lvs(self.config)
         self.bgp = await bgp_attach(self)  # chimeha_bgp: announce VIPs by BGP (docs/bgp.md)
         self._gen += 1  # started: news for a poller even without any instance
@@ -221,6 +224,8 @@ class Daemon:
         self._stopping = True
         if self._timer:
             self._timer.cancel()
+        if self.bfd is not None:
+            self.bfd.stop()  # peers hear AdminDown, not a detection timeout
         steps = [("trackers", self.trackers.stop() if self.trackers else None),
                  ("BGP announcements", self.bgp.stop() if self.bgp else None),  # before the data plane
                  ("virtual servers", self._ex.stop_lvs()), ("notify scripts", self._ex.drain_notify())]
@@ -300,6 +305,7 @@ class Daemon:
         self._ex.close_unused_sockets(self.node.socket_keys())
         self._ex.setup_notify(self.config)
         self._start_trackers()
+        self._reload_bfd()
         if old_trackers is not None:
             await old_trackers.stop()
         await self._ex.reload_lvs(self.config)
@@ -308,6 +314,15 @@ class Daemon:
         msg = "reloaded: " + plan.summary()
         log.info(msg)
         return status.ReloadOutcome(True, diags, msg, self.now(), plan)
+
+    def _reload_bfd(self) -> None:
+        """Sessions whose bfd_instance is unchanged keep running; their state is fed to the new trackers."""
+        if self.bfd is None:
+            self.bfd = bfd_attach(self)
+        else:
+            self.bfd.reload(self.config)
+        if self.bfd is not None:
+            self.bfd.resync()
 
     # ------------------------------------------------------------- status
     def owned_vips(self) -> set[str]:

@@ -134,4 +134,5 @@ def snapshot(daemon) -> dict:
         "virtual_servers": _virtual_servers(daemon.lvs),
         "drops_by_reason": dict(daemon.node.drops),
         "bgp": daemon.bgp.snapshot() if daemon.bgp is not None else None,
+        "bfd": daemon.bfd.snapshot() if getattr(daemon, "bfd", None) is not None else None,
     }

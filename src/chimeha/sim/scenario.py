@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from chimeha.sim.bfd import bfd_models
 from chimeha.sim.segment import ScriptModel, Segment
 from chimeha.vrrp.events import InstanceSpec
 from chimeha.vrrp.from_config import instance_specs, sync_groups
@@ -94,6 +95,9 @@ def prepare(nodes: list[NodeInput]) -> None:
         else:
             src = next((inst.unicast_src_ip or inst.mcast_src_ip for inst in n.config.instances.values()
                         if inst.unicast_src_ip or inst.mcast_src_ip), None)
+            # a bfd_instance's source_ip is this node's address too (and BFD pairs nodes by address)
+            src = src or next((b.source for b in bfd_models(n.config) if b.source and (":" in b.source) == (fam == 6)),
+                              None)
             n.address = src or default_address(i, fam)
         n.specs = instance_specs(n.config)
 
@@ -179,7 +183,8 @@ def simulate(nodes: list[NodeInput], events: list[Event], until: float | None = 
                 raise ScenarioError(f"event '{e}': {e.node} has no vrrp_script {e.arg!r} (known: {known})")
     seg = Segment(latency)
     for n in nodes:
-        seg.add_node(n.name, n.address, n.specs, groups=sync_groups(n.config), scripts=scripts_of(n.config))
+        seg.add_node(n.name, n.address, n.specs, groups=sync_groups(n.config), scripts=scripts_of(n.config),
+                     bfd=bfd_models(n.config))
     seg.start(0.0)
     for e in sorted(events, key=lambda e: e.at):
         _schedule(seg, e)

@@ -31,6 +31,7 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
+from chimeha.sim.bfd import BfdLinks, BfdModel
 from chimeha.track.hysteresis import Hysteresis
 from chimeha.vrrp import packet
 from chimeha.vrrp.events import (
@@ -79,8 +80,10 @@ class Node:
     """One simulated host: a :class:`VrrpNode` (the daemon's own core), its scripts and link."""
 
     def __init__(self, seg: "Segment", name: str, address: str, specs: Iterable[InstanceSpec],
-                 groups: dict[str, tuple[str, ...]] | None = None, scripts: Iterable[ScriptModel] = ()):
+                 groups: dict[str, tuple[str, ...]] | None = None, scripts: Iterable[ScriptModel] = (),
+                 bfd: Iterable[BfdModel] = ()):
         self.seg = seg
+        self.bfd = tuple(bfd)  # bfd_instance timers (chimeha.sim.bfd)
         self.name = name
         self.address = address
         self.specs = [s if s.primary_address else replace(s, primary_address=_address_for(address, s.family))
@@ -148,14 +151,16 @@ class Segment:
         self._seq = itertools.count()
         #: called with (node name, action, now) for every action a node queues, before it is routed
         self.action_hooks: list[Callable[[str, object, float], None]] = []
+        self.bfd = BfdLinks()
 
     # -- building --------------------------------------------------------
     def add_node(self, name: str, address: str, specs: Iterable[InstanceSpec], *,
                  groups: dict[str, tuple[str, ...]] | None = None,
-                 scripts: Iterable[ScriptModel] = ()) -> Node:
+                 scripts: Iterable[ScriptModel] = (), bfd: Iterable[BfdModel] = ()) -> Node:
         """Add a host with its instances; it boots at :meth:`start` or :meth:`start_node`."""
-        node = Node(self, name, address, specs, groups, scripts)
+        node = Node(self, name, address, specs, groups, scripts, bfd)
         self.nodes[name] = node
+        self.bfd.pair(self.nodes)
         return node
 
     def start(self, at: float | None = None) -> None:
@@ -263,6 +268,10 @@ class Segment:
     def record(self, at: float, node: str, kind: str, text: str, instance: str = "", **data) -> None:
         self.timeline.append(Record(at, node, kind, text, instance, data))
 
+    def schedule(self, t: float, fn: Callable, *args) -> None:
+        """Run ``fn(now, *args)`` at ``t`` (ties in insertion order): for models such as chimeha.sim.bfd."""
+        self._push(t, fn, *args)
+
     # -- internals -------------------------------------------------------
     def _push(self, t: float, fn: Callable, *args) -> None:
         heapq.heappush(self._queue, (t, next(self._seq), fn, args))
@@ -286,6 +295,8 @@ class Segment:
             return
         self.record(now, name, "event", "node starts")
         node.boot(now)
+        self.bfd.booted(name)
+        self.bfd.refresh(self, now)
 
     def _do_stop(self, now: float, name: str) -> None:
         node = self.nodes[name]
@@ -295,6 +306,7 @@ class Segment:
         node.core.shutdown(now)
         self._route()
         node.running = False
+        self.bfd.refresh(self, now, stopped=name)
 
     def _do_crash(self, now: float, name: str) -> None:
         node = self.nodes[name]
@@ -307,6 +319,7 @@ class Segment:
             if name in holders:
                 holders.discard(name)
                 self.record(now, name, "vip", f"VIP {vip} lost with the node", vip=vip)
+        self.bfd.refresh(self, now)
 
     def _do_link(self, now: float, name: str, up: bool) -> None:
         node = self.nodes[name]
@@ -317,6 +330,7 @@ class Segment:
         if node.running:
             for ifname in sorted({s.interface for s in node.specs}):
                 node.core.set_tracked(ifname, up, now, kind="interface")
+        self.bfd.refresh(self, now)
 
     def _do_partition(self, now: float, name: str, cut: bool) -> None:
         node = self.nodes[name]
@@ -324,6 +338,7 @@ class Segment:
             return
         node.link_up = not cut
         self.record(now, name, "event", "partitioned (carrier up)" if cut else "partition healed")
+        self.bfd.refresh(self, now)
 
     def _do_reload(self, now: float, name: str, specs=None, groups=None) -> None:
         node = self.nodes[name]

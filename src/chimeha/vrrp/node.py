@@ -236,6 +236,21 @@ class VrrpNode:
             self._flush(touched, now)
         return touched
 
+    def master_unreachable(self, address: str, now: float, reason: str | None = None,
+                           names: Iterable[str] | None = None) -> tuple[str, ...]:
+        """A fast detector (a tracked BFD session) says ``address`` is gone: see
+        :meth:`VrrpInstance.master_unreachable`. Only ``names`` (None: every
+        instance) are asked; returns those whose Master_Down_Timer moved.
+
+        Call it after :meth:`set_tracked` for the same event, so Skew_Time
+        uses the priority the event left.
+        """
+        asked = tuple(self._instances) if names is None else tuple(n for n in names if n in self._instances)
+        moved = tuple(n for n in asked if self._instances[n].master_unreachable(address, now, reason))
+        if moved and self._started:
+            self._flush(moved, now)
+        return moved
+
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next run (None: nothing is timed)."""
         times = [t for t in self._deadlines.values() if t is not None]
