@@ -315,4 +315,6 @@ def normalize(raw: Any) -> Snapshot:
         "virtual_servers": [_virtual_server(v) for v in vss],
         "drops_by_reason": _counts(raw.get("drops_by_reason")),
         "bgp": raw.get("bgp") if isinstance(raw.get("bgp"), dict) else None,  # chimeha.runtime.bgp
+        # conntrackd state (global_defs lvs_sync_daemon, chimeha.runtime.conntrackd)
+        "lvs_sync": raw.get("lvs_sync") if isinstance(raw.get("lvs_sync"), dict) else None,
     }
