@@ -155,6 +155,7 @@ class ConntrackSync:
     async def start(self) -> None:
         if shutil.which("conntrackd") is None:
             raise RuntimeError("lvs_sync_daemon: the conntrackd program is not installed (apt-get install conntrackd)")
+        self._own_rundir = self._rundir is None
         rundir = self._rundir or tempfile.mkdtemp(prefix="chime-ha-conntrackd-",
                                                   dir="/run" if os.access("/run", os.W_OK) else None)
         os.makedirs(rundir, exist_ok=True)
@@ -250,6 +251,8 @@ class ConntrackSync:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+        if self.settings is not None and getattr(self, "_own_rundir", False):
+            shutil.rmtree(self.settings.rundir, ignore_errors=True)
 
     def snapshot(self) -> dict:
         return {"engine": "conntrackd", "interface": self.interface, "group": self.group, "port": self.port,
