@@ -107,7 +107,7 @@ class LvsManager:
     def _sync_spec(self, config: Any):
         """The lvs_sync_daemon settings that apply here (None: no sync; IPVS and proxy have none here)."""
         spec = getattr(getattr(config, "global_defs", None), "lvs_sync_daemon", None)
-        if spec is None or self.dataplane in ("proxy", "none"):
+        if spec is None or self.dataplane in ("proxy", "none", "ipvs"):
             return None
         return spec
 
