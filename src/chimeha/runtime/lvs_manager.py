@@ -395,7 +395,8 @@ class LvsManager:
                             "in_service": dest is not None and dest.weight > 0,
                             "detail": self.health_detail.get(rid, ""),
                             "stats": {k: v for k, v in rs_stats.get(f"{rs.address}:{rs.port or vs.port}", {}).items()
-                                      if k in ("connections", "bytes_in", "bytes_out")}})
+                                      if k in ("connections", "packets_in", "packets_out", "bytes_in",
+                                               "bytes_out")}})
             out.append({"virtual_server": vid, "address": vs.address, "port": vs.port, "fwmark": vs.fwmark,
                         "group": vs.group, "protocol": vs.protocol, "lb_algo": vs.lb_algo, "lb_kind": vs.lb_kind,
                         "dataplane": backend,
