@@ -61,7 +61,8 @@ class LvsManager:
     def __init__(self, config: Any, dataplane: str | None = "auto", log: logging.Logger | None = None, *,
                  netns: str | None = None, snat: str = "auto", health_checks: bool = True,
                  forwarding: str = "warn", backends: dict[str, Any] | None = None,
-                 proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str | None = None):
+                 proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str | None = None,
+                 nft_counters: bool = True):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -73,6 +74,7 @@ class LvsManager:
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
         self.snat_to = snat_to or ("vip" if self._sync_spec(config) else "masquerade")
+        self.nft_counters = nft_counters
         #: conntrackd replicating connections (global_defs lvs_sync_daemon), while running
         self.sync: ConntrackSync | None = None
         #: seconds between reads of the live data plane while nothing else triggers a reconcile
@@ -99,7 +101,8 @@ class LvsManager:
     def _backend(self, name: str):
         b = self._backends.get(name)
         if b is None:
-            b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to))
+            b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to,
+                                                    self.nft_counters))
             self._backends[name] = b
         return b
 
@@ -421,6 +424,8 @@ def standalone_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snat-to", default=None, choices=("masquerade", "vip"),
                     help="nft source address: the interface's (masquerade) or the connection's VIP "
                          "(default: vip with lvs_sync_daemon, else masquerade)")
+    ap.add_argument("--nft-counters", default="on", choices=("on", "off"),
+                    help="nft: per-real-server counters (connections, packets, bytes; default on)")
     ap.add_argument("--no-checks", action="store_true", help="do not run health checkers")
     ap.add_argument("--ready-file", help="write 'ready' here once the data plane is programmed")
     ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
@@ -443,6 +448,7 @@ def standalone_main(argv: list[str] | None = None) -> int:
     async def run() -> int:
         mgr = LvsManager(res.config, args.dataplane, health_checks=not args.no_checks, snat=args.snat,
                          forwarding=args.forwarding, verify_interval=args.verify_interval, snat_to=args.snat_to,
+                         nft_counters=args.nft_counters == "on",
                          proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop])
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()
