@@ -112,3 +112,39 @@ def test_counters_match_the_traffic_sent(lab):
             await b.close()
 
     asyncio.run(scenario())
+
+
+def test_status_snapshot_shows_the_counters(lab, tmp_path):
+    """The standalone manager's status (what `chime-ha status` and /metrics read) carries them."""
+    import json
+    import signal
+    import sys
+    import time
+
+    from chimeha.lab.netns import stop_process
+
+    conf = tmp_path / "c.conf"
+    conf.write_text(f"virtual_server {VIP} 9101 {{\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n"
+                    + "".join(f"  real_server {a} 9101 {{\n    weight 1\n  }}\n" for a in RS) + "}\n")
+    ready = tmp_path / "status.json"
+    proc = lab.hosts["dir"].popen([sys.executable, "-m", "chimeha.runtime.lvs_manager", str(conf), "--dataplane",
+                                   "nft", "--no-checks", "--verify-interval", "0.3", "--ready-file", str(ready)])
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists()
+        names = count(lab.hosts["client"], VIP, 9101, 6)
+        time.sleep(1.0)  # two verify passes read the live counters
+        ready.unlink()
+        proc.send_signal(signal.SIGUSR1)
+        while not ready.exists() and time.monotonic() < deadline + 10:
+            time.sleep(0.05)
+        snap = json.loads(ready.read_text())
+    finally:
+        stop_process(proc)
+    (vs,) = snap["virtual_servers"]
+    by_addr = {rs["address"]: rs["stats"] for rs in vs["real_servers"]}
+    assert by_addr[RS[0]]["connections"] == names["rs1"] == 3, (names, by_addr)
+    assert by_addr[RS[1]]["connections"] == names["rs2"] == 3, (names, by_addr)
+    assert all(s["packets_in"] >= 9 and s["bytes_out"] > 0 for s in by_addr.values()), by_addr
