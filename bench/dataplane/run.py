@@ -71,6 +71,7 @@ http {{
         listen {addr}:8090 backlog=4096;
         listen {addr}:8091 backlog=4096;
         listen {addr}:8092 backlog=4096;
+        listen {addr}:8093 backlog=4096;
         location / {{ return 200 "{name}\\n"; }}
     }}
 }}
@@ -205,7 +206,7 @@ def main() -> int:
             (tmp / f"hand{i}.nft").write_text(HAND_NFT.format(port=hand_port(i), snat=snat, **fmt))
         (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=8081, **fmt))
         for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088),
-                           ("nftvip", 8086)):
+                           ("nftvip", 8086), ("nftnoc", 8093)):
             (tmp / f"{name}.conf").write_text(CHIMEHA_CONF.format(port=port, **fmt))
         (tmp / "current.nft").write_text(current_rules(8087))
         procs = {}
@@ -250,6 +251,9 @@ def main() -> int:
             Setup("chime-ha nft", lambda: chime("nft", "nft"), lambda: stop("nft")),
             Setup("chime-ha nft: snat to VIP", lambda: chime("nftvip", "nft", "--snat-to", "vip"),
                   lambda: stop("nftvip"), extra=True),
+            # without the per-real-server counters (A/B of their per-packet cost)
+            Setup("chime-ha nft (no counters)", lambda: chime("nftnoc", "nft", "--nft-counters", "off"),
+                  lambda: stop("nftnoc"), extra=True),
             # the same without health checkers: does the daemon's own activity show?
             Setup("chime-ha nft (no checks)", lambda: chime("nftnc", "nft", "--no-checks"), lambda: stop("nftnc"),
                   extra=True),
@@ -317,7 +321,7 @@ def hand_port(i: int) -> int:
 
 SETUP_PORT = {"haproxy (tcp)": 8081, "chime-ha nft": 8082, "chime-ha proxy": 8083, "chime-ha proxy, one uvloop": 8084,
               "chime-ha proxy, asyncio only": 8085, "chime-ha nft: snat to VIP": 8086, "chime-ha rules (static)": 8087, "chime-ha rules (previous layout)": 8086,
-              "chime-ha nft (no checks)": 8088}
+              "chime-ha nft (no checks)": 8088, "chime-ha nft (no counters)": 8093}
 
 
 def report(args, setups, modes, results, errors) -> None:

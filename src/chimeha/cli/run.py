@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
                    help="log level (default: %(default)s)")
     p.add_argument("--dataplane", default="auto", choices=DATAPLANES,
                    help="virtual-server data plane (default: %(default)s)")
+    p.add_argument("--snat-to", default=None, choices=("masquerade", "vip"),
+                   help="nft data plane source NAT address: the outgoing interface's (masquerade) or the "
+                        "connection's VIP (default: vip with global_defs lvs_sync_daemon, else masquerade)")
     p.add_argument("--journal", metavar="PATH", default=None,
                    help="transition journal file (default: none, kept in memory)")
     p.add_argument("--metrics", metavar="ADDR", default=None,
@@ -97,7 +100,8 @@ async def _main(args, config) -> int:
 
     log = logging.getLogger("chimeha.run")
     daemon = Daemon(args.file, config, dataplane=None if args.dataplane == "auto" else args.dataplane,
-                    fast_detect=getattr(args, "fast_detect", "on") == "on")
+                    fast_detect=getattr(args, "fast_detect", "on") == "on",
+                    lvs_options={"snat_to": getattr(args, "snat_to", None)})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloading: set[asyncio.Task] = set()

@@ -17,6 +17,7 @@ from .build_lvs import build_virtual_server, build_virtual_server_group
 from ..snmp.agentx import parse_address as agentx_address
 from ..vrrp.timing import advert_centiseconds, advert_seconds_v2
 from .model import (
+    LvsSyncDaemon,
     Block,
     Config,
     GlobalDefs,
@@ -198,6 +199,7 @@ def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         setters[key] = lambda s: f.__setitem__(s.name, ctx.notify_arg(s, {}))
     for key in ("vrrp_check_unicast_src", "vrrp_lower_prio_no_advert"):
         setters[key] = lambda s: f.__setitem__(s.name, ctx.bool_arg(s))
+    setters["lvs_sync_daemon"] = lambda s: f.__setitem__("lvs_sync_daemon", _lvs_sync_daemon(s, ctx))
     positions = {}
     for gst in stmts:
         for st in ctx.block(gst):
@@ -213,6 +215,45 @@ def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         ctx.warning(positions["notify_fifo"], "same-fifo", f"notify_fifo and vrrp_notify_fifo are both "
                     f"{f['notify_fifo']}: every VRRP event would be written to it twice")
     return GlobalDefs(**f, options=_freeze(opts), positions=positions)
+
+
+def _lvs_sync_daemon(st: Stmt, ctx: Ctx) -> LvsSyncDaemon | None:
+    """keepalived's ``lvs_sync_daemon INTERFACE [VRRP_INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP]``."""
+    if not ctx.need(st, 1, "an interface"):
+        return None
+    words = [a.text for a in st.args]
+    f: dict = {"interface": words[0], "where": st.where}
+    ranges = {"id": ("sync_id", 0, 255), "maxlen": ("maxlen", 1, 65507), "port": ("port", 1, 65535),
+              "ttl": ("ttl", 1, 255)}
+    i = 1
+    if i < len(words) and words[i] not in ranges and words[i] != "group":
+        f["instance"] = words[i]
+        i += 1
+    while i < len(words):
+        opt = words[i]
+        if i + 1 >= len(words) or (opt not in ranges and opt != "group"):
+            ctx.error(st.where, "bad-argument", f"lvs_sync_daemon: unexpected '{opt}' (expected id, maxlen, "
+                      "port, ttl or group followed by a value)")
+            return None
+        val = words[i + 1]
+        if opt == "group":
+            if not valid_ip(val):
+                ctx.error(st.where, "bad-argument", f"lvs_sync_daemon group '{val}' is not an IP address")
+                return None
+            f["group"] = val
+        else:
+            name, lo, hi = ranges[opt]
+            if not val.isdigit() or not lo <= int(val) <= hi:
+                ctx.error(st.where, "bad-argument", f"lvs_sync_daemon {opt} '{val}' must be {lo}..{hi}")
+                return None
+            if name == "port":
+                f[name] = int(val)
+            else:  # IPVS sync-protocol details with no conntrackd counterpart
+                ctx.warning(st.where, "not-implemented", f"'lvs_sync_daemon {opt}' is not implemented in "
+                            "chime-ha: conntrackd (which replicates connections for the nft data plane) has "
+                            "no such setting; ignored")
+        i += 2
+    return LvsSyncDaemon(**f)
 
 
 # --------------------------------------------------------------------------- tracked objects

@@ -25,6 +25,7 @@ __all__ = [
     "Where",
     "Diagnostic",
     "GlobalDefs",
+    "LvsSyncDaemon",
     "VrrpScript",
     "TrackProcess",
     "TrackFile",
@@ -103,6 +104,21 @@ class Diagnostic:
 
 
 @dataclass(frozen=True)
+class LvsSyncDaemon:
+    """``global_defs { lvs_sync_daemon INTERFACE [VRRP_INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP] }``.
+
+    chime-ha runs conntrackd (FTFW) on ``interface`` for the nft data plane; the
+    instance's MASTER state decides who commits the replicated connections.
+    """
+
+    interface: str
+    instance: str | None = None
+    port: int | None = None  # conntrackd's multicast UDP port (default 3780)
+    group: str | None = None  # conntrackd's multicast group (default 225.0.0.50)
+    where: Where = NOWHERE
+
+
+@dataclass(frozen=True)
 class GlobalDefs:
     """``global_defs { ... }``."""
 
@@ -141,6 +157,7 @@ class GlobalDefs:
     vrrp_notify_fifo_script: tuple[str, ...] | None = None
     notify_fifo: str | None = None
     notify_fifo_script: tuple[str, ...] | None = None
+    lvs_sync_daemon: LvsSyncDaemon | None = None
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 

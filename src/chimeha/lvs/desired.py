@@ -221,3 +221,21 @@ def quorum_changes(before: DesiredState | None, after: DesiredState) -> list[tup
     if before is None:
         return []
     return [(k, v) for k, v in after.quorum.items() if k in before.quorum and before.quorum[k] != v]
+
+
+def sync_master(config: Any, instance: str | None, owned: Iterable[str] | None) -> bool:
+    """Whether this node is the master for ``lvs_sync_daemon`` (it commits replicated connections).
+
+    The VRRP instance named there is MASTER exactly while it holds its virtual
+    addresses, so VIP ownership (what the reconciler already follows) decides.
+    Without an instance: any VRRP address held. ``owned`` None (no VRRP gating)
+    means master.
+    """
+    if owned is None:
+        return True
+    held = {_canon(_bare_ip(a)) for a in owned}
+    insts = getattr(config, "instances", {})
+    if instance is not None and instance in insts:
+        mine = {_canon(_bare_ip(va.address)) for va in insts[instance].virtual_ipaddresses}
+        return bool(mine) and mine <= held
+    return bool(held & vrrp_addresses(config))

@@ -64,6 +64,7 @@ class SnapshotCollector(Collector):
         yield from _instance_metrics(snap)
         yield from _script_metrics(snap)
         yield from _lvs_metrics(snap)
+        yield from _lvs_sync_metrics(snap.get("lvs_sync"))
         from chimeha.runtime.bgp_metrics import bgp_metrics
         yield from bgp_metrics(snap.get("bgp"))
         from chimeha.runtime.bfd_metrics import bfd_metrics
@@ -139,6 +140,24 @@ def _lvs_metrics(snap: Snapshot) -> Iterator:
             for k in STAT_KEYS:
                 counters[k].add_metric([vs["name"], rs_name], rs["stats"][k])
     yield from (active, up, weight, *counters.values())
+
+
+def _lvs_sync_metrics(sync: dict | None) -> Iterator:
+    """conntrackd (lvs_sync_daemon): running, role, last commit, replicated entries."""
+    if not sync:
+        return
+    yield GaugeMetricFamily("chimeha_lvs_sync_running", "1 while conntrackd runs", value=1.0 if sync["running"] else 0.0)
+    yield GaugeMetricFamily("chimeha_lvs_sync_master", "1 while this node commits replicated connections (master)",
+                            value=1.0 if sync["role"] == "master" else 0.0)
+    yield CounterMetricFamily("chimeha_lvs_sync_restarts", "conntrackd restarts after it exited", value=sync["restarts"])
+    if sync["last_commit_at"] is not None:
+        yield GaugeMetricFamily("chimeha_lvs_sync_last_commit_timestamp_seconds",
+                                "Unix time of the last commit of the external cache (takeover)", value=sync["last_commit_at"])
+    entries = GaugeMetricFamily("chimeha_lvs_sync_entries", "Connections in conntrackd's caches", labels=["cache"])
+    for cache in ("internal", "external"):
+        if sync.get(f"entries_{cache}") is not None:
+            entries.add_metric([cache], sync[f"entries_{cache}"])
+    yield entries
 
 
 class Metrics:

@@ -329,4 +329,6 @@ def normalize(raw: Any) -> Snapshot:
         "drops_by_reason": _counts(raw.get("drops_by_reason")),
         "bgp": raw.get("bgp") if isinstance(raw.get("bgp"), dict) else None,  # chimeha.runtime.bgp
         "bfd": raw.get("bfd") if isinstance(raw.get("bfd"), dict) else None,  # chimeha.runtime.bfd
+        # conntrackd state (global_defs lvs_sync_daemon, chimeha.runtime.conntrackd)
+        "lvs_sync": raw.get("lvs_sync") if isinstance(raw.get("lvs_sync"), dict) else None,
     }

@@ -81,11 +81,13 @@ class Daemon:
     """
 
     def __init__(self, config_path: str, config=None, *, dataplane: str | None = None,
-                 socket_factory: Callable[..., Any] = VrrpSocket, netlink: Any = None, fast_detect: bool = True):
+                 socket_factory: Callable[..., Any] = VrrpSocket, netlink: Any = None, fast_detect: bool = True,
+                 lvs_options: dict | None = None):
         self.config_path = config_path
         self.fast_detect = fast_detect
         self.config = config
         self.dataplane = dataplane
+        self.lvs_options = dict(lvs_options or {})  # extra LvsManager keywords (snat_to)
         self.state_hooks: list[Callable[[StateChanged], None]] = []
         self.event_hooks: list[Callable[[Any], None]] = []
         self.node = VrrpNode(())

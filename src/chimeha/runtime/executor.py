@@ -257,7 +257,8 @@ class Executor:
         from chimeha.runtime.lvs_manager import LvsManager
 
         try:
-            lvs = LvsManager(config, dataplane=self.daemon.dataplane or "auto")
+            lvs = LvsManager(config, dataplane=self.daemon.dataplane or "auto",
+                             **getattr(self.daemon, "lvs_options", {}))
             await lvs.start()
             lvs.on_vips_changed(self.daemon.owned_vips())
             self.daemon.lvs = lvs

@@ -31,10 +31,11 @@ from chimeha.lvs.backends.base import BackendError
 from chimeha.lvs.backends.registry import BackendOptions, make_backend
 from chimeha.lvs.backends.select import Choice, choose
 from chimeha.lvs.catalog import DATAPLANES, ORDER
-from chimeha.lvs.desired import (RsHealth, desired_state, quorum_changes, rs_id, service_keys, vrrp_addresses,
-                                 vs_id)
+from chimeha.lvs.desired import (RsHealth, desired_state, quorum_changes, rs_id, service_keys, sync_master,
+                                 vrrp_addresses, vs_id)
 from chimeha.lvs.reconcile import diff
 from chimeha.lvs.types import DesiredState, LvsConfigError
+from chimeha.runtime.conntrackd import ConntrackSync
 from chimeha.runtime.scripts import run_program
 
 _log = logging.getLogger("chimeha.lvs")
@@ -52,12 +53,16 @@ class LvsManager:
     namespace when a kernel data plane forwards to a remote real server.
     ``proxy_own_loop``: see :class:`chimeha.lvs.backends.proxy.ProxyBackend`
     (None: the proxy relays on its own uvloop thread unless this loop is uvloop).
+    ``snat_to``: the nft source address, "masquerade" or "vip"; None: "vip" when
+    ``lvs_sync_daemon`` replicates connections (the real servers must answer the VIP,
+    which moves with the connections), else "masquerade".
     """
 
     def __init__(self, config: Any, dataplane: str | None = "auto", log: logging.Logger | None = None, *,
                  netns: str | None = None, snat: str = "auto", health_checks: bool = True,
                  forwarding: str = "warn", backends: dict[str, Any] | None = None,
-                 proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str = "masquerade"):
+                 proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str | None = None,
+                 nft_counters: bool = True):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -68,7 +73,10 @@ class LvsManager:
         self.health_checks = health_checks
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
-        self.snat_to = snat_to
+        self.snat_to = snat_to or ("vip" if self._sync_spec(config) else "masquerade")
+        self.nft_counters = nft_counters
+        #: conntrackd replicating connections (global_defs lvs_sync_daemon), while running
+        self.sync: ConntrackSync | None = None
         #: seconds between reads of the live data plane while nothing else triggers a reconcile
         #: (an outside ``nft flush ruleset`` is repaired within this time)
         self.verify_interval = verify_interval
@@ -93,14 +101,57 @@ class LvsManager:
     def _backend(self, name: str):
         b = self._backends.get(name)
         if b is None:
-            b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to))
+            b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to,
+                                                    self.nft_counters))
             self._backends[name] = b
         return b
+
+    # ------------------------------------------------------------ connection sync
+    def _sync_spec(self, config: Any):
+        """The lvs_sync_daemon settings that apply here (None: no sync; IPVS and proxy have none here)."""
+        spec = getattr(getattr(config, "global_defs", None), "lvs_sync_daemon", None)
+        if spec is None or self.dataplane in ("proxy", "none", "ipvs"):
+            return None
+        return spec
+
+    async def _start_sync(self, config: Any) -> None:
+        spec = self._sync_spec(config)
+        if self.sync is not None:
+            s = self.sync
+            if spec is not None and (s.interface, s.group, s.port) == (spec.interface, spec.group or s.group,
+                                                                       spec.port or s.port):
+                return
+            await s.stop()
+            self.sync = None
+        if spec is None:
+            return
+        sync = ConntrackSync(spec.interface, group=spec.group, port=spec.port, netns=self.netns, log=self.log)
+        try:
+            await sync.start()
+        except (RuntimeError, OSError) as e:  # VRRP and forwarding run on without replication
+            self.errors.append(f"{spec.where}: {e}")
+            self.log.error("virtual servers: %s: %s", spec.where, e)
+            await sync.stop()
+            return
+        self.sync = sync
+        self._sync_role()
+
+    def _sync_role(self) -> None:
+        if self.sync is None:
+            return
+        spec = self._sync_spec(self.config)
+        master = sync_master(self.config, spec.instance if spec else None, self.owned)
+        if master == self.sync.master:
+            return
+        t = asyncio.get_running_loop().create_task(self.sync.set_master(master))
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Start checkers and program the data plane for the current VIP ownership."""
         self._start_monitors(self.config)
+        await self._start_sync(self.config)
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="lvs reconcile")
         await self.reconcile_now()
 
@@ -109,6 +160,7 @@ class LvsManager:
         owned = None if owned is None else set(owned)
         changed = owned != self.owned
         self.owned = owned
+        self._sync_role()  # a takeover commits the replicated connections at once
         if changed and self._task is not None and any(v.ha_suspend for v in self.config.virtual_servers):
             self._start_monitors(self.config)  # ha_suspend: checkers follow VIP ownership
         self._kick()
@@ -122,6 +174,7 @@ class LvsManager:
         """Take a new config: checkers of unchanged real servers keep running."""
         self.config = config
         self._start_monitors(config)
+        await self._start_sync(config)
         await self.reconcile_now()
 
     async def stop(self) -> None:
@@ -140,6 +193,9 @@ class LvsManager:
         for vs in self.config.virtual_servers:
             if vs.omega and vs.quorum_down and self.desired.quorum.get(vs_id(vs)):
                 self._run(vs.quorum_down)
+        if self.sync is not None:
+            await self.sync.stop()
+            self.sync = None
         for b in list(self._backends.values()):
             try:
                 await b.close()
@@ -342,7 +398,8 @@ class LvsManager:
                             "in_service": dest is not None and dest.weight > 0,
                             "detail": self.health_detail.get(rid, ""),
                             "stats": {k: v for k, v in rs_stats.get(f"{rs.address}:{rs.port or vs.port}", {}).items()
-                                      if k in ("connections", "bytes_in", "bytes_out")}})
+                                      if k in ("connections", "packets_in", "packets_out", "bytes_in",
+                                               "bytes_out")}})
             out.append({"virtual_server": vid, "address": vs.address, "port": vs.port, "fwmark": vs.fwmark,
                         "group": vs.group, "protocol": vs.protocol, "lb_algo": vs.lb_algo, "lb_kind": vs.lb_kind,
                         "dataplane": backend,
@@ -351,7 +408,8 @@ class LvsManager:
                         "sorry_server": bool(svc and svc.sorry), "real_servers": rss,
                         "counters": stats.get(backend, {}).get(str(svc.key)) if svc and backend else None})
         return {"dataplane": self.dataplane, "virtual_servers": out, "errors": list(self.errors),
-                "reconciles": self.reconciles, "repairs": self.repairs}
+                "reconciles": self.reconciles, "repairs": self.repairs,
+                "sync": self.sync.snapshot() if self.sync is not None else None}
 
 
 # ---------------------------------------------------------------- standalone
@@ -363,8 +421,11 @@ def standalone_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--own", action="append", default=None,
                     help="VIP this node holds (repeatable); default: forward every virtual server")
     ap.add_argument("--snat", default="auto", choices=("auto", "always", "never"))
-    ap.add_argument("--snat-to", default="masquerade", choices=("masquerade", "vip"),
-                    help="nft source address: the interface's (masquerade) or the connection's VIP")
+    ap.add_argument("--snat-to", default=None, choices=("masquerade", "vip"),
+                    help="nft source address: the interface's (masquerade) or the connection's VIP "
+                         "(default: vip with lvs_sync_daemon, else masquerade)")
+    ap.add_argument("--nft-counters", default="on", choices=("on", "off"),
+                    help="nft: per-real-server counters (connections, packets, bytes; default on)")
     ap.add_argument("--no-checks", action="store_true", help="do not run health checkers")
     ap.add_argument("--ready-file", help="write 'ready' here once the data plane is programmed")
     ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
@@ -387,6 +448,7 @@ def standalone_main(argv: list[str] | None = None) -> int:
     async def run() -> int:
         mgr = LvsManager(res.config, args.dataplane, health_checks=not args.no_checks, snat=args.snat,
                          forwarding=args.forwarding, verify_interval=args.verify_interval, snat_to=args.snat_to,
+                         nft_counters=args.nft_counters == "on",
                          proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop])
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()

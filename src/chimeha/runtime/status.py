@@ -112,6 +112,12 @@ def _virtual_servers(lvs) -> list:
         return []
 
 
+def _lvs_sync(lvs) -> dict | None:
+    """conntrackd's state (global_defs lvs_sync_daemon), or None without it."""
+    sync = getattr(lvs, "sync", None)
+    return sync.snapshot() if sync is not None else None
+
+
 def snapshot(daemon) -> dict:
     """Build the JSON-able snapshot of ``daemon`` (a :class:`chimeha.runtime.daemon.Daemon`)."""
     gd = daemon.config.global_defs if daemon.config is not None else None
@@ -132,6 +138,7 @@ def snapshot(daemon) -> dict:
         "instances": {st.name: instance_entry(st, now) for st in daemon.node.status()},
         "scripts": {name: _script(name, tr, daemon.config) for name, tr in daemon.scripts.items()},
         "virtual_servers": _virtual_servers(daemon.lvs),
+        "lvs_sync": _lvs_sync(daemon.lvs),
         "drops_by_reason": dict(daemon.node.drops),
         "bgp": daemon.bgp.snapshot() if daemon.bgp is not None else None,
         "bfd": daemon.bfd.snapshot() if getattr(daemon, "bfd", None) is not None else None,

@@ -49,7 +49,7 @@ from ..reconcile import DelDest, Operation, apply_to
 from ..catalog import CONNECTION_AWARE, implemented_by
 from ..schedulers import MH_TABLE_SIZE, SH_TABLE_SIZE, Server, make_scheduler
 from ..types import DesiredState, Destination, Service, ServiceKey
-from . import nft_read
+from . import nft_counters, nft_read
 from .base import BackendError
 
 TABLE = "chimeha"
@@ -178,7 +178,10 @@ def _lean_dnat(service: Service) -> str | None:
 class Renderer:
     """Pure: DesiredState (+ carried persistence entries) -> one nft script."""
 
-    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = (), snat_to: str = "masquerade"):
+    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = (), snat_to: str = "masquerade",
+                 counters: dict[str, tuple[int, int]] | None = None):
+        #: None: no per-real-server counters; else their values to carry into the new table
+        self.counters = counters
         self.snat = snat
         self.snat_subnets = list(snat_subnets)
         #: "masquerade": the outgoing interface's address, client port kept when free;
@@ -234,6 +237,8 @@ class Renderer:
             lines.append(f"  chain {hook} {{\n    type nat hook {hook} priority {prio}; policy accept;\n"
                          + "".join(f"    {r}\n" for r in hook_rules) + "  }")
         lines.append(self._postrouting(state, vips))
+        if self.counters is not None:
+            lines += nft_counters.render(state, self.counters)
         lines.append("}")
         return "\n".join(lines) + "\n"
 
@@ -316,7 +321,7 @@ class NftBackend:
     name = "nft"
 
     def __init__(self, netns: str | None = None, snat: str = "auto", log: logging.Logger | None = None,
-                 snat_to: str = "masquerade"):
+                 snat_to: str = "masquerade", counters: bool = True):
         if snat not in ("auto", "always", "never"):
             raise ValueError(f"snat must be auto, always or never, not {snat!r}")
         if snat_to not in SNAT_TO:
@@ -324,6 +329,9 @@ class NftBackend:
         self.netns = netns
         self.snat = snat
         self.snat_to = snat_to
+        #: named per-real-server counters (connections, packets and bytes each way), read back into stats()
+        self.counters = counters
+        self._stats: dict = {}
         self.log = log or globals()["log"]
         self._state = DesiredState()  # what read_actual() last returned: apply() works from it
         self._intent = DesiredState()  # what the last load programmed
@@ -436,14 +444,17 @@ class NftBackend:
             if why:
                 raise BackendError(why)
         subnets = await self._snat_subnets(new) if self.snat == "auto" else []
-        carried = self._carried(await self._listing()) if self._programmed else {}
-        script = Renderer(self.snat, subnets, self.snat_to).render(new, carried)
+        live = await self._listing() if self._programmed else None
+        carried = self._carried(live)
+        values = nft_counters.carried(live) if self.counters else None
+        script = Renderer(self.snat, subnets, self.snat_to, values).render(new, carried)
         await self._nft("-f", "-", stdin=script)
         self.last_script = script
         self._state = self._intent = new
         self._programmed = True
         doc = await self._listing()
         self._expected = nft_read.read(doc) if doc is not None else None
+        self._stats = nft_counters.stats(new, doc) if self.counters else {}
         for op in ops:
             if isinstance(op, DelDest):
                 await self._forget(op.service, op.dest)
@@ -479,7 +490,15 @@ class NftBackend:
         doc = await self._listing()
         reading = nft_read.read(doc) if doc is not None else None
         self._state, self.drift = nft_read.actual_state(reading, self._expected, self._intent)
+        if self.counters:
+            self._stats = nft_counters.stats(self._intent, doc)
         return self._state
+
+    async def refresh_stats(self) -> dict:
+        """Read the counters from the live table now (stats() returns the last reading)."""
+        if self.counters and self._programmed:
+            self._stats = nft_counters.stats(self._intent, await self._listing())
+        return self._stats
 
     async def verify(self) -> bool:
         """True when the live table is exactly what was loaded last (someone may have flushed it)."""
@@ -494,6 +513,9 @@ class NftBackend:
                 self._programmed = False
                 self._state = self._intent = DesiredState()
                 self._expected = None
+                self._stats = {}
 
     def stats(self) -> dict:
-        return {}
+        """Per service, per real server: connections, packets_in/out, bytes_in/out (the last reading:
+        every reconcile and every verify_interval)."""
+        return self._stats

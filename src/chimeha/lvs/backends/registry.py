@@ -32,11 +32,14 @@ class BackendOptions:
     proxy_own_loop: bool | None = None
     #: nft source address: "masquerade" | "vip" (see nft.Renderer)
     snat_to: str = "masquerade"
+    #: nft: named per-real-server counters (every packet of a DNATed flow is counted)
+    nft_counters: bool = True
 
 
 FACTORIES: dict[str, Callable[[BackendOptions], Backend]] = {
     "ipvs": lambda o: IpvsBackend(log=o.log),
-    "nft": lambda o: NftBackend(netns=o.netns, snat=o.snat, log=o.log, snat_to=o.snat_to),
+    "nft": lambda o: NftBackend(netns=o.netns, snat=o.snat, log=o.log, snat_to=o.snat_to,
+                                    counters=o.nft_counters),
     "proxy": lambda o: ProxyBackend(log=o.log, own_loop=o.proxy_own_loop),
 }
 
