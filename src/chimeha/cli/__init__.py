@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "journal": "journal",
     "reload": "reload",
     "genhash": "genhash",
+    "verify": "verify",
     "keepalived": "keepalived_compat",
 }
 
