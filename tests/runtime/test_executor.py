@@ -325,19 +325,7 @@ async def test_vips_changed_reach_the_virtual_servers_and_their_errors_stay_ther
     ex.execute(VipsChanged("VI_1", frozenset(), 3.0))  # no virtual servers: nothing to tell
 
 
-# -- notify FIFO configuration -----------------------------------------------------------------
-@pytest.mark.parametrize("gd, want", [
-    (SimpleNamespace(vrrp_notify_fifo="/run/a"), "/run/a"),
-    (SimpleNamespace(vrrp_notify_fifo=("/run/b", "script")), "/run/b"),
-    (SimpleNamespace(options={"vrrp_notify_fifo": (("/run/c",),)}), "/run/c"),
-    (SimpleNamespace(options={"vrrp_notify_fifo": ((),)}), None),
-    (SimpleNamespace(options={}), None),
-    (SimpleNamespace(), None),
-])
-def test_fifo_path_reads_the_typed_field_then_the_keyword_line(gd, want):
-    assert executor_mod._fifo_path(gd, "vrrp_notify_fifo") == want  # noqa: SLF001 - module-level helper
-
-
+# -- notify FIFO configuration (the typed fields: tests/config/test_typed_options.py) ------------
 async def test_setup_notify_opens_both_fifos_and_skips_a_bad_one(tmp_path, caplog):
     good, bad = tmp_path / "vrrp.fifo", tmp_path / "plain"
     bad.write_text("not a fifo")

@@ -28,7 +28,7 @@ class SshNode:
 
     name: str
     dest: str
-    options: tuple[str, ...] = ()
+    ssh_options: tuple[str, ...] = ()
     connect_timeout: float = 5.0
     _control_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
@@ -38,7 +38,7 @@ class SshNode:
         control = Path(self._control_dir.name) / "ctl"
         return ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(self.connect_timeout)}",
                 "-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=60",
-                *self.options, self.dest, command]
+                *self.ssh_options, self.dest, command]
 
     def run(self, argv: list[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run ``argv`` on the node (quoted for its shell); SshError when ssh or, with ``check``, the command fails."""
