@@ -97,3 +97,53 @@ def test_keepalived_instance_table():
         seen.append(vb.oid)
         rng = ax.SearchRange(vb.oid, rng.end, False)
     assert seen == sorted(k for k in objs if k[:len(KA)] == KA)
+
+
+def test_checker_tables_from_the_model_and_the_manager_snapshot():
+    from chimeha.config import loads
+    from chimeha.snmp import mib_checker
+
+    cfg = loads("""virtual_server 10.0.0.10 8801 {
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    persistence_timeout 300
+    delay_loop 2
+    quorum 2
+    sorry_server 10.0.0.99 8801
+    real_server 10.0.0.11 8801 {
+        weight 3
+        TCP_CHECK {
+        }
+    }
+    real_server 10.0.0.12 8801 {
+        TCP_CHECK {
+        }
+    }
+}
+virtual_server fwmark 7 {
+    lb_algo mh
+    protocol UDP
+    real_server 10.0.0.13 53 {
+    }
+}
+""").config
+    snap = [{"active": True, "quorum": False,
+             "real_servers": [{"healthy": True, "weight": 3, "stats": {"connections": 5, "bytes_in": 100}},
+                              {"healthy": False, "weight": 0, "stats": {"connections": 2}}]},
+            {"active": False, "quorum": True, "real_servers": [{"healthy": True, "weight": 1}]}]
+    objs = mib_checker.checker_objects(cfg.virtual_servers, snap)
+    vs, rs = mib.KEEPALIVED_MIB + (3, 3, 1), mib.KEEPALIVED_MIB + (3, 4, 1)
+    assert objs[vs + (2, 1)] == (ax.INTEGER, 2) and objs[vs + (6, 1)] == (ax.OCTET_STRING, bytes([10, 0, 0, 10]))
+    assert objs[vs + (7, 1)] == (ax.GAUGE32, 8801) and objs[vs + (9, 1)] == (ax.INTEGER, 2)  # wrr
+    assert objs[vs + (11, 1)] == (ax.INTEGER, 1) and objs[vs + (11, 2)] == (ax.INTEGER, 2)  # alive / dead
+    assert objs[vs + (14, 1)] == (ax.GAUGE32, 300) and objs[vs + (16, 1)] == (ax.GAUGE32, 2)
+    assert objs[vs + (20, 1)] == (ax.GAUGE32, 2) and objs[vs + (21, 1)] == (ax.GAUGE32, 1)
+    assert objs[vs + (23, 1)] == (ax.INTEGER, 2) and objs[vs + (23, 2)] == (ax.INTEGER, 1)  # quorum notMet / met
+    assert objs[vs + (27, 1)] == (ax.COUNTER32, 7) and objs[vs + (30, 1)] == (ax.COUNTER32, 100)
+    assert objs[vs + (2, 2)] == (ax.INTEGER, 1) and objs[vs + (4, 2)] == (ax.GAUGE32, 7)
+    assert objs[vs + (8, 2)] == (ax.INTEGER, 2) and objs[vs + (9, 2)] == (ax.INTEGER, 13)  # udp, mh
+    assert objs[rs + (6, 1, 1)] == (ax.INTEGER, 1) and objs[rs + (6, 1, 2)] == (ax.INTEGER, 2)
+    assert objs[rs + (7, 1, 1)] == (ax.INTEGER, 3) and objs[rs + (14, 1, 1)] == (ax.COUNTER32, 5)
+    assert objs[rs + (2, 1, 3)] == (ax.INTEGER, 2) and objs[rs + (4, 1, 3)][1] == bytes([10, 0, 0, 99])  # sorry
+    assert objs[rs + (5, 2, 1)] == (ax.GAUGE32, 53)

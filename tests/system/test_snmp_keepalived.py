@@ -125,3 +125,49 @@ def test_snmp_walks_match_keepalived_and_survive_an_snmpd_restart(topology, tmp_
         ka.stop()
         for proc in snmpd.values():
             a.stop(proc) if proc in a.procs else b.stop(proc)
+
+
+def test_checker_tables_show_real_server_health(topology, tmp_path):
+    """enable_snmp_checker: virtualServerTable / realServerTable follow the health checkers."""
+    import sys
+
+    from chimeha.lab.node import add_node
+
+    a = add_node(topology, "a", f"{A}/24")
+    snmpd = start_snmpd(a, tmp_path)
+    a.popen([sys.executable, "-m", "chimeha.lab.standins", "server", "--name", "a"])  # 8801 and 8802 here
+    text = conf("MASTER", 200).replace("    enable_snmp_vrrp\n", "    enable_snmp_checker\n") + f"""
+virtual_server {VIP} 8801 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server {A} 8801 {{
+        TCP_CHECK {{
+            connect_timeout 1
+        }}
+    }}
+    real_server {A} 8809 {{
+        TCP_CHECK {{
+            connect_timeout 1
+        }}
+    }}
+}}
+"""
+    chime = Daemon(a, "chime-ha", text, tmp_path, extra_args=("--dataplane", "none"))
+    vs, rs = KA + ".3.3.1", KA + ".3.4.1"
+    try:
+        chime.start()
+        wait_until(lambda: walk(a, rs).get(rs + ".6.1.2") == "INTEGER: 2", 20, "the dead real server as dead(2)")
+        rows = walk(a, KA + ".3")
+        assert rows[rs + ".6.1.1"] == "INTEGER: 1"  # alive
+        assert rows[rs + ".5.1.2"] == "Gauge32: 8809"
+        assert rows[vs + ".7.1"] == "Gauge32: 8801" and rows[vs + ".9.1"] == "INTEGER: 1"  # rr
+        assert rows[vs + ".20.1"] == "Gauge32: 2" and rows[vs + ".21.1"] == "Gauge32: 1"
+        assert not [k for k in rows if k.startswith(KA + ".2.")]  # enable_snmp_vrrp not set: no VRRP part
+    except BaseException:
+        print("--- chime-ha ---\n" + chime.log()[-4000:])
+        raise
+    finally:
+        chime.stop()
+        a.stop(snmpd)

@@ -67,6 +67,7 @@ def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         return set_flags
 
     setters["enable_snmp_vrrp"] = setters["enable_snmp_keepalived"] = snmp("enable_snmp_vrrp")
+    setters["enable_snmp_checker"] = snmp("enable_snmp_checker")
     setters["enable_snmp_rfcv2"] = snmp("enable_snmp_rfcv2")
     setters["enable_snmp_rfcv3"] = snmp("enable_snmp_rfcv3")
     setters["enable_snmp_rfc"] = snmp("enable_snmp_rfcv2", "enable_snmp_rfcv3")

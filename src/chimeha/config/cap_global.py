@@ -120,8 +120,7 @@ ENTRIES = {
     "global_defs checker_log_all_failures": todo("every checker failure is logged whatever this says"),
     # ------------------------------------------------------------------ global_defs: SNMP and DBus
     "global_defs enable_snmp_vrrp": ok(field="GlobalDefs.enable_snmp_vrrp"),
-    "global_defs enable_snmp_checker": todo("the checker part of the KEEPALIVED-MIB (virtual servers) "
-                                            "is not served; the VRRP MIBs are (enable_snmp_vrrp, enable_snmp_rfc)"),
+    "global_defs enable_snmp_checker": ok(field="GlobalDefs.enable_snmp_checker"),
     "global_defs enable_snmp_rfc": ok(field="GlobalDefs.enable_snmp_rfcv3"),
     "global_defs enable_snmp_rfcv2": ok(field="GlobalDefs.enable_snmp_rfcv2"),
     "global_defs enable_snmp_rfcv3": ok(field="GlobalDefs.enable_snmp_rfcv3"),

@@ -60,7 +60,7 @@ BUFS = "kernel socket buffer sizing of keepalived's netlink and VRRP sockets; ch
 FIREWALL = ("keepalived's firewall rules for VIPs (accept mode, vrrp_strict); chime-ha installs no firewall "
             "rules for VRRP")
 SMTP = "e-mail alerts are not sent"
-SNMP = "virtual servers are not served over SNMP (only the VRRP MIBs are: enable_snmp_vrrp, enable_snmp_rfc)"
+SNMP = "snmp_name is not served (virtualServerName); the SNMP rows of virtual and real servers are found by their index, their position in the config"
 DBUS = "the DBus interface is not implemented"
 NAMESPACE = "running inside a named network namespace is not implemented; start chime-ha in it (ip netns exec)"
 RELOAD_OPTS = "reload is by SIGHUP or `chime-ha reload`; keepalived's reload-file options are not implemented"

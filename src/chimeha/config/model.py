@@ -148,6 +148,7 @@ class GlobalDefs:
     enable_snmp_vrrp: bool = False  # KEEPALIVED-MIB VRRP part (enable_snmp_keepalived is its old name)
     enable_snmp_rfcv2: bool = False  # VRRP-MIB, RFC 2787 (enable_snmp_rfc sets both)
     enable_snmp_rfcv3: bool = False  # VRRPv3-MIB, RFC 6527
+    enable_snmp_checker: bool = False  # KEEPALIVED-MIB checker part: virtual and real servers
     snmp_socket: str | None = None  # net-snmp transport spec; None = unix:/var/agentx/master
     #: defaults of every instance's check_unicast_src / lower_prio_no_advert (folded in by the reader)
     vrrp_check_unicast_src: bool = False

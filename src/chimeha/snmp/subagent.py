@@ -4,8 +4,8 @@ Thin asyncio adapter around :mod:`chimeha.snmp.agentx` (wire format) and
 :mod:`chimeha.snmp.mib` (the objects). keepalived's behaviour, kept:
 
 * it connects to ``snmp_socket`` (default ``unix:/var/agentx/master``) when
-  any of ``enable_snmp_vrrp`` / ``enable_snmp_rfcv2`` / ``enable_snmp_rfcv3``
-  is set, and retries every few seconds while snmpd is absent or restarts:
+  any of ``enable_snmp_vrrp`` / ``enable_snmp_checker`` / ``enable_snmp_rfcv2``
+  / ``enable_snmp_rfcv3`` is set, and retries every few seconds while snmpd is absent or restarts:
   SNMP never delays or stops VRRP, and a missing master agent is logged
   once, not every retry;
 * each request is answered from the node's status at that moment (one view
@@ -23,6 +23,7 @@ from typing import Any
 
 from chimeha import __version__
 from chimeha.snmp import agentx, mib
+from chimeha.snmp.mib_checker import checker_objects
 
 log = logging.getLogger("chimeha.snmp")
 
@@ -35,10 +36,13 @@ class Subagent:
     """One AgentX session for ``daemon`` (see the module docstring)."""
 
     def __init__(self, daemon: Any, address: str | None, *, keepalived_mib: bool, rfcv2: bool, rfcv3: bool,
-                 router_id: str | None = None, retry: float = RETRY_SECONDS):
+                 checker: bool = False, router_id: str | None = None, retry: float = RETRY_SECONDS):
         self.daemon = daemon
         self.address = agentx.parse_address(address)
-        self.subtrees = tuple(t for t, on in ((mib.KEEPALIVED_MIB, keepalived_mib), (mib.VRRP_MIB, rfcv2),
+        ka = mib.KEEPALIVED_MIB
+        # keepalived's parts register apart (global, vrrp, check), so another agent may serve the rest
+        self.subtrees = tuple(t for t, on in ((ka + (1,), keepalived_mib or checker), (ka + (2,), keepalived_mib),
+                                              (ka + (3,), checker), (mib.VRRP_MIB, rfcv2),
                                               (mib.VRRPV3_MIB, rfcv3)) if on)
         self.router_id = router_id
         self.retry = retry
@@ -143,9 +147,14 @@ class Subagent:
                 pass
         ticks = int((now - self._started) * 100)
         objects: dict = {}
-        if mib.KEEPALIVED_MIB in self.subtrees:
-            objects.update(mib.keepalived_objects(statuses, version=f"chime-ha {__version__}",
-                                                  router_id=self.router_id))
+        ka = mib.KEEPALIVED_MIB
+        if ka + (1,) in self.subtrees:
+            objects.update(mib.keepalived_objects(statuses if ka + (2,) in self.subtrees else (),
+                                                  version=f"chime-ha {__version__}", router_id=self.router_id))
+        if ka + (3,) in self.subtrees:
+            config, lvs = self.daemon.config, self.daemon.lvs
+            snap = lvs.snapshot()["virtual_servers"] if lvs is not None else []
+            objects.update(checker_objects(config.virtual_servers if config else (), snap))
         if mib.VRRP_MIB in self.subtrees:
             objects.update(mib.vrrpv2_objects(statuses, ifindex, uptime_ticks=ticks, node_drops=node.drops))
         if mib.VRRPV3_MIB in self.subtrees:
@@ -163,11 +172,11 @@ def _show(address: tuple[str, str, int]) -> str:
 def from_config(daemon: Any, config: Any) -> Subagent | None:
     """A subagent for ``config``'s SNMP settings, or None when no MIB is enabled (or the address is bad)."""
     g = config.global_defs
-    if not (g.enable_snmp_vrrp or g.enable_snmp_rfcv2 or g.enable_snmp_rfcv3):
+    if not (g.enable_snmp_vrrp or g.enable_snmp_rfcv2 or g.enable_snmp_rfcv3 or g.enable_snmp_checker):
         return None
     try:
         return Subagent(daemon, g.snmp_socket, keepalived_mib=g.enable_snmp_vrrp, rfcv2=g.enable_snmp_rfcv2,
-                        rfcv3=g.enable_snmp_rfcv3, router_id=g.router_id)
+                        rfcv3=g.enable_snmp_rfcv3, checker=g.enable_snmp_checker, router_id=g.router_id)
     except ValueError as exc:
         log.error("SNMP: %s; the subagent is not started", exc)
         return None
