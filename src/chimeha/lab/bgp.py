@@ -32,6 +32,9 @@ from chimeha.lab.node import Node, add_node
 
 VIP = "10.99.60.10"
 ROUTER_LAN, ROUTER_CLIENT, CLIENT = "10.99.1.1", "10.99.2.1", "10.99.2.2"
+#: the client's source addresses (Maglev hashes the source address: many of them
+#: exercise many table slots, and show every director choosing the same real server)
+CLIENT_SOURCES = tuple(f"10.99.2.{i}" for i in range(2, 18))
 DIRECTORS = {"d1": "10.99.1.11", "d2": "10.99.1.12", "d3": "10.99.1.13"}
 REALS = {"r1": "10.99.1.21", "r2": "10.99.1.22"}
 ROUTER_AS, DIRECTOR_AS = 65000, 65010
@@ -110,7 +113,8 @@ class BgpLab(BuiltOrTornDown):
             "netns", c.netns)
         run_ip("-n", r.netns, "addr", "add", f"{ROUTER_CLIENT}/24", "dev", "eth1")
         run_ip("-n", r.netns, "link", "set", "eth1", "up")
-        run_ip("-n", c.netns, "addr", "add", f"{CLIENT}/24", "dev", "eth1")
+        for src in CLIENT_SOURCES:
+            run_ip("-n", c.netns, "addr", "add", f"{src}/24", "dev", "eth1")
         run_ip("-n", c.netns, "link", "set", "eth1", "up")
         run_ip("-n", c.netns, "route", "add", "10.99.60.0/24", "via", ROUTER_CLIENT)
         for key, val in (("net.ipv4.ip_forward", "1"), ("net.ipv4.fib_multipath_hash_policy", "1")):
@@ -189,6 +193,12 @@ class BgpLab(BuiltOrTornDown):
                     hops.add(nh["gateway"])
         return hops
 
+    def hop_order(self) -> list[str]:
+        """The VIP route's next hops in the router's FIB order (hash-threshold ECMP splits the
+        hash space in this order: removing an end hop shifts the boundaries of the others)."""
+        out = self.nodes["router"].run(["ip", "-j", "route", "show", f"{VIP}/32"], check=False).stdout
+        return [nh["gateway"] for r in json.loads(out or "[]") for nh in r.get("nexthops", []) if nh.get("gateway")]
+
     def routes_to_vip(self) -> int:
         out = self.nodes["router"].run(["ip", "-j", "route", "show", f"{VIP}/32"], check=False).stdout
         return len(json.loads(out or "[]"))
@@ -203,14 +213,14 @@ class BgpLab(BuiltOrTornDown):
         return None
 
     def client_run(self, count: int = 300) -> dict:
-        out = self.nodes["client"].run([sys.executable, "-I", "-c", bgp_apps.CLIENT, VIP, str(count)],
-                                       timeout=120).stdout
+        out = self.nodes["client"].run([sys.executable, "-I", "-c", bgp_apps.CLIENT, VIP, str(count),
+                                        ",".join(CLIENT_SOURCES)], timeout=120).stdout
         return json.loads(out)
 
-    def holder(self, count: int) -> subprocess.Popen:
+    def holder(self, count: int, interval: float = 0.1) -> subprocess.Popen:
         c = self.nodes["client"]
-        return c.popen([sys.executable, "-I", "-c", bgp_apps.HOLDER, VIP, str(count)], stdin=subprocess.PIPE,
-                       stdout=subprocess.PIPE, text=True)
+        return c.popen([sys.executable, "-I", "-c", bgp_apps.HOLDER, VIP, str(count), str(interval),
+                        ",".join(CLIENT_SOURCES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def status(self, name: str) -> dict:
         out = self.nodes[name].run(_status_argv(), check=False).stdout
