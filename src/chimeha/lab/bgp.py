@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,7 +96,13 @@ exit
 class BgpLab(BuiltOrTornDown):
     """Build, drive and tear down the lab (use as a context manager)."""
 
-    def __init__(self, tag: str = "bgp", logdir: str | None = None):
+    def __init__(self, tag: str = "bgp", logdir: str | None = None, dataplane: str = "nft",
+                 wrap: dict[str, list[str]] | None = None):
+        """``dataplane``: the directors' ``--dataplane`` (``proxy`` also puts the VIP on their ``lo``, so
+        the routed packets reach its listener); ``wrap``: per director, a command prefix its chime-ha
+        runs under (the bench puts each director in its own CPU-limited cgroup this way)."""
+        self.dataplane = dataplane
+        self.wrap = wrap or {}
         self.topo = Topology(tag)
         self.logdir = Path(logdir or tempfile.mkdtemp(prefix="chime-ha-bgp-lab-"))
         self.nodes: dict[str, Node] = {}
@@ -128,6 +135,8 @@ class BgpLab(BuiltOrTornDown):
             n.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])  # inside the director's namespace only
             # the way back to the clients (lab-local; a real director has its default route here)
             n.run(["ip", "route", "add", "10.99.2.0/24", "via", ROUTER_LAN])
+            if dataplane_needs_local_vip(self.dataplane):
+                n.run(["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
             n.write_file("/etc/keepalived/keepalived.conf", director_config(ip))
             self.start_director(name)
 
@@ -150,17 +159,21 @@ class BgpLab(BuiltOrTornDown):
     def start_director(self, name: str) -> None:
         n = self.nodes[name]
         log = open(self.logdir / f"{name}.log", "a")
-        argv = [*daemon_argv("chime-ha"), "--dataplane", "nft", "--metrics", "127.0.0.1:9650"]
+        argv = [*self.wrap.get(name, []), *daemon_argv("chime-ha"), "--dataplane", self.dataplane,
+                "--metrics", "127.0.0.1:9650"]
         self.daemons[name] = n.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
     def kill_director(self, name: str) -> None:
         """SIGKILL the director's chime-ha (its bgpd dies with it: PR_SET_PDEATHSIG)."""
         proc = self.daemons.pop(name)
-        n = self.nodes[name]
-        for pid in n.run(["pgrep", "-f", "chimeha"], check=False).stdout.split():
-            n.run(["kill", "-9", pid], check=False)  # PIDs inside the director's own PID namespace
-        n.stop(proc, grace=2)
+        # nsenter's child is chime-ha (host PID; a wrapper such as the bench's cgroup shell execs it)
+        for pid in _children(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.nodes[name].stop(proc, grace=2)
 
     def stop_director(self, name: str) -> None:
         """SIGTERM: a clean stop (withdraw first)."""
@@ -228,6 +241,19 @@ class BgpLab(BuiltOrTornDown):
             return json.loads(out)
         except ValueError:
             return {}
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def dataplane_needs_local_vip(dataplane: str) -> bool:
+    """The proxy accepts connections itself: the VIP must be a local address of the director."""
+    return dataplane == "proxy"
 
 
 def _status_argv() -> list[str]:
