@@ -19,6 +19,7 @@ problem with FILE:LINE (see docs/bgp.md for the grammar)::
         community 65010:100 no-export
         med 10
         prepend 2
+        forwarding direct           # nat (default) | direct: stateless Maglev steering, DSR
     }
 """
 
@@ -33,7 +34,8 @@ from .model import Block, Config, Diagnostic, Where
 
 KEYWORD = "chimeha_bgp"
 KEYWORDS = frozenset({"local_as", "router_id", "hold_time", "keepalive", "neighbor", "announce", "community",
-                      "med", "prepend", "state_dir", "speaker"})
+                      "med", "prepend", "state_dir", "speaker", "forwarding"})
+FORWARDING = ("nat", "direct")
 NEIGHBOR_KEYWORDS = frozenset({"remote_as", "bfd"})
 WELL_KNOWN_COMMUNITIES = frozenset({"no-export", "no-advertise", "local-AS", "graceful-shutdown", "blackhole",
                                     "no-peer"})
@@ -247,6 +249,12 @@ def build_bgp(config: Config, diags: list[Diagnostic]) -> BgpConfig | None:
             n = _int(s, b, 0, MAX_PREPEND)
             if n is not None:
                 f["prepend"] = n
+        elif k == "forwarding":
+            w = _one(s, b)
+            if w is not None and w not in FORWARDING:
+                s.error(b.where, "bad-value", f"forwarding '{w}': expected one of {', '.join(FORWARDING)}")
+            elif w is not None:
+                f["forwarding"] = w
         elif k in ("state_dir", "speaker"):
             w = _one(s, b)
             if w is not None:

@@ -44,7 +44,7 @@ FRR = "/usr/lib/frr"
 PRIVATE = ("/run", "/etc/keepalived", "/etc/frr", "/var/run/frr")
 
 
-def director_config(address: str, hold: int = HOLD) -> str:
+def director_config(address: str, hold: int = HOLD, forwarding: str = "nat") -> str:
     reals = "".join(f"""    real_server {ip} 80 {{
         TCP_CHECK {{
             connect_timeout 1
@@ -70,6 +70,7 @@ chimeha_bgp {{
         {VIP}
     }}
     community {DIRECTOR_AS}:100
+    forwarding {forwarding}
 }}
 """
 
@@ -97,12 +98,15 @@ class BgpLab(BuiltOrTornDown):
     """Build, drive and tear down the lab (use as a context manager)."""
 
     def __init__(self, tag: str = "bgp", logdir: str | None = None, dataplane: str = "nft",
-                 wrap: dict[str, list[str]] | None = None):
+                 cgroups: dict[str, list[str]] | None = None, forwarding: str = "nat"):
         """``dataplane``: the directors' ``--dataplane`` (``proxy`` also puts the VIP on their ``lo``, so
-        the routed packets reach its listener); ``wrap``: per director, a command prefix its chime-ha
-        runs under (the bench puts each director in its own CPU-limited cgroup this way)."""
+        the routed packets reach its listener); ``cgroups``: per director, ``cgroup.procs`` files its
+        chime-ha (and all it starts) must run in (the bench's CPU-limited groups)."""
         self.dataplane = dataplane
-        self.wrap = wrap or {}
+        #: "direct": the directors steer statelessly and the real servers answer the clients
+        #: themselves (VIP on their lo, a route to the clients via the router)
+        self.forwarding = forwarding
+        self.cgroups = cgroups or {}
         self.topo = Topology(tag)
         self.logdir = Path(logdir or tempfile.mkdtemp(prefix="chime-ha-bgp-lab-"))
         self.nodes: dict[str, Node] = {}
@@ -129,6 +133,9 @@ class BgpLab(BuiltOrTornDown):
         self._start_router()
         for name, ip in REALS.items():
             n = self.nodes[name] = add_node(self.topo, name, f"{ip}/24", private_dirs=PRIVATE)
+            if self.forwarding == "direct":
+                n.run(["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
+                n.run(["ip", "route", "add", "10.99.2.0/24", "via", ROUTER_LAN])
             n.popen([sys.executable, "-I", "-c", bgp_apps.SERVER, name])
         for name, ip in DIRECTORS.items():
             n = self.nodes[name] = add_node(self.topo, name, f"{ip}/24", private_dirs=PRIVATE)
@@ -137,7 +144,8 @@ class BgpLab(BuiltOrTornDown):
             n.run(["ip", "route", "add", "10.99.2.0/24", "via", ROUTER_LAN])
             if dataplane_needs_local_vip(self.dataplane):
                 n.run(["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
-            n.write_file("/etc/keepalived/keepalived.conf", director_config(ip))
+            n.write_file("/etc/keepalived/keepalived.conf", director_config(ip, forwarding=self.forwarding))
+            n.run(["nft", "-f", "-"], input=FLOW_LOG)
             self.start_director(name)
 
     def _start_router(self) -> None:
@@ -159,10 +167,22 @@ class BgpLab(BuiltOrTornDown):
     def start_director(self, name: str) -> None:
         n = self.nodes[name]
         log = open(self.logdir / f"{name}.log", "a")
-        argv = [*self.wrap.get(name, []), *daemon_argv("chime-ha"), "--dataplane", self.dataplane,
-                "--metrics", "127.0.0.1:9650"]
-        self.daemons[name] = n.popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        argv = [*daemon_argv("chime-ha"), "--dataplane", self.dataplane, "--metrics", "127.0.0.1:9650"]
+        procs = self.cgroups.get(name)
+        if procs:
+            # The node's /sys is its network namespace's sysfs (no cgroupfs there): a shell waits
+            # until we have moved it into the groups from here, then execs chime-ha, whose children
+            # (bgpd, nft, vtysh) are born inside them.
+            argv = ["sh", "-c", f'while [ ! -e {_GO} ]; do sleep 0.02; done; rm -f {_GO}; exec "$@"', "wrap",
+                    *argv]
+        self.daemons[name] = proc = n.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        if procs:
+            shell = _wait_child(proc.pid)
+            for path in procs:
+                with open(path, "w") as fh:
+                    fh.write(f"{shell}\n")
+            n.write_file(_GO, "")
 
     def kill_director(self, name: str) -> None:
         """SIGKILL the director's chime-ha (its bgpd dies with it: PR_SET_PDEATHSIG)."""
@@ -206,6 +226,28 @@ class BgpLab(BuiltOrTornDown):
                     hops.add(nh["gateway"])
         return hops
 
+    def flow_owners(self) -> dict[tuple[str, int], str]:
+        """(client address, port) -> the director whose ingress saw the connection's SYN (lab instrumentation:
+        with ``forwarding direct`` the real server sees the client, not the director)."""
+        out: dict[tuple[str, int], str] = {}
+        for name, ip in DIRECTORS.items():
+            text = self.nodes[name].run(["nft", "-j", "list", "set", "netdev", "chimeha_lab", "syn"],
+                                        check=False).stdout
+            for item in json.loads(text or '{"nftables": []}').get("nftables", []):
+                for el in (item.get("set") or {}).get("elem") or ():
+                    val = el.get("elem", {}).get("val", el) if isinstance(el, dict) else el
+                    if isinstance(val, dict) and "concat" in val:
+                        out[(str(val["concat"][0]), int(val["concat"][1]))] = ip
+        return out
+
+    def attribute(self, conns: list, src_key, port_key, director_key) -> None:
+        """Rewrite each connection's director from :meth:`flow_owners` (``forwarding direct`` only)."""
+        if self.forwarding != "direct":
+            return
+        owners = self.flow_owners()
+        for c in conns:
+            c[director_key] = owners.get((c[src_key], c[port_key]), "unknown")
+
     def hop_order(self) -> list[str]:
         """The VIP route's next hops in the router's FIB order (hash-threshold ECMP splits the
         hash space in this order: removing an end hop shifts the boundaries of the others)."""
@@ -226,9 +268,17 @@ class BgpLab(BuiltOrTornDown):
         return None
 
     def client_run(self, count: int = 300) -> dict:
-        out = self.nodes["client"].run([sys.executable, "-I", "-c", bgp_apps.CLIENT, VIP, str(count),
-                                        ",".join(CLIENT_SOURCES)], timeout=120).stdout
-        return json.loads(out)
+        out = json.loads(self.nodes["client"].run([sys.executable, "-I", "-c", bgp_apps.CLIENT, VIP, str(count),
+                                                   ",".join(CLIENT_SOURCES)], timeout=120).stdout)
+        if self.forwarding == "direct":  # the answers name the client: count directors from their SYNs
+            self.attribute(out["conns"], 0, 1, 2)
+            out["directors"], out["chosen"] = {}, {}
+            for src, _port, d, real in out["conns"]:
+                out["directors"][d] = out["directors"].get(d, 0) + 1
+                out["chosen"].setdefault(src, {}).setdefault(d, [])
+                if real not in out["chosen"][src][d]:
+                    out["chosen"][src][d].append(real)
+        return out
 
     def holder(self, count: int, interval: float = 0.1) -> subprocess.Popen:
         c = self.nodes["client"]
@@ -241,6 +291,32 @@ class BgpLab(BuiltOrTornDown):
             return json.loads(out)
         except ValueError:
             return {}
+
+
+_GO = "/run/chimeha-lab-go"
+#: Lab instrumentation on every director (not chime-ha's): the SYNs its ingress saw, before any steering.
+FLOW_LOG = f"""table netdev chimeha_lab {{
+  set syn {{
+    type ipv4_addr . inet_service
+    size 65535
+    flags dynamic
+  }}
+  chain ingress {{
+    type filter hook ingress device "eth0" priority -200; policy accept;
+    ip daddr {VIP} tcp dport 80 tcp flags & (syn | ack) == syn add @syn {{ ip saddr . tcp sport }}
+  }}
+}}
+"""
+
+
+def _wait_child(pid: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = _children(pid)
+        if kids:
+            return kids[0]
+        time.sleep(0.01)
+    raise NetnsError(f"process {pid} started no command")
 
 
 def _children(pid: int) -> list[int]:

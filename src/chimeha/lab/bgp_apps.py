@@ -11,7 +11,8 @@
 * ``HOLDER``: opens ``count`` long-lived connections, prints the director and
   real server of each, then sends a line on every connection every
   ``interval`` seconds (the router re-hashes them while a director dies) until
-  a line arrives on stdin, and prints, per connection, whether it ever failed
+  a line other than ``mark`` arrives on stdin (``mark`` prints the failures
+  so far), and prints, per connection, whether it ever failed
   (timeout, reset, end of file) and which directors answered it.
 * ``RATE``: for ``seconds`` seconds keeps ``parallel`` connections in flight
   (connect, one line, answer, close) and prints connections completed per
@@ -44,12 +45,13 @@ CLIENT = r"""
 import json, socket, sys, collections
 vip, count = sys.argv[1], int(sys.argv[2])
 sources = sys.argv[3].split(",") if len(sys.argv) > 3 and sys.argv[3] else [""]
-seen, errors = collections.Counter(), []
+seen, errors, conns = collections.Counter(), [], []
 chosen = collections.defaultdict(lambda: collections.defaultdict(set))  # source -> director -> reals
 for i in range(count):
     src = sources[i % len(sources)]
     try:
         s = socket.create_connection((vip, 80), timeout=3, source_address=(src, 0))
+        sport = s.getsockname()[1]
         s.sendall(b"hello\n")
         data = s.makefile().readline().split()
         s.close()
@@ -57,10 +59,12 @@ for i in range(count):
             raise OSError("empty answer")
         seen[data[0]] += 1
         chosen[src][data[0]].add(data[1])
+        conns.append([src, sport, data[0], data[1]])
     except OSError as e:
         errors.append(str(e))
 print(json.dumps({"directors": dict(seen), "errors": len(errors), "first_error": errors[0] if errors else None,
-                  "chosen": {s: {d: sorted(r) for d, r in by.items()} for s, by in chosen.items()}}))
+                  "chosen": {s: {d: sorted(r) for d, r in by.items()} for s, by in chosen.items()},
+                  "conns": conns}))
 """
 
 HOLDER = r"""
@@ -72,7 +76,9 @@ async def one(i, conns):
     r, w = await asyncio.wait_for(asyncio.open_connection(vip, 80, local_addr=(src, 0) if src else None), 3)
     w.write(b"hello\n"); await w.drain()
     d, real = (await asyncio.wait_for(r.readline(), 3)).decode().split()
-    conns.append({"r": r, "w": w, "director": d, "real": real, "source": src, "failed": None, "seen": {d}})
+    sport = w.get_extra_info("sockname")[1]
+    conns.append({"r": r, "w": w, "director": d, "real": real, "source": src, "sport": sport, "failed": None,
+                  "seen": {d}})
 async def ping(c, stop):
     while not stop.is_set():
         try:
@@ -99,7 +105,9 @@ async def main():
     t0 = time.monotonic()
     stop = asyncio.Event()
     tasks = [asyncio.create_task(ping(c, stop)) for c in conns]
-    await loop.run_in_executor(None, sys.stdin.readline)
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "mark":
+        t = time.monotonic() - t0
+        print(json.dumps({"mark": round(t, 3), "failed": sum(1 for c in conns if c["failed"])}), flush=True)
     stop.set()
     await asyncio.gather(*tasks)
     print(json.dumps({"conns": [{k: (sorted(v) if k == "seen" else v) for k, v in c.items() if k not in ("r", "w")}
@@ -117,9 +125,9 @@ async def worker(i, until):
     src = sources[i % len(sources)]
     while time.monotonic() < until:
         try:
-            r, w = await asyncio.wait_for(asyncio.open_connection(vip, 80, local_addr=(src, 0) if src else None), 3)
+            r, w = await asyncio.wait_for(asyncio.open_connection(vip, 80, local_addr=(src, 0) if src else None), 10)
             w.write(b"hello\n"); await w.drain()
-            d = (await asyncio.wait_for(r.readline(), 3)).split()[0].decode()
+            d = (await asyncio.wait_for(r.readline(), 10)).split()[0].decode()
             w.close()
             done += 1
             per[d] = per.get(d, 0) + 1

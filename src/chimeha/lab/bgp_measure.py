@@ -37,15 +37,19 @@ def _say(proc: subprocess.Popen, text: str) -> None:
 
 
 def kill_survival(lab: BgpLab, victim: str = "d2", count: int = 150, before: float = 1.0,
-                  after: float = 2.5) -> dict:
+                  after: float = 2.5, rejoin: bool = False) -> dict:
     """SIGKILL ``victim``'s chime-ha under ``count`` pinging connections; report who survived.
 
     ``before``: seconds of pinging before the kill; ``after``: seconds of pinging after the
     router withdrew the next hop (every re-hashed flow has been tried several times by then).
+    ``rejoin``: then restart the victim, wait for its next hop and ping ``after`` seconds more
+    (the router moves a share of the flows back: ``rejoin_failures`` counts the connections that
+    failed only after the kill phase).
     """
     allhops = set(DIRECTORS.values())
     dead = DIRECTORS[victim]
     holder = lab.holder(count)
+    rejoin_s, failed_before_rejoin = None, None
     try:
         opened = json.loads(readline(holder, 90) or "{}")
         _say(holder, "go")
@@ -55,11 +59,25 @@ def kill_survival(lab: BgpLab, victim: str = "d2", count: int = 150, before: flo
         left = lab.wait_next_hops(allhops - {dead}, HOLD + 5)
         withdraw = None if left is None else time.monotonic() - t0
         time.sleep(after)
+        if rejoin:
+            _say(holder, "mark")
+            failed_before_rejoin = json.loads(readline(holder, 30) or "{}").get("failed")
+            t1 = time.monotonic()
+            lab.start_director(victim)
+            back = lab.wait_next_hops(allhops, 60)
+            rejoin_s = None if back is None else time.monotonic() - t1
+            time.sleep(after)
         _say(holder, "stop")
         conns = json.loads(readline(holder, 60) or "{}").get("conns", [])
     finally:
         lab.nodes["client"].stop(holder, grace=2)
-    return summarize(conns, dead, opened, withdraw)
+    lab.attribute(conns, "source", "sport", "director")
+    out = summarize(conns, dead, opened, withdraw)
+    if rejoin:
+        out["rejoin_s"] = rejoin_s
+        out["rejoin_failures"] = None if failed_before_rejoin is None else \
+            sum(1 for c in conns if c["failed"]) - failed_before_rejoin
+    return out
 
 
 def summarize(conns: list[dict], dead: str, opened: dict | None = None, withdraw: float | None = None) -> dict:
@@ -75,7 +93,8 @@ def summarize(conns: list[dict], dead: str, opened: dict | None = None, withdraw
         "dead_conns": len(mine), "dead_continued": len(continued),
         "dead_fraction": round(len(continued) / len(mine), 3) if mine else None,
         "dead_failures": dict(collections.Counter(c["failed"].split()[1] for c in mine if c["failed"])),
-        "moved": sum(1 for c in mine if set(c["seen"]) - {dead}),
+        "moved": sum(1 for c in mine if set(c["seen"]) - {dead, c.get("source")}),
+        "unattributed": sum(1 for c in conns if c["director"] == "unknown"),
     }
 
 

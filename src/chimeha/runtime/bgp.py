@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import os
 import signal
 import time
 from typing import Any
 
-from chimeha.bgp import frr, policy
+from chimeha.bgp import frr, policy, steer
 from chimeha.config.model_bgp import BgpConfig
 from chimeha.errors import HostError
 
@@ -154,6 +155,7 @@ class BgpManager:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._status_at = 0.0
+        self.steering = Steering(bgp) if bgp.forwarding == "direct" else None
 
     async def start(self) -> None:
         await self.speaker.start()
@@ -188,6 +190,8 @@ class BgpManager:
             self.actual = await self.speaker.originated()
             self.changes += 1
             self.last_change = time.time()
+        if self.steering is not None:
+            await self.steering.sync(self.decision.announce, getattr(self.daemon, "lvs", None))
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -243,6 +247,8 @@ class BgpManager:
             self.daemon.state_hooks.remove(self._on_state)
         await self.speaker.stop()
         self.actual = set()
+        if self.steering is not None:
+            await self.steering.sync(set(), None)
         await self._snat(False)
 
     async def _snat(self, on: bool) -> None:
@@ -279,7 +285,81 @@ class BgpManager:
             "announced": sorted(self.actual), "desired": sorted(self.decision.announce),
             "withheld": dict(sorted(self.decision.withheld.items())),
             "changes": self.changes, "last_change": self.last_change, "errors": list(self.errors),
+            "forwarding": self.bgp.forwarding,
+            **({"steered": self.steering.steered, "not_steered": self.steering.skipped}
+               if self.steering is not None else {}),
         }
+
+
+class Steering:
+    """``forwarding direct``: keeps the netdev steering table equal to the announced hashed services."""
+
+    def __init__(self, bgp: BgpConfig):
+        self.bgp = bgp
+        self.text = ""
+        self.steered: list[str] = []
+        self.skipped: list[str] = []
+        self._devices: dict[str, str] = {}
+        self._from: tuple = ()
+
+    async def sync(self, announce: set[str], lvs: Any) -> None:
+        from chimeha.lvs.backends.nft import JHASH_SEED, schedule_slots  # the NAT path's table and seed
+
+        desired = getattr(getattr(lvs, "desired", None), "services", None) or {}
+        stamp = (frozenset(announce), desired)
+        if self._from and stamp[0] == self._from[0] and stamp[1] is self._from[1]:
+            return  # nothing changed since the last sync (the LVS manager replaces its state on change)
+        addrs = {p.split("/")[0] for p in announce}
+        found, skipped = steer.services(addrs, desired, schedule_slots)
+        script = steer.render("", "", [], JHASH_SEED)
+        if found:
+            dev_in = await self._device(self.bgp.neighbors[0].address)
+            outs = {await self._device(a) for s in found for a in s.slots if a}
+            if dev_in is None or len(outs) != 1 or None in outs:
+                skipped += [f"{s.address}:{s.port}/{s.protocol}: the router and the real servers must each be "
+                            f"reached through one interface (router {dev_in}, real servers {sorted(map(str, outs))})"
+                            for s in found]
+                found = []
+            else:
+                script = steer.render(dev_in, outs.pop(), found, JHASH_SEED)
+        if script != self.text:
+            err = await _nft(script)
+            if err:
+                log.error("bgp: nft (steering): %s", err)
+                return
+            self.text = script
+            for s in found:
+                log.info("bgp: steering %s:%d/%s statelessly (%d live real servers)", s.address, s.port,
+                         s.protocol, len({a for a in s.slots if a}))
+            for why in skipped:
+                if why not in self.skipped:
+                    log.warning("bgp: not steered: %s", why)
+        self._from = stamp
+        self.steered = [f"{s.address}:{s.port}/{s.protocol}" for s in found]
+        self.skipped = skipped
+
+    async def _device(self, addr: str) -> str | None:
+        if addr not in self._devices:
+            try:
+                p = await asyncio.create_subprocess_exec("ip", "-j", "route", "get", addr,
+                                                         stdout=asyncio.subprocess.PIPE,
+                                                         stderr=asyncio.subprocess.DEVNULL)
+                out, _ = await p.communicate()
+                self._devices[addr] = (json.loads(out or b"[]") or [{}])[0].get("dev")
+            except (OSError, ValueError):
+                return None
+        return self._devices[addr]
+
+
+async def _nft(script: str) -> str | None:
+    """Load ``script`` with ``nft -f -``; the error text, or None."""
+    try:
+        p = await asyncio.create_subprocess_exec("nft", "-f", "-", stdin=asyncio.subprocess.PIPE,
+                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await p.communicate(script.encode())
+    except OSError as exc:
+        return f"cannot run nft: {exc}"
+    return err.decode().strip() if p.returncode != 0 else None
 
 
 async def attach(daemon: Any) -> BgpManager | None:
