@@ -46,10 +46,11 @@ def test_lab_bgp_refuses_options_it_cannot_honour():
 
 
 @pytest.mark.system
-def test_lab_bgp_runs_every_step_and_passes():
+@pytest.mark.parametrize("forwarding", ["nat", "direct"])
+def test_lab_bgp_runs_every_step_and_passes(forwarding):
     require(None if shutil.which("vtysh") and shutil.which("nft") else "needs FRR (apt-get install frr) and nftables")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.run([*CHIME, "lab", "bgp", "--json", "--tag", "tbcj"],
+    proc = subprocess.run([*CHIME, "lab", "bgp", "--json", "--tag", "tbcj", "--forwarding", forwarding],
                           capture_output=True, text=True, timeout=300, env=env)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0 and report["ok"], (report, proc.stderr[-2000:])
@@ -57,4 +58,9 @@ def test_lab_bgp_runs_every_step_and_passes():
     kill = next(s for s in report["steps"] if s["name"] == "kill")
     assert kill["measured"]["survivor_failures"] == 0 and kill["measured"]["dead_conns"] > 0
     assert kill["seconds"] <= 3  # the hold time
+    m = kill["measured"]
+    if forwarding == "direct":  # steered: the dead director's established connections all continue
+        assert m["dead_continued"] == m["dead_conns"], m
+    else:  # NAT + masquerade: the next director resets them
+        assert m["dead_continued"] == 0, m
     assert "[3/6]" in proc.stderr  # progress goes to stderr with --json

@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="daemon on every server (default chime-ha; keepalived proves the lab itself)")
     p.add_argument("--keep", action="store_true", help="leave the lab running and print how to enter it")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--forwarding", choices=("nat", "direct"), default="nat",
+                   help="bgp mode only: the directors' chimeha_bgp forwarding (direct: stateless steering, DSR)")
     # Tests give their runs their own namespace prefix, so `lab down` and a
     # user's lab never touch them (and vice versa).
     p.add_argument("--tag", default="lab", help=argparse.SUPPRESS)
@@ -172,8 +174,8 @@ def _run_bgp(args) -> int:
 
     old = {s: signal.signal(s, on_term) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        say("chime-ha lab: bgp (chime-ha on d1, d2, d3; FRR on the router)")
-        report = run_bgp_lab(tag=args.tag, progress=say)
+        say(f"chime-ha lab: bgp (chime-ha on d1, d2, d3, forwarding {args.forwarding}; FRR on the router)")
+        report = run_bgp_lab(tag=args.tag, progress=say, forwarding=args.forwarding)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
