@@ -150,10 +150,7 @@ def _neighbor(s: _Sink, b: Block) -> Neighbor | None:
             w = _one(s, c)
             remote_as = parse_as(s, c, w) if w is not None else None
         elif c.keyword == "bfd":
-            bfd = True
-            # FRR's bgpd reaches bfdd only through zebra, which the director's speaker does not run.
-            s.warning(c.where, "not-implemented", "bfd: not-implemented (the session falls back to the "
-                                                  "hold timer; see docs/bgp.md)")
+            bfd = True  # chime-ha then runs zebra and bfdd next to bgpd (runtime/bgp.py)
         else:
             s.warning(c.where, "unknown-keyword", f"unknown keyword '{c.keyword}' in neighbor (ignored)")
     if b.children is None and len(b.args) >= 3 and b.args[1] == "remote_as":

@@ -44,7 +44,7 @@ FRR = "/usr/lib/frr"
 PRIVATE = ("/run", "/etc/keepalived", "/etc/frr", "/var/run/frr")
 
 
-def director_config(address: str, hold: int = HOLD, forwarding: str = "nat") -> str:
+def director_config(address: str, hold: int = HOLD, forwarding: str = "nat", bfd: bool = False) -> str:
     reals = "".join(f"""    real_server {ip} 80 {{
         TCP_CHECK {{
             connect_timeout 1
@@ -64,7 +64,7 @@ chimeha_bgp {{
     router_id {address}
     hold_time {hold}
     neighbor {ROUTER_LAN} {{
-        remote_as {ROUTER_AS}
+        remote_as {ROUTER_AS}{chr(10) + "        bfd" if bfd else ""}
     }}
     announce {{
         {VIP}
@@ -75,7 +75,7 @@ chimeha_bgp {{
 """
 
 
-def router_config(hold: int = HOLD) -> str:
+def router_config(hold: int = HOLD, bfd: bool = False) -> str:
     return f"""frr defaults datacenter
 hostname router
 !
@@ -86,7 +86,7 @@ router bgp {ROUTER_AS}
  neighbor DIRS peer-group
  neighbor DIRS remote-as {DIRECTOR_AS}
  bgp listen range 10.99.1.0/24 peer-group DIRS
- address-family ipv4 unicast
+{" neighbor DIRS bfd" + chr(10) if bfd else ""} address-family ipv4 unicast
   maximum-paths 8
  exit-address-family
 exit
@@ -98,7 +98,7 @@ class BgpLab(BuiltOrTornDown):
     """Build, drive and tear down the lab (use as a context manager)."""
 
     def __init__(self, tag: str = "bgp", logdir: str | None = None, dataplane: str = "nft",
-                 cgroups: dict[str, list[str]] | None = None, forwarding: str = "nat"):
+                 cgroups: dict[str, list[str]] | None = None, forwarding: str = "nat", bfd: bool = False):
         """``dataplane``: the directors' ``--dataplane`` (``proxy`` also puts the VIP on their ``lo``, so
         the routed packets reach its listener); ``cgroups``: per director, ``cgroup.procs`` files its
         chime-ha (and all it starts) must run in (the bench's CPU-limited groups)."""
@@ -106,6 +106,8 @@ class BgpLab(BuiltOrTornDown):
         #: "direct": the directors steer statelessly and the real servers answer the clients
         #: themselves (VIP on their lo, a route to the clients via the router)
         self.forwarding = forwarding
+        #: BFD between the router and every director (bfdd on both sides)
+        self.bfd = bfd
         self.cgroups = cgroups or {}
         self.topo = Topology(tag)
         self.logdir = Path(logdir or tempfile.mkdtemp(prefix="chime-ha-bgp-lab-"))
@@ -144,19 +146,23 @@ class BgpLab(BuiltOrTornDown):
             n.run(["ip", "route", "add", "10.99.2.0/24", "via", ROUTER_LAN])
             if dataplane_needs_local_vip(self.dataplane):
                 n.run(["ip", "addr", "add", f"{VIP}/32", "dev", "lo"])
-            n.write_file("/etc/keepalived/keepalived.conf", director_config(ip, forwarding=self.forwarding))
+            n.write_file("/etc/keepalived/keepalived.conf", director_config(ip, forwarding=self.forwarding, bfd=self.bfd))
             n.run(["nft", "-f", "-"], input=FLOW_LOG)
             self.start_director(name)
 
     def _start_router(self) -> None:
         r = self.nodes["router"]
         r.write_file("/etc/frr/zebra.conf", "hostname router\n")
-        r.write_file("/etc/frr/bgpd.conf", router_config())
+        r.write_file("/etc/frr/bgpd.conf", router_config(bfd=self.bfd))
+        r.write_file("/etc/frr/bfdd.conf", "hostname router\n")
         d = "/var/run/frr"
         r.run(["chown", "frr:frr", d])  # zebra drops to user frr (it has no -S)
         common = ["-P", "0", "--vty_socket", d]
-        for daemon, extra in (("zebra", ["-z", f"{d}/zserv.api"]),
-                              ("bgpd", ["-S", "-z", f"{d}/zserv.api"])):
+        daemons = [("zebra", ["-z", f"{d}/zserv.api"])]
+        if self.bfd:
+            daemons.append(("bfdd", ["-z", f"{d}/zserv.api", "--bfdctl", f"{d}/bfdd.sock"]))
+        daemons.append(("bgpd", ["-S", "-z", f"{d}/zserv.api"]))
+        for daemon, extra in daemons:
             log = open(self.logdir / f"router-{daemon}.log", "w")
             r.popen([f"{FRR}/{daemon}", *common, *extra, "-f", f"/etc/frr/{daemon}.conf",
                      "-i", f"{d}/{daemon}.pid"], stdout=log, stderr=subprocess.STDOUT)
@@ -247,6 +253,10 @@ class BgpLab(BuiltOrTornDown):
         owners = self.flow_owners()
         for c in conns:
             c[director_key] = owners.get((c[src_key], c[port_key]), "unknown")
+
+    def cut_link(self, name: str) -> None:
+        """The director's link goes down silently: no FIN, no RST; only hold time or BFD notice."""
+        self.nodes[name].run(["ip", "link", "set", "eth0", "down"])
 
     def hop_order(self) -> list[str]:
         """The VIP route's next hops in the router's FIB order (hash-threshold ECMP splits the
