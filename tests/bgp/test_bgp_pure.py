@@ -92,10 +92,13 @@ def test_hold_time_rules():
     assert any(d.code == "bad-number" and "below hold_time" in d.message for d in res.errors)
 
 
-def test_bfd_says_not_implemented():
+def test_bfd_is_typed_and_rendered_as_neighbor_bfd():
     res, bgp = _bgp(GOOD.replace("remote_as 65000", "remote_as 65000\n        bfd"))
-    assert bgp is not None
-    assert any(d.code == "not-implemented" and d.line == 20 for d in res.diagnostics)
+    assert bgp is not None and bgp.neighbors[0].bfd
+    assert not [d for d in res.diagnostics if "chimeha_bgp" in d.message]  # implemented: no warning
+    assert frr.wants_bfd(bgp) and " neighbor 10.0.0.1 bfd" in frr.render_config(bgp).splitlines()
+    _, plain = _bgp(GOOD)
+    assert not frr.wants_bfd(plain) and "bfd" not in frr.render_config(plain)
 
 
 def test_lab_director_config_is_clean():

@@ -44,6 +44,8 @@ def render_config(bgp: BgpConfig, hostname: str = "chime-ha") -> str:
     for n in bgp.neighbors:
         lines.append(f" neighbor {n.address} remote-as {n.remote_as}")
         lines.append(f" neighbor {n.address} timers connect 1")
+        if n.bfd:  # bfdd (reached through zebra) tears the session down on BFD loss, not the hold timer
+            lines.append(f" neighbor {n.address} bfd")
     for afi in ("ipv4", "ipv6"):
         peers = [n for n in bgp.neighbors if _afi(n.address) == afi]
         if not peers:
@@ -56,6 +58,11 @@ def render_config(bgp: BgpConfig, hostname: str = "chime-ha") -> str:
         lines.append(" exit-address-family")
     lines += ["exit", "!"]
     return "\n".join(lines) + "\n"
+
+
+def wants_bfd(bgp: BgpConfig) -> bool:
+    """BFD needs zebra and bfdd next to bgpd (bgpd reaches bfdd only through zebra)."""
+    return any(n.bfd for n in bgp.neighbors)
 
 
 def change_commands(bgp: BgpConfig, announce: Iterable[str], withdraw: Iterable[str]) -> list[str]:

@@ -3,8 +3,10 @@
 ``chime-ha lab [active-standby|active-active] [--peer keepalived] [--keep] [--json]``
 builds the two-server topology on this machine, runs the HA daemon with the
 seed's configs and performs the verification step by step (see
-:mod:`chimeha.lab.runner`). ``chime-ha lab down`` removes whatever a kept (or
-killed) lab left behind.
+:mod:`chimeha.lab.runner`). ``chime-ha lab bgp [--json]`` builds the BGP/ECMP
+topology instead (an FRR router, three chime-ha directors) and checks it the
+same way (:mod:`chimeha.lab.bgp_runner`). ``chime-ha lab down`` removes
+whatever a kept (or killed) lab left behind.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Build the seed's two-server topology in network namespaces, run the HA daemon with the "
                     "seed's configs and perform the document's verification step by step. "
                     "`chime-ha lab down` removes what a kept lab left.")
-    p.add_argument("mode", nargs="?", default="active-standby", choices=(*MODES, "down"),
-                   help="active-standby (default), active-active, or `down` to tear down a kept lab")
+    p.add_argument("mode", nargs="?", default="active-standby", choices=(*MODES, "bgp", "down"),
+                   help="active-standby (default), active-active, bgp (FRR router + 3 directors, ECMP), "
+                        "or `down` to tear down a kept lab")
     p.add_argument("--peer", choices=("keepalived",), default=None,
                    help="run keepalived on server2 instead of chime-ha (mixed cluster)")
     p.add_argument("--daemon", choices=("chime-ha", "keepalived"), default="chime-ha",
                    help="daemon on every server (default chime-ha; keepalived proves the lab itself)")
     p.add_argument("--keep", action="store_true", help="leave the lab running and print how to enter it")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--forwarding", choices=("nat", "direct"), default="nat",
+                   help="bgp mode only: the directors' chimeha_bgp forwarding (direct: stateless steering, DSR)")
     # Tests give their runs their own namespace prefix, so `lab down` and a
     # user's lab never touch them (and vice versa).
     p.add_argument("--tag", default="lab", help=argparse.SUPPRESS)
@@ -96,7 +101,7 @@ def run(args) -> int:
         else:
             print(f"removed {len(removed)} lab namespace(s)" + (f": {', '.join(removed)}" if removed else ""))
         return 0
-    problem = _preflight(args)
+    problem = _bgp_preflight(args) if args.mode == "bgp" else _preflight(args)
     if problem:
         if args.json:
             print(json.dumps({"ok": False, "error": problem}))
@@ -104,6 +109,8 @@ def run(args) -> int:
             print(f"chime-ha lab: {problem}", file=sys.stderr)
         return 2
 
+    if args.mode == "bgp":
+        return _run_bgp(args)
     from chimeha.lab.runner import format_report, run_lab
     from chimeha.lab.state import save_kept
 
@@ -135,6 +142,44 @@ def run(args) -> int:
             for name, cmd in info["enter"].items():
                 print(f"  {name:<8} {cmd}")
             print("Tear it down with:  chime-ha lab down")
+    if report.interrupted:
+        return 130
+    return 0 if report.ok else 1
+
+
+def _bgp_preflight(args) -> str | None:
+    if os.geteuid() != 0:
+        return "chime-ha lab bgp needs root (network, PID and mount namespaces); run it with sudo"
+    if args.keep or args.peer or args.daemon != "chime-ha":
+        return "chime-ha lab bgp runs chime-ha on every director and tears down at the end (no --keep/--peer/--daemon)"
+    for tool, pkg in (("ip", "iproute2"), ("unshare", "util-linux"), ("nsenter", "util-linux"),
+                      ("pgrep", "procps"), ("nft", "nftables"), ("vtysh", "frr")):
+        if not shutil.which(tool):
+            return f"chime-ha lab bgp needs `{tool}` (apt-get install {pkg})"
+    from chimeha.lab.bgp import FRR
+
+    for daemon in ("zebra", "bgpd"):
+        if not os.path.exists(f"{FRR}/{daemon}"):
+            return f"chime-ha lab bgp needs {FRR}/{daemon} (apt-get install frr)"
+    return None
+
+
+def _run_bgp(args) -> int:
+    from chimeha.lab.bgp_runner import format_report, report_json, run_bgp_lab
+
+    say = _progress(args.json)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_term) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        say(f"chime-ha lab: bgp (chime-ha on d1, d2, d3, forwarding {args.forwarding}; FRR on the router)")
+        report = run_bgp_lab(tag=args.tag, progress=say, forwarding=args.forwarding)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    print(report_json(report) if args.json else format_report(report))
     if report.interrupted:
         return 130
     return 0 if report.ok else 1

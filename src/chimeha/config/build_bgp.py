@@ -19,6 +19,7 @@ problem with FILE:LINE (see docs/bgp.md for the grammar)::
         community 65010:100 no-export
         med 10
         prepend 2
+        forwarding direct           # nat (default) | direct: stateless Maglev steering, DSR
     }
 """
 
@@ -33,7 +34,8 @@ from .model import Block, Config, Diagnostic, Where
 
 KEYWORD = "chimeha_bgp"
 KEYWORDS = frozenset({"local_as", "router_id", "hold_time", "keepalive", "neighbor", "announce", "community",
-                      "med", "prepend", "state_dir", "speaker"})
+                      "med", "prepend", "state_dir", "speaker", "forwarding"})
+FORWARDING = ("nat", "direct")
 NEIGHBOR_KEYWORDS = frozenset({"remote_as", "bfd"})
 WELL_KNOWN_COMMUNITIES = frozenset({"no-export", "no-advertise", "local-AS", "graceful-shutdown", "blackhole",
                                     "no-peer"})
@@ -148,10 +150,7 @@ def _neighbor(s: _Sink, b: Block) -> Neighbor | None:
             w = _one(s, c)
             remote_as = parse_as(s, c, w) if w is not None else None
         elif c.keyword == "bfd":
-            bfd = True
-            # FRR's bgpd reaches bfdd only through zebra, which the director's speaker does not run.
-            s.warning(c.where, "not-implemented", "bfd: not-implemented (the session falls back to the "
-                                                  "hold timer; see docs/bgp.md)")
+            bfd = True  # chime-ha then runs zebra and bfdd next to bgpd (runtime/bgp.py)
         else:
             s.warning(c.where, "unknown-keyword", f"unknown keyword '{c.keyword}' in neighbor (ignored)")
     if b.children is None and len(b.args) >= 3 and b.args[1] == "remote_as":
@@ -247,6 +246,12 @@ def build_bgp(config: Config, diags: list[Diagnostic]) -> BgpConfig | None:
             n = _int(s, b, 0, MAX_PREPEND)
             if n is not None:
                 f["prepend"] = n
+        elif k == "forwarding":
+            w = _one(s, b)
+            if w is not None and w not in FORWARDING:
+                s.error(b.where, "bad-value", f"forwarding '{w}': expected one of {', '.join(FORWARDING)}")
+            elif w is not None:
+                f["forwarding"] = w
         elif k in ("state_dir", "speaker"):
             w = _one(s, b)
             if w is not None:

@@ -42,6 +42,10 @@ class BgpConfig:
     prepend: int = 0
     hold_time: int = 9
     keepalive: int = 3
+    #: "nat": the virtual servers' own data plane (NAT + masquerade); "direct": announced hashed
+    #: (mh/sh) IPv4 services are steered statelessly to the real servers, which answer directly
+    #: (chimeha.bgp.steer)
+    forwarding: str = "nat"
     state_dir: str = "/run/chime-ha/bgp"
     speaker: str = "/usr/lib/frr/bgpd"
     where: Where = NOWHERE

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import os
 import signal
 import time
 from typing import Any
 
-from chimeha.bgp import frr, policy
+from chimeha.bgp import frr, policy, steer
 from chimeha.config.model_bgp import BgpConfig
 from chimeha.errors import HostError
 
@@ -51,6 +52,17 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _term_with_parent() -> None:  # the guard shell of a daemon that drops privileges
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+#: zebra and bfdd switch to FRR's user, and a uid change clears PR_SET_PDEATHSIG: a root shell
+#: keeps it instead and, on SIGTERM (ours, or the kernel's when chime-ha dies), stops the daemon.
+GUARD = ['sh', '-c', 'trap \'kill "$c" 2>/dev/null; wait "$c"; exit 0\' TERM; "$@" & c=$!; wait "$c"',
+         "chimeha-frr-guard"]
+
+
 class FrrSpeaker:
     """One bgpd process and the vtysh commands that drive it."""
 
@@ -59,29 +71,95 @@ class FrrSpeaker:
         self.dir = bgp.state_dir
         self.vtysh_prog = vtysh
         self.proc: asyncio.subprocess.Process | None = None
+        #: with BFD: zebra and bfdd, started before bgpd and stopped after it
+        self.helpers: dict[str, asyncio.subprocess.Process] = {}
         self.starts = 0
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    async def _spawn(self, argv: list[str], guarded: bool = False) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *(GUARD + argv if guarded else argv), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=_term_with_parent if guarded else _die_with_parent, start_new_session=True)
+
+    @property
+    def helper_dir(self) -> str:
+        return self._path("zebra")
+
+    def _vty_dir(self, daemon: str) -> str:
+        return self.dir if daemon == "bgpd" else self.helper_dir
+
+    def _common(self, daemon: str) -> list[str]:
+        d = self._vty_dir(daemon)
+        return ["-P", "0", "--vty_socket", d, "-i", os.path.join(d, f"{daemon}.pid"),
+                "--log", f"file:{os.path.join(d, daemon + '.log')}"]
+
+    def _helper_dir(self) -> None:
+        """zebra and bfdd drop to FRR's user (they refuse root: it is not in the frrvty group), so
+        they get a directory of their own, owned by it; the state dir only lets it through (0711)."""
+        import pwd
+
+        try:
+            user = pwd.getpwnam("frr")
+        except KeyError:
+            raise SpeakerError("bfd needs FRR's system user 'frr' (apt-get install frr)") from None
+        os.chmod(self.dir, 0o711)
+        os.makedirs(self.helper_dir, mode=0o700, exist_ok=True)
+        os.chown(self.helper_dir, user.pw_uid, user.pw_gid)
+
+    async def _start_helpers(self, deadline: float) -> None:
+        """BFD: zebra (bgpd and bfdd talk through it) then bfdd, in our namespaces."""
+        progs = os.path.dirname(self.bgp.speaker)
+        self._helper_dir()
+        zserv = os.path.join(self.helper_dir, "zserv.api")
+        for daemon, extra in (("zebra", ["-z", zserv]),
+                              ("bfdd", ["-z", zserv, "--bfdctl", os.path.join(self.helper_dir, "bfdd.sock")])):
+            prog = os.path.join(progs, daemon)
+            if not os.path.exists(prog):
+                raise SpeakerError(f"{prog}: not found (bfd needs FRR's {daemon}; apt-get install frr)")
+            conf = os.path.join(self.helper_dir, f"{daemon}.conf")
+            with open(conf, "w") as fh:
+                fh.write("hostname chime-ha\n")
+            proc = await self._spawn([prog, *self._common(daemon), *extra, "-f", conf], guarded=True)
+            self.helpers[daemon] = proc
+            while True:
+                if proc.returncode is not None:
+                    raise SpeakerError(f"{daemon} exited with status {proc.returncode} at start; see "
+                                       f"{self.helper_dir}/{daemon}.log")
+                try:
+                    await self.vtysh("show version", daemon=daemon)
+                    break
+                except SpeakerError:
+                    if time.monotonic() > deadline:
+                        raise SpeakerError(f"{daemon} did not answer on its vty within the start timeout") from None
+                    await asyncio.sleep(0.05)
 
     async def start(self, timeout: float = 10.0) -> None:
         if not os.path.exists(self.bgp.speaker):
             raise SpeakerError(f"{self.bgp.speaker}: not found (apt-get install frr)")
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        conf = os.path.join(self.dir, "bgpd.conf")
+        deadline = time.monotonic() + timeout
+        bfd = frr.wants_bfd(self.bgp)
+        if bfd:
+            await self._start_helpers(deadline)
+        conf = self._path("bgpd.conf")
         with open(conf, "w") as fh:
             fh.write(frr.render_config(self.bgp))
-        argv = [self.bgp.speaker, "-S", "-Z", "-n", "-P", "0", "-f", conf, "--vty_socket", self.dir,
-                "-i", os.path.join(self.dir, "bgpd.pid"), "--log", f"file:{os.path.join(self.dir, 'bgpd.log')}"]
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent, start_new_session=True)
+        # -n: nothing into the kernel (a director only originates); -Z: no zebra, unless BFD needs it
+        zebra = ["-z", os.path.join(self.helper_dir, "zserv.api")] if bfd else ["-Z"]
+        argv = [self.bgp.speaker, "-S", *zebra, "-n", *self._common("bgpd"), "-f", conf]
+        self.proc = await self._spawn(argv)
         self.starts += 1
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.returncode is not None:
                 raise SpeakerError(f"bgpd exited with status {self.proc.returncode} at start; see "
                                    f"{self.dir}/bgpd.log")
             try:
                 await self.vtysh("show bgp summary json")
-                log.info("bgp: bgpd (pid %d) is up, AS %d", self.proc.pid, self.bgp.local_as)
+                log.info("bgp: bgpd (pid %d) is up, AS %d%s", self.proc.pid, self.bgp.local_as,
+                         ", BFD through zebra + bfdd" if bfd else "")
                 return
             except SpeakerError:
                 await asyncio.sleep(0.05)
@@ -89,10 +167,11 @@ class FrrSpeaker:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return (self.proc is not None and self.proc.returncode is None
+                and all(p.returncode is None for p in self.helpers.values()))
 
-    async def vtysh(self, *commands: str, timeout: float = 10.0) -> str:
-        argv = [self.vtysh_prog, "--vty_socket", self.dir, "-d", "bgpd"]
+    async def vtysh(self, *commands: str, timeout: float = 10.0, daemon: str = "bgpd") -> str:
+        argv = [self.vtysh_prog, "--vty_socket", self._vty_dir(daemon), "-d", daemon]
         for c in commands:
             argv += ["-c", c]
         try:
@@ -127,14 +206,26 @@ class FrrSpeaker:
             await self.vtysh(*cmds)
 
     async def stop(self, grace: float = 3.0) -> None:
-        if not self.running:
-            return
-        self.proc.terminate()
+        """bgpd first (its session ends with a NOTIFICATION), then bfdd and zebra."""
+        for proc in [self.proc, self.helpers.get("bfdd"), self.helpers.get("zebra")]:
+            if proc is None or proc.returncode is not None:
+                continue
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        self.helpers = {}
+
+    async def bfd_peers(self) -> list[dict]:
+        """``show bfd peers json`` (empty without BFD)."""
+        if not self.helpers:
+            return []
         try:
-            await asyncio.wait_for(self.proc.wait(), grace)
-        except asyncio.TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+            return json.loads(await self.vtysh("show bfd peers json", daemon="bfdd") or "[]")
+        except ValueError:
+            return []
 
 
 class BgpManager:
@@ -154,6 +245,7 @@ class BgpManager:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._status_at = 0.0
+        self.steering = Steering(bgp) if bgp.forwarding == "direct" else None
 
     async def start(self) -> None:
         await self.speaker.start()
@@ -188,6 +280,8 @@ class BgpManager:
             self.actual = await self.speaker.originated()
             self.changes += 1
             self.last_change = time.time()
+        if self.steering is not None:
+            await self.steering.sync(self.decision.announce, getattr(self.daemon, "lvs", None))
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -203,6 +297,9 @@ class BgpManager:
                 if time.monotonic() - self._status_at >= STATUS_EVERY:
                     self._status_at = time.monotonic()
                     self.peers = await self.speaker.sessions()
+                    for b in await self.speaker.bfd_peers():
+                        if b.get("peer") in self.peers:
+                            self.peers[b["peer"]]["bfd"] = b.get("status")
                     self.actual = await self.speaker.originated()
             except asyncio.CancelledError:
                 raise
@@ -217,6 +314,7 @@ class BgpManager:
         log.error("bgp: bgpd exited (status %s); restarting it",
                   self.speaker.proc.returncode if self.speaker.proc else None)
         self.actual = set()
+        await self.speaker.stop()  # what is left of bgpd / zebra / bfdd
         await self.speaker.start()
 
     async def stop(self) -> None:
@@ -243,6 +341,8 @@ class BgpManager:
             self.daemon.state_hooks.remove(self._on_state)
         await self.speaker.stop()
         self.actual = set()
+        if self.steering is not None:
+            await self.steering.sync(set(), None)
         await self._snat(False)
 
     async def _snat(self, on: bool) -> None:
@@ -279,7 +379,81 @@ class BgpManager:
             "announced": sorted(self.actual), "desired": sorted(self.decision.announce),
             "withheld": dict(sorted(self.decision.withheld.items())),
             "changes": self.changes, "last_change": self.last_change, "errors": list(self.errors),
+            "forwarding": self.bgp.forwarding,
+            **({"steered": self.steering.steered, "not_steered": self.steering.skipped}
+               if self.steering is not None else {}),
         }
+
+
+class Steering:
+    """``forwarding direct``: keeps the netdev steering table equal to the announced hashed services."""
+
+    def __init__(self, bgp: BgpConfig):
+        self.bgp = bgp
+        self.text = ""
+        self.steered: list[str] = []
+        self.skipped: list[str] = []
+        self._devices: dict[str, str] = {}
+        self._from: tuple = ()
+
+    async def sync(self, announce: set[str], lvs: Any) -> None:
+        from chimeha.lvs.backends.nft import JHASH_SEED, schedule_slots  # the NAT path's table and seed
+
+        desired = getattr(getattr(lvs, "desired", None), "services", None) or {}
+        stamp = (frozenset(announce), desired)
+        if self._from and stamp[0] == self._from[0] and stamp[1] is self._from[1]:
+            return  # nothing changed since the last sync (the LVS manager replaces its state on change)
+        addrs = {p.split("/")[0] for p in announce}
+        found, skipped = steer.services(addrs, desired, schedule_slots)
+        script = steer.render("", "", [], JHASH_SEED)
+        if found:
+            dev_in = await self._device(self.bgp.neighbors[0].address)
+            outs = {await self._device(a) for s in found for a in s.slots if a}
+            if dev_in is None or len(outs) != 1 or None in outs:
+                skipped += [f"{s.address}:{s.port}/{s.protocol}: the router and the real servers must each be "
+                            f"reached through one interface (router {dev_in}, real servers {sorted(map(str, outs))})"
+                            for s in found]
+                found = []
+            else:
+                script = steer.render(dev_in, outs.pop(), found, JHASH_SEED)
+        if script != self.text:
+            err = await _nft(script)
+            if err:
+                log.error("bgp: nft (steering): %s", err)
+                return
+            self.text = script
+            for s in found:
+                log.info("bgp: steering %s:%d/%s statelessly (%d live real servers)", s.address, s.port,
+                         s.protocol, len({a for a in s.slots if a}))
+            for why in skipped:
+                if why not in self.skipped:
+                    log.warning("bgp: not steered: %s", why)
+        self._from = stamp
+        self.steered = [f"{s.address}:{s.port}/{s.protocol}" for s in found]
+        self.skipped = skipped
+
+    async def _device(self, addr: str) -> str | None:
+        if addr not in self._devices:
+            try:
+                p = await asyncio.create_subprocess_exec("ip", "-j", "route", "get", addr,
+                                                         stdout=asyncio.subprocess.PIPE,
+                                                         stderr=asyncio.subprocess.DEVNULL)
+                out, _ = await p.communicate()
+                self._devices[addr] = (json.loads(out or b"[]") or [{}])[0].get("dev")
+            except (OSError, ValueError):
+                return None
+        return self._devices[addr]
+
+
+async def _nft(script: str) -> str | None:
+    """Load ``script`` with ``nft -f -``; the error text, or None."""
+    try:
+        p = await asyncio.create_subprocess_exec("nft", "-f", "-", stdin=asyncio.subprocess.PIPE,
+                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await p.communicate(script.encode())
+    except OSError as exc:
+        return f"cannot run nft: {exc}"
+    return err.decode().strip() if p.returncode != 0 else None
 
 
 async def attach(daemon: Any) -> BgpManager | None:

@@ -65,6 +65,8 @@ INLINE_MAX = 4
 #: periods merge runs of one server into ranges (an interval lookup, fewer elements).
 ENUMERATE_MAX = 64
 
+#: jhash seed of the sh/dh/mh tables: the same on every director, so all pick one real server per client
+JHASH_SEED = 0x63686D61
 log = logging.getLogger("chimeha.lvs.nft")
 
 
@@ -280,7 +282,9 @@ class Renderer:
             # Slots without a server are left out of the map: no match, no NAT.
             names = [dids[d.key] if d is not None else "" for d in slots]
             entries = ", ".join(e for e in _ranges(names).split(", ") if not e.endswith("goto "))
-            body.append(f"jhash {field} mod {len(slots)} vmap {{ {entries} }}")
+            # A fixed seed: without one the kernel draws a random seed per rule, and
+            # two directors (BGP/ECMP) would send one client to different real servers.
+            body.append(f"jhash {field} mod {len(slots)} seed {JHASH_SEED:#x} vmap {{ {entries} }}")
         return (f"  chain {sid} {{\n" + "".join(f"    {r}\n" for r in body) + "  }\n"
                 + "\n".join(dest_chains))
 
