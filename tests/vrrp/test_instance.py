@@ -127,9 +127,9 @@ def test_master_steps_down_for_higher_priority_and_removes_addresses():
     i = make(255, "MASTER")
     i.start(0.0)
     i.pop_actions()
-    i.handle_advert(adv(100), 0.5)  # lower: split brain, answered at once
+    i.handle_advert(adv(100), 0.5)  # lower: split brain, answered at once, VIPs re-announced (keepalived)
     acts = i.pop_actions()
-    assert kinds(acts) == ["SplitBrain", "SendAdvert"]
+    assert kinds(acts) == ["SplitBrain", "SendAdvert", "SendGratuitous", "LowerPriorityHeard"]
     assert i.get_timer() == pytest.approx(1.5)  # cadence restarts from the answer
     quiet = make(255, "MASTER", lower_prio_no_advert=True)
     quiet.start(0.0)

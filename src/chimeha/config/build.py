@@ -151,6 +151,10 @@ def _global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
             s, 0.000001, 4294.967295, what="vrrp_garp_interval", soft=True)),
         "vrrp_gna_interval": lambda s: f.__setitem__("vrrp_gna_interval", ctx.float_arg(
             s, 0.000001, 4294.967295, what="vrrp_gna_interval", soft=True)),
+        # garp (issue 10 item 2)
+        "vrrp_garp_lower_prio_delay": lambda s: f.__setitem__("vrrp_garp_lower_prio_delay", ctx.float_arg(s, 0)),
+        "vrrp_garp_lower_prio_repeat": lambda s: f.__setitem__("vrrp_garp_lower_prio_repeat", ctx.int_arg(s, 0)),
+        "vrrp_higher_prio_send_advert": lambda s: f.__setitem__("vrrp_higher_prio_send_advert", ctx.bool_arg(s)),
     }
 
     def script_user(s: Stmt) -> None:
@@ -470,6 +474,7 @@ _SCALAR: dict[str, tuple[str, Callable[[Ctx, Stmt], object]]] = {
     "skip_check_adv_addr": ("skip_check_adv_addr", lambda c, s: c.bool_arg(s)),
     "smtp_alert": ("smtp_alert", lambda c, s: c.bool_arg(s)),
     "lvs_sync_daemon_interface": ("lvs_sync_daemon_interface", lambda c, s: c.word(s)),
+    "higher_prio_send_advert": ("higher_prio_send_advert", lambda c, s: c.bool_arg(s)),  # garp (issue 10)
 }
 _NOTIFY = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_master_rx_lower_pri")
 _TRACKS = {"track_script": "track_scripts", "track_interface": "track_interfaces", "track_file": "track_files",

@@ -128,6 +128,10 @@ class GlobalDefs:
     dynamic_interfaces: bool = False
     vrrp_garp_interval: float = 0.0
     vrrp_gna_interval: float = 0.0
+    # garp (issue 10 item 2): None = keepalived's default, the garp_master_* value
+    vrrp_garp_lower_prio_delay: float | None = None
+    vrrp_garp_lower_prio_repeat: int | None = None
+    vrrp_higher_prio_send_advert: bool = False
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
@@ -344,6 +348,7 @@ class VrrpInstance:
     strict_mode: bool = False
     skip_check_adv_addr: bool = False
     lvs_sync_daemon_interface: str | None = None
+    higher_prio_send_advert: bool | None = None  # garp (issue 10): None = global vrrp_higher_prio_send_advert
     script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
