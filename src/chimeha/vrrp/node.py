@@ -334,6 +334,8 @@ class VrrpNode:
             if name in keep:
                 continue
             inst = self._instances[name]
+            if spec.interface in self._ifindex and self._ifindex[spec.interface] is None:
+                inst.set_link(f"interface {spec.interface} does not exist", now)  # still missing
             inst.start(now)
             if name in gone:
                 self._queue.append(RemoveAddresses(name, gone[name], (), (), now))
