@@ -553,6 +553,8 @@ class VrrpInstance:
         return f"{track_label(track)} {track.name} {detail}{rev}"
 
     def _fault_reason(self) -> str:
+        if self._link_fault:  # the root cause: a missing interface also fails its carrier track
+            return self._link_fault
         if self._faults:
             parts = [self._track_words(t, self._track_states.get(t.name, t.init_ok)) for t in self.spec.tracks
                      if self._faulting(t)]
