@@ -1,0 +1,97 @@
+"""Split brain heals, the surviving master re-announces: against real keepalived 2.2.7 (issue 10 item 2).
+
+chime-ha (priority 200) and keepalived (priority 100) share a VIP; a client
+namespace talks to it. VRRP between them is cut (nftables in chime-ha's
+node drops protocol 112 both ways): keepalived takes over and its gratuitous
+ARPs point the client at its MAC. When the adverts flow again, chime-ha
+hears a lower-priority master and, as keepalived does
+(garp_lower_prio_repeat), sends gratuitous ARPs: the client's ARP entry
+goes back to chime-ha's MAC. The partition heals one direction first
+(keepalived's adverts reach chime-ha, chime-ha's do not yet reach it), so
+those announcements are the only thing that can move the client back while
+keepalived still claims the VIP; main's chime-ha leaves it on keepalived's
+MAC.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from nodeproc import NodeDaemon, wait_until
+
+pytestmark = [pytest.mark.system, pytest.mark.keepalived]
+
+VIP = "10.76.0.100"
+
+
+def conf(prio: int, extra: str = "") -> str:
+    return f"""vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 76
+    priority {prio}
+    advert_int 1
+{extra}    virtual_ipaddress {{
+        {VIP}/24
+    }}
+}}
+"""
+
+
+def mac(host) -> str:
+    return host.run(["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+
+
+def client_mac(client) -> str | None:
+    out = client.run(["ip", "neigh", "show", VIP, "dev", "eth0"], check=False).stdout
+    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return m.group(1) if m else None
+
+
+def nft(node, script: str) -> None:
+    node.run(["nft", "-f", "-"], input=script)
+
+
+def cut_vrrp(node) -> None:
+    nft(node, "table inet part {\n chain in { type filter hook input priority 0; ip protocol vrrp drop; }\n"
+              " chain out { type filter hook output priority 0; ip protocol vrrp drop; }\n}\n")
+
+
+def test_surviving_master_reannounces_when_it_hears_the_lower_priority_master(topology, tmp_path):
+    from chimeha.lab.node import add_node
+
+    ch_node = add_node(topology, "ch", "10.76.0.11/24")
+    ka_node = add_node(topology, "ka", "10.76.0.12/24")
+    client = topology.add_host("cl", "10.76.0.50/24")
+    ch = NodeDaemon(ch_node, conf(200, "    garp_master_delay 1\n"), tmp_path / "ch.log").start()
+    ka_node.write_file("/etc/keepalived/ka.conf", conf(100, "    garp_master_delay 1\n"))
+    ka_log = open(tmp_path / "ka.log", "ab")
+    ka = ka_node.popen(["keepalived", "-n", "-l", "-D", "-f", "/etc/keepalived/ka.conf", "-p", "/run/ka.pid",
+                        "-r", "/run/ka-vrrp.pid", "-c", "/run/ka-chk.pid"], stdout=ka_log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: VIP in ch_node.addresses_on() and "-> MASTER" in ch.log(), 15, "chime-ha MASTER")
+        client.run(["ping", "-c", "1", "-W", "1", VIP])
+        assert client_mac(client) == mac(ch_node)
+        cut_vrrp(ch_node)
+        wait_until(lambda: VIP in ka_node.addresses_on(), 10, "keepalived takes over during the partition")
+        wait_until(lambda: client_mac(client) == mac(ka_node), 5, "the client follows keepalived's GARP")
+        time.sleep(2.5)  # keepalived's second burst (garp_master_delay 1) is over
+        assert client_mac(client) == mac(ka_node)
+        # Heal keepalived -> chime-ha only: chime-ha hears the lower-priority master.
+        nft(ch_node, "delete chain inet part in\n")
+        wait_until(lambda: client_mac(client) == mac(ch_node), 3,
+                   "chime-ha's gratuitous ARPs point the client back at it")
+        assert VIP in ka_node.addresses_on()  # keepalived still claims the VIP: only our GARPs moved it
+        assert "lower priority 100" in ch.log()
+        nft(ch_node, "delete table inet part\n")
+        wait_until(lambda: VIP not in ka_node.addresses_on(), 5, "keepalived yields once it hears us")
+        client.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", VIP])
+        assert client_mac(client) == mac(ch_node) and VIP in ch_node.addresses_on()
+    finally:
+        ch.kill()
+        ka_node.stop(ka, grace=5)
+        ka_log.close()
