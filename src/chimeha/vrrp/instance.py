@@ -195,9 +195,10 @@ class VrrpInstance:
         """Leave INIT (RFC 5798 6.4.1).
 
         ``startup_delay`` (keepalived's vrrp_startup_delay): for that long
-        after ``now`` the instance is a BACKUP that cannot take over, not even
-        an address owner; its Master_Down_Timer counts from the end of the
-        delay (keepalived 2.2.7 vrrp_init_instance_sands).
+        after ``now`` the instance is a BACKUP that cannot take over; its
+        Master_Down_Timer counts from the end of the delay (keepalived 2.2.7
+        vrrp_init_instance_sands). An address owner with ``state MASTER``
+        takes over when the delay ends.
         """
         if self.state is not State.INIT:
             return
@@ -208,9 +209,12 @@ class VrrpInstance:
         elif self.spec.is_owner and self.spec.initial_state.upper() == "MASTER" and not self._hold_until:
             self._to_master(now, "address owner (priority 255) starting as MASTER")
         else:
+            # keepalived 2.2.7: a waiting owner times out of BACKUP 1 us after the delay ends.
+            owner = self.spec.is_owner and self.spec.initial_state.upper() == "MASTER"
             reason = f"started (vrrp_startup_delay {startup_delay:g} s)" if self._hold_until else "started"
-            self._to_backup(now, reason, self.master_down_interval())
-            self._down_reason = None
+            self._to_backup(now, reason, 0.0 if owner else self.master_down_interval())
+            self._down_reason = ("address owner (priority 255) starting as MASTER after vrrp_startup_delay"
+                                 if owner else None)
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (None: no timer)."""
