@@ -40,9 +40,9 @@ VIP = "10.75.0.100"
 LOWER_HEARD = {"chime-ha": "at lower priority 100", "keepalived": "with lower priority 100"}
 
 
-def conf(prio: int) -> str:
+def conf(prio: int, extra: str = "") -> str:
     return (f"vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 75\n  priority {prio}\n"
-            f"  advert_int 1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n")
+            f"  advert_int 1\n{extra}  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n")
 
 
 def start(node, daemon: str, text: str, log: Path):
@@ -65,14 +65,14 @@ def wait(cond, timeout: float, what: str) -> None:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def trial(daemon: str, n: int, window: float, rng: random.Random, logdir: Path) -> dict:
+def trial(daemon: str, n: int, window: float, rng: random.Random, logdir: Path, b_extra: str = "") -> dict:
     with Topology(f"gh{n}") as topo:
         a = add_node(topo, "a", "10.75.0.11/24")
         b = add_node(topo, "b", "10.75.0.12/24")
         client = topo.add_host("cl", "10.75.0.50/24")
         alog, blog = logdir / f"{n:02d}-{daemon}-a.log", logdir / f"{n:02d}-{daemon}-b.log"
         pa, fa = start(a, daemon, conf(200), alog)
-        pb, fb = start(b, "keepalived", conf(100), blog)
+        pb, fb = start(b, "keepalived", conf(100, b_extra), blog)
         try:
             wait(lambda: VIP in a.addresses_on() and VIP not in b.addresses_on(), 20, "a MASTER")
             time.sleep(1.5)
@@ -114,6 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=6, help="trials per daemon (they alternate)")
     ap.add_argument("--window", type=float, default=8.0, help="seconds after the heal in which failures count")
     ap.add_argument("--seed", type=int, default=10)
+    ap.add_argument("--higher-prio-send-advert", action="store_true",
+                    help="give b (keepalived) higher_prio_send_advert: it advertises once before yielding")
     ap.add_argument("--json", help="write the raw trials here")
     ap.add_argument("--logs", default="/tmp/chimeha-garp-heal", help="daemon logs of every trial")
     args = ap.parse_args(argv)
@@ -123,7 +125,8 @@ def main(argv=None) -> int:
     rows = []
     for i in range(args.trials * 2):
         daemon = ("keepalived", "chime-ha")[i % 2]
-        row = trial(daemon, i, args.window, rng, logdir)
+        row = trial(daemon, i, args.window, rng, logdir,
+                    "  higher_prio_send_advert\n" if args.higher_prio_send_advert else "")
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()

@@ -161,3 +161,61 @@ def test_interface_missing_at_start_waits_in_fault_then_joins(topology, tmp_path
     finally:
         ch.kill()
         ka.stop()
+
+
+def test_vrrp_startup_delay_holds_the_takeover_like_keepalived(topology, tmp_path):
+    """Alone on the link, with vrrp_startup_delay 3: neither daemon holds the VIP before 3 s, both soon after."""
+    from chimeha.lab.node import add_node
+
+    ch_node = add_node(topology, "ch", "10.77.0.11/24")
+    ka_node = add_node(topology, "ka", "10.77.0.12/24")
+    delay = "    vrrp_startup_delay 3\n"
+    t0 = time.monotonic()
+    ch = NodeDaemon(ch_node, conf(100, globals_=delay).replace("virtual_router_id 77", "virtual_router_id 78")
+                    .replace(VIP, "10.77.0.101"), tmp_path / "ch.log").start()
+    ka = Keepalived(ka_node, conf(100, globals_=delay), tmp_path / "ka.log")
+    try:
+        wait_until(lambda: "delaying start-up for 3 s" in ch.log(), 10, "chime-ha announces the delay")
+        seen = {}
+        while time.monotonic() - t0 < 3.0 + 3.6 + 3.0 and len(seen) < 2:
+            for name, node, vip in (("ch", ch_node, "10.77.0.101"), ("ka", ka_node, VIP)):
+                if name not in seen and vip in node.addresses_on():
+                    seen[name] = time.monotonic() - t0
+            time.sleep(0.05)
+        assert set(seen) == {"ch", "ka"}, (seen, ch.log(), ka.log())
+        # Master_Down_Interval (3.61 s) counted from the end of the 3 s delay, for both.
+        assert all(v > 3.0 + 3.0 for v in seen.values()), seen
+        assert abs(seen["ch"] - seen["ka"]) < 1.5, seen
+    finally:
+        ch.kill()
+        ka.stop()
+
+
+def test_ipv6_instance_without_link_local_waits_in_fault_and_recovers(tmp_path, topology):
+    from chimeha.lab.node import add_node
+
+    ch_node = add_node(topology, "ch", "10.77.0.11/24")
+    ch_node.run(["ip", "-6", "addr", "flush", "dev", "eth0", "scope", "link"])
+    v6 = """vrrp_instance VI_6 {
+    state BACKUP
+    interface eth0
+    virtual_router_id 79
+    priority 100
+    advert_int 1
+    virtual_ipaddress {
+        fd77::100/64
+    }
+}
+"""
+    ch = NodeDaemon(ch_node, v6, tmp_path / "ch.log").start()
+    try:
+        wait_until(lambda: "interface eth0 has no IPv6 link-local address at start" in ch.log(), 15,
+                   "chime-ha waits in FAULT without a link-local address")
+        time.sleep(1.0)
+        assert "fd77::100" not in ch_node.addresses_on() and "started 1 VRRP instance(s)" in ch.log()
+        ch_node.run(["ip", "-6", "addr", "add", "fe80::11/64", "dev", "eth0", "nodad"])
+        wait_until(lambda: "FAULT -> BACKUP" in ch.log(), 10, "BACKUP once the link-local address exists")
+        wait_until(lambda: "fd77::100" in ch_node.addresses_on(), 10, "MASTER with the IPv6 VIP")
+        assert "cannot send" not in ch.log() and "Traceback" not in ch.log()
+    finally:
+        ch.kill()
