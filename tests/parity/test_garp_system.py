@@ -95,3 +95,47 @@ def test_surviving_master_reannounces_when_it_hears_the_lower_priority_master(to
         ch.kill()
         ka_node.stop(ka, grace=5)
         ka_log.close()
+
+
+def test_higher_prio_send_advert_lets_keepalived_hear_the_yielding_master(topology, tmp_path):
+    """chime-ha (100, higher_prio_send_advert) yields to keepalived (200) with one advert of its own, on the wire.
+
+    The cut is in keepalived's node; its output heals first, so chime-ha hears
+    priority 200 while chime-ha's answer cannot reach keepalived yet: the
+    client namespace's capture must show that one answer, and then silence.
+    """
+    from chimeha.lab.node import add_node
+
+    ka_node = add_node(topology, "ka", "10.76.0.11/24")
+    ch_node = add_node(topology, "ch", "10.76.0.12/24")
+    client = topology.add_host("cl", "10.76.0.50/24")
+    ka_node.write_file("/etc/keepalived/ka.conf", conf(200))
+    ka_log = open(tmp_path / "ka.log", "ab")
+    ka = ka_node.popen(["keepalived", "-n", "-l", "-D", "-f", "/etc/keepalived/ka.conf", "-p", "/run/ka.pid",
+                        "-r", "/run/ka-vrrp.pid", "-c", "/run/ka-chk.pid"], stdout=ka_log, stderr=subprocess.STDOUT)
+    ch = NodeDaemon(ch_node, conf(100, "    higher_prio_send_advert\n"), tmp_path / "ch.log").start()
+    cap = None
+    try:
+        wait_until(lambda: VIP in ka_node.addresses_on() and "-> BACKUP" in ch.log(), 15, "keepalived MASTER")
+        cut_vrrp(ka_node)
+        wait_until(lambda: VIP in ch_node.addresses_on(), 10, "chime-ha takes over during the partition")
+        cap = client.popen(["tcpdump", "-l", "-n", "-tt", "-i", "eth0", "ip proto 112"], stdout=subprocess.PIPE,
+                           text=True)
+        time.sleep(1.5)
+        nft(ka_node, "delete chain inet part out\n")  # keepalived's adverts flow, chime-ha's are still dropped there
+        wait_until(lambda: VIP not in ch_node.addresses_on(), 5, "chime-ha yields to priority 200")
+        time.sleep(3.0)
+        cap.terminate()
+        out, _ = cap.communicate(timeout=5)
+        seen = [(float(m.group(1)), m.group(2), int(m.group(3))) for m in
+                re.finditer(r"^(\d+\.\d+) IP (\S+) > \S+ VRRPv2, Advertisement, vrid 76, prio (\d+)", out, re.M)]
+        first_ka = next(t for t, src, prio in seen if src == "10.76.0.11" and prio == 200)
+        ours_after = [(t - first_ka, prio) for t, src, prio in seen if src == "10.76.0.12" and t >= first_ka]
+        # Exactly one advert of ours, at our priority, right after keepalived's first (then we are BACKUP).
+        assert len(ours_after) == 1 and ours_after[0][1] == 100 and ours_after[0][0] < 0.1, (ours_after, out)
+    finally:
+        if cap is not None and cap.poll() is None:
+            cap.kill()
+        ch.kill()
+        ka_node.stop(ka, grace=5)
+        ka_log.close()
