@@ -121,3 +121,17 @@ def test_reload_adds_an_instance_on_a_missing_interface_in_fault():
     assert node.state("B") is State.FAULT and node.state("VI_1") is State.BACKUP
     node.set_interface("eth1", True, 5, 2.0)
     assert node.state("B") is State.BACKUP
+
+
+def test_dynamic_interfaces_takes_keepalived_s_allow_if_changes_option():
+    from chimeha.config import loads
+
+    for text, warned in (("dynamic_interfaces", False), ("dynamic_interfaces allow_if_changes", False),
+                         ("dynamic_interfaces bogus", True)):
+        res = loads(f"global_defs {{\n  {text}\n}}\n", "k.conf")
+        assert res.ok and res.config.global_defs.dynamic_interfaces is True
+        msgs = [str(d) for d in res.diagnostics]
+        assert bool(msgs) is warned, msgs
+        if warned:
+            assert msgs == ["k.conf:2: warning: unknown dynamic_interfaces option 'bogus' (keepalived knows only "
+                            "allow_if_changes); ignored [invalid-value]"]

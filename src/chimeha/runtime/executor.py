@@ -76,7 +76,8 @@ class Executor:
                 log.error("%s: cannot open the VRRP socket (IPv%d): %s", ifname, key[1], exc)
         self.adopt_sockets(opened)
         self.join_groups({k: keys[k] for k in opened})
-        log.info("%s: VRRP sockets opened on interface index %s", ifname, ifindex)
+        if opened:
+            log.info("%s: VRRP sockets opened on interface index %s", ifname, ifindex)
 
     def close_unused_sockets(self, keys) -> None:
         for key in [k for k in self.sockets if k not in keys]:
