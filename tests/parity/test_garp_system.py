@@ -139,3 +139,45 @@ def test_higher_prio_send_advert_lets_keepalived_hear_the_yielding_master(topolo
         ch.kill()
         ka_node.stop(ka, grace=5)
         ka_log.close()
+
+
+def test_vrrp_garp_interval_paces_the_burst_like_keepalived(topology, tmp_path):
+    """vrrp_garp_interval 0.2, two VIPs, garp_master_repeat 3: GARPs at least 0.2 s apart, from either daemon."""
+    from chimeha.lab.node import add_node
+
+    text = ("global_defs {{\n    vrrp_garp_interval 0.2\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n"
+            "    interface eth0\n    virtual_router_id {vrid}\n    priority 100\n    advert_int 1\n"
+            "    garp_master_repeat 3\n    garp_master_delay 30\n    virtual_ipaddress {{\n        {a}/24\n"
+            "        {b}/24\n    }}\n}}\n")
+    ch_node = add_node(topology, "ch", "10.76.0.11/24")
+    ka_node = add_node(topology, "ka", "10.76.0.12/24")
+    client = topology.add_host("cl", "10.76.0.50/24")
+    cap = client.popen(["tcpdump", "-l", "-n", "-e", "-tt", "-i", "eth0", "arp"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    ch = NodeDaemon(ch_node, text.format(vrid=81, a="10.76.0.101", b="10.76.0.102"), tmp_path / "ch.log").start()
+    ka_node.write_file("/etc/keepalived/ka.conf", text.format(vrid=82, a="10.76.0.111", b="10.76.0.112"))
+    ka_log = open(tmp_path / "ka.log", "ab")
+    ka = ka_node.popen(["keepalived", "-n", "-l", "-D", "-f", "/etc/keepalived/ka.conf", "-p", "/run/ka.pid",
+                        "-r", "/run/ka-vrrp.pid", "-c", "/run/ka-chk.pid"], stdout=ka_log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: {"10.76.0.101", "10.76.0.102"} <= ch_node.addresses_on()
+                   and {"10.76.0.111", "10.76.0.112"} <= ka_node.addresses_on(), 15, "both MASTER")
+        time.sleep(3.0)  # 6 x 0.2 s, with room
+        cap.terminate()
+        out, _ = cap.communicate(timeout=5)
+        (tmp_path / "arp.txt").write_text(out)
+        for node, vips in ((ch_node, ("10.76.0.101", "10.76.0.102")), (ka_node, ("10.76.0.111", "10.76.0.112"))):
+            src = mac(node)
+            times = [float(line.split()[0]) for line in out.splitlines()
+                     if src in line and "Request who-has" in line and any(f"who-has {v} " in line for v in vips)]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            assert min(gaps) >= 0.19, (node.name, gaps)
+            # Measured: keepalived 2.2.7 keeps one pending GARP per address while paced, so the
+            # repeats collapse (3 here: .111, .111, .112); chime-ha sends every repeat, paced.
+            assert len(times) == (6 if node is ch_node else 3), (node.name, out)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+        ch.kill()
+        ka_node.stop(ka, grace=5)
+        ka_log.close()

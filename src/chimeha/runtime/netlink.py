@@ -96,8 +96,11 @@ class NetlinkWorker:
                         vip = vip_from_config(va, dev)
                         ann = self._announcer(vip.dev)
                         v6 = ":" in vip.address
-                        self._pace((vip.dev, v6), na_interval if v6 else interval)
+                        gap = na_interval if v6 else interval
+                        self._pace((vip.dev, v6))
                         ann.announce(vip.address)
+                        if gap > 0:  # counted from the send: opening the first socket is not part of the gap
+                            self._next_garp[(vip.dev, v6)] = time.monotonic() + gap
                     except (OSError, ValueError) as exc:
                         log.warning("%s: gratuitous announcement for %s: %s", name,
                                     getattr(va, "address", va), exc)
@@ -113,13 +116,11 @@ class NetlinkWorker:
             ann = self._announcers[dev] = Announcer(dev)
         return ann
 
-    def _pace(self, key: tuple[str, bool], interval: float) -> None:
-        """Sleep (garp thread) until ``interval`` has passed since the last announcement of this kind on ``key``."""
-        if interval > 0:
-            wait = self._next_garp.get(key, 0.0) - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._next_garp[key] = time.monotonic() + interval
+    def _pace(self, key: tuple[str, bool]) -> None:
+        """Sleep (garp thread) until the interface's interval since its last announcement of this kind is over."""
+        wait = self._next_garp.get(key, 0.0) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
 
     def remove_stale(self, name: str, addresses, dev: str) -> None:
         """Delete VIPs a killed previous run left behind (waits for completion)."""
