@@ -404,6 +404,7 @@ _SCALAR: dict[str, tuple[str, Callable[[Ctx, Stmt], object]]] = {
     "lower_prio_no_advert": ("lower_prio_no_advert", lambda c, s: c.bool_arg(s)),
     "smtp_alert": ("smtp_alert", lambda c, s: c.bool_arg(s)),
     "lvs_sync_daemon_interface": ("lvs_sync_daemon_interface", lambda c, s: c.word(s)),
+    "higher_prio_send_advert": ("higher_prio_send_advert", lambda c, s: c.bool_arg(s)),  # garp (issue 10)
 }
 _NOTIFY = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_master_rx_lower_pri")
 _TRACKS = {"track_script": "track_scripts", "track_interface": "track_interfaces", "track_file": "track_files",

@@ -30,6 +30,15 @@ def freeze_options(opts: Opts) -> dict[str, tuple[tuple[str, ...], ...]]:
 # --------------------------------------------------------------------------- global_defs
 
 
+def _dynamic_interfaces(s: Stmt, ctx: Ctx) -> bool:
+    """keepalived 2.2.7: ``dynamic_interfaces [allow_if_changes]``; any other word is reported and ignored."""
+    # chime-ha always follows a re-created interface (allow_if_changes is its behaviour).
+    if s.args and s.args[0].text != "allow_if_changes":
+        ctx.warning(s.where, "invalid-value", f"unknown dynamic_interfaces option '{s.args[0].text}' "
+                    "(keepalived knows only allow_if_changes); ignored")
+    return True
+
+
 def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
     if not stmts:
         return GlobalDefs()
@@ -51,12 +60,16 @@ def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         "vrrp_skip_check_adv_addr": lambda s: f.__setitem__("vrrp_skip_check_adv_addr", ctx.bool_arg(s)),
         "vrrp_strict": lambda s: f.__setitem__("vrrp_strict", ctx.bool_arg(s)),
         "vrrp_startup_delay": lambda s: f.__setitem__("vrrp_startup_delay", ctx.float_arg(s, 0)),
-        "dynamic_interfaces": lambda s: f.__setitem__("dynamic_interfaces", ctx.bool_arg(s)),
+        "dynamic_interfaces": lambda s: f.__setitem__("dynamic_interfaces", _dynamic_interfaces(s, ctx)),
         # keepalived 2.2.7: 0.000001..4294.967295 s; 0 (its own sample config) is reported and ignored.
         "vrrp_garp_interval": lambda s: f.__setitem__("vrrp_garp_interval", ctx.float_arg(
             s, 0.000001, 4294.967295, what="vrrp_garp_interval", soft=True)),
         "vrrp_gna_interval": lambda s: f.__setitem__("vrrp_gna_interval", ctx.float_arg(
             s, 0.000001, 4294.967295, what="vrrp_gna_interval", soft=True)),
+        # garp (issue 10 item 2)
+        "vrrp_garp_lower_prio_delay": lambda s: f.__setitem__("vrrp_garp_lower_prio_delay", ctx.float_arg(s, 0)),
+        "vrrp_garp_lower_prio_repeat": lambda s: f.__setitem__("vrrp_garp_lower_prio_repeat", ctx.int_arg(s, 0)),
+        "vrrp_higher_prio_send_advert": lambda s: f.__setitem__("vrrp_higher_prio_send_advert", ctx.bool_arg(s)),
     }
 
     def snmp(*fields: str) -> Callable[[Stmt], None]:

@@ -159,6 +159,10 @@ class GlobalDefs:
     notify_fifo: str | None = None
     notify_fifo_script: tuple[str, ...] | None = None
     lvs_sync_daemon: LvsSyncDaemon | None = None
+    # garp (issue 10 item 2): None = keepalived's default, the garp_master_* value
+    vrrp_garp_lower_prio_delay: float | None = None
+    vrrp_garp_lower_prio_repeat: int | None = None
+    vrrp_higher_prio_send_advert: bool = False
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
@@ -379,6 +383,7 @@ class VrrpInstance:
     #: a master hearing a lower priority stays quiet (default: global vrrp_lower_prio_no_advert)
     lower_prio_no_advert: bool = False
     lvs_sync_daemon_interface: str | None = None
+    higher_prio_send_advert: bool | None = None  # garp (issue 10): None = global vrrp_higher_prio_send_advert
     script_users: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)

@@ -42,6 +42,7 @@ from chimeha.runtime import status
 from chimeha.runtime.bfd import attach as bfd_attach
 from chimeha.runtime.bgp import attach as bgp_attach
 from chimeha.runtime.executor import Executor
+from chimeha.runtime.interfaces import InterfaceMonitor
 from chimeha.runtime.netlink import NetlinkWorker
 from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.runtime.tracking import Trackers
@@ -108,6 +109,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self.interfaces: InterfaceMonitor | None = None
 
     @property
     def generation(self) -> int:
@@ -140,7 +142,8 @@ class Daemon:
         try:
             specs, groups = reloading.build_specs(self.config)
             pre = reloading.preflight(specs, open_sockets=set(), primary_address=self._primary_address,
-                                      socket_factory=self._socket_factory)
+                                      socket_factory=self._socket_factory,
+                                      allow_missing=self.config.global_defs.dynamic_interfaces)
         except ChimeHaError as exc:
             raise DaemonError(str(exc)) from exc
         self._ex.setup_notify(self.config)
@@ -151,7 +154,11 @@ class Daemon:
             self._nl.remove_stale(s.name, tuple(s.virtual_ipaddresses) + tuple(s.virtual_ipaddresses_excluded),
                                   s.interface)
         self._start_trackers()
-        self.node.start(self.now())
+        self._watch_interfaces()
+        delay = self.config.global_defs.vrrp_startup_delay
+        if delay > 0:
+            log.info("delaying start-up for %g s (vrrp_startup_delay)", delay)
+        self.node.start(self.now(), startup_delay=delay)  # keepalived: at start only, never at reload
         self.after_input()
         self.bfd = bfd_attach(self)  # bfd_instance: sessions for track_bfd / BFD_CHECK (docs/bfd.md)
         await self._ex.start_lvs(self.config)
@@ -161,6 +168,35 @@ class Daemon:
 
     def _primary_address(self, ifname: str, family: int) -> str | None:
         return self._nl.call(lambda m: interface_primary_address(ifname, family, m))
+
+    def open_socket(self, ifname: str, family: int):
+        """A new VRRP socket on ``ifname`` (the executor's socket rebuild after an interface came back)."""
+        return self._socket_factory(ifname, family, join_group=False)
+
+    def _watch_interfaces(self) -> None:
+        """Tell the node what every VRRP interface looks like now, and follow it from here (runtime.interfaces)."""
+        submit = getattr(self._nl, "submit", None)
+        if submit is None:  # a netlink test double without a worker thread: nothing to watch
+            return
+        watched: dict[str, set[int]] = {}
+        for s in self.node.specs():
+            watched.setdefault(s.interface, set()).add(s.family)
+        if self.interfaces is None:
+            self.interfaces = InterfaceMonitor(watched, submit, self.interface_changed)
+            facts = self.interfaces.snapshot()
+            self.interfaces.start()
+        else:
+            facts = self.interfaces.watch(watched)
+        now = self.now()
+        for name, (present, index, sources) in facts.items():
+            self.node.set_interface(name, present, index, now, sources=sources)
+
+    def interface_changed(self, ifname: str, present: bool, ifindex: int | None, sources: dict) -> None:
+        """The interface monitor's report: the node decides (FAULT, recovery, socket rebuild)."""
+        if self._stopping:
+            return
+        self.node.set_interface(ifname, present, ifindex, self.now(), sources=sources)
+        self.after_input()
 
     def _start_trackers(self) -> None:
         self.trackers = Trackers(self.config, self.node.specs(), self.tracked, fast_detect=self.fast_detect)
@@ -228,6 +264,8 @@ class Daemon:
             self._timer.cancel()
         if self.bfd is not None:
             self.bfd.stop()  # peers hear AdminDown, not a detection timeout
+        if self.interfaces is not None:
+            self.interfaces.stop()
         steps = [("trackers", self.trackers.stop() if self.trackers else None),
                  ("BGP announcements", self.bgp.stop() if self.bgp else None),  # before the data plane
                  ("virtual servers", self._ex.stop_lvs()), ("notify scripts", self._ex.drain_notify())]
@@ -287,7 +325,8 @@ class Daemon:
         try:
             specs, groups = reloading.build_specs(result.config)
             pre = reloading.preflight(specs, open_sockets=set(self._ex.sockets),
-                                      primary_address=self._primary_address, socket_factory=self._socket_factory)
+                                      primary_address=self._primary_address, socket_factory=self._socket_factory,
+                                      allow_missing=result.config.global_defs.dynamic_interfaces)
         except ChimeHaError as exc:
             log.error("reload failed: %s", exc)
             return status.ReloadOutcome(False, diags + (str(exc),), "reload failed; nothing changed", self.now())
@@ -302,6 +341,7 @@ class Daemon:
         self.config = result.config
         self._ex.adopt_sockets(pre.opened)
         self.node.apply_reload(plan, self.now())
+        self._watch_interfaces()
         self._ex.join_groups(self.node.socket_keys(), self.node.ah_socket_keys())
         self.after_input()
         self._ex.close_unused_sockets(self.node.socket_keys())

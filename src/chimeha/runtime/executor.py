@@ -21,8 +21,9 @@ from chimeha.net.vrrpsock import VRRP_GROUP_V4
 from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.vrrp import packet
 from chimeha.vrrp.ah import uses_ah
-from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, PacketDropped, PriorityChanged, RemoveAddresses,
-                                 SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
+from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InterfaceChanged, PacketDropped, PriorityChanged,
+                                 RemoveAddresses, SendAdvert, SendGratuitous, SplitBrain, State, StateChanged,
+                                 VipsChanged)
 
 log = logging.getLogger("chimeha.runtime")
 
@@ -72,6 +73,25 @@ class Executor:
                     sock.join()
                 except OSError as exc:
                     log.error("%s: cannot join the VRRP multicast group: %s", key[0], exc)
+
+    def rebuild_sockets(self, ifname: str, present: bool, ifindex: int | None) -> None:
+        """The interface was deleted or re-created: a socket stays bound to the old index, so reopen them."""
+        for key in [k for k in self.sockets if k[0] == ifname]:
+            self._close(key)
+        if not present:
+            log.warning("%s: interface deleted; its VRRP sockets are closed until it comes back", ifname)
+            return
+        keys = {k: m for k, m in self.daemon.node.socket_keys().items() if k[0] == ifname}
+        opened = {}
+        for key in keys:
+            try:
+                opened[key] = self.daemon.open_socket(*key)
+            except OSError as exc:
+                log.error("%s: cannot open the VRRP socket (IPv%d): %s", ifname, key[1], exc)
+        self.adopt_sockets(opened)
+        self.join_groups({k: keys[k] for k in opened})
+        if opened:
+            log.info("%s: VRRP sockets opened on interface index %s", ifname, ifindex)
 
     def close_unused_sockets(self, keys) -> None:
         for key in [k for k in self.sockets if k not in keys]:
@@ -131,8 +151,11 @@ class Executor:
             # Not tracked: the takeover advert waits for the VIP (netlink), not for the burst, whose
             # first raw socket can take tens of ms (measured ~40 ms: long enough for a peer to
             # declare us down and claim the VIP too).
+            pacing = {"interval": a.interval, "na_interval": a.na_interval} if a.interval or a.na_interval else {}
             self.nl.announce(a.instance, a.addresses, a.interface, a.count, after=self._pending.get(a.instance),
-                             wanted=lambda n=a.instance: self._holding.get(n, True))
+                             wanted=lambda n=a.instance: self._holding.get(n, True), **pacing)
+        elif isinstance(a, InterfaceChanged):
+            self.rebuild_sockets(a.interface, a.present, a.ifindex)
         elif isinstance(a, StateChanged):
             self._state_changed(a)
         elif isinstance(a, GroupStateChanged):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import socket
+import time
 
 from chimeha.net.addresses import AddressError, AddressManager, route_from_config, vip_from_config
 from chimeha.net.garp import Announcer
@@ -37,6 +39,7 @@ class NetlinkWorker:
                                                               initializer=_thread_init)
         self._mgr: AddressManager | None = None
         self._announcers: dict[str, Announcer] = {}  # used from the garp thread only
+        self._next_garp: dict[tuple[str, bool], float] = {}  # (dev, IPv6) -> earliest next send (garp thread)
 
     def _m(self) -> AddressManager:
         if self._mgr is None:
@@ -74,29 +77,50 @@ class NetlinkWorker:
 
     def announce(self, name: str, addresses, dev: str, count: int,
                  after: concurrent.futures.Future | None = None,
-                 wanted=lambda: True) -> concurrent.futures.Future:
-        """Gratuitous ARP / unsolicited NA, ``count`` of each, for ``addresses``, once ``after`` is done.
+                 wanted=lambda: True, interval: float = 0.0, na_interval: float = 0.0) -> concurrent.futures.Future:
+        """Gratuitous ARP / unsolicited NA, ``count`` rounds over ``addresses``, once ``after`` is done.
 
         Skipped when ``wanted()`` is false by then (the instance already gave the VIPs up): an
         announcement for an address we no longer hold would point clients at the wrong node.
+        ``interval`` / ``na_interval``: at least this long between two GARPs / NAs on one
+        interface, across instances and bursts (keepalived's vrrp_garp_interval, garp_group).
         """
         def work() -> None:
             if after is not None:
                 concurrent.futures.wait([after])  # the VIP is in place before it is announced
-            if not wanted():
-                return
-            for va in addresses:
-                try:
-                    vip = vip_from_config(va, dev)
-                    ann = self._announcers.get(vip.dev)
-                    if ann is None:
-                        ann = self._announcers[vip.dev] = Announcer(vip.dev)
-                    for _ in range(max(1, count)):
+            for _ in range(max(1, count)):
+                for va in addresses:
+                    if not wanted():
+                        return
+                    try:
+                        vip = vip_from_config(va, dev)
+                        ann = self._announcer(vip.dev)
+                        v6 = ":" in vip.address
+                        gap = na_interval if v6 else interval
+                        self._pace((vip.dev, v6))
                         ann.announce(vip.address)
-                except (OSError, ValueError) as exc:
-                    log.warning("%s: gratuitous announcement for %s: %s", name,
-                                getattr(va, "address", va), exc)
+                        if gap > 0:  # counted from the send: opening the first socket is not part of the gap
+                            self._next_garp[(vip.dev, v6)] = time.monotonic() + gap
+                    except (OSError, ValueError) as exc:
+                        log.warning("%s: gratuitous announcement for %s: %s", name,
+                                    getattr(va, "address", va), exc)
         return self._garp_ex.submit(work)
+
+    def _announcer(self, dev: str) -> Announcer:
+        """The cached announcer of ``dev``, opened again when the interface was re-created (new index)."""
+        ann = self._announcers.get(dev)
+        if ann is not None and ann.ifindex != socket.if_nametoindex(dev):
+            ann.close()
+            ann = None
+        if ann is None:
+            ann = self._announcers[dev] = Announcer(dev)
+        return ann
+
+    def _pace(self, key: tuple[str, bool]) -> None:
+        """Sleep (garp thread) until the interface's interval since its last announcement of this kind is over."""
+        wait = self._next_garp.get(key, 0.0) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
 
     def remove_stale(self, name: str, addresses, dev: str) -> None:
         """Delete VIPs a killed previous run left behind (waits for completion)."""

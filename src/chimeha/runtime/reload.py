@@ -114,12 +114,15 @@ class Preflight:
 
 def preflight(specs: list[InstanceSpec], *, open_sockets: set[tuple[str, int]],
               primary_address: Callable[[str, int], str | None],
-              socket_factory: Callable[..., Any]) -> Preflight:
+              socket_factory: Callable[..., Any], allow_missing: bool = False) -> Preflight:
     """Check the host for every spec; open sockets for new (interface, family) pairs.
 
     ``primary_address(ifname, family)`` looks an address up (netlink);
     ``open_sockets`` are the pairs the daemon already has. Raises
-    :class:`PreflightError` after closing whatever it opened.
+    :class:`PreflightError` after closing whatever it opened. A missing
+    interface is refused unless ``allow_missing`` (keepalived's
+    dynamic_interfaces); an interface without an address to advertise from is
+    not refused: the node keeps that instance in FAULT until it has one.
     """
     result = Preflight([], {})
     try:
@@ -127,15 +130,21 @@ def preflight(specs: list[InstanceSpec], *, open_sockets: set[tuple[str, int]],
             try:
                 socket.if_nametoindex(s.interface)
             except OSError:
-                raise PreflightError(f"{s.where}vrrp_instance {s.name}: interface {s.interface} "
-                                     "does not exist") from None
+                if not allow_missing:
+                    raise PreflightError(f"{s.where}vrrp_instance {s.name}: interface {s.interface} "
+                                         "does not exist") from None
+                log.warning("%svrrp_instance %s: interface %s does not exist; waiting in FAULT for it "
+                            "(dynamic_interfaces)", s.where, s.name, s.interface)
+                result.specs.append(s)
+                continue
             if not s.primary_address:
                 src = primary_address(s.interface, s.family)
                 if not src:
-                    raise PreflightError(
-                        f"vrrp_instance {s.name}: interface {s.interface} has no IPv{s.family} address"
-                        + (" (IPv6 needs a link-local address)" if s.family == 6 else ""))
-                s = dataclasses.replace(s, primary_address=src)
+                    log.warning("vrrp_instance %s: interface %s has no IPv%d address%s; waiting in FAULT for one",
+                                s.name, s.interface, s.family,
+                                " (IPv6 needs a link-local address)" if s.family == 6 else "")
+                else:
+                    s = dataclasses.replace(s, primary_address=src)
             result.specs.append(s)
             key = (s.interface, s.family)
             if key not in open_sockets and key not in result.opened:

@@ -43,6 +43,7 @@ class InstanceSpec:
     advert_int: float = 1.0
     advert_addresses: tuple[str, ...] = ()
     primary_address: str = ""
+    source_configured: bool = False  # primary_address is unicast_src_ip / mcast_src_ip, not the interface's
     interface: str = ""
     initial_state: str = "BACKUP"
     nopreempt: bool = False
@@ -60,6 +61,13 @@ class InstanceSpec:
     garp_master_refresh: float = 0.0
     garp_master_refresh_repeat: int = 1
     lower_prio_no_advert: bool = False
+    # keepalived's split-brain repair (issue 10): a MASTER hearing a lower-priority master
+    # re-announces its VIPs (burst now, another after the delay); 0 repeats = off.
+    garp_lower_prio_delay: float = 5.0
+    garp_lower_prio_repeat: int = 5
+    higher_prio_send_advert: bool = False  # advertise once before yielding to a higher master
+    garp_interval: float = 0.0  # seconds between two gratuitous ARPs on the interface (garp_group / global)
+    gna_interval: float = 0.0  # the same for unsolicited neighbour advertisements
     virtual_ipaddresses: tuple[Any, ...] = ()
     virtual_ipaddresses_excluded: tuple[Any, ...] = ()
     virtual_routes: tuple[Any, ...] = ()
@@ -119,7 +127,11 @@ class SendGratuitous(Action):
     """Send ``count`` gratuitous ARPs / unsolicited NAs for ``addresses`` now.
 
     ``why`` is "master" (first burst), "master-delay" (second burst after
-    garp_master_delay), "refresh" or "lower-priority".
+    garp_master_delay), "refresh", "lower-priority" (a lower-priority master
+    was heard) or "lower-priority-delay" (the burst garp_lower_prio_delay
+    later). ``interval`` / ``na_interval``: the least time between two
+    gratuitous ARPs / NAs sent on the interface (keepalived's
+    vrrp_garp_interval, vrrp_gna_interval, garp_group); 0 = back to back.
     """
 
     addresses: tuple[Any, ...]
@@ -127,6 +139,8 @@ class SendGratuitous(Action):
     count: int = 1
     why: str = "master"
     at: float = 0.0
+    interval: float = 0.0
+    na_interval: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,19 @@ class SplitBrain(Action):
 
 
 @dataclass(frozen=True)
+class LowerPriorityHeard(Action):
+    """As MASTER we heard ``peer`` advertise a lower priority (or lose the tie): another master exists.
+
+    keepalived's trigger for garp_lower_prio_repeat (of this instance and of
+    its sync-group siblings) and for notify_master_rx_lower_pri.
+    """
+
+    peer: str
+    peer_priority: int
+    at: float
+
+
+@dataclass(frozen=True)
 class NodeEvent:
     """Base class of what the node (not one instance) reports: drops, VIP set, groups."""
 
@@ -210,6 +237,21 @@ class GroupStateChanged(NodeEvent):
 
     group: str
     state: str
+    at: float
+
+
+@dataclass(frozen=True)
+class InterfaceChanged(NodeEvent):
+    """``interface`` appeared (``present``, with ``ifindex``), disappeared, or was re-created with a new index.
+
+    The executor rebuilds the VRRP sockets of the interface: a socket stays bound to the index it
+    was opened on, and a re-created interface has a new one.
+    """
+
+    interface: str
+    present: bool
+    ifindex: int | None
+    old_ifindex: int | None
     at: float
 
 

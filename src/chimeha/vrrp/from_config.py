@@ -68,6 +68,67 @@ def _initial_state(inst: Any) -> str:
     return inst.state
 
 
+def _seconds(words) -> float | None:
+    try:
+        value = float(words[0])
+    except (IndexError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
+def garp_intervals(config: Any) -> dict[str, tuple[float | None, float | None]]:
+    """Interface -> (garp_interval, gna_interval) from the ``garp_group`` blocks (None: not set there).
+
+    keepalived: an interface takes the first garp_group naming it; others use the global
+    vrrp_garp_interval / vrrp_gna_interval.
+    """
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for block in getattr(config, "blocks", ()) or ():
+        if block.keyword != "garp_group":
+            continue
+        garp = gna = None
+        names: list[str] = []
+        for child in block.children or ():
+            if child.keyword == "garp_interval":
+                garp = _seconds(child.args)
+            elif child.keyword == "gna_interval":
+                gna = _seconds(child.args)
+            elif child.keyword == "interface" and child.args:
+                names.append(child.args[0])
+            elif child.keyword == "interfaces":
+                names.extend(child.args)
+                names.extend(c.keyword for c in child.children or ())
+        for name in names:
+            out.setdefault(name, (garp, gna))
+    return out
+
+
+def _garp_settings(config: Any, inst: Any) -> dict[str, Any]:
+    """The lower-priority GARP, higher_prio_send_advert and pacing fields of a spec (keepalived's defaults)."""
+    gd = config.global_defs
+    strict = bool(getattr(inst, "strict_mode", False) or gd.vrrp_strict)
+    repeat = inst.garp_lower_prio_repeat
+    if repeat is None:
+        repeat = gd.vrrp_garp_lower_prio_repeat if gd.vrrp_garp_lower_prio_repeat is not None else gd.vrrp_garp_master_repeat
+    delay = inst.garp_lower_prio_delay
+    if delay is None:
+        delay = gd.vrrp_garp_lower_prio_delay if gd.vrrp_garp_lower_prio_delay is not None else gd.vrrp_garp_master_delay
+    higher = inst.higher_prio_send_advert
+    if higher is None:
+        higher = gd.vrrp_higher_prio_send_advert
+    garp, gna = garp_intervals(config).get(inst.interface or "", (None, None))
+    if garp is None and gna is None:  # no garp_group for this interface: the global values
+        garp, gna = gd.vrrp_garp_interval, gd.vrrp_gna_interval
+    return {
+        # keepalived 2.2.7 (vrrp.c): strict mode turns both off.
+        "garp_lower_prio_repeat": 0 if strict else repeat,
+        "garp_lower_prio_delay": 0.0 if strict else delay,
+        "higher_prio_send_advert": False if strict else bool(higher),
+        "garp_interval": garp or 0.0,
+        "gna_interval": gna or 0.0,
+    }
+
+
 def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
     """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst``."""
     gd = config.global_defs
@@ -83,6 +144,7 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         advert_int=inst.advert_int,
         advert_addresses=advert,
         primary_address=primary_address or inst.unicast_src_ip or inst.mcast_src_ip or "",
+        source_configured=bool(inst.unicast_src_ip or inst.mcast_src_ip),
         interface=inst.interface or "",
         initial_state=_initial_state(inst),
         nopreempt=inst.nopreempt,
@@ -103,6 +165,7 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         garp_master_refresh=inst.garp_master_refresh,
         garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
         lower_prio_no_advert=inst.lower_prio_no_advert,
+        **_garp_settings(config, inst),
         virtual_ipaddresses=tuple(inst.virtual_ipaddresses),
         virtual_ipaddresses_excluded=tuple(inst.virtual_ipaddresses_excluded),
         virtual_routes=tuple(inst.virtual_routes),

@@ -48,11 +48,25 @@ driven by :meth:`get_timer`, or when we leave MASTER ourselves.
 
 Gratuitous ARP/NA on becoming MASTER: a burst of ``garp_master_repeat`` at
 once, another after ``garp_master_delay``, then every ``garp_master_refresh``
-(if set) ``garp_master_refresh_repeat`` at a time.
+(if set) ``garp_master_refresh_repeat`` at a time. As keepalived does (2.2.7
+vrrp_state_master_rx), every lower-priority advert a MASTER hears also
+triggers ``garp_lower_prio_repeat`` announcements at once and again
+``garp_lower_prio_delay`` later: the rival master has just pointed the
+clients' ARP caches at itself, and this points them back once the partition
+heals. With ``higher_prio_send_advert`` a MASTER that yields to a higher
+priority sends one advert of its own first (keepalived's option).
+
+Start-up and interfaces (keepalived, not the RFC): :meth:`start` may hold
+the instance for a ``startup_delay`` (vrrp_startup_delay): the instance is a
+BACKUP whose Master_Down_Timer counts from the end of the delay, so it hears
+the current master but cannot take over before then. :meth:`set_link` puts
+the instance in FAULT while its interface is missing (or has no address to
+advertise from) and lets it recover when the interface is usable again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from chimeha.track.weights import (Effective, causes_fault, effective_priority, file_contribution,
@@ -62,6 +76,7 @@ from chimeha.vrrp.events import (
     AddAddresses,
     Counters,
     InstanceSpec,
+    LowerPriorityHeard,
     PriorityChanged,
     RemoveAddresses,
     SendAdvert,
@@ -72,6 +87,11 @@ from chimeha.vrrp.events import (
 )
 from chimeha.vrrp.packet import Advertisement
 from chimeha.vrrp.timing import master_down_interval, skew_time, wire_interval
+
+
+#: At most this many garp_lower_prio_delay bursts wait at once (keepalived starts one timer per
+#: lower-priority advert; a rival advertising fast must not grow the list without bound).
+_MAX_PENDING_BURSTS = 16
 
 
 def _ip_key(addr: str) -> int:
@@ -111,6 +131,9 @@ class VrrpInstance:
         self._advert_at: float | None = None
         self._garp_delay_at: float | None = None
         self._garp_refresh_at: float | None = None
+        self._garp_lower_at: list[float] = []  # pending garp_lower_prio_delay bursts (keepalived stacks them)
+        self._hold_until: float = 0.0  # vrrp_startup_delay: no takeover before this
+        self._link_fault: str | None = None  # the interface is missing / has no address
         self._preempt_until: float = 0.0
         # Split brain: rival master address -> (last heard, its priority, forget at).
         self._rivals: dict[str, tuple[float, int, float]] = {}
@@ -125,8 +148,13 @@ class VrrpInstance:
 
     @property
     def in_fault(self) -> bool:
-        """True when own tracking or the sync group demands FAULT."""
-        return bool(self._faults) or self._group_fault is not None
+        """True when own tracking, the interface or the sync group demands FAULT."""
+        return bool(self._faults) or self._group_fault is not None or self._link_fault is not None
+
+    @property
+    def link_fault(self) -> str | None:
+        """Why the interface cannot be used (None: it can)."""
+        return self._link_fault
 
     @property
     def own_faults(self) -> tuple[str, ...]:
@@ -140,8 +168,9 @@ class VrrpInstance:
 
     @property
     def faults(self) -> tuple[str, ...]:
-        """Everything that holds this instance in FAULT: own tracks, then the group's reason."""
-        return self._faults + ((self._group_fault,) if self._group_fault else ())
+        """Everything that holds this instance in FAULT: own tracks, the interface, then the group's reason."""
+        return (self._faults + ((self._link_fault,) if self._link_fault else ())
+                + ((self._group_fault,) if self._group_fault else ()))
 
     def fault_reason(self) -> str:
         """Why this instance is (or would be) in FAULT, in operator words."""
@@ -162,23 +191,37 @@ class VrrpInstance:
             self.priority, self.master_adver_interval, self.spec.version, self.spec.down_timer_adverts
         )
 
-    def start(self, now: float) -> None:
-        """Leave INIT (RFC 5798 6.4.1)."""
+    def start(self, now: float, startup_delay: float = 0.0) -> None:
+        """Leave INIT (RFC 5798 6.4.1).
+
+        ``startup_delay`` (keepalived's vrrp_startup_delay): for that long
+        after ``now`` the instance is a BACKUP that cannot take over; its
+        Master_Down_Timer counts from the end of the delay (keepalived 2.2.7
+        vrrp_init_instance_sands). An address owner with ``state MASTER``
+        takes over when the delay ends.
+        """
         if self.state is not State.INIT:
             return
+        self._hold_until = now + startup_delay if startup_delay > 0 else 0.0
         self._preempt_until = now + self.spec.preempt_delay
         if self.in_fault:
             self._to_fault(now, self._fault_reason() + " at start")
-        elif self.spec.is_owner and self.spec.initial_state.upper() == "MASTER":
+        elif self.spec.is_owner and self.spec.initial_state.upper() == "MASTER" and not self._hold_until:
             self._to_master(now, "address owner (priority 255) starting as MASTER")
         else:
-            self._to_backup(now, "started", self.master_down_interval())
-            self._down_reason = None
+            # keepalived 2.2.7: a waiting owner times out of BACKUP 1 us after the delay ends.
+            owner = self.spec.is_owner and self.spec.initial_state.upper() == "MASTER"
+            reason = f"started (vrrp_startup_delay {startup_delay:g} s)" if self._hold_until else "started"
+            self._to_backup(now, reason, 0.0 if owner else self.master_down_interval())
+            self._down_reason = ("address owner (priority 255) starting as MASTER after vrrp_startup_delay"
+                                 if owner else None)
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (None: no timer)."""
         times = [t for t in (self._down_at, self._advert_at, self._garp_delay_at, self._garp_refresh_at) if t is not None]
         times.extend(forget for _, _, forget in self._rivals.values())
+        if self._garp_lower_at:
+            times.append(self._garp_lower_at[0])
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -201,6 +244,10 @@ class VrrpInstance:
                 self._garp_refresh_at = self._garp_refresh_at + self.spec.garp_master_refresh
             else:
                 self._garp_refresh_at = None
+        while self._garp_lower_at and now >= self._garp_lower_at[0]:
+            self._garp_lower_at.pop(0)
+            if self.state is State.MASTER:
+                self._garp(now, self.spec.garp_lower_prio_repeat, "lower-priority-delay")
         if self._rivals:
             self._forget_silent_rivals(now)
 
@@ -279,6 +326,28 @@ class VrrpInstance:
         self._group_fault = reason
         self._recompute(now, reason or "sync group recovered")
 
+    def set_link(self, fault: str | None, now: float) -> None:
+        """The interface became unusable (``fault``: why, e.g. "interface eth0 does not exist") or usable (None).
+
+        An unusable interface holds the instance in FAULT like a failed
+        weight-0 track; a usable one lets it recover to BACKUP, with the
+        Master_Down_Timer restarted, as after any FAULT.
+        """
+        if fault == self._link_fault:
+            return
+        self._link_fault = fault
+        self._recompute(now, fault or "interface usable again")
+
+    def announce_lower_priority(self, now: float) -> None:
+        """A sync-group sibling heard a lower-priority master: re-announce our VIPs too (keepalived does)."""
+        if self.state is State.MASTER:
+            self._lower_prio_garp(now)
+
+    def with_primary_address(self, address: str) -> None:
+        """The interface's address to advertise from was learned (it was missing at start or changed)."""
+        if address and address != self.spec.primary_address:
+            self.spec = dataclasses.replace(self.spec, primary_address=address)
+
     def force_state(self, new: State, now: float, reason: str) -> None:
         """Sync group: follow a member into MASTER or BACKUP (ignored while in FAULT/INIT)."""
         if self.state in (State.FAULT, State.INIT) or self.state is new:
@@ -341,7 +410,7 @@ class VrrpInstance:
     def _backup_advert(self, adv: Advertisement, now: float) -> None:
         if adv.priority == 0:
             self.master = adv.source
-            self._down_at = now + self.skew_time()
+            self._down_at = max(now, self._hold_until) + self.skew_time()
             self._down_reason = f"received priority 0 from {adv.source}"
             return
         preempt_window = now < self._preempt_until
@@ -353,7 +422,7 @@ class VrrpInstance:
             self.master = adv.source
             self.master_priority = adv.priority
             self._last_advert_at = now
-            self._down_at = now + self.master_down_interval()
+            self._down_at = max(now, self._hold_until) + self.master_down_interval()
             self._down_reason = None
         else:
             self.counters.lower_priority_received += 1
@@ -374,6 +443,10 @@ class VrrpInstance:
         higher = adv.priority > self.priority
         tie_lost = adv.priority == self.priority and _ip_key(adv.source) > _ip_key(self.spec.primary_address)
         if higher or tie_lost:
+            if self.spec.higher_prio_send_advert:
+                # keepalived: one advert of ours first, so a peer that cannot hear
+                # the other master (a half-healed partition) learns that we yield.
+                self._send_advert(now)
             if self.spec.version == 3 and adv.interval > 0:
                 self.master_adver_interval = adv.interval
             self.master = adv.source
@@ -400,6 +473,16 @@ class VrrpInstance:
             # advert cadence from this advert (measured against 2.2.7).
             self._send_advert(now)
             self._advert_at = now + self.advert_interval
+        self._lower_prio_garp(now)
+        self._actions.append(LowerPriorityHeard(self.name, adv.source, adv.priority, now))
+
+    def _lower_prio_garp(self, now: float) -> None:
+        """keepalived's answer to a lower-priority master: point the clients back at us."""
+        if self.spec.garp_lower_prio_repeat <= 0:
+            return
+        self._garp(now, self.spec.garp_lower_prio_repeat, "lower-priority")
+        if self.spec.garp_lower_prio_delay > 0 and len(self._garp_lower_at) < _MAX_PENDING_BURSTS:
+            self._garp_lower_at.append(now + self.spec.garp_lower_prio_delay)
 
     def _report_rival(self, adv: Advertisement, now: float) -> None:
         if self._split_since is None:
@@ -474,11 +557,13 @@ class VrrpInstance:
         return f"{track_label(track)} {track.name} {detail}{rev}"
 
     def _fault_reason(self) -> str:
+        if self._link_fault:  # the root cause: a missing interface also fails its carrier track
+            return self._link_fault
         if self._faults:
             parts = [self._track_words(t, self._track_states.get(t.name, t.init_ok)) for t in self.spec.tracks
                      if self._faulting(t)]
             return " and ".join(parts)
-        return self._group_fault or "fault"
+        return self._link_fault or self._group_fault or "fault"
 
     def _takeover_reason(self, now: float) -> str:
         if self._down_reason:
@@ -511,7 +596,7 @@ class VrrpInstance:
         if was_master:
             self.counters.released_master += 1
             self._remove_addresses(now)
-        self._down_at = now + down_in
+        self._down_at = max(now, self._hold_until) + down_in
         self._change(State.BACKUP, now, reason)
 
     def _to_fault(self, now: float, reason: str) -> None:
@@ -539,6 +624,7 @@ class VrrpInstance:
 
     def _cancel_timers(self) -> None:
         self._down_at = self._advert_at = self._garp_delay_at = self._garp_refresh_at = None
+        self._garp_lower_at.clear()
 
     # -- outputs ---------------------------------------------------------
     def _send_advert(self, now: float, priority: int | None = None) -> None:
@@ -561,5 +647,7 @@ class VrrpInstance:
     def _garp(self, now: float, count: int, why: str) -> None:
         if count <= 0:
             return
-        addrs = self.spec.virtual_ipaddresses + self.spec.virtual_ipaddresses_excluded
-        self._actions.append(SendGratuitous(self.name, addrs, self.spec.interface, count, why, now))
+        s = self.spec
+        addrs = s.virtual_ipaddresses + s.virtual_ipaddresses_excluded
+        self._actions.append(SendGratuitous(self.name, addrs, s.interface, count, why, now,
+                                            interval=s.garp_interval, na_interval=s.gna_interval))

@@ -30,6 +30,18 @@ sync-group state was last reported (keepalived reports a group once all
 members agree). Executor feedback (a failed send) comes back through
 :meth:`note_send`.
 
+Interfaces (keepalived's interface lifecycle): :meth:`set_interface` tells
+the node that an interface exists (with its index and the addresses to
+advertise from) or not. An instance whose interface is missing, or has no
+address of the instance's family when none is configured (an IPv6 instance
+needs the link-local address), waits in FAULT and recovers by itself; a new
+index (the interface was deleted and created again) is reported as
+:class:`InterfaceChanged` before any state change it causes, so the
+executor rebuilds the sockets first. ``start(now, startup_delay)`` is
+keepalived's vrrp_startup_delay. A sync-group member that hears a
+lower-priority master makes its siblings re-announce their VIPs too
+(keepalived 2.2.7 vrrp_state_master_rx).
+
 Within one instance's actions the order is the instance's, except that on
 takeover the VIPs and their gratuitous ARP/NA are queued before the
 advertisement: the old master lets go when it hears that advert, so the
@@ -44,9 +56,9 @@ from typing import Iterable, Mapping, Sequence
 from chimeha.errors import ConfigError
 from chimeha.vrrp import ah as ah_wire
 from chimeha.vrrp import packet
-from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceSpec, NodeEvent, PacketDropped,
-                                 PriorityChanged, RemoveAddresses, SendAdvert, SendGratuitous, SplitBrain,
-                                 State, StateChanged, VipsChanged)
+from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceSpec, InterfaceChanged,
+                                 LowerPriorityHeard, NodeEvent, PacketDropped, PriorityChanged, RemoveAddresses,
+                                 SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
 from chimeha.vrrp.instance import VrrpInstance
 from chimeha.vrrp.node_types import InstanceStats, InstanceStatus, ReloadPlan, spec_key
 from chimeha.vrrp.sync_group import SyncGroup
@@ -93,6 +105,7 @@ class VrrpNode:
         self._group_words: dict[str, str] = {}
         self._started = False
         self._ah = ah_wire.AhGuard()
+        self._ifindex: dict[str, int | None] = {}  # interface -> index last reported (None: missing)
         self._install(specs, groups or {}, keep={})
 
     # -- structure ----------------------------------------------------------
@@ -161,12 +174,54 @@ class VrrpNode:
                          for va in self._instances[n].spec.virtual_ipaddresses)
 
     # -- inputs -------------------------------------------------------------
-    def start(self, now: float) -> None:
-        """Leave INIT: every instance starts (RFC 5798 6.4.1); tracked results set before count."""
+    def start(self, now: float, startup_delay: float = 0.0) -> None:
+        """Leave INIT: every instance starts (RFC 5798 6.4.1); tracked results and interfaces set before count.
+
+        ``startup_delay`` (vrrp_startup_delay): no instance takes over before ``now + startup_delay``.
+        """
         self._started = True
         for inst in self._instances.values():
-            inst.start(now)
+            inst.start(now, startup_delay)
         self._flush(self._instances, now)
+
+    def set_interface(self, ifname: str, present: bool, ifindex: int | None, now: float, *,
+                      sources: Mapping[int, str | None] | None = None) -> tuple[str, ...]:
+        """The interface ``ifname`` exists (``present``, index ``ifindex``) or not; returns the instances on it.
+
+        ``sources`` maps a family (4, 6) to the interface's address that
+        adverts leave from (first primary IPv4 / the IPv6 link-local), None
+        when it has none; a family left out is not judged. The first report
+        of an interface records its index; a later change of index (deleted,
+        created again) queues :class:`InterfaceChanged`.
+        """
+        index = ifindex if present else None
+        known = ifname in self._ifindex
+        old = self._ifindex.get(ifname)
+        self._ifindex[ifname] = index
+        if known and old != index:
+            self._queue.append(InterfaceChanged(ifname, present, index, old, now))
+        touched = tuple(n for n, i in self._instances.items() if i.spec.interface == ifname)
+        for n in touched:
+            inst = self._instances[n]
+            spec = inst.spec
+            fault = None
+            if not present:
+                fault = f"interface {ifname} does not exist"
+            elif sources is not None and spec.family in sources and not spec.source_configured:
+                src = sources[spec.family]
+                if src:
+                    inst.with_primary_address(src)
+                else:
+                    fault = (f"interface {ifname} has no IPv6 link-local address" if spec.family == 6
+                             else f"interface {ifname} has no IPv4 address")
+            inst.set_link(fault, now)
+        if self._started:
+            self._flush(touched, now)
+        return touched
+
+    def interface_index(self, ifname: str) -> int | None:
+        """The index last reported for ``ifname`` (None: missing or never reported)."""
+        return self._ifindex.get(ifname)
 
     def receive_datagram(self, payload: bytes, source: str, destination: str, ttl_or_hop_limit: int | None,
                          family: int, ifname: str, now: float, *, ah: bool = False) -> None:
@@ -327,6 +382,8 @@ class VrrpNode:
             if name in keep:
                 continue
             inst = self._instances[name]
+            if spec.interface in self._ifindex and self._ifindex[spec.interface] is None:
+                inst.set_link(f"interface {spec.interface} does not exist", now)  # still missing
             inst.start(now)
             if name in gone:
                 self._queue.append(RemoveAddresses(name, gone[name], (), (), now))
@@ -400,6 +457,15 @@ class VrrpNode:
         elif isinstance(a, PriorityChanged):
             self.generation += 1
             q.append(a)
+        elif isinstance(a, LowerPriorityHeard):
+            q.append(a)
+            grp = self._group_of.get(inst.name)
+            for sib in grp.members if grp is not None else ():
+                if sib is not inst:
+                    sib.announce_lower_priority(a.at)
+                    for action in sib.pop_actions():
+                        self._account(sib, action)
+                    self._deadlines[sib.name] = sib.get_timer()
         else:
             q.append(a)
 
