@@ -253,12 +253,11 @@ bfd_instance b1 {
 }
 """
     r = one(text)
-    # Static addresses/routes/rules and garp groups are read but do not act yet: each says so once
-    # at its block (not again for what is inside); bfd_instance acts (issue 12); the unknown keyword
-    # is still reported.
+    # Static addresses/routes/rules are read but do not act yet: each says so once at its block
+    # (not again for what is inside); garp_group (issue 10) and bfd_instance (issue 12) act; the
+    # unknown keyword is still reported.
     assert [(d.line, d.code) for d in r.diagnostics] == [
-        (1, "not-implemented"), (4, "not-implemented"), (7, "not-implemented"), (10, "not-implemented"),
-        (18, "unknown-keyword")]
+        (1, "not-implemented"), (4, "not-implemented"), (7, "not-implemented"), (18, "unknown-keyword")]
     c = r.config
     assert c.static_ipaddresses[0].address == "192.168.1.1/24" and c.static_ipaddresses[0].dev == "eth0"
     assert (c.static_routes[0].destination, c.static_routes[0].via, c.static_routes[0].dev) == ("10.0.0.0/8", "192.168.1.254", "eth0")
