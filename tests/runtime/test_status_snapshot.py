@@ -135,7 +135,6 @@ class Lvs:
 @pytest.mark.parametrize("snap, want", [
     ({"virtual_servers": [{"virtual_server": "a"}], "errors": []}, [{"virtual_server": "a"}]),
     ({"errors": ["x"]}, []),
-    ([{"virtual_server": "b"}], [{"virtual_server": "b"}]),
 ])
 def test_snapshot_virtual_servers_from_the_manager(snap, want):
     assert status.snapshot(daemon_for_snapshot(master_node(), lvs=Lvs(snap)))["virtual_servers"] == want
