@@ -24,18 +24,24 @@ IPPROTO_AH = 51
 VRRP_GROUP_V4 = "224.0.0.18"
 VRRP_GROUP_V6 = "ff02::12"
 
-# Linux constants missing from Python's socket module on some builds.
-IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
-IP_TTL = getattr(socket, "IP_TTL", 2)
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
-IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
-IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
-IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
-SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
-IP_HDRINCL = getattr(socket, "IP_HDRINCL", 3)
-IPV6_MULTICAST_ALL = 29
-IP_MULTICAST_ALL = 49
+from chimeha.net.sockopt import (IP_HDRINCL, IP_MULTICAST_ALL, IP_PKTINFO, IP_RECVTTL, IP_TTL,  # noqa: F401
+                                 IPV6_HOPLIMIT, IPV6_MULTICAST_ALL, IPV6_PKTINFO, IPV6_RECVHOPLIMIT,
+                                 IPV6_RECVPKTINFO, SO_BINDTODEVICE)
+
+
+def _ipv4_receive_options(sock: socket.socket, ifindex: int, src_addr: str | None) -> None:
+    """No loopback of our own packets, the TTL and destination of each received one, only the
+    groups this socket joined, and multicast sent out of ``ifindex`` (from ``src_addr``)."""
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+    except OSError:
+        pass
+    mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4), socket.inet_aton(src_addr or "0.0.0.0"),
+                        ifindex)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
 
 
 class VrrpSocketError(OSError):
@@ -92,16 +98,7 @@ class VrrpSocket:
             if family == 4:
                 sock.setsockopt(socket.IPPROTO_IP, IP_TTL, 255)
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-                try:
-                    sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-                except OSError:
-                    pass
-                mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4),
-                                    socket.inet_aton(src_addr or "0.0.0.0"), self.ifindex)
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+                _ipv4_receive_options(sock, self.ifindex, src_addr)
             else:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
@@ -158,15 +155,8 @@ class VrrpSocket:
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
             sock.setsockopt(socket.IPPROTO_IP, IP_HDRINCL, 1)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            try:
-                sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
-            except OSError:
-                pass
+            _ipv4_receive_options(sock, self.ifindex, None)
             mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4), bytes(4), self.ifindex)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
             if self.joined:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
         except OSError as exc:

@@ -44,17 +44,11 @@ from chimeha.bfd.node import BfdNode
 from chimeha.bfd.packet import CONTROL_PORT, REQUIRED_TTL, SOURCE_PORTS, SessionState, encode
 from chimeha.bfd.session import SendControl, SessionChanged, SessionSpec
 from chimeha.errors import HostError
+from chimeha.net.sockopt import (IP_PKTINFO, IP_RECVTTL, IP_TTL, IPV6_HOPLIMIT, IPV6_PKTINFO, IPV6_RECVHOPLIMIT,
+                                 IPV6_RECVPKTINFO)
 
 log = logging.getLogger("chimeha.bfd")
 
-# Linux values, missing from Python's socket module on some builds.
-IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
-IP_TTL = getattr(socket, "IP_TTL", 2)
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
-IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
-IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
-IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 _ANC = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(32)
 
 

@@ -33,6 +33,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from chimeha.runtime.tasks import cancel_and_wait
+
 _log = logging.getLogger("chimeha.lvs.sync")
 
 DEFAULT_GROUP = "225.0.0.50"  # conntrackd's own example defaults
@@ -236,13 +238,8 @@ class ConntrackSync:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         proc = self.proc
         if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

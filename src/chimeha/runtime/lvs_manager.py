@@ -37,6 +37,7 @@ from chimeha.lvs.reconcile import diff
 from chimeha.lvs.types import DesiredState, LvsConfigError
 from chimeha.runtime.conntrackd import ConntrackSync
 from chimeha.runtime.scripts import run_program
+from chimeha.runtime.tasks import cancel_and_wait
 
 _log = logging.getLogger("chimeha.lvs")
 
@@ -179,13 +180,8 @@ class LvsManager:
 
     async def stop(self) -> None:
         """Stop checkers, remove the nft table / close listeners, run omega notifiers."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for mon in self._monitors.values():
             await mon.stop()
         self._monitors.clear()

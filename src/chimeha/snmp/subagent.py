@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from chimeha import __version__
+from chimeha.runtime.tasks import cancel_and_wait
 from chimeha.snmp import agentx, mib
 from chimeha.snmp.mib_checker import checker_objects
 
@@ -65,12 +66,7 @@ class Subagent:
                 await asyncio.wait_for(self._writer.drain(), 1.0)
             except (OSError, asyncio.TimeoutError):
                 pass
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self._close_writer()
 
     def _close_writer(self) -> None:
