@@ -156,3 +156,33 @@ def test_frr_json_parsing():
     summary = {"ipv4Unicast": {"peers": {"10.0.0.1": {"state": "Established", "remoteAs": 65000, "pfxSnt": 1}}}}
     s = frr.sessions(json.dumps(summary))
     assert s["10.0.0.1"]["state"] == "Established" and s["10.0.0.1"]["prefixes_sent"] == 1
+
+
+SCRIPT = "vrrp_script chk_app {\n    script \"/usr/bin/pgrep chime-server\"\n}\n"
+
+
+def test_track_script_gates_every_announcement():
+    res = loads(SCRIPT + VS + "chimeha_bgp {\n" + GOOD + "    track_script {\n        chk_app\n    }\n}\n", "b.conf")
+    bgp = build_bgp(res.config, [])
+    assert bgp.track_scripts == ("chk_app",)
+    by_vs, by_inst = policy.inputs(res.config, {"TCP 192.168.60.10:80": True}, {"VI": "MASTER"})
+    up = policy.decide(bgp, by_vs, by_inst, scripts={"chk_app": True})
+    assert up.announce == {"192.168.60.10/32", "192.168.70.5/32"}
+    for scripts in ({"chk_app": False}, {}, None):  # failing, not run yet, no tracker
+        down = policy.decide(bgp, by_vs, by_inst, scripts=scripts)
+        assert down.announce == frozenset()
+        assert down.withheld["192.168.60.10/32"] == "vrrp_script chk_app failing"
+
+
+def test_track_script_must_name_a_defined_vrrp_script():
+    res = loads(VS + "chimeha_bgp {\n" + GOOD + "    track_script {\n        chk_nope\n    }\n}\n", "b.conf")
+    errs = [(d.file, d.line, d.code) for d in res.errors]
+    assert ("b.conf", 28, "unknown-script") in errs, [str(d) for d in res.diagnostics]  # the track_script line
+
+
+def test_a_script_only_bgp_tracks_is_run_by_the_trackers():
+    from chimeha.runtime.tracking import Trackers
+
+    res = loads(SCRIPT + VS + "chimeha_bgp {\n" + GOOD + "    track_script chk_app\n}\n", "b.conf")
+    t = Trackers(res.config, [], lambda *a: None)
+    assert "chk_app" in t._wanted["script"]  # noqa: SLF001 - what start() will run

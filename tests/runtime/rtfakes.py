@@ -157,6 +157,7 @@ class FakeDaemon:
         self.datagram_error: Exception | None = None
         self.lvs = None
         self.dataplane = None
+        self.scripts: dict = {}  # vrrp_script name -> tracker (none run here)
 
     def datagram(self, key, rx) -> None:
         if self.datagram_error is not None:

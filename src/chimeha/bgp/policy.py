@@ -12,6 +12,9 @@ directors that forward. For each ``announce`` address:
   computed by :func:`chimeha.lvs.desired.desired_state`);
 * if a ``vrrp_instance`` carries the address, that instance must be MASTER
   (BACKUP, FAULT and a stopped instance withdraw);
+* every ``track_script`` of the block must pass (its result after rise/fall;
+  optional: an operator's own health gate, e.g. the seed's ``pgrep
+  chime-server``);
 * while the daemon stops, everything is withdrawn (before the data plane
   stops, so the router moves flows away first).
 
@@ -65,13 +68,21 @@ def inputs(config: Any, quorum: Mapping[str, bool], instance_states: Mapping[str
 
 
 def decide(bgp: BgpConfig, by_vs: Mapping[str, list[tuple[str, bool]]],
-           by_inst: Mapping[str, list[tuple[str, str]]], *, stopping: bool = False, now: float = 0.0) -> Decision:
-    """The prefixes to announce now (see the module docstring for the rules)."""
+           by_inst: Mapping[str, list[tuple[str, str]]], *, stopping: bool = False, now: float = 0.0,
+           scripts: Mapping[str, bool] | None = None) -> Decision:
+    """The prefixes to announce now (see the module docstring for the rules).
+
+    ``scripts``: vrrp_script name -> passing; a tracked script missing from it counts as failing.
+    """
     want, withheld = set(), {}
+    failing = [n for n in bgp.track_scripts if not (scripts or {}).get(n, False)]
     for a in bgp.announce:
         addr, prefix = a.address, a.prefix
         if stopping:
             withheld[prefix] = "the daemon is stopping"
+            continue
+        if failing:
+            withheld[prefix] = f"vrrp_script {', '.join(failing)} failing"
             continue
         lost = [vid for vid, ok in by_vs.get(addr, ()) if not ok]
         if lost:

@@ -20,6 +20,9 @@ problem with FILE:LINE (see docs/bgp.md for the grammar)::
         med 10
         prepend 2
         forwarding direct           # nat (default) | direct: stateless Maglev steering, DSR
+        track_script {              # optional: announce only while these vrrp_scripts pass
+            chk_chime_server
+        }
     }
 """
 
@@ -34,7 +37,7 @@ from .model import Block, Config, Diagnostic, Where
 
 KEYWORD = "chimeha_bgp"
 KEYWORDS = frozenset({"local_as", "router_id", "hold_time", "keepalive", "neighbor", "announce", "community",
-                      "med", "prepend", "state_dir", "speaker", "forwarding"})
+                      "med", "prepend", "state_dir", "speaker", "forwarding", "track_script"})
 FORWARDING = ("nat", "direct")
 NEIGHBOR_KEYWORDS = frozenset({"remote_as", "bfd"})
 WELL_KNOWN_COMMUNITIES = frozenset({"no-export", "no-advertise", "local-AS", "graceful-shutdown", "blackhole",
@@ -195,6 +198,7 @@ def build_bgp(config: Config, diags: list[Diagnostic]) -> BgpConfig | None:
     neighbors: list[Neighbor] = []
     announce: list[Announce] = []
     communities: list[str] = []
+    tracked: list[str] = []
     known = service_addresses(config)
     keepalive_set = False
     for b in top.children or ():
@@ -252,6 +256,15 @@ def build_bgp(config: Config, diags: list[Diagnostic]) -> BgpConfig | None:
                 s.error(b.where, "bad-value", f"forwarding '{w}': expected one of {', '.join(FORWARDING)}")
             elif w is not None:
                 f["forwarding"] = w
+        elif k == "track_script":
+            names = list(b.args) + [c.keyword for c in b.children or ()]
+            if not names:
+                s.error(b.where, "missing-parameter", "track_script names no vrrp_script")
+            for name in names:
+                if name not in config.vrrp_scripts:
+                    s.error(b.where, "unknown-script", f"track_script {name}: no vrrp_script {name} is defined")
+                elif name not in tracked:
+                    tracked.append(name)
         elif k in ("state_dir", "speaker"):
             w = _one(s, b)
             if w is not None:
@@ -278,7 +291,8 @@ def build_bgp(config: Config, diags: list[Diagnostic]) -> BgpConfig | None:
         f.pop("med", None)
     if s.failed or "local_as" not in f:
         return None
-    return BgpConfig(neighbors=tuple(neighbors), announce=tuple(announce), communities=tuple(communities), **f)
+    return BgpConfig(neighbors=tuple(neighbors), announce=tuple(announce), communities=tuple(communities),
+                     track_scripts=tuple(tracked), **f)
 
 
 def _unknown(s: _Sink, b: Block, known: Iterable[str]) -> None:

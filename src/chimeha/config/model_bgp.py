@@ -46,6 +46,8 @@ class BgpConfig:
     #: (mh/sh) IPv4 services are steered statelessly to the real servers, which answer directly
     #: (chimeha.bgp.steer)
     forwarding: str = "nat"
+    #: vrrp_script names that must all pass for anything to be announced (``track_script { ... }``)
+    track_scripts: tuple[str, ...] = ()
     state_dir: str = "/run/chime-ha/bgp"
     speaker: str = "/usr/lib/frr/bgpd"
     where: Where = NOWHERE

@@ -262,7 +262,9 @@ class BgpManager:
         quorum = dict(getattr(getattr(lvs, "desired", None), "quorum", {}) or {})
         states = {st.name: str(st.state) for st in self.daemon.node.status()}
         by_vs, by_inst = policy.inputs(self.daemon.config, quorum, states)
-        return policy.decide(self.bgp, by_vs, by_inst, stopping=self._stopping, now=time.monotonic())
+        scripts = {name: t.state.ok for name, t in self.daemon.scripts.items()}
+        return policy.decide(self.bgp, by_vs, by_inst, stopping=self._stopping, now=time.monotonic(),
+                             scripts=scripts)
 
     async def reconcile(self) -> None:
         d = self._decide()

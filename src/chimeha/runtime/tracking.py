@@ -12,6 +12,7 @@ import logging
 from typing import Any, Callable
 
 from chimeha.runtime.fast_detect import FastDetector
+from chimeha.config.build_bgp import build_bgp
 from chimeha.runtime.scripts import ScriptTracker, stop_all
 from chimeha.runtime.trackers import (FileWatcher, InterfaceWatcher, ProcessWatcher, init_track_file,
                                       process_quorum_ok)
@@ -36,6 +37,9 @@ class Trackers:
         for s in specs:
             for t in s.tracks:
                 self._wanted.setdefault(t.kind, set()).add(t.name)
+        # chimeha_bgp's track_script gates announcements: those scripts run even if no instance tracks them
+        bgp = build_bgp(config, []) if config is not None else None
+        self._wanted["script"].update(bgp.track_scripts if bgp is not None else ())
         self._on_change = on_change
 
     def start(self) -> None:
