@@ -2,9 +2,12 @@
 
 No protocol decision is made here. Order and limits:
 
-* netlink work (VIPs, routes, GARP) runs FIFO in one worker thread; an
-  advertisement queued after a VIP add of the same instance is sent only
-  once the worker has installed the VIP and sent its gratuitous ARP/NA;
+* netlink work (VIPs, routes) runs FIFO in one worker thread, GARP in
+  another; an advertisement queued after a VIP add of the same instance
+  is sent only once the worker has installed the VIP and the first round
+  of its gratuitous ARP/NA is out (that advert makes the old master let
+  go: clients must already be pointed here). The GARP wait is bounded by
+  GARP_WAIT so a stuck announcement never silences a master;
 * a failed send is fed back to the node (``note_send``) and logged at the
   1st, 10th, 100th and every 1000th time; receive errors are counted;
 * every hook runs in its own try: one broken observer cannot stop VRRP.
@@ -25,6 +28,7 @@ from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, PacketDropped,
 log = logging.getLogger("chimeha.runtime")
 
 READS_PER_WAKEUP = 64  # bounded so one flood cannot starve the timers
+GARP_WAIT = 0.1  # at most this long (s) a takeover advert waits for its first gratuitous round
 
 
 def _rare(n: int) -> bool:
@@ -41,6 +45,7 @@ class Executor:
         self.notifier = Notifier()
         self._cache: dict[tuple, bytes] = {}
         self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
+        self._announced: dict[str, concurrent.futures.Future] = {}  # instance -> first round of its takeover GARP
         self._holding: dict[str, bool] = {}  # instance -> its VIPs were last added (read by the garp thread)
         self._send_errors = 0
 
@@ -101,17 +106,18 @@ class Executor:
         if isinstance(a, SendAdvert):
             self._advert(a)
         elif isinstance(a, (AddAddresses, RemoveAddresses)):
-            spec = self.daemon.node.spec(a.instance) if a.instance in self.daemon.node.names else None
+            spec = self._spec(a.instance)
             dev = spec.interface if spec else ""
             self._holding[a.instance] = isinstance(a, AddAddresses)
+            self._announced.pop(a.instance, None)
             self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev,
                                                   isinstance(a, AddAddresses)))
         elif isinstance(a, SendGratuitous):
-            # Not tracked: the takeover advert waits for the VIP (netlink), not for the burst, whose
-            # first raw socket can take tens of ms (measured ~40 ms: long enough for a peer to
-            # declare us down and claim the VIP too).
-            self.nl.announce(a.instance, a.addresses, a.interface, a.count, after=self._pending.get(a.instance),
-                             wanted=lambda n=a.instance: self._holding.get(n, True))
+            first = self.nl.announce(a.instance, a.addresses, a.interface, a.count,
+                                     after=self._pending.get(a.instance),
+                                     wanted=lambda n=a.instance: self._holding.get(n, True))
+            if a.why == "master" and isinstance(first, concurrent.futures.Future):
+                self._announced[a.instance] = first
         elif isinstance(a, StateChanged):
             self._state_changed(a)
         elif isinstance(a, GroupStateChanged):
@@ -132,19 +138,42 @@ class Executor:
         if isinstance(fut, concurrent.futures.Future):
             self._pending[name] = fut
 
+    def _spec(self, name: str):
+        node = self.daemon.node
+        return node.spec(name) if node.state(name) is not None else None
+
     def _advert(self, a: SendAdvert) -> None:
-        fut = self._pending.get(a.instance)
-        if fut is not None and not fut.done():
-            loop = asyncio.get_running_loop()
-            fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._send, a))
+        """Send now, or once the VIP is in place and its first GARP round out (see the module doc)."""
+        vip = self._pending.get(a.instance)
+        garp = self._announced.pop(a.instance, None)
+        if (vip is None or vip.done()) and (garp is None or garp.done()):
+            self._send(a)
             return
-        self._send(a)
+        loop = asyncio.get_running_loop()
+        sent = []
+
+        def send_once() -> None:
+            if not sent:
+                sent.append(True)
+                self._send(a)
+
+        def after_vip(_f=None) -> None:
+            if garp is None or garp.done():
+                loop.call_soon_threadsafe(send_once)
+                return
+            garp.add_done_callback(lambda _g: loop.call_soon_threadsafe(send_once))
+            loop.call_soon_threadsafe(loop.call_later, GARP_WAIT, send_once)
+
+        if vip is None or vip.done():
+            after_vip()
+        else:
+            vip.add_done_callback(after_vip)
 
     def _send(self, a: SendAdvert) -> None:
         node = self.daemon.node
-        if a.instance not in node.names:
+        spec = self._spec(a.instance)
+        if spec is None:
             return
-        spec = node.spec(a.instance)
         sock = self.sockets.get((spec.interface, spec.family))
         for dst in spec.unicast_peers or (None,):
             try:
@@ -176,7 +205,7 @@ class Executor:
         if a.new is not State.INIT or a.old is not State.INIT:
             cfg = self.daemon.config.instances.get(a.instance) if self.daemon.config else None
             node = self.daemon.node
-            prio = node.instance(a.instance).priority if a.instance in node.names else 0
+            prio = node.instance(a.instance).priority if node.state(a.instance) is not None else 0
             self.notifier.notify("INSTANCE", a.instance, "STOP" if a.new is State.INIT else str(a.new), prio, cfg)
         for hook in list(self.daemon.state_hooks):
             try:
