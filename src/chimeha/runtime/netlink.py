@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ipaddress
 import logging
 import threading
 from typing import Callable
@@ -51,6 +52,7 @@ class NetlinkWorker:
         self._lock = threading.Lock()
         self._queue: list[tuple[Callable[[AddressManager], object], concurrent.futures.Future]] = []
         self._pass_queued = False
+        self._stale_seen: dict[str, set[str]] = {}  # dev -> addresses on it, within one pass (worker thread)
         self.passes = 0  # worker passes run (each drains everything queued before it began)
 
     def _m(self) -> AddressManager:
@@ -84,6 +86,7 @@ class NetlinkWorker:
                     done.append((fut, True, job(m)))
                 except BaseException as exc:  # handed to whoever waits on the future
                     done.append((fut, False, exc))
+        self._stale_seen.clear()
         for fut, ok, value in done:
             if ok:
                 fut.set_result(value)
@@ -184,11 +187,23 @@ class NetlinkWorker:
             for va in addresses:
                 try:
                     vip = vip_from_config(va, dev)
-                    if m.delete(vip):
+                    if vip.address in self._present(m, vip.dev) and m.delete(vip):
+                        self._stale_seen[vip.dev].discard(vip.address)
                         log.info("%s: removed stale VIP %s left by a previous run", name, vip)
                 except (AddressError, ValueError) as exc:
                     log.warning("%s: stale VIP check for %s: %s", name, getattr(va, "address", va), exc)
         return self.submit(work)
+
+    def _present(self, m: AddressManager, dev: str) -> set[str]:
+        """The addresses on ``dev``, dumped once per pass for the stale checks (not one delete per VIP)."""
+        seen = self._stale_seen.get(dev)
+        if seen is None:
+            try:
+                seen = {str(ipaddress.ip_address(a.split("%")[0])) for a in m.addresses(dev)}
+            except (AddressError, ValueError):
+                seen = set()
+            self._stale_seen[dev] = seen
+        return seen
 
     def close(self) -> None:
         def close_announcers() -> None:
