@@ -46,6 +46,7 @@ class Executor:
         self._cache: dict[tuple, bytes] = {}
         self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
         self._announced: dict[str, concurrent.futures.Future] = {}  # instance -> first round of its takeover GARP
+        self._held: dict[str, list[SendAdvert]] = {}  # instance -> adverts waiting for its takeover gate
         self._holding: dict[str, bool] = {}  # instance -> its VIPs were last added (read by the garp thread)
         self._send_errors = 0
 
@@ -143,26 +144,35 @@ class Executor:
         return node.spec(name) if node.state(name) is not None else None
 
     def _advert(self, a: SendAdvert) -> None:
-        """Send now, or once the VIP is in place and its first GARP round out (see the module doc)."""
+        """Send now, or once the VIP is in place and its first GARP round out (see the module doc).
+
+        Adverts queued while a takeover advert waits are held behind it, in order: a periodic
+        advert must not overtake the gate (measured: it did, before the GARPs, under load).
+        """
+        held = self._held.get(a.instance)
+        if held is not None:
+            held.append(a)
+            return
         vip = self._pending.get(a.instance)
         garp = self._announced.pop(a.instance, None)
         if (vip is None or vip.done()) and (garp is None or garp.done()):
             self._send(a)
             return
+        self._held[a.instance] = held = [a]
         loop = asyncio.get_running_loop()
-        sent = []
 
-        def send_once() -> None:
-            if not sent:
-                sent.append(True)
-                self._send(a)
+        def release() -> None:  # on the loop; the first of the GARP round and GARP_WAIT wins
+            if self._held.get(a.instance) is held:
+                del self._held[a.instance]
+                for advert in held:
+                    self._send(advert)
 
-        def after_vip(_f=None) -> None:
+        def after_vip(_f=None) -> None:  # on the netlink worker thread (or here, VIP already done)
             if garp is None or garp.done():
-                loop.call_soon_threadsafe(send_once)
+                loop.call_soon_threadsafe(release)
                 return
-            garp.add_done_callback(lambda _g: loop.call_soon_threadsafe(send_once))
-            loop.call_soon_threadsafe(loop.call_later, GARP_WAIT, send_once)
+            garp.add_done_callback(lambda _g: loop.call_soon_threadsafe(release))
+            loop.call_soon_threadsafe(loop.call_later, GARP_WAIT, release)
 
         if vip is None or vip.done():
             after_vip()
