@@ -39,7 +39,10 @@ def _thread_init() -> None:
 class NetlinkWorker:
     """Owns an :class:`AddressManager` and the GARP sockets, each used from its own thread."""
 
-    def __init__(self):
+    def __init__(self, manager_factory: Callable[[], AddressManager] = AddressManager,
+                 announcer_factory: Callable[[str], Announcer] = Announcer):
+        self._manager_factory = manager_factory
+        self._announcer_factory = announcer_factory
         self._ex = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chimeha-netlink",
                                                          initializer=_thread_init)
         # Gratuitous ARP/NA on a thread of their own: a burst must never hold up the next VIP
@@ -53,11 +56,12 @@ class NetlinkWorker:
         self._queue: list[tuple[Callable[[AddressManager], object], concurrent.futures.Future]] = []
         self._pass_queued = False
         self._stale_seen: dict[str, set[str]] = {}  # dev -> addresses on it, within one pass (worker thread)
+        self._closed = False
         self.passes = 0  # worker passes run (each drains everything queued before it began)
 
     def _m(self) -> AddressManager:
         if self._mgr is None:
-            self._mgr = AddressManager()
+            self._mgr = self._manager_factory()
         return self._mgr
 
     def submit(self, fn, *args) -> concurrent.futures.Future:
@@ -158,7 +162,7 @@ class NetlinkWorker:
     def _announcer(self, dev: str) -> Announcer:
         ann = self._announcers.get(dev)
         if ann is None:
-            ann = self._announcers[dev] = Announcer(dev)
+            ann = self._announcers[dev] = self._announcer_factory(dev)
         return ann
 
     def _prepare_announcers(self, devs) -> None:
@@ -206,6 +210,11 @@ class NetlinkWorker:
         return seen
 
     def close(self) -> None:
+        """Close the sockets and stop both threads (waits for queued work; a second call does nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+
         def close_announcers() -> None:
             for ann in self._announcers.values():
                 ann.close()
