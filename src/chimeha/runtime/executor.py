@@ -231,9 +231,14 @@ class Executor:
                 log.exception("event hook %r failed", hook)
 
     async def wait_netlink(self, timeout: float) -> None:
+        """Wait for queued netlink work, then for adverts still held at a takeover gate (stop's priority 0)."""
+        loop = asyncio.get_running_loop()
         futs = [asyncio.wrap_future(f) for f in self._pending.values() if not f.done()]
         if futs:
             await asyncio.wait(futs, timeout=timeout)
+        end = loop.time() + 2 * GARP_WAIT
+        while self._held and loop.time() < end:
+            await asyncio.sleep(0.01)
 
     # -- notify ---------------------------------------------------------------
     def setup_notify(self, config) -> None:
