@@ -28,6 +28,7 @@ what it asks, in the aioquic style:
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import socket
@@ -141,7 +142,7 @@ class Daemon:
         self.started_at = self.config_loaded_at = time.time()
         try:
             specs, groups = reloading.build_specs(self.config)
-            pre = reloading.preflight(specs, open_sockets=set(), primary_address=self._primary_address,
+            pre = reloading.preflight(specs, open_sockets=set(), primary_address=self._primary_lookup(),
                                       socket_factory=self._socket_factory,
                                       allow_missing=self.config.global_defs.dynamic_interfaces)
         except ChimeHaError as exc:
@@ -150,11 +151,17 @@ class Daemon:
         self._ex.adopt_sockets(pre.opened)
         self.node = VrrpNode(pre.specs, groups)
         self._ex.join_groups(self.node.socket_keys(), self.node.ah_socket_keys())
-        for s in pre.specs:  # VIPs a killed previous run left behind (keepalived does the same)
+        # VIPs a killed previous run left behind (keepalived does the same): queued, not waited
+        # for; the worker's FIFO puts them before any VIP an instance adds.
+        for s in pre.specs:
             self._nl.remove_stale(s.name, tuple(s.virtual_ipaddresses) + tuple(s.virtual_ipaddresses_excluded),
                                   s.interface)
         self._start_trackers()
         self._watch_interfaces()
+        # The config and instances live as long as the daemon: keep them out of the cyclic
+        # collector, whose full passes over them landed in the middle of takeovers (measured
+        # ~20 ms pauses with 200 instances moving together; bench/scale). O(1), no collection.
+        gc.freeze()
         delay = self.config.global_defs.vrrp_startup_delay
         if delay > 0:
             log.info("delaying start-up for %g s (vrrp_startup_delay)", delay)
@@ -166,8 +173,15 @@ class Daemon:
         self._gen += 1  # started: news for a poller even without any instance
         log.info("started %d VRRP instance(s) from %s", len(self.node.names), self.config_path)
 
-    def _primary_address(self, ifname: str, family: int) -> str | None:
-        return self._nl.call(lambda m: interface_primary_address(ifname, family, m))
+    def _primary_lookup(self) -> Callable[[str, int], str | None]:
+        """``primary_address`` for one preflight: one netlink query per (interface, family), not per instance."""
+        found: dict[tuple[str, int], str | None] = {}
+
+        def lookup(ifname: str, family: int) -> str | None:
+            if (ifname, family) not in found:
+                found[(ifname, family)] = self._nl.call(lambda m: interface_primary_address(ifname, family, m))
+            return found[(ifname, family)]
+        return lookup
 
     def open_socket(self, ifname: str, family: int):
         """A new VRRP socket on ``ifname`` (the executor's socket rebuild after an interface came back)."""
@@ -325,7 +339,7 @@ class Daemon:
         try:
             specs, groups = reloading.build_specs(result.config)
             pre = reloading.preflight(specs, open_sockets=set(self._ex.sockets),
-                                      primary_address=self._primary_address, socket_factory=self._socket_factory,
+                                      primary_address=self._primary_lookup(), socket_factory=self._socket_factory,
                                       allow_missing=result.config.global_defs.dynamic_interfaces)
         except ChimeHaError as exc:
             log.error("reload failed: %s", exc)

@@ -2,9 +2,12 @@
 
 No protocol decision is made here. Order and limits:
 
-* netlink work (VIPs, routes, GARP) runs FIFO in one worker thread; an
-  advertisement queued after a VIP add of the same instance is sent only
-  once the worker has installed the VIP and sent its gratuitous ARP/NA;
+* netlink work (VIPs, routes) runs FIFO in one worker thread, GARP in
+  another; an advertisement queued after a VIP add of the same instance
+  is sent only once the worker has installed the VIP and the first round
+  of its gratuitous ARP/NA is out (that advert makes the old master let
+  go: clients must already be pointed here). The GARP wait is bounded by
+  GARP_WAIT so a stuck announcement never silences a master;
 * a failed send is fed back to the node (``note_send``) and logged at the
   1st, 10th, 100th and every 1000th time; receive errors are counted;
 * every hook runs in its own try: one broken observer cannot stop VRRP.
@@ -28,6 +31,7 @@ from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InterfaceChang
 log = logging.getLogger("chimeha.runtime")
 
 READS_PER_WAKEUP = 64  # bounded so one flood cannot starve the timers
+GARP_WAIT = 0.1  # at most this long (s) a takeover advert waits for its first gratuitous round
 
 
 def _rare(n: int) -> bool:
@@ -44,6 +48,8 @@ class Executor:
         self.notifier = Notifier()
         self._cache: dict[tuple, bytes] = {}
         self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
+        self._announced: dict[str, concurrent.futures.Future] = {}  # instance -> first round of its takeover GARP
+        self._held: dict[str, list[SendAdvert]] = {}  # instance -> adverts waiting for its takeover gate
         self._holding: dict[str, bool] = {}  # instance -> its VIPs were last added (read by the garp thread)
         self._added_on: dict[str, str] = {}  # instance -> interface its VIPs were last added on
         self._send_errors = 0
@@ -138,13 +144,14 @@ class Executor:
         if isinstance(a, SendAdvert):
             self._advert(a)
         elif isinstance(a, (AddAddresses, RemoveAddresses)):
-            spec = self.daemon.node.spec(a.instance) if a.instance in self.daemon.node.names else None
+            spec = self._spec(a.instance)
             dev = spec.interface if spec else ""
             if isinstance(a, AddAddresses):
                 self._added_on[a.instance] = dev
             else:  # a reload may have removed the instance already: remove where the VIPs were added
                 dev = self._added_on.get(a.instance, dev)
             self._holding[a.instance] = isinstance(a, AddAddresses)
+            self._announced.pop(a.instance, None)
             self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev,
                                                   isinstance(a, AddAddresses)))
         elif isinstance(a, SendGratuitous):
@@ -152,8 +159,11 @@ class Executor:
             # first raw socket can take tens of ms (measured ~40 ms: long enough for a peer to
             # declare us down and claim the VIP too).
             pacing = {"interval": a.interval, "na_interval": a.na_interval} if a.interval or a.na_interval else {}
-            self.nl.announce(a.instance, a.addresses, a.interface, a.count, after=self._pending.get(a.instance),
-                             wanted=lambda n=a.instance: self._holding.get(n, True), **pacing)
+            first = self.nl.announce(a.instance, a.addresses, a.interface, a.count,
+                                     after=self._pending.get(a.instance),
+                                     wanted=lambda n=a.instance: self._holding.get(n, True), **pacing)
+            if a.why == "master" and isinstance(first, concurrent.futures.Future):
+                self._announced[a.instance] = first
         elif isinstance(a, InterfaceChanged):
             self.rebuild_sockets(a.interface, a.present, a.ifindex)
         elif isinstance(a, StateChanged):
@@ -176,19 +186,51 @@ class Executor:
         if isinstance(fut, concurrent.futures.Future):
             self._pending[name] = fut
 
+    def _spec(self, name: str):
+        node = self.daemon.node
+        return node.spec(name) if node.state(name) is not None else None
+
     def _advert(self, a: SendAdvert) -> None:
-        fut = self._pending.get(a.instance)
-        if fut is not None and not fut.done():
-            loop = asyncio.get_running_loop()
-            fut.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._send, a))
+        """Send now, or once the VIP is in place and its first GARP round out (see the module doc).
+
+        Adverts queued while a takeover advert waits are held behind it, in order: a periodic
+        advert must not overtake the gate (measured: it did, before the GARPs, under load).
+        """
+        held = self._held.get(a.instance)
+        if held is not None:
+            held.append(a)
             return
-        self._send(a)
+        vip = self._pending.get(a.instance)
+        garp = self._announced.pop(a.instance, None)
+        if (vip is None or vip.done()) and (garp is None or garp.done()):
+            self._send(a)
+            return
+        self._held[a.instance] = held = [a]
+        loop = asyncio.get_running_loop()
+
+        def release() -> None:  # on the loop; the first of the GARP round and GARP_WAIT wins
+            if self._held.get(a.instance) is held:
+                del self._held[a.instance]
+                for advert in held:
+                    self._send(advert)
+
+        def after_vip(_f=None) -> None:  # on the netlink worker thread (or here, VIP already done)
+            if garp is None or garp.done():
+                loop.call_soon_threadsafe(release)
+                return
+            garp.add_done_callback(lambda _g: loop.call_soon_threadsafe(release))
+            loop.call_soon_threadsafe(loop.call_later, GARP_WAIT, release)
+
+        if vip is None or vip.done():
+            after_vip()
+        else:
+            vip.add_done_callback(after_vip)
 
     def _send(self, a: SendAdvert) -> None:
         node = self.daemon.node
-        if a.instance not in node.names:
+        spec = self._spec(a.instance)
+        if spec is None:
             return
-        spec = node.spec(a.instance)
         sock = self.sockets.get((spec.interface, spec.family))
         for dst in spec.unicast_peers or (None,):
             try:
@@ -225,7 +267,7 @@ class Executor:
         if a.new is not State.INIT or a.old is not State.INIT:
             cfg = self.daemon.config.instances.get(a.instance) if self.daemon.config else None
             node = self.daemon.node
-            prio = node.instance(a.instance).priority if a.instance in node.names else 0
+            prio = node.instance(a.instance).priority if node.state(a.instance) is not None else 0
             self.notifier.notify("INSTANCE", a.instance, "STOP" if a.new is State.INIT else str(a.new), prio, cfg)
         for hook in list(self.daemon.state_hooks):
             try:
@@ -241,9 +283,14 @@ class Executor:
                 log.exception("event hook %r failed", hook)
 
     async def wait_netlink(self, timeout: float) -> None:
+        """Wait for queued netlink work, then for adverts still held at a takeover gate (stop's priority 0)."""
+        loop = asyncio.get_running_loop()
         futs = [asyncio.wrap_future(f) for f in self._pending.values() if not f.done()]
         if futs:
             await asyncio.wait(futs, timeout=timeout)
+        end = loop.time() + 2 * GARP_WAIT
+        while self._held and loop.time() < end:
+            await asyncio.sleep(0.01)
 
     # -- notify ---------------------------------------------------------------
     def setup_notify(self, config) -> None:
