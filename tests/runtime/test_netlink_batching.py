@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import socket
 import threading
 from types import SimpleNamespace
+
+import pytest
 
 from chimeha.config import loads
 from chimeha.runtime import executor as executor_mod
@@ -72,6 +75,7 @@ class FakeAnnouncer:
 
     def __init__(self, dev: str):
         self.dev = dev
+        self.ifindex = socket.if_nametoindex(dev)  # the worker re-opens an announcer whose index changed
 
     def announce(self, address: str) -> None:
         FakeAnnouncer.sent.append(address)
@@ -228,3 +232,20 @@ async def test_a_garp_that_never_comes_holds_the_adverts_at_most_garp_wait():
     assert sock.sent == []
     await asyncio.sleep(executor_mod.GARP_WAIT * 3)
     assert len(sock.sent) == 2  # a stuck announcement never silences a master
+
+
+def test_a_pass_whose_manager_cannot_open_answers_every_future():
+    """No netlink socket (the factory raises): every job of the pass fails with it, none hangs a waiter."""
+
+    def refused():
+        raise OSError(1, "Operation not permitted")
+
+    nl = NetlinkWorker(manager_factory=refused, announcer_factory=FakeAnnouncer)
+    try:
+        futs = [nl.submit(lambda m: 1) for _ in range(3)]
+        for f in futs:
+            with pytest.raises(OSError, match="not permitted"):
+                f.result(5)
+    finally:
+        nl._garp_ex.shutdown(wait=True)  # noqa: SLF001 - close() would need the manager too
+        nl._ex.shutdown(wait=True)  # noqa: SLF001

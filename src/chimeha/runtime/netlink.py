@@ -86,19 +86,26 @@ class NetlinkWorker:
             jobs, self._queue, self._pass_queued = self._queue, [], False
         self.passes += 1
         done = []
-        m = self._m()
-        with m.cached_lookups():
-            for job, fut in jobs:
-                try:
-                    done.append((fut, True, job(m)))
-                except BaseException as exc:  # handed to whoever waits on the future
-                    done.append((fut, False, exc))
-        self._stale_seen.clear()
-        for fut, ok, value in done:
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
+        try:
+            m = self._m()
+            with m.cached_lookups():
+                for job, fut in jobs:
+                    try:
+                        done.append((fut, True, job(m)))
+                    except BaseException as exc:  # handed to whoever waits on the future
+                        done.append((fut, False, exc))
+        except BaseException as exc:  # no manager (netlink refused...): the rest of the pass fails with it
+            answered = {id(f) for f, _ok, _v in done}
+            done += [(fut, False, exc) for _job, fut in jobs if id(fut) not in answered]
+        finally:
+            # Every future of the pass is answered, whatever happened: a waiter (stop, reload,
+            # a takeover advert) must never hang on a job that will not run.
+            self._stale_seen.clear()
+            for fut, ok, value in done:
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
 
     # -- operations (run in the worker thread) -------------------------------
     def apply(self, name: str, addresses, excluded, routes, dev: str, add: bool) -> concurrent.futures.Future:
