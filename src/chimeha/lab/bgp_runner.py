@@ -32,6 +32,7 @@ from typing import Callable
 
 from chimeha.lab.bgp import DIRECTORS, HOLD, VIP, BgpLab
 from chimeha.lab.bgp_measure import kill_survival, same_real_everywhere
+from chimeha.lab.runner import report_footer
 
 STEPS = (("routes", "the router installs the VIP with three next hops"),
          ("spread", "300 connections spread over the three directors, one real server per client"),
@@ -222,13 +223,7 @@ def format_report(report: BgpReport) -> str:
         m = kill.measured
         lines.append(f"  dead director's established connections that continued: {m['dead_continued']}/"
                      f"{m['dead_conns']}")
-    if report.interrupted:
-        lines.append("  interrupted: the lab was torn down")
-    if report.error:
-        lines.append(f"  error: {report.error}")
-    if report.logdir:
-        lines.append(f"  daemon logs kept in {report.logdir}")
-    lines.append("RESULT: " + ("PASS" if report.ok else "FAIL"))
+    lines += report_footer(report)
     return "\n".join(lines)
 
 

@@ -462,6 +462,13 @@ def format_report(report: LabReport) -> str:
                      f"OUTSIDE = over {early * 1000:.0f} ms early or {late * 1000:.0f} ms late")
     for note in report.notes:
         lines.append(f"  note: {note}")
+    lines += report_footer(report)
+    return "\n".join(lines)
+
+
+def report_footer(report) -> list[str]:
+    """The closing lines every lab report prints (interrupted, error, kept logs, RESULT)."""
+    lines = []
     if report.interrupted:
         lines.append("  interrupted: the lab was torn down")
     if report.error:
@@ -469,4 +476,4 @@ def format_report(report: LabReport) -> str:
     if report.logdir:
         lines.append(f"  daemon logs kept in {report.logdir}")
     lines.append("RESULT: " + ("PASS" if report.ok else "FAIL"))
-    return "\n".join(lines)
+    return lines
