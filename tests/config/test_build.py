@@ -99,8 +99,7 @@ vrrp_sync_group G {
 }
 """ + MIN % "    track_script {\n        s1 weight 10\n    }\n    track_file {\n        f1\n    }\n    track_process {\n        p1 weight -3 reverse\n    }\n    track_interface {\n        eth1 weight 5\n    }\n"
     r = one(text)
-    # vrrp_track_process delay is typed but not applied yet: said at its line.
-    assert [(d.line, d.code) for d in r.diagnostics] == [(23, "not-implemented")]
+    assert r.diagnostics == []  # vrrp_track_process delay is implemented (chimeha.track.process)
     c = r.config
     s = c.vrrp_scripts["s1"]
     assert (s.script, s.interval, s.timeout, s.weight, s.weight_reverse, s.rise, s.fall, s.user, s.group, s.init_fail) == (
@@ -109,6 +108,7 @@ vrrp_sync_group G {
     assert (f.file, f.weight, f.init_file, f.init_file_value, f.init_file_overwrite) == ("/run/f1", -5, True, 3, True)
     p = c.track_processes["p1"]
     assert (p.process, p.param_match, p.quorum, p.delay) == (("chime-server", "--api"), "partial", 2, 1.5)
+    assert (p.fork_delay, p.terminate_delay) == (1.5, 1.5)  # delay sets both
     g = c.sync_groups["G"]
     assert g.group == ("V",) and g.notify_master == ("/bin/g.sh", "master")
     i = c.instances["V"]

@@ -149,7 +149,7 @@ async def test_track_process_reports_quorum_as_ok():
     procs = []
     tr.start()
     try:
-        assert seen == [("process", "tp", False, None, None)]  # 0 < quorum 2
+        assert seen == [("process", "tp", False, "failed (0 processes, quorum 2)", None)]  # 0 < quorum 2
         procs.append(subprocess.Popen([sys.executable, "-c", code]))
         await asyncio.sleep(0.8)
         assert seen[-1][2] is False  # one is not a quorum of two

@@ -154,6 +154,7 @@ def _vrrp_script(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpScript:
 
 
 def _track_process(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> TrackProcess:
+    """keepalived 2.2.7's reading (vrrp_parser.c): statements apply in order; an invalid one is ignored."""
     f: dict = {"name": name, "where": st.where}
     opts: Opts = {}
     for s in body:
@@ -161,13 +162,38 @@ def _track_process(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> TrackProc
         if n == "process":
             f["process"] = s.words() if ctx.need(s) else None
         elif n == "param_match":
-            f["param_match"] = ctx.choice(s, ("initial", "partial"))
+            if not s.args:
+                f["param_match"] = "exact"  # bare: the parameters must be exactly those given (or none)
+            elif s.args[0].text in ("initial", "partial"):
+                f["param_match"] = s.args[0].text
+            else:
+                ctx.warning(s.where, "invalid-value", f"'param_match' must be initial or partial (or bare, "
+                            f"for an exact match), got '{s.args[0].text}'; ignored, as keepalived does")
         elif n == "weight":
             f["weight"], f["weight_reverse"] = _weight(s, ctx, -254, 254)
-        elif n in ("quorum", "quorum_max"):
-            f[n] = ctx.int_arg(s, 0, what=n)
+        elif n == "quorum":
+            q = ctx.int_arg(s, 1, 65535, what="quorum", soft=True)
+            qmax = f.get("quorum_max")
+            if q is not None and qmax is not None and q > qmax:
+                ctx.warning(s.where, "out-of-range", f"quorum {q} is greater than quorum_max {qmax}; "
+                            "ignored, as keepalived does")
+            elif q is not None:
+                f["quorum"] = q
+        elif n == "quorum_max":
+            qmax = ctx.int_arg(s, 0, 65535, what="quorum_max", soft=True)
+            q = f.get("quorum", 1)
+            if qmax is not None and (qmax or q > 1) and qmax < q:
+                ctx.warning(s.where, "out-of-range", f"quorum_max {qmax} is less than quorum {q}; "
+                            "ignored, as keepalived does")
+            elif qmax is not None:
+                f["quorum_max"] = qmax
+                f["quorum"] = 0 if qmax == 0 else max(q, 1)  # quorum_max 0: up only while none runs
         elif n in ("delay", "fork_delay", "terminate_delay"):
-            f[n] = ctx.float_arg(s, 0, what=n)
+            v = ctx.float_arg(s, 0.000001, 3600, what=n, soft=True)
+            if v is not None:
+                f[n] = v
+                if n == "delay":  # sets both, until one of them is given again
+                    f["fork_delay"] = f["terminate_delay"] = v
         elif n == "full_command":
             f["full_command"] = True
         elif n in K.TRACK_PROCESS:

@@ -192,7 +192,12 @@ class VrrpScript:
 
 @dataclass(frozen=True)
 class TrackProcess:
-    """``vrrp_track_process NAME { ... }``."""
+    """``vrrp_track_process NAME { ... }``.
+
+    ``param_match`` is None, "exact" (the bare keyword), "partial" or "initial";
+    ``delay`` also sets ``fork_delay`` and ``terminate_delay`` when read
+    (:mod:`chimeha.track.process` has the semantics).
+    """
 
     name: str
     where: Where = NOWHERE

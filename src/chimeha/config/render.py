@@ -117,14 +117,15 @@ def render(config: Config) -> str:
         if p.process:
             w.line("process", *(quote(x) for x in p.process))
         if p.param_match:
-            w.line("param_match", p.param_match)
+            w.line("param_match", *([] if p.param_match == "exact" else [p.param_match]))
         if p.weight or p.weight_reverse:
             w.line("weight", str(p.weight), *(["reverse"] if p.weight_reverse else []))
-        _if(w, "quorum", p.quorum, 1, str)
+        if p.quorum_max != 0:  # quorum_max 0 implies quorum 0
+            _if(w, "quorum", p.quorum, 1, str)
+        _if(w, "delay", p.delay, 0.0, _num)  # first: it sets both of the delays that follow
         for key in ("quorum_max", "fork_delay", "terminate_delay"):
             if getattr(p, key) is not None:
                 w.line(key, _num(getattr(p, key)))
-        _if(w, "delay", p.delay, 0.0, _num)
         if p.full_command:
             w.line("full_command")
         w.options(p.options)

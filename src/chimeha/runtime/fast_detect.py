@@ -49,6 +49,8 @@ import shlex
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from chimeha.runtime.pidfd import ExitWatcher
+
 log = logging.getLogger("chimeha.runtime.fast_detect")
 
 SHELLS = ("sh", "bash", "dash", "ash", "zsh", "busybox")
@@ -292,10 +294,10 @@ def pids_for(probe: Probe, proc: str = "/proc", exclude: frozenset[int] = frozen
 class _Watch:
     """The pidfds of one tracker."""
 
-    def __init__(self, tracker, probe: Probe):
+    def __init__(self, tracker, probe: Probe, on_exit):
         self.tracker = tracker
         self.probe = probe
-        self.fds: dict[int, int] = {}  # pid -> pidfd
+        self.exits = ExitWatcher(on_exit)
         self.wakes = 0
 
 
@@ -316,7 +318,7 @@ class FastDetector:
         for tr in (trackers.values() if isinstance(trackers, dict) else trackers):
             probe = probe_for(tr.argv) if enabled and not getattr(tr, "refused", None) else None
             if probe is not None:
-                self._watches[tr.name] = _Watch(tr, probe)
+                self._watches[tr.name] = _Watch(tr, probe, lambda pid, n=tr.name: self._exited(n, pid))
 
     def start(self) -> None:
         if not self._watches:
@@ -332,7 +334,7 @@ class FastDetector:
         self._watches = {}
 
     def watched(self) -> dict[str, dict]:
-        return {name: {"probe": w.probe.describe(), "pids": sorted(w.fds), "wakes": w.wakes}
+        return {name: {"probe": w.probe.describe(), "pids": sorted(w.exits.pids), "wakes": w.wakes}
                 for name, w in self._watches.items()}
 
     def _after_run(self, w: _Watch, res) -> None:
@@ -341,34 +343,23 @@ class FastDetector:
         if not res.ok:
             self._close(w)  # the answer is already "down": nothing to hurry
             return
-        if w.fds:
+        if w.exits:
             return  # still watching live processes of the last scan
         for pid in pids_for(w.probe, self.proc, self._exclude):
             try:
-                fd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                continue  # gone between the scan and now: the next run sees it
+                w.exits.watch(pid)
             except OSError as exc:  # ENOSYS on an old kernel: stay on the interval
                 log.info("fast detection off for vrrp_script %s: pidfd_open: %s", w.tracker.name, exc)
                 self._close(w)
                 self._watches.pop(w.tracker.name, None)
                 return
-            w.fds[pid] = fd
-            self._loop.add_reader(fd, self._exited, w, pid)
 
-    def _exited(self, w: _Watch, pid: int) -> None:
-        fd = w.fds.pop(pid, None)
-        if fd is not None:
-            self._loop.remove_reader(fd)
-            os.close(fd)
-        if not w.fds and self._watches.get(w.tracker.name) is w:
+    def _exited(self, name: str, pid: int) -> None:
+        w = self._watches.get(name)
+        if w is not None and not w.exits:
             w.wakes += 1
             log.debug("vrrp_script %s: %s exited; running the check now", w.tracker.name, w.probe.describe())
             w.tracker.wake()
 
     def _close(self, w: _Watch) -> None:
-        for fd in w.fds.values():
-            if self._loop is not None:
-                self._loop.remove_reader(fd)
-            os.close(fd)
-        w.fds = {}
+        w.exits.close()

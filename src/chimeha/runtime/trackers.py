@@ -1,4 +1,4 @@
-"""Watchers for track_interface, track_file and vrrp_track_process.
+"""Watchers for track_interface and track_file (vrrp_track_process: :mod:`chimeha.runtime.proc_monitor`).
 
 Each watcher measures one raw fact and calls ``on_change(name, value)`` when
 it changes (and once with the initial value); weights and FAULT decisions are
@@ -9,9 +9,6 @@ the pure core's business.
   interface as up when it is both administratively up and running (carrier).
 * Files: polled (stat + read) every ``poll`` seconds; the value is the leading
   integer of the file, 0 when missing or not a number (keepalived's reading).
-* Processes: polled from /proc. The kernel's process-events connector would
-  be event driven, but it only reports to the initial network namespace, and
-  chime-ha nodes in the lab (and in containers) live elsewhere.
 """
 
 from __future__ import annotations
@@ -174,74 +171,3 @@ def init_track_file(path: str, value: int, overwrite: bool) -> None:
     if overwrite or not os.path.exists(path):
         with open(path, "w") as fh:
             fh.write(f"{value}\n")
-
-
-def _process_table(full_command: bool) -> list[tuple[str, tuple[str, ...]]]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = tuple(a.decode(errors="replace") for a in fh.read().split(b"\0") if a)
-            with open(f"/proc/{entry}/comm", "rb") as fh:
-                comm = fh.read().decode(errors="replace").strip()
-        except OSError:
-            continue
-        out.append((comm, argv))
-    return out
-
-
-def process_matches(spec_process: tuple[str, ...], param_match: str | None, full_command: bool,
-                    comm: str, argv: tuple[str, ...]) -> bool:
-    """Whether one process matches a vrrp_track_process ``process`` line (exact, not regex)."""
-    if not spec_process:
-        return False
-    if not argv and not comm:
-        return False
-    name, params = spec_process[0], spec_process[1:]
-    if full_command:
-        return " ".join(argv) == " ".join(spec_process)
-    if not params and param_match is None:
-        # /proc/PID/comm holds at most 15 characters of the name.
-        return comm == name[:15]
-    if not argv or (argv[0] != name and os.path.basename(argv[0]) != name):
-        return False
-    got = argv[1:]
-    if param_match is None:
-        return tuple(got) == tuple(params)
-    if param_match == "partial":
-        return tuple(got[: len(params)]) == tuple(params)
-    if param_match == "initial":
-        if len(got) < len(params):
-            return False
-        if tuple(got[: len(params) - 1]) != tuple(params[:-1]):
-            return False
-        return not params or got[len(params) - 1].startswith(params[-1])
-    return False
-
-
-class ProcessWatcher(_Poller):
-    """Counts processes matching each vrrp_track_process and reports the count."""
-
-    def __init__(self, specs: dict, on_change, poll: float = 0.5):
-        super().__init__(poll)
-        self.specs = dict(specs)  # name -> config.model.TrackProcess
-        self.counts: dict[str, int | None] = {name: None for name in specs}
-        self.on_change = on_change
-
-    def check(self) -> None:
-        if not self.specs:
-            return
-        table = _process_table(False)
-        for name, spec in self.specs.items():
-            count = sum(1 for comm, argv in table
-                        if process_matches(tuple(spec.process), spec.param_match, spec.full_command, comm, argv))
-            if count != self.counts[name]:
-                self.counts[name] = count
-                self.on_change(name, count)
-
-
-def process_quorum_ok(spec, count: int) -> bool:
-    """Whether ``count`` processes satisfy the spec's quorum / quorum_max."""
-    return count >= spec.quorum and (spec.quorum_max is None or count <= spec.quorum_max)

@@ -14,8 +14,8 @@ from typing import Any, Callable
 from chimeha.runtime.fast_detect import FastDetector
 from chimeha.config.build_bgp import build_bgp
 from chimeha.runtime.scripts import ScriptTracker, stop_all
-from chimeha.runtime.trackers import (FileWatcher, InterfaceWatcher, ProcessWatcher, init_track_file,
-                                      process_quorum_ok)
+from chimeha.runtime.proc_monitor import ProcessMonitor
+from chimeha.runtime.trackers import FileWatcher, InterfaceWatcher, init_track_file
 
 log = logging.getLogger("chimeha.runtime")
 
@@ -33,6 +33,7 @@ class Trackers:
         self.fast_detect = fast_detect  # runtime.fast_detect: early script runs on process exit
         self.scripts: dict[str, ScriptTracker] = {}
         self._watchers: list[Any] = []
+        self.processes: ProcessMonitor | None = None
         self._wanted: dict[str, set[str]] = {"script": set(), "interface": set(), "file": set(), "process": set()}
         for s in specs:
             for t in s.tracks:
@@ -72,8 +73,9 @@ class Trackers:
             self._watchers.append(FileWatcher(files, lambda n, v: self._on_change("file", n, v == 0, None, v)))
         procs = {n: config.track_processes[n] for n in wanted["process"] if n in config.track_processes}
         if procs:
-            self._watchers.append(ProcessWatcher(
-                procs, lambda n, c: self._on_change("process", n, process_quorum_ok(procs[n], c), None, None)))
+            # One monitor (one /proc scan, one connector socket) for every vrrp_track_process.
+            self.processes = ProcessMonitor(procs, lambda n, ok, detail: self._on_change("process", n, ok, detail, None))
+            self._watchers.append(self.processes)
         for w in self._watchers:
             w.start()
 
