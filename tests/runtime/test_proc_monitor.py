@@ -305,3 +305,36 @@ async def test_with_the_proc_connector_an_exec_away_is_noticed_at_once(procs):
         await until(lambda: seen == [True, False], "the exec event")  # terminate_delay does not apply
     finally:
         m.stop()
+
+
+@pytest.mark.system
+async def test_the_socket_filter_keeps_exits_and_threads_away(procs):
+    t = tag()
+    whats, forks = [], []
+    m = ProcessMonitor({"tp": spec("tp", ("sleep", t))}, lambda *a: None, scan_interval=3600)
+    real = m._event
+
+    def record(what, f):
+        whats.append(what)
+        if what == 1:
+            forks.append(f)
+        real(what, f)
+
+    m._event = record
+    m.start()
+    try:
+        await until(lambda: m.connector, "the kernel's acknowledgement")
+        threads = subprocess.Popen([sys.executable, "-c", "import threading; t = threading.Thread(target=print);"
+                                    " t.start(); t.join()"])
+        procs.popen.append(threads)
+        for _ in range(3):
+            p = procs.sleep(t)
+            await until(lambda: p.pid in m.status()["tp"]["pids"], "the sleep counted")
+            p.kill()
+            p.wait()
+        threads.wait()
+        await one_turn()
+    finally:
+        m.stop()
+    assert whats and set(whats) <= {0, 0x1, 0x2, 0x200}  # never an exit (0x80000000) or a uid change
+    assert all(f[2] == f[3] for f in forks)  # never a thread

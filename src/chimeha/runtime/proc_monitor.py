@@ -92,6 +92,54 @@ def listen_request(op: int = PROC_CN_MCAST_LISTEN) -> bytes:
     return _NLMSG.pack(_NLMSG.size + len(cn), 3, 0, 0, 0) + cn  # NLMSG_DONE
 
 
+def _be(v: int) -> int:
+    """``v`` as classic BPF loads a host-order 32-bit field (network order)."""
+    return int.from_bytes(struct.pack("=I", v), "big")
+
+
+def event_filter() -> bytes:
+    """A classic BPF program: keep only the acknowledgement, exec, comm and process (not thread) forks.
+
+    The kernel then never wakes us for exits (pidfds tell), thread creation or
+    uid/gid/sid changes, which are most of a busy machine's events.
+    """
+    ld_w, ldx_m, st, jeq_k, jeq_x, ret = 0x20, 0x61, 0x02, 0x15, 0x1D, 0x06
+    fork_at = _DATA_AT + 8  # child_pid, child_tgid
+
+    def ins(code, jt, jf, k):
+        return struct.pack("=HBBI", code, jt, jf, k)
+
+    prog = [
+        ins(ld_w, 0, 0, _EV_AT),            # 0: A = what
+        ins(jeq_k, 5, 0, _be(EV_FORK)),     # 1: fork -> 7
+        ins(jeq_k, 3, 0, _be(EV_EXEC)),     # 2: exec -> keep
+        ins(jeq_k, 2, 0, _be(EV_COMM)),     # 3: comm -> keep
+        ins(jeq_k, 1, 0, _be(EV_NONE)),     # 4: ack -> keep
+        ins(ret, 0, 0, 0),                  # 5: drop
+        ins(ret, 0, 0, 0xFFFFFFFF),         # 6: keep
+        ins(ld_w, 0, 0, fork_at),           # 7: A = child_pid
+        ins(st, 0, 0, 0),                   # 8: M[0] = A
+        ins(ld_w, 0, 0, fork_at + 4),       # 9: A = child_tgid
+        ins(ldx_m, 0, 0, 0),                # 10: X = M[0]
+        ins(jeq_x, 0, 1, 0),                # 11: a process -> 12, a thread -> 13
+        ins(ret, 0, 0, 0xFFFFFFFF),         # 12: keep
+        ins(ret, 0, 0, 0),                  # 13: drop
+    ]
+    return b"".join(prog)
+
+
+SO_ATTACH_FILTER = 26
+
+
+def _attach_filter(sock: socket.socket) -> None:
+    import ctypes
+
+    code = event_filter()
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
 def _list_pids(proc: str) -> list[str]:
     return os.listdir(proc)
 
@@ -356,6 +404,10 @@ class ProcessMonitor:
             return
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            try:
+                _attach_filter(sock)
+            except OSError as exc:  # only a cost: every event then reaches us
+                log.debug("process events: no socket filter: %s", exc)
             sock.bind((0, CN_IDX_PROC))
             sock.send(listen_request())
         except OSError as exc:
