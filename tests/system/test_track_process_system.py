@@ -67,6 +67,9 @@ def test_an_exit_faults_the_instance_and_a_restart_recovers_it(node):
     d.start()
     wait_until(lambda: holders([a], VIP) == ["a"], 8, "the VIP on a")
     assert state(d) == "MASTER"
+    tp = d.status()["track_processes"]["svc"]
+    # the node's own PID namespace: the kernel's process events do not reach it
+    assert tp["up"] is True and len(tp["pids"]) == 2 and tp["source"] == "scan"
 
     a.stop(one)  # SIGTERM by PID: one left, under quorum 2
     wait_until(lambda: state(d) == "FAULT", 3, "FAULT after the exit")

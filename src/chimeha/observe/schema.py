@@ -129,6 +129,8 @@ class Snapshot(TypedDict):
     drops_by_reason: dict[str, int]  # packets that matched no instance (e.g. unknown VRID)
     bgp: dict | None  # chimeha.runtime.bgp.BgpManager.snapshot(), None without chimeha_bgp
     bfd: dict | None  # chimeha.runtime.bfd.BfdManager.snapshot(), None without bfd_instance
+    # chimeha.runtime.proc_monitor.ProcessMonitor.status(): name -> {up, pids, pending, source}
+    track_processes: dict | None
 
 
 STAT_KEYS = ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out")
@@ -329,6 +331,7 @@ def normalize(raw: Any) -> Snapshot:
         "drops_by_reason": _counts(raw.get("drops_by_reason")),
         "bgp": raw.get("bgp") if isinstance(raw.get("bgp"), dict) else None,  # chimeha.runtime.bgp
         "bfd": raw.get("bfd") if isinstance(raw.get("bfd"), dict) else None,  # chimeha.runtime.bfd
+        "track_processes": raw.get("track_processes") if isinstance(raw.get("track_processes"), dict) else None,
         # conntrackd state (global_defs lvs_sync_daemon, chimeha.runtime.conntrackd)
         "lvs_sync": raw.get("lvs_sync") if isinstance(raw.get("lvs_sync"), dict) else None,
     }

@@ -142,4 +142,11 @@ def snapshot(daemon) -> dict:
         "drops_by_reason": dict(daemon.node.drops),
         "bgp": daemon.bgp.snapshot() if daemon.bgp is not None else None,
         "bfd": daemon.bfd.snapshot() if getattr(daemon, "bfd", None) is not None else None,
+        "track_processes": _track_processes(daemon),
     }
+
+
+def _track_processes(daemon) -> dict | None:
+    """Per vrrp_track_process: up, counted PIDs, a pending delay, the event source (None without any)."""
+    monitor = getattr(getattr(daemon, "trackers", None), "processes", None)
+    return monitor.status() if monitor is not None else None
