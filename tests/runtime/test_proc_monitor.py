@@ -338,3 +338,23 @@ async def test_the_socket_filter_keeps_exits_and_threads_away(procs):
         m.stop()
     assert whats and set(whats) <= {0, 0x1, 0x2, 0x200}  # never an exit (0x80000000) or a uid change
     assert all(f[2] == f[3] for f in forks)  # never a thread
+
+
+async def test_a_proc_that_cannot_be_listed_concludes_nothing(procs, monkeypatch):
+    t = tag()
+    procs.sleep(t)
+    await asyncio.sleep(0.05)
+    seen = []
+    m = ProcessMonitor({"tp": spec("tp", ("sleep", t))}, lambda n, ok, d: seen.append(ok), events="scan",
+                       scan_interval=0.02)
+    m.start()
+    try:
+        def broken(_proc):
+            raise PermissionError("no /proc")
+
+        monkeypatch.setattr(proc_monitor, "_list_pids", broken)
+        scans = m.scans
+        await until(lambda: m.scans >= scans + 3, "three failed scans")
+        assert seen == [True] and len(m.status()["tp"]["pids"]) == 1
+    finally:
+        m.stop()

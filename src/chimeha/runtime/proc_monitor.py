@@ -28,6 +28,7 @@ and whenever events are lost (ENOBUFS), the scan runs and resynchronises.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
@@ -217,7 +218,7 @@ class ProcessMonitor:
         if self.events == "auto":
             self._open_connector()
         now = self._loop.time()
-        found = self._scan()
+        found = self._scan() or {}
         for t in self.tracks.values():
             pids = {pid for pid in found.get(t.name, ()) if self._watch(pid)}
             t.quorum.start(pids, now)
@@ -259,16 +260,19 @@ class ProcessMonitor:
             out += [t for t in self._by_argv0.get(argv0, ()) if t.rule.matches(comm, cmdline)]
         return out
 
-    def _scan(self) -> dict[str, set[int]]:
-        """One pass over /proc for every track: name -> matching live PIDs (also keeps the parents)."""
+    def _scan(self) -> dict[str, set[int]] | None:
+        """One pass over /proc for every track: name -> matching live PIDs (also keeps the parents).
+
+        None when /proc cannot be listed (then nothing is concluded from it).
+        """
         self.scans += 1
         found: dict[str, set[int]] = {}
-        self._ppid, self._alive = {}, set()
         try:
             entries = _list_pids(self.proc)
         except OSError as exc:
             log.warning("vrrp_track_process: cannot list %s: %s", self.proc, exc)
-            return found
+            return None
+        self._ppid, self._alive = {}, set()
         for entry in entries:
             if not entry.isdigit():
                 continue
@@ -337,6 +341,8 @@ class ProcessMonitor:
     def _rescan(self, resync: bool = False) -> None:
         """Compare one scan with what is counted (``resync``: after lost events)."""
         found = self._scan()
+        if found is None:
+            return
         now = self._loop.time()
         for t in self.tracks.values():
             cur = {pid for pid in found.get(t.name, set()) if self._watch(pid)}
@@ -424,9 +430,12 @@ class ProcessMonitor:
                 data, addr = self._sock.recvfrom(4096)
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError:  # ENOBUFS: events were lost
-                lost = True
-                continue
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # events were lost: resynchronise below
+                    lost = True
+                    continue
+                log.warning("vrrp_track_process: process events socket: %s", exc)
+                break
             if addr[0] != 0:
                 continue  # not from the kernel
             ev = parse_proc_event(data)
