@@ -16,7 +16,7 @@ def test_bare_param_match_is_exact_and_the_word_exact_is_ignored_with_a_warning(
     p, diags = tp(" process nginx\n param_match")
     assert p.param_match == "exact" and diags == []
     p, diags = tp(" process nginx\n param_match exact")
-    assert p.param_match is None and diags == [(3, "warning", "invalid-value")]
+    assert p.param_match is None and diags == [(3, "warning", "unexpected-argument")]
     p, _ = tp(" process nginx -g\n param_match initial")
     assert p.param_match == "initial"
 

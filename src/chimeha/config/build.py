@@ -167,7 +167,7 @@ def _track_process(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> TrackProc
             elif s.args[0].text in ("initial", "partial"):
                 f["param_match"] = s.args[0].text
             else:
-                ctx.warning(s.where, "invalid-value", f"'param_match' must be initial or partial (or bare, "
+                ctx.warning(s.where, "unexpected-argument", f"'param_match' must be initial or partial (or bare, "
                             f"for an exact match), got '{s.args[0].text}'; ignored, as keepalived does")
         elif n == "weight":
             f["weight"], f["weight_reverse"] = _weight(s, ctx, -254, 254)
