@@ -358,3 +358,36 @@ async def test_a_proc_that_cannot_be_listed_concludes_nothing(procs, monkeypatch
         assert seen == [True] and len(m.status()["tp"]["pids"]) == 1
     finally:
         m.stop()
+
+
+async def test_lost_process_events_resynchronise_with_one_scan(procs):
+    import errno
+
+    t = tag()
+    procs.sleep(t)
+    await asyncio.sleep(0.05)
+    seen = []
+    m = ProcessMonitor({"tp": spec("tp", ("sleep", t), quorum=2)}, lambda n, ok, d: seen.append(ok),
+                       events="scan", scan_interval=3600)
+    m.start()
+
+    class Overrun:
+        calls = 0
+
+        def recvfrom(self, _n):
+            Overrun.calls += 1
+            if Overrun.calls == 1:
+                raise OSError(errno.ENOBUFS, "No buffer space available")
+            raise BlockingIOError
+
+    try:
+        assert seen == [False]
+        procs.sleep(t)  # its exec event was among the lost ones
+        await asyncio.sleep(0.05)
+        m.connector, m._sock = True, Overrun()
+        scans = m.scans
+        m._readable()
+        assert m.scans == scans + 1 and seen == [False, True]
+    finally:
+        m._sock = None
+        m.stop()
