@@ -15,6 +15,7 @@ from . import keywords as K
 from .cap_vrrp import ROUTE_ACTS, ROUTE_NO_TRACK, VIP_OPTIONS
 from .build_global import Opts, add_option, build_global_defs, freeze_options
 from .build_lvs import build_virtual_server, build_virtual_server_group
+from .build_rules import RuleNumbering, build_rules
 from ..vrrp.timing import advert_centiseconds, advert_seconds_v2
 from .model import (
     Block,
@@ -357,18 +358,9 @@ def _routes(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[Route]:
 
 
 def _rules(body: list[Stmt], ctx: Ctx) -> list[Rule]:
-    out = []
-    for s in body:
-        words = (s.name, *s.words())
-        for i, w in enumerate(words[:-1]):
-            if w in ("from", "to") and words[i + 1] != "all" and parse_cidr(words[i + 1]) is None:
-                ctx.error(s.where, "invalid-address", f"rule '{w} {words[i + 1]}': not an address or ADDRESS/PREFIX")
-        if not {"preference", "priority", "pref", "order"} & set(words):
-            ctx.warning(s.where, "rule-no-preference",
-                        "rule has no preference: keepalived picks one (counting down from 16384), "
-                        "which is probably not what you want")
-        out.append(Rule(words, s.where))
-    return out
+    if ctx.rule_numbering is None:
+        ctx.rule_numbering = RuleNumbering()
+    return build_rules(body, ctx, ctx.rule_numbering)
 
 
 # --------------------------------------------------------------------------- vrrp_instance
