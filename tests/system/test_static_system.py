@@ -57,7 +57,8 @@ def conf(static_addr: str, static_routes: str, static_rules: str, vroutes: str, 
 
 FIRST = conf(
     "    10.77.0.5/24 dev eth0\n    fd00:77::5/64 dev eth0",
-    "    10.78.0.0/24 via 10.77.0.1 dev eth0\n    10.79.0.0/24 dev eth0 table 100",
+    "    10.78.0.0/24 via 10.77.0.1 dev eth0\n    10.79.0.0/24 dev eth0 table 100\n"
+    "    fd00:78::/64 via fd00:77::1 dev eth0",
     "    from 10.77.0.0/24 table 100 preference 200\n"
     "    to 10.80.0.0/16 table 101\n"
     "    fwmark 0x10/0xff lookup 102 priority 300\n"
@@ -161,7 +162,7 @@ def test_static_and_virtual_rules_start_reload_stop(topology, tmp_path):
     v6 = [r for r in start["rules"] if r.get("src") == "fd00::"]
     assert v6 and v6[0]["priority"] == 16384  # its own family's counter
     dsts = {r["dst"]: r for r in start["routes"]}
-    assert {"10.78.0.0/24", "10.79.0.0/24", "10.81.0.0/24", "10.82.0.0/24"} <= set(dsts)
+    assert {"10.78.0.0/24", "10.79.0.0/24", "10.81.0.0/24", "10.82.0.0/24", "fd00:78::/64"} <= set(dsts)
     assert all(r["protocol"] == "keepalived" for r in start["routes"])
     assert dsts["10.79.0.0/24"]["table"] == "100"
     # reload: what left the file is gone, what is new is there, the VIP never left
