@@ -154,3 +154,17 @@ def test_rule_request_carries_what_keepalived_sends():
         "family": 2, "action": 2, "priority": 5, "tos": 0, "goto": 9}
     six = rule_request(parse_rule("to fd00::/64 l3mdev preference 5".split())[0])
     assert (six["family"], six["l3mdev"], six["dst"], six["dst_len"], "table" in six) == (10, 1, "fd00::", 64, False)
+
+
+def test_routes_carry_protocol_18_unless_no_track():
+    from types import SimpleNamespace
+
+    from chimeha.net.addresses import route_from_config
+
+    def proto(*words):
+        return route_from_config(SimpleNamespace(words=words, destination=words[0], via=None, dev="eth0")).protocol
+    assert proto("10.0.0.0/8", "dev", "eth0") == 18
+    assert proto("10.0.0.0/8", "dev", "eth0", "protocol", "static") == 18  # keepalived resets it (and says so)
+    assert proto("10.0.0.0/8", "dev", "eth0", "protocol", "static", "no_track") == 4
+    assert proto("10.0.0.0/8", "dev", "eth0", "protocol", "99", "no_track") == 99
+    assert proto("10.0.0.0/8", "dev", "eth0", "no_track") is None

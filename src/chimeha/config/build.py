@@ -16,6 +16,7 @@ from .cap_vrrp import ROUTE_ACTS, ROUTE_NO_TRACK, VIP_OPTIONS
 from .build_global import Opts, add_option, build_global_defs, freeze_options
 from .build_lvs import build_virtual_server, build_virtual_server_group
 from .build_rules import RuleNumbering, build_rules
+from .rules import RTPROT_KEEPALIVED, route_protocol
 from ..vrrp.timing import advert_centiseconds, advert_seconds_v2
 from .model import (
     Block,
@@ -328,6 +329,8 @@ def _routes(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[Route]:
             w = words[i]
             if report and (i > 0 or parse_cidr(w) is None) and w != "default" and parse_cidr(w) is None:
                 _option_word(ctx, s, w, "route")
+            if w == "protocol":
+                _route_protocol(ctx, s, words, words[i + 1] if i + 1 < len(words) else "")
             if w in ("src", "table", "metric", "scope", "proto", "protocol", "mtu", "realm", "tos", "advmss",
                      "window", "rtt", "rttvar", "ssthresh", "cwnd", "initcwnd", "initrwnd", "features",
                      "quickack", "pref", "hoplimit", "reordering", "congctl", "rto_min", "nexthop", "lock",
@@ -355,6 +358,16 @@ def _routes(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[Route]:
             ctx.error(s.where, "invalid-route", f"route '{' '.join(words)}' has no destination")
         out.append(Route(tuple(words), s.where, dest, via, dev))
     return out
+
+
+def _route_protocol(ctx: Ctx, s: Stmt, words, value: str) -> None:
+    """keepalived 2.2.7: an unknown protocol is an error; a tracked route's is reset to 18, which it reports."""
+    num = route_protocol(value)
+    if num is None:
+        ctx.error(s.where, "invalid-route", f"route protocol '{value}' is neither 0-255 nor an rt_protos name")
+    elif num != RTPROT_KEEPALIVED and "no_track" not in words:
+        ctx.warning(s.where, "route-protocol-reset", f"route protocol {value} is reset to {RTPROT_KEEPALIVED} "
+                    "(keepalived): a tracked route always has it (add no_track to keep yours)")
 
 
 def _rules(body: list[Stmt], ctx: Ctx) -> list[Rule]:

@@ -27,6 +27,17 @@ RTPROT_KEEPALIVED = 18
 RULE_START_PRIORITY = 16384
 ACTIONS = {"table": 1, "goto": 2, "nop": 3, "blackhole": 6, "unreachable": 7, "prohibit": 8}
 BUILTIN_TABLES = {"unspec": 0, "default": 253, "main": 254, "local": 255}
+# iproute2's rt_protos names (a route's ``protocol``).
+RT_PROTOS = {"unspec": 0, "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "gated": 8, "ra": 9, "mrt": 10,
+             "zebra": 11, "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15, "dhcp": 16, "keepalived": 18,
+             "babel": 42, "openr": 99, "bgp": 186, "isis": 187, "ospf": 188, "rip": 189, "eigrp": 192}
+
+
+def route_protocol(word: str) -> int | None:
+    """A route's ``protocol`` word as a number (an rt_protos name or 0-255); None if invalid."""
+    if word in RT_PROTOS:
+        return RT_PROTOS[word]
+    return int(word) if word.isdigit() and int(word) <= 255 else None
 # Protocol names when /etc/protocols is not readable (values above 127 are refused by 2.2.7).
 BUILTIN_PROTOCOLS = {"ip": 0, "icmp": 1, "igmp": 2, "tcp": 6, "egp": 8, "udp": 17, "dccp": 33, "ipv6": 41, "gre": 47,
                      "esp": 50, "ah": 51, "ipv6-icmp": 58, "ospf": 89, "pim": 103, "vrrp": 112, "l2tp": 115}

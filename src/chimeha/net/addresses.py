@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from chimeha.config.rules import RTPROT_KEEPALIVED, route_protocol
+
 log = logging.getLogger("chimeha.net.addresses")
 
 IFA_F_NODAD = 0x02
@@ -313,7 +315,7 @@ def _route_words(words) -> dict:
         elif w == "no_track":
             out["no_track"] = True
             i += 1
-        elif w in ("src", "metric", "table", "scope", "via", "gw", "dev", "protocol", "proto") and i + 1 < len(words):
+        elif w in ("src", "metric", "table", "scope", "via", "gw", "dev", "protocol") and i + 1 < len(words):
             out["gateway" if w in ("via", "gw") else w] = words[i + 1]
             i += 2
         else:
@@ -339,10 +341,10 @@ def route_from_config(vr, default_dev: str | None = None) -> Route:
     table = fields.get("table")
     metric = fields.get("metric")
     rtype = fields.get("type")
-    proto = fields.get("protocol") or fields.get("proto")
+    proto = fields.get("protocol")
     # A tracked route always carries protocol 18 (keepalived resets any other); no_track keeps the given one.
-    protocol = int(proto) if fields.get("no_track") and proto is not None and str(proto).isdigit() else \
-        (None if fields.get("no_track") else 18)
+    protocol = (route_protocol(str(proto)) if proto is not None else None) if fields.get("no_track") else \
+        RTPROT_KEEPALIVED
     return Route(
         dst=str(dst),
         gateway=gw,
