@@ -82,7 +82,7 @@ def test_inet6_swallows_the_next_word_as_keepalived_does():
 def test_protocol_18_unless_no_track():
     assert spec("from all table 5 preference 1").protocol == 18
     s, warnings = parse_rule("from all table 5 preference 1 protocol 99".split())
-    assert s.protocol == 18 and "reset to 18" in warnings[0]
+    assert s.protocol == 18 and warnings[0][0] == "rule-protocol-reset" and "reset to 18" in warnings[0][1]
     assert spec("from all table 5 preference 1 protocol 99 no_track").protocol == 99
     assert spec("from all table 5 preference 1 no_track").protocol is None
 
@@ -155,3 +155,10 @@ def test_a_refused_rule_is_an_error_at_its_line_and_left_out():
 def test_numbering_restarts_for_every_load():
     assert [x.spec.priority for x in loads(CONF, "k.conf").config.static_rules] == \
         [x.spec.priority for x in loads(CONF, "k.conf").config.static_rules]
+
+
+def test_track_group_only_in_static_rules_and_not_implemented():
+    s, warnings = parse_rule("iif eth0 table 5 preference 1 track_group g1".split(), static=True)
+    assert s.iif == "eth0" and [c for c, _ in warnings] == ["not-implemented"]
+    with pytest.raises(RuleError, match="unknown rule option 'track_group'"):
+        parse_rule("iif eth0 table 5 preference 1 track_group g1".split())  # 2.2.7: not in virtual_rules

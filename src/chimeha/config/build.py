@@ -80,7 +80,7 @@ def build_config(tree: list[Stmt], ctx: Ctx) -> Config:
         elif st.name == "static_routes":
             static_routes.extend(_routes(ctx.block(st), ctx))
         elif st.name == "static_rules":
-            static_rules.extend(_rules(ctx.block(st), ctx))
+            static_rules.extend(_rules(ctx.block(st), ctx, static=True))
         elif st.name in K.TOP_LEVEL and st.block is not None:
             blocks.append(_generic(st, ctx, K.BLOCKS.get(st.name)))
         elif st.name in K.TOP_LEVEL:
@@ -370,10 +370,10 @@ def _route_protocol(ctx: Ctx, s: Stmt, words, value: str) -> None:
                     "(keepalived): a tracked route always has it (add no_track to keep yours)")
 
 
-def _rules(body: list[Stmt], ctx: Ctx) -> list[Rule]:
+def _rules(body: list[Stmt], ctx: Ctx, static: bool = False) -> list[Rule]:
     if ctx.rule_numbering is None:
         ctx.rule_numbering = RuleNumbering()
-    return build_rules(body, ctx, ctx.rule_numbering)
+    return build_rules(body, ctx, ctx.rule_numbering, static)
 
 
 # --------------------------------------------------------------------------- vrrp_instance

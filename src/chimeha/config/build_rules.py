@@ -39,18 +39,21 @@ class RuleNumbering:
         return self._names
 
 
-def build_rules(body: list[Stmt], ctx: Ctx, numbering: RuleNumbering) -> list[Rule]:
-    """One :class:`Rule` per line; a rule keepalived refuses is an error at its line (and left out)."""
+def build_rules(body: list[Stmt], ctx: Ctx, numbering: RuleNumbering, static: bool = False) -> list[Rule]:
+    """One :class:`Rule` per line; a rule keepalived refuses is an error at its line (and left out).
+
+    ``static``: lines of static_rules (which may name a track_group).
+    """
     out = []
     for s in body:
         words = (s.name, *s.words())
         try:
-            spec, warnings = parse_rule(words, numbering.names)
+            spec, warnings = parse_rule(words, numbering.names, static=static)
         except RuleError as exc:
             ctx.error(s.where, "invalid-rule", f"rule '{' '.join(words)}': {exc}")
             continue
-        for w in warnings:
-            ctx.warning(s.where, "rule-protocol-reset", f"rule '{' '.join(words)}': {w}")
+        for code, msg in warnings:
+            ctx.warning(s.where, code, f"rule '{' '.join(words)}': {msg}")
         if spec.priority is None:
             prio = numbering.next[spec.family]
             numbering.next[spec.family] -= 1

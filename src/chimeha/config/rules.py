@@ -138,17 +138,18 @@ def _named(word: str, table: dict, hi: int, what: str) -> int:
     return _uint(word, hi, what)
 
 
-def parse_rule(words, names: Names = DEFAULT_NAMES) -> tuple[RuleSpec, list[str]]:
+def parse_rule(words, names: Names = DEFAULT_NAMES, static: bool = False) -> tuple[RuleSpec, list[tuple[str, str]]]:
     """``(spec, warnings)`` for one rule line; raises :class:`RuleError` for a rule keepalived refuses.
 
-    ``spec.priority`` is None when the line gives none: the builder numbers it.
+    ``warnings`` are ``(code, message)``. ``spec.priority`` is None when the line gives none: the
+    builder numbers it. ``static``: a static_rules line, which may name a ``track_group``.
     """
     f: dict = {}
     family = None
     action = None
     table_option = False
     protocol_given = None
-    warnings: list[str] = []
+    warnings: list[tuple[str, str]] = []
     words = list(words)
     i = 0
 
@@ -238,6 +239,9 @@ def parse_rule(words, names: Names = DEFAULT_NAMES) -> tuple[RuleSpec, list[str]
             f["no_track"] = True
             i += 1
             continue
+        elif w == "track_group" and static:
+            warnings.append(("not-implemented", f"track_group {arg()}: not implemented in chime-ha (the rule is "
+                             "held whatever its interfaces do)"))
         elif w == "not":
             f["invert"] = True
             i += 1
@@ -277,8 +281,8 @@ def parse_rule(words, names: Names = DEFAULT_NAMES) -> tuple[RuleSpec, list[str]
         f["protocol"] = protocol_given
     else:
         if protocol_given is not None and protocol_given != RTPROT_KEEPALIVED:
-            warnings.append(f"protocol {protocol_given} is reset to {RTPROT_KEEPALIVED} (keepalived): a tracked "
-                            "rule always has it (add no_track to keep yours)")
+            warnings.append(("rule-protocol-reset", f"protocol {protocol_given} is reset to {RTPROT_KEEPALIVED} "
+                             "(keepalived): a tracked rule always has it (add no_track to keep yours)"))
         f["protocol"] = RTPROT_KEEPALIVED
     return RuleSpec(family=family or 4, action=action, **f), warnings
 
