@@ -253,15 +253,15 @@ bfd_instance b1 {
 }
 """
     r = one(text)
-    # Static addresses/routes/rules are read but do not act yet: each says so once at its block
-    # (not again for what is inside); garp_group (issue 10) and bfd_instance (issue 12) act; the
-    # unknown keyword is still reported.
-    assert [(d.line, d.code) for d in r.diagnostics] == [
-        (1, "not-implemented"), (4, "not-implemented"), (7, "not-implemented"), (18, "unknown-keyword")]
+    # Static addresses/routes/rules act (runtime/static.py), garp_group (issue 10) and
+    # bfd_instance (issue 12) too; the unknown keyword is still reported.
+    assert [(d.line, d.code) for d in r.diagnostics] == [(18, "unknown-keyword")]
     c = r.config
     assert c.static_ipaddresses[0].address == "192.168.1.1/24" and c.static_ipaddresses[0].dev == "eth0"
     assert (c.static_routes[0].destination, c.static_routes[0].via, c.static_routes[0].dev) == ("10.0.0.0/8", "192.168.1.254", "eth0")
     assert c.static_rules[0].words == ("from", "192.168.1.0/24", "table", "5", "preference", "10")
+    assert (c.static_rules[0].spec.src, c.static_rules[0].spec.table, c.static_rules[0].spec.priority) == (
+        "192.168.1.0/24", 5, 10)
     garp, bfd = c.blocks
     assert garp.keyword == "garp_group" and [ch.keyword for ch in garp.children] == ["garp_interval", "interfaces"]
     assert garp.children[1].children[0].keyword == "eth0"

@@ -13,7 +13,7 @@ from chimeha.config import load
 SAMPLES = sorted(glob.glob("/usr/share/doc/keepalived/samples/keepalived.conf.*"))
 # Samples keepalived -t itself rejects, and why (measured, see docs/config.md).
 BROKEN_UPSTREAM = {
-    "keepalived.conf.vrrp.rules": {"invalid-address"},  # "to 192.168.100./24"
+    "keepalived.conf.vrrp.rules": {"invalid-rule"},  # "to 192.168.100./24"
 }
 
 

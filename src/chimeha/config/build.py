@@ -15,6 +15,8 @@ from . import keywords as K
 from .cap_vrrp import ROUTE_ACTS, ROUTE_NO_TRACK, VIP_OPTIONS
 from .build_global import Opts, add_option, build_global_defs, freeze_options
 from .build_lvs import build_virtual_server, build_virtual_server_group
+from .build_rules import RuleNumbering, build_rules
+from .rules import RTPROT_KEEPALIVED, route_protocol
 from ..vrrp.timing import advert_centiseconds, advert_seconds_v2
 from .model import (
     Block,
@@ -78,7 +80,7 @@ def build_config(tree: list[Stmt], ctx: Ctx) -> Config:
         elif st.name == "static_routes":
             static_routes.extend(_routes(ctx.block(st), ctx))
         elif st.name == "static_rules":
-            static_rules.extend(_rules(ctx.block(st), ctx))
+            static_rules.extend(_rules(ctx.block(st), ctx, static=True))
         elif st.name in K.TOP_LEVEL and st.block is not None:
             blocks.append(_generic(st, ctx, K.BLOCKS.get(st.name)))
         elif st.name in K.TOP_LEVEL:
@@ -353,6 +355,8 @@ def _routes(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[Route]:
             w = words[i]
             if report and (i > 0 or parse_cidr(w) is None) and w != "default" and parse_cidr(w) is None:
                 _option_word(ctx, s, w, "route")
+            if w == "protocol":
+                _route_protocol(ctx, s, words, words[i + 1] if i + 1 < len(words) else "")
             if w in ("src", "table", "metric", "scope", "proto", "protocol", "mtu", "realm", "tos", "advmss",
                      "window", "rtt", "rttvar", "ssthresh", "cwnd", "initcwnd", "initrwnd", "features",
                      "quickack", "pref", "hoplimit", "reordering", "congctl", "rto_min", "nexthop", "lock",
@@ -382,19 +386,20 @@ def _routes(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[Route]:
     return out
 
 
-def _rules(body: list[Stmt], ctx: Ctx) -> list[Rule]:
-    out = []
-    for s in body:
-        words = (s.name, *s.words())
-        for i, w in enumerate(words[:-1]):
-            if w in ("from", "to") and words[i + 1] != "all" and parse_cidr(words[i + 1]) is None:
-                ctx.error(s.where, "invalid-address", f"rule '{w} {words[i + 1]}': not an address or ADDRESS/PREFIX")
-        if not {"preference", "priority", "pref", "order"} & set(words):
-            ctx.warning(s.where, "rule-no-preference",
-                        "rule has no preference: keepalived picks one (counting down from 16384), "
-                        "which is probably not what you want")
-        out.append(Rule(words, s.where))
-    return out
+def _route_protocol(ctx: Ctx, s: Stmt, words, value: str) -> None:
+    """keepalived 2.2.7: an unknown protocol is an error; a tracked route's is reset to 18, which it reports."""
+    num = route_protocol(value)
+    if num is None:
+        ctx.error(s.where, "invalid-route", f"route protocol '{value}' is neither 0-255 nor an rt_protos name")
+    elif num != RTPROT_KEEPALIVED and "no_track" not in words:
+        ctx.warning(s.where, "route-protocol-reset", f"route protocol {value} is reset to {RTPROT_KEEPALIVED} "
+                    "(keepalived): a tracked route always has it (add no_track to keep yours)")
+
+
+def _rules(body: list[Stmt], ctx: Ctx, static: bool = False) -> list[Rule]:
+    if ctx.rule_numbering is None:
+        ctx.rule_numbering = RuleNumbering()
+    return build_rules(body, ctx, ctx.rule_numbering, static)
 
 
 # --------------------------------------------------------------------------- vrrp_instance

@@ -29,8 +29,7 @@ ENTRIES = {
     "vrrp_instance virtual_ipaddress": ok(field="VrrpInstance.virtual_ipaddresses"),
     "vrrp_instance virtual_ipaddress_excluded": ok(field="VrrpInstance.virtual_ipaddresses_excluded"),
     "vrrp_instance virtual_routes": ok(field="VrrpInstance.virtual_routes"),
-    "vrrp_instance virtual_rules": todo("virtual rules are parsed but not added to the host",
-                                        field="VrrpInstance.virtual_rules"),
+    "vrrp_instance virtual_rules": ok(field="VrrpInstance.virtual_rules"),
     "vrrp_instance track_script": ok(field="VrrpInstance.track_scripts"),
     "vrrp_instance track_interface": ok(field="VrrpInstance.track_interfaces"),
     "vrrp_instance track_file": ok(field="VrrpInstance.track_files"),
@@ -151,6 +150,6 @@ VIP_OPTIONS = {
 
 # Option words inside a line of virtual_routes; the others that 2.2.7 knows are not applied.
 ROUTE_ACTS = frozenset({"src", "metric", "table", "scope", "via", "gw", "dev", "to", "blackhole", "unreachable",
-                        "prohibit", "throw"})
+                        "prohibit", "throw", "protocol"})
 ROUTE_NO_TRACK = noeff("chime-ha does not react to a route removed behind its back, so every route behaves as "
                        "no_track")

@@ -19,7 +19,7 @@ argument tuples of every occurrence), so nothing a config says is lost and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Union
+from typing import Any, Literal, Mapping, Union
 
 __all__ = [
     "Where",
@@ -314,10 +314,11 @@ class Route:
 
 @dataclass(frozen=True)
 class Rule:
-    """One line of ``virtual_rules`` / ``static_rules`` (kept as words)."""
+    """One line of ``virtual_rules`` / ``static_rules``: its words and typed ``config.rules.RuleSpec``."""
 
     words: tuple[str, ...]
     where: Where = NOWHERE
+    spec: Any = None
 
 
 @dataclass(frozen=True)

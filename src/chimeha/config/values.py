@@ -22,6 +22,7 @@ class Ctx:
 
     def __init__(self, diags: list[Diagnostic]):
         self.diags = diags
+        self.rule_numbering = None  # build_rules.RuleNumbering of this load (automatic rule preferences)
 
     # ---------------------------------------------------------------- reporting
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from chimeha.config.rules import RTPROT_KEEPALIVED, route_protocol
+
 log = logging.getLogger("chimeha.net.addresses")
 
 IFA_F_NODAD = 0x02
@@ -214,6 +216,8 @@ class AddressManager:
             kw["scope"] = route.scope
         if route.type:
             kw["type"] = route.type
+        if route.protocol is not None:
+            kw["proto"] = route.protocol
         try:
             self._ipr.route(op, **kw)
         except NetlinkError as exc:
@@ -223,6 +227,53 @@ class AddressManager:
                 return False
             raise AddressError(f"cannot {op} route {route}: {exc.args[-1] if exc.args else exc}") from exc
         return True
+
+    # -- rules ---------------------------------------------------------------
+    def rule(self, op: str, spec) -> bool:
+        """Add or delete one ip rule (a ``config.rules.RuleSpec``); idempotent like the others."""
+        try:
+            self._ipr.rule(op, **rule_request(spec))
+        except NetlinkError as exc:
+            if op == "add" and exc.code == _EEXIST:
+                return False
+            if op == "del" and exc.code in (_ESRCH, _ENOENT):
+                return False
+            raise AddressError(f"cannot {op} rule {spec}: {exc.args[-1] if exc.args else exc}") from exc
+        return True
+
+
+_FR_ACTIONS = {"table": 1, "l3mdev": 1, "goto": 2, "nop": 3, "blackhole": 6, "unreachable": 7, "prohibit": 8}
+
+
+def rule_request(spec) -> dict:
+    """pyroute2 ``rule()`` keywords for a ``RuleSpec``: the fields keepalived 2.2.7 sends (vrrp_iprule.c)."""
+    fam = socket.AF_INET6 if spec.family == 6 else socket.AF_INET
+    kw: dict = {"family": fam, "action": _FR_ACTIONS[spec.action], "priority": spec.priority, "tos": spec.tos}
+    if spec.action == "table":
+        kw["table"] = spec.table
+    elif spec.action == "goto":
+        kw["goto"] = spec.goto
+    elif spec.action == "l3mdev":
+        kw["l3mdev"] = 1
+    if spec.invert:
+        kw["flags"] = 2  # FIB_RULE_INVERT
+    for key, cidr in (("src", spec.src), ("dst", spec.dst)):
+        if cidr:
+            iface = ipaddress.ip_interface(cidr)
+            kw[key], kw[f"{key}_len"] = str(iface.ip), iface.network.prefixlen
+    for key, val in (("fwmark", spec.fwmark), ("fwmask", spec.fwmask), ("suppress_prefixlen", spec.suppress_prefixlen),
+                     ("suppress_ifgroup", spec.suppress_ifgroup), ("iifname", spec.iif), ("oifname", spec.oif),
+                     ("protocol", spec.protocol), ("ip_proto", spec.ipproto)):
+        if val is not None:
+            kw[key] = val
+    if spec.realms:
+        kw["flow"] = spec.realms
+    if spec.tunnel_id:
+        kw["tun_id"] = spec.tunnel_id
+    for key, rng in (("uid_range", spec.uidrange), ("sport_range", spec.sport), ("dport_range", spec.dport)):
+        if rng is not None:
+            kw[key] = f"{rng[0]}:{rng[1]}"
+    return kw
 
 
 @dataclass(frozen=True)
@@ -237,6 +288,7 @@ class Route:
     table: int | None = None
     scope: int | None = None
     type: str | None = None  # "blackhole", "unreachable", "prohibit"...
+    protocol: int | None = 18  # RTPROT_KEEPALIVED, as keepalived 2.2.7 adds its routes
 
     def __str__(self) -> str:
         parts = [self.dst]
@@ -260,7 +312,10 @@ def _route_words(words) -> dict:
         if w in _ROUTE_TYPES:
             out["type"] = w
             i += 1
-        elif w in ("src", "metric", "table", "scope", "via", "gw", "dev") and i + 1 < len(words):
+        elif w == "no_track":
+            out["no_track"] = True
+            i += 1
+        elif w in ("src", "metric", "table", "scope", "via", "gw", "dev", "protocol") and i + 1 < len(words):
             out["gateway" if w in ("via", "gw") else w] = words[i + 1]
             i += 2
         else:
@@ -286,6 +341,10 @@ def route_from_config(vr, default_dev: str | None = None) -> Route:
     table = fields.get("table")
     metric = fields.get("metric")
     rtype = fields.get("type")
+    proto = fields.get("protocol")
+    # A tracked route always carries protocol 18 (keepalived resets any other); no_track keeps the given one.
+    protocol = (route_protocol(str(proto)) if proto is not None else None) if fields.get("no_track") else \
+        RTPROT_KEEPALIVED
     return Route(
         dst=str(dst),
         gateway=gw,
@@ -295,4 +354,5 @@ def route_from_config(vr, default_dev: str | None = None) -> Route:
         table=int(table) if table is not None and str(table).isdigit() else None,
         scope=parse_scope(fields.get("scope")),
         type=rtype if rtype not in (None, "unicast") else None,
+        protocol=protocol,
     )

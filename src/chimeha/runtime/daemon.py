@@ -46,6 +46,7 @@ from chimeha.runtime.executor import Executor
 from chimeha.runtime.interfaces import InterfaceMonitor
 from chimeha.runtime.netlink import NetlinkWorker
 from chimeha.runtime.notify import Notifier, NotifyFifo
+from chimeha.runtime.static import StaticManager
 from chimeha.runtime.tracking import Trackers
 from chimeha.vrrp.events import StateChanged
 from chimeha.vrrp.node import VrrpNode
@@ -111,6 +112,7 @@ class Daemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.interfaces: InterfaceMonitor | None = None
+        self.static = StaticManager(self._nl)  # static_ipaddress / static_routes / static_rules
 
     @property
     def generation(self) -> int:
@@ -149,6 +151,7 @@ class Daemon:
             raise DaemonError(str(exc)) from exc
         self._ex.setup_notify(self.config)
         self._ex.adopt_sockets(pre.opened)
+        self.static.start(self.config)  # before any VIP, tied to no VRRP state (keepalived)
         self.node = VrrpNode(pre.specs, groups)
         self._ex.join_groups(self.node.socket_keys(), self.node.ah_socket_keys())
         # VIPs a killed previous run left behind (keepalived does the same): queued, not waited
@@ -293,6 +296,12 @@ class Daemon:
             except Exception:
                 log.exception("stop: %s failed", what)
         await self._ex.wait_netlink(5.0)
+        try:  # after the instances let their VIPs go, as keepalived removes them last
+            fut = self.static.stop()
+            if fut is not None:
+                await asyncio.wait_for(asyncio.wrap_future(fut), 5.0)
+        except (asyncio.TimeoutError, Exception):
+            log.exception("stop: removing the static addresses, routes and rules failed")
         self._ex.close_sockets()
         self._ex.close_notify()
         try:
@@ -354,6 +363,7 @@ class Daemon:
         old_trackers = self.trackers
         self.config = result.config
         self._ex.adopt_sockets(pre.opened)
+        self.static.reload(self.config)
         self.node.apply_reload(plan, self.now())
         self._watch_interfaces()
         self._ex.join_groups(self.node.socket_keys(), self.node.ah_socket_keys())

@@ -152,8 +152,9 @@ class Executor:
                 dev = self._added_on.get(a.instance, dev)
             self._holding[a.instance] = isinstance(a, AddAddresses)
             self._announced.pop(a.instance, None)
+            extra = {"rules": a.rules} if a.rules else {}  # virtual_rules (test doubles take none)
             self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev,
-                                                  isinstance(a, AddAddresses)))
+                                                  isinstance(a, AddAddresses), **extra))
         elif isinstance(a, SendGratuitous):
             # Not tracked: the takeover advert waits for the VIP (netlink), not for the burst, whose
             # first raw socket can take tens of ms (measured ~40 ms: long enough for a peer to

@@ -108,10 +108,24 @@ class NetlinkWorker:
                     fut.set_exception(value)
 
     # -- operations (run in the worker thread) -------------------------------
-    def apply(self, name: str, addresses, excluded, routes, dev: str, add: bool) -> concurrent.futures.Future:
-        """Add or remove an instance's VIPs, excluded VIPs and virtual routes."""
+    def apply(self, name: str, addresses, excluded, routes, dev: str, add: bool,
+              rules=()) -> concurrent.futures.Future:
+        """Add or remove an instance's VIPs, excluded VIPs, virtual routes and virtual rules.
+
+        Rules go last when adding and first when removing (a rule points at a route's table).
+        """
+        def do_rules(m: AddressManager) -> None:
+            for spec in rules:
+                try:
+                    if m.rule("add" if add else "del", spec):
+                        log.info("%s: %s virtual rule %s", name, "added" if add else "removed", spec)
+                except (AddressError, ValueError) as exc:
+                    log.error("%s: virtual rule: %s", name, exc)
+
         def work(m: AddressManager) -> int:
             changed = 0
+            if not add:
+                do_rules(m)
             for va in tuple(addresses) + tuple(excluded):
                 try:
                     vip = vip_from_config(va, dev)
@@ -125,6 +139,8 @@ class NetlinkWorker:
                     m.route("add" if add else "del", route_from_config(vr, None))
                 except (AddressError, ValueError) as exc:
                     log.error("%s: virtual route: %s", name, exc)
+            if add:
+                do_rules(m)
             return changed
         return self.submit(work)
 

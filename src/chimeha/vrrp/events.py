@@ -71,6 +71,7 @@ class InstanceSpec:
     virtual_ipaddresses: tuple[Any, ...] = ()
     virtual_ipaddresses_excluded: tuple[Any, ...] = ()
     virtual_routes: tuple[Any, ...] = ()
+    virtual_rules: tuple[Any, ...] = ()  # config.rules.RuleSpec, held while MASTER like the routes
     sync_group: str | None = None
     where: str = ""  # "FILE:LINE: " of the vrrp_instance block, for messages ("" unknown)
 
@@ -104,22 +105,24 @@ class SendAdvert(Action):
 
 @dataclass(frozen=True)
 class AddAddresses(Action):
-    """Install the VIPs (and excluded VIPs, routes) of the instance."""
+    """Install the VIPs (and excluded VIPs, routes, rules) of the instance."""
 
     addresses: tuple[Any, ...]
     excluded: tuple[Any, ...] = ()
     routes: tuple[Any, ...] = ()
     at: float = 0.0
+    rules: tuple[Any, ...] = ()  # virtual_rules (config.rules.RuleSpec)
 
 
 @dataclass(frozen=True)
 class RemoveAddresses(Action):
-    """Remove the VIPs (and excluded VIPs, routes) of the instance."""
+    """Remove the VIPs (and excluded VIPs, routes, rules) of the instance."""
 
     addresses: tuple[Any, ...]
     excluded: tuple[Any, ...] = ()
     routes: tuple[Any, ...] = ()
     at: float = 0.0
+    rules: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

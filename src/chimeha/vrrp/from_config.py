@@ -169,6 +169,7 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         virtual_ipaddresses=tuple(inst.virtual_ipaddresses),
         virtual_ipaddresses_excluded=tuple(inst.virtual_ipaddresses_excluded),
         virtual_routes=tuple(inst.virtual_routes),
+        virtual_rules=tuple(r.spec for r in inst.virtual_rules if r.spec is not None),
         sync_group=group,
         where=_where(inst),
     )

@@ -582,7 +582,7 @@ class VrrpInstance:
         self._down_reason = None
         self._actions.append(
             AddAddresses(self.name, self.spec.virtual_ipaddresses, self.spec.virtual_ipaddresses_excluded,
-                         self.spec.virtual_routes, now)
+                         self.spec.virtual_routes, now, rules=self.spec.virtual_rules)
         )
         self._send_advert(now)
         self._advert_at = now + self.advert_interval
@@ -641,7 +641,8 @@ class VrrpInstance:
     def _remove_addresses(self, now: float) -> None:
         s = self.spec
         self._actions.append(
-            RemoveAddresses(s.name, s.virtual_ipaddresses, s.virtual_ipaddresses_excluded, s.virtual_routes, now)
+            RemoveAddresses(s.name, s.virtual_ipaddresses, s.virtual_ipaddresses_excluded, s.virtual_routes, now,
+                            rules=s.virtual_rules)
         )
 
     def _garp(self, now: float, count: int, why: str) -> None:

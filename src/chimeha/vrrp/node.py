@@ -60,7 +60,7 @@ from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceSpec, 
                                  LowerPriorityHeard, NodeEvent, PacketDropped, PriorityChanged, RemoveAddresses,
                                  SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
 from chimeha.vrrp.instance import VrrpInstance
-from chimeha.vrrp.node_types import InstanceStats, InstanceStatus, ReloadPlan, spec_key
+from chimeha.vrrp.node_types import InstanceStats, InstanceStatus, ReloadPlan, spec_key, strip_where
 from chimeha.vrrp.sync_group import SyncGroup
 
 SocketKey = tuple[str, int]  # (interface, family)
@@ -355,7 +355,7 @@ class VrrpNode:
         specs = tuple(specs)
         check_specs(specs)
         new = {s.name: s for s in specs}
-        kept, changed, removed, gone = [], [], [], []
+        kept, changed, removed, gone, gone_routes = [], [], [], [], []
         for name, inst in self._instances.items():
             spec = new.get(name)
             if spec is None:
@@ -369,9 +369,16 @@ class VrrpNode:
                     lost = tuple(v for v in inst.spec.virtual_ipaddresses if _bare(v) not in still)
                     if lost:
                         gone.append((name, lost))
+                    routes = {strip_where(r) for r in spec.virtual_routes}
+                    lost_routes = tuple(r for r in inst.spec.virtual_routes if strip_where(r) not in routes)
+                    rules = set(spec.virtual_rules)
+                    lost_rules = tuple(r for r in inst.spec.virtual_rules if r not in rules)
+                    if lost_routes or lost_rules:
+                        gone_routes.append((name, lost_routes, lost_rules))
         added = tuple(s.name for s in specs if s.name not in self._instances)
         grp = tuple((g, tuple(m)) for g, m in (groups or {}).items())
-        return ReloadPlan(specs, grp, tuple(kept), tuple(changed), added, tuple(removed), tuple(gone))
+        return ReloadPlan(specs, grp, tuple(kept), tuple(changed), added, tuple(removed), tuple(gone),
+                          tuple(gone_routes))
 
     def apply_reload(self, plan: ReloadPlan, now: float) -> None:
         """Carry out ``plan`` (from :meth:`plan_reload` on this node, nothing applied since)."""
@@ -382,6 +389,7 @@ class VrrpNode:
         keep = {n: (self._instances[n], self._stats[n]) for n in plan.kept}
         self._install(plan.specs, dict(plan.groups), keep)
         gone = dict(plan.vips_removed)
+        gone_routes = {name: (routes, rules) for name, routes, rules in plan.routes_removed}
         for spec in plan.specs:
             name = spec.name
             if name in keep:
@@ -390,8 +398,9 @@ class VrrpNode:
             if spec.interface in self._ifindex and self._ifindex[spec.interface] is None:
                 inst.set_link(f"interface {spec.interface} does not exist", now)  # still missing
             inst.start(now)
-            if name in gone:
-                self._queue.append(RemoveAddresses(name, gone[name], (), (), now))
+            if name in gone or name in gone_routes:
+                routes, rules = gone_routes.get(name, ((), ()))
+                self._queue.append(RemoveAddresses(name, gone.get(name, ()), (), routes, now, rules=rules))
             if old_state.get(name) is State.MASTER:
                 inst.force_state(State.MASTER, now, "configuration reloaded while MASTER")
         for name in plan.kept:

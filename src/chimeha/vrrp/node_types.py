@@ -68,7 +68,7 @@ class InstanceStatus:
         return self.split_brain_peer is not None
 
 
-def _strip_where(obj):
+def strip_where(obj):
     if dataclasses.is_dataclass(obj) and any(f.name == "where" for f in dataclasses.fields(obj)):
         return dataclasses.replace(obj, where=None)
     return obj
@@ -80,9 +80,9 @@ def spec_key(spec: InstanceSpec | None):
         return None
     return dataclasses.replace(
         spec, where="",
-        virtual_ipaddresses=tuple(map(_strip_where, spec.virtual_ipaddresses)),
-        virtual_ipaddresses_excluded=tuple(map(_strip_where, spec.virtual_ipaddresses_excluded)),
-        virtual_routes=tuple(map(_strip_where, spec.virtual_routes)))
+        virtual_ipaddresses=tuple(map(strip_where, spec.virtual_ipaddresses)),
+        virtual_ipaddresses_excluded=tuple(map(strip_where, spec.virtual_ipaddresses_excluded)),
+        virtual_routes=tuple(map(strip_where, spec.virtual_routes)))
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ class ReloadPlan:
 
     ``specs``/``groups``: the new configuration. ``kept`` instances keep their
     state, timers and VIPs; ``changed`` ones are rebuilt (a MASTER stays
-    MASTER, VIPs it no longer lists are in ``vips_removed``); ``added`` ones
+    MASTER, VIPs it no longer lists are in ``vips_removed``, virtual routes and
+    rules in ``routes_removed``: deleted, the rest re-added); ``added`` ones
     start; ``removed`` ones shut down (priority 0, VIPs removed).
     """
 
@@ -102,6 +103,7 @@ class ReloadPlan:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     vips_removed: tuple[tuple[str, tuple], ...] = ()  # (instance, VIP config objects to delete)
+    routes_removed: tuple[tuple[str, tuple, tuple], ...] = ()  # (instance, routes, rules to delete)
 
     def summary(self) -> str:
         return (f"{len(self.kept)} instance(s) unchanged, {len(self.changed)} changed, "
