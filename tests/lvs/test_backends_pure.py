@@ -40,7 +40,7 @@ def test_render_persistence_snat_and_weights():
     assert "ip saddr & 255.255.255.0 @p_" in text
     assert "dnat ip to 192.168.231.12:8801" in text
     assert ("ct status dnat ct original ip daddr 192.168.231.10 ip saddr 192.168.231.0/24 "
-            "ip daddr 192.168.231.0/24 masquerade") in text
+            "ip daddr 192.168.231.0/24 snat ip to 192.168.231.10") in text  # auto: the VIP is on the link
     assert "ip daddr . meta l4proto . th dport vmap @svc4" in text  # persistence: through the service chain
     assert "masquerade" not in Renderer("never").render(DesiredState({K: s}))
 
@@ -214,5 +214,26 @@ def test_snat_to_vip_writes_one_rule_per_vip_with_that_vip_as_source():
     assert post == [f"ct status dnat ct original ip daddr {v} ip saddr 192.168.231.0/24 "
                     f"ip daddr 192.168.231.0/24 snat ip to {v}" for v in ("192.168.231.10", "192.168.231.20")]
     assert "masquerade" not in text
-    with pytest.raises(ValueError, match="snat_to must be one of masquerade, vip"):
+    with pytest.raises(ValueError, match="snat_to must be one of auto, masquerade, vip"):
         NftBackend(snat_to="dedicated")
+
+
+def test_snat_to_auto_uses_the_vip_only_where_the_real_servers_subnet_holds_it():
+    """A VIP on the real servers' link: NAT to it (no tuple shared with the director's own
+    connections); a VIP the real servers cannot reach on the link (a /32 elsewhere): masquerade."""
+    from dataclasses import replace
+    a = svc("rr", (1, 1))  # 192.168.231.10, real servers in 192.168.231.0/24
+    b = replace(a, key=ServiceKey("TCP", "10.20.0.10", 80))
+    c = replace(a, key=ServiceKey("TCP", "10.20.0.11", 80))
+    state = DesiredState({x.key: x for x in (a, b, c)})
+    cond = "ip saddr 192.168.231.0/24 ip daddr 192.168.231.0/24"
+    auto = _hook(Renderer("auto", ["192.168.231.0/24"]).render(state), "postrouting")
+    assert auto == [f"ct status dnat ct original ip daddr 192.168.231.10 {cond} snat ip to 192.168.231.10",
+                    f"ct status dnat ct original ip daddr {{ 10.20.0.10, 10.20.0.11 }} {cond} masquerade"]
+    assert Renderer("auto", ["192.168.231.0/24"]).snat_to == "auto"  # the default
+    plain = _hook(Renderer("auto", ["192.168.231.0/24"], "masquerade").render(state), "postrouting")
+    assert plain == [f"ct status dnat ct original ip daddr {{ 10.20.0.10, 10.20.0.11, 192.168.231.10 }} {cond} "
+                     "masquerade"]
+    # snat always (no subnet known): auto cannot tell, so the interface's address
+    always = _hook(Renderer("always", [], "auto").render(DesiredState({a.key: a})), "postrouting")
+    assert always == ["ct status dnat ct original ip daddr 192.168.231.10 masquerade"]

@@ -10,6 +10,7 @@ import signal
 import sys
 
 from chimeha.lvs.catalog import DATAPLANES  # noqa: E402  (one declaration per data plane)
+from chimeha.lvs.backends.nft import SNAT_TO  # noqa: E402
 DEFAULT_CONTROL_PATH = "/run/chime-ha/control.sock"  # chimeha.observe.control's default
 
 
@@ -30,9 +31,11 @@ def add_parser(sub) -> None:
                    help="log level (default: %(default)s)")
     p.add_argument("--dataplane", default="auto", choices=DATAPLANES,
                    help="virtual-server data plane (default: %(default)s)")
-    p.add_argument("--snat-to", default=None, choices=("masquerade", "vip"),
-                   help="nft data plane source NAT address: the outgoing interface's (masquerade) or the "
-                        "connection's VIP (default: vip with global_defs lvs_sync_daemon, else masquerade)")
+    p.add_argument("--snat-to", default=None, choices=SNAT_TO,
+                   help="nft data plane source NAT address: the outgoing interface's (masquerade), the "
+                        "connection's VIP, or auto: the VIP where the real server's subnet holds it, so the "
+                        "real servers' TIME_WAIT for the director's own connections never meets NATed ones "
+                        "(default: vip with global_defs lvs_sync_daemon, else auto)")
     p.add_argument("--journal", metavar="PATH", default=None,
                    help="transition journal file (default: none, kept in memory)")
     p.add_argument("--metrics", metavar="ADDR", default=None,

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from chimeha.check.runner import RealServerMonitor
 from chimeha.config import load
 from chimeha.lvs.backends.base import BackendError
+from chimeha.lvs.backends.nft import SNAT_TO
 from chimeha.lvs.backends.registry import BackendOptions, make_backend
 from chimeha.lvs.backends.select import Choice, choose
 from chimeha.lvs.catalog import DATAPLANES, ORDER
@@ -54,9 +55,10 @@ class LvsManager:
     namespace when a kernel data plane forwards to a remote real server.
     ``proxy_own_loop``: see :class:`chimeha.lvs.backends.proxy.ProxyBackend`
     (None: the proxy relays on its own uvloop thread unless this loop is uvloop).
-    ``snat_to``: the nft source address, "masquerade" or "vip"; None: "vip" when
+    ``snat_to``: the nft source address, "auto", "masquerade" or "vip"; None: "vip" when
     ``lvs_sync_daemon`` replicates connections (the real servers must answer the VIP,
-    which moves with the connections), else "masquerade".
+    which moves with the connections), else "auto" (the VIP where the real server's
+    subnet holds it, the interface's address otherwise; see nft.Renderer).
     """
 
     def __init__(self, config: Any, dataplane: str | None = "auto", log: logging.Logger | None = None, *,
@@ -74,7 +76,7 @@ class LvsManager:
         self.health_checks = health_checks
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
-        self.snat_to = snat_to or ("vip" if self._sync_spec(config) else "masquerade")
+        self.snat_to = snat_to or ("vip" if self._sync_spec(config) else "auto")
         self.nft_counters = nft_counters
         #: conntrackd replicating connections (global_defs lvs_sync_daemon), while running
         self.sync: ConntrackSync | None = None
@@ -417,9 +419,10 @@ def standalone_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--own", action="append", default=None,
                     help="VIP this node holds (repeatable); default: forward every virtual server")
     ap.add_argument("--snat", default="auto", choices=("auto", "always", "never"))
-    ap.add_argument("--snat-to", default=None, choices=("masquerade", "vip"),
-                    help="nft source address: the interface's (masquerade) or the connection's VIP "
-                         "(default: vip with lvs_sync_daemon, else masquerade)")
+    ap.add_argument("--snat-to", default=None, choices=SNAT_TO,
+                    help="nft source address: the interface's (masquerade), the connection's VIP, or auto "
+                         "(the VIP where the real server's subnet holds it; default: vip with "
+                         "lvs_sync_daemon, else auto)")
     ap.add_argument("--nft-counters", default="on", choices=("on", "off"),
                     help="nft: per-real-server counters (connections, packets, bytes; default on)")
     ap.add_argument("--no-checks", action="store_true", help="do not run health checkers")

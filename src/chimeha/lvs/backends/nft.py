@@ -54,7 +54,7 @@ from .base import BackendError
 
 TABLE = "chimeha"
 #: Source addresses the postrouting rules may NAT to (see Renderer.snat_to).
-SNAT_TO = ("masquerade", "vip")
+SNAT_TO = ("auto", "masquerade", "vip")
 NFT_ALGOS = implemented_by("nft")
 #: An interleaved wrr period longer than this is declined (the map would be huge).
 MAX_PERIOD = 65536
@@ -180,7 +180,7 @@ def _lean_dnat(service: Service) -> str | None:
 class Renderer:
     """Pure: DesiredState (+ carried persistence entries) -> one nft script."""
 
-    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = (), snat_to: str = "masquerade",
+    def __init__(self, snat: str = "auto", snat_subnets: Sequence[str] = (), snat_to: str = "auto",
                  counters: dict[str, tuple[int, int]] | None = None):
         #: None: no per-real-server counters; else their values to carry into the new table
         self.counters = counters
@@ -188,7 +188,13 @@ class Renderer:
         self.snat_subnets = list(snat_subnets)
         #: "masquerade": the outgoing interface's address, client port kept when free;
         #: "vip": the connection's own VIP (replies reach whichever director holds it, and the
-        #: tuples never meet the director's own connections from its primary address)
+        #: tuples never meet the director's own connections from its primary address);
+        #: "auto": "vip" for a VIP inside the real server's subnet (the real server reaches it
+        #: on the link), "masquerade" for any other. Why not plain masquerade: it keeps the
+        #: client's port on the director's own address, so after the director itself talked to
+        #: the same real-server port (HAProxy, a proxy-backed service, a director that is also a
+        #: client) the real servers' TIME_WAIT sockets hold those tuples and new connections
+        #: stall on them (bench/dataplane/SNAT.md: 227 against 11,922 new conn/s).
         self.snat_to = snat_to
 
     def render(self, state: DesiredState, carried: dict[str, list[str]] | None = None) -> str:
@@ -296,14 +302,11 @@ class Renderer:
                 if not vips[fam]:
                     continue
                 # one VIP: a plain comparison rather than a (one-element) set lookup
-                vset = ("{ " + ", ".join(sorted(vips[fam])) + " }") if len(vips[fam]) > 1 else next(iter(vips[fam]))
-                groups = [(vset, "masquerade")] if self.snat_to == "masquerade" else [
-                    (v, f"snat {famname} to {v}") for v in sorted(vips[fam])]
                 for net in nets:
                     if net is not None and ipaddress.ip_network(net).version != fam:
                         continue
                     cond = "" if net is None else f" {famname} saddr {net} {famname} daddr {net}"
-                    for match, verdict in groups:
+                    for match, verdict in self._snat_groups(sorted(vips[fam]), famname, net):
                         rules.append(f"ct status dnat ct original {famname} daddr {match}{cond} {verdict}")
             marks = sorted(k.fwmark for k in state.services if k.fwmark is not None)
             for m in marks:
@@ -313,6 +316,23 @@ class Renderer:
                     rules.append(f"ct status dnat meta mark {m}{cond} masquerade")
         return ("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
                 + "".join(f"    {r}\n" for r in rules) + "  }")
+
+
+    def _snat_groups(self, vips: list[str], famname: str, net: str | None) -> list[tuple[str, str]]:
+        """(VIP match, source NAT statement) pairs for connections to ``vips`` whose real server is in ``net``."""
+        if self.snat_to == "vip":
+            own = list(vips)
+        elif self.snat_to == "auto" and net is not None:
+            subnet = ipaddress.ip_network(net)
+            own = [v for v in vips if ipaddress.ip_address(v) in subnet]
+        else:
+            own = []
+        rest = [v for v in vips if v not in own]
+        groups = [(v, f"snat {famname} to {v}") for v in own]
+        if rest:
+            # one VIP: a plain comparison rather than a (one-element) set lookup
+            groups.append((("{ " + ", ".join(rest) + " }") if len(rest) > 1 else rest[0], "masquerade"))
+        return groups
 
 
 class NftBackend:
@@ -325,7 +345,7 @@ class NftBackend:
     name = "nft"
 
     def __init__(self, netns: str | None = None, snat: str = "auto", log: logging.Logger | None = None,
-                 snat_to: str = "masquerade", counters: bool = True):
+                 snat_to: str = "auto", counters: bool = True):
         if snat not in ("auto", "always", "never"):
             raise ValueError(f"snat must be auto, always or never, not {snat!r}")
         if snat_to not in SNAT_TO:

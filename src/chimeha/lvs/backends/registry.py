@@ -30,8 +30,8 @@ class BackendOptions:
     snat: str = "auto"
     #: proxy: relay on its own uvloop thread (None: when the caller's loop is not uvloop)
     proxy_own_loop: bool | None = None
-    #: nft source address: "masquerade" | "vip" (see nft.Renderer)
-    snat_to: str = "masquerade"
+    #: nft source address: "auto" | "masquerade" | "vip" (see nft.Renderer)
+    snat_to: str = "auto"
     #: nft: named per-real-server counters (every packet of a DNATed flow is counted)
     nft_counters: bool = True
 
