@@ -242,6 +242,9 @@ def _script_security(config: Config, ctx: Ctx) -> None:
             for c in rs.checkers:
                 if c.kind == "MISC_CHECK" and c.misc_path:
                     root(c.where, getattr(c, "user", None))
+    for life in (g.startup_script, g.shutdown_script):
+        if life is not None:
+            root(life.where, life.user)
     if first is not None:
         why = "script_user root" if g.script_user == "root" else "no script_user"
         ctx.warning(first, "script-security",

@@ -42,7 +42,8 @@ class ScriptResult:
         return f"exit status {self.returncode}"
 
 
-def _user_ids(user: str | None, group: str | None) -> tuple[int | None, int | None]:
+def user_ids(user: str | None, group: str | None) -> tuple[int | None, int | None]:
+    """(uid, gid) to run a script as ``user`` [``group``]; (None, None) for no user. KeyError if unknown."""
     if not user:
         return None, None
     pw = pwd.getpwnam(user)
@@ -63,7 +64,7 @@ async def run_program(argv: tuple[str, ...] | list[str], timeout: float | None =
     if not argv:
         return ScriptResult(False, None, error="empty command")
     try:
-        uid, gid = _user_ids(user, group)
+        uid, gid = user_ids(user, group)
     except KeyError as exc:
         return ScriptResult(False, None, error=f"unknown user or group: {exc.args[0]}")
     kw: dict = {}
