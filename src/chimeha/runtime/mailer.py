@@ -19,6 +19,7 @@ import logging
 import os
 import pwd
 import queue
+import re
 import smtplib
 import socket
 import threading
@@ -81,12 +82,24 @@ def rfc822_date(now: float | None = None) -> str:
 def deliver(settings: MailSettings, subject: str, body: str, date: str | None = None) -> None:
     """Send one mail now (blocking: the worker thread's job). Raises OSError / smtplib.SMTPException."""
     data = fmt.message(settings.sender, settings.recipients, subject, body, date or rfc822_date())
-    with smtplib.SMTP(timeout=settings.timeout) as s:
-        s.connect(settings.host, settings.port)
-        code, reply = s.helo(settings.helo)
+    data = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (keepalived's texts never need it)
+    s = smtplib.SMTP(timeout=settings.timeout)
+    try:
+        s.connect(settings.host, settings.port)  # raises unless the greeting is 220
+        # keepalived's verbs, upper case (smtplib's helpers send lower case)
+        steps = [("HELO", settings.helo, 250), ("MAIL", f"FROM:<{settings.sender}>", 250)]
+        steps += [("RCPT", f"TO:<{r}>", 250) for r in settings.recipients] + [("DATA", "", 354)]
+        for verb, arg, want in steps:
+            code, reply = s.docmd(verb, arg)
+            if code != want:
+                raise smtplib.SMTPResponseException(code, f"{verb}: {reply.decode(errors='replace')}")
+        s.send(data + b".\r\n")
+        code, reply = s.getreply()
         if code != 250:
-            raise smtplib.SMTPHeloError(code, reply)
-        s.sendmail(settings.sender, list(settings.recipients), data)
+            raise smtplib.SMTPDataError(code, reply)
+        s.docmd("QUIT")
+    finally:
+        s.close()
 
 
 class Mailer:
