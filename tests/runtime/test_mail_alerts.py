@@ -220,3 +220,42 @@ def test_not_configured_sends_nothing():
     a.configure(res.config)
     assert a.mailer.settings is None and not a.vrrp("INSTANCE", "V", "MASTER")
     assert smtplib  # stdlib only
+
+
+def test_sync_group_members_mail_once_then_the_group_speaks():
+    res = loads("""
+global_defs {
+    router_id R
+    notification_email { a@b }
+    smtp_server 127.0.0.1 2525
+    smtp_alert
+}
+vrrp_sync_group G {
+    group { V1 V2 }
+}
+vrrp_instance V1 {
+ interface eth0
+ virtual_router_id 1
+ priority 100
+ virtual_ipaddress { 10.0.0.1 }
+}
+vrrp_instance V2 {
+ interface eth0
+ virtual_router_id 2
+ priority 100
+ virtual_ipaddress { 10.0.0.2 }
+}
+""")
+    assert res.ok, [str(d) for d in res.diagnostics]
+    a = MailAlerts()
+    a.configure(res.config, hostname="h")
+    sent = []
+    a.mailer.send = lambda s, b: sent.append(s) or True
+    for ev in [("INSTANCE", "V1", "BACKUP"), ("INSTANCE", "V2", "BACKUP"), ("GROUP", "G", "BACKUP"),
+               ("INSTANCE", "V1", "MASTER"), ("INSTANCE", "V2", "MASTER"), ("GROUP", "G", "MASTER"),
+               ("INSTANCE", "V1", "STOP"), ("INSTANCE", "V2", "STOP"), ("GROUP", "G", "STOP")]:
+        a.vrrp(*ev)
+    assert sent == ["[R] VRRP Instance V1 - Entering BACKUP state", "[R] VRRP Instance V2 - Entering BACKUP state",
+                    "[R] VRRP Group G - Entering BACKUP state", "[R] VRRP Group G - Entering MASTER state",
+                    "[R] VRRP Instance V1 - Stopping", "[R] VRRP Instance V2 - Stopping",
+                    "[R] VRRP Group G - Stopping"]
