@@ -273,7 +273,9 @@ class Executor:
             prio = node.instance(a.instance).priority if node.state(a.instance) is not None else 0
             word = "STOP" if a.new is State.INIT else str(a.new)
             self.notifier.notify("INSTANCE", a.instance, word, prio, cfg)
-            self.mail.vrrp("INSTANCE", a.instance, word)
+            # keepalived: an instance a reload removed mails FAULT (notify_deleted is not implemented)
+            removed = cfg is None and a.new is State.INIT and self.daemon.config is not None
+            self.mail.vrrp("INSTANCE", a.instance, "FAULT" if removed else word)
         for hook in list(self.daemon.state_hooks):
             try:
                 hook(a)
