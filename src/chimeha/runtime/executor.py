@@ -316,6 +316,8 @@ class Executor:
 
     async def close_mail(self, timeout: float = 5.0) -> None:
         """Give queued mails (the STOP ones) at most ``timeout`` s on the mail thread; never blocks the loop."""
+        if not self.mail.mailer.busy:
+            return
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(None, self.mail.mailer.close, timeout):
             log.warning("stop: SMTP alerts still queued after %.0f s were dropped", timeout)

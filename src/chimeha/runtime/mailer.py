@@ -146,6 +146,11 @@ class Mailer:
                 log.warning("SMTP alert to %s:%d failed (%s): %s", settings.host, settings.port,
                             exc.__class__.__name__ + (f": {exc}" if str(exc) else ""), subject)
 
+    @property
+    def busy(self) -> bool:
+        """True once a mail was queued (the worker thread is running)."""
+        return self._thread is not None
+
     def close(self, timeout: float) -> bool:
         """Let the worker send what is queued, for at most ``timeout`` s (blocking). True if all went."""
         if self._thread is None:
