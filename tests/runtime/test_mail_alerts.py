@@ -65,8 +65,9 @@ def test_global_defs_read():
 def test_smtp_server_default_port_and_bad_port():
     res = loads("global_defs {\n smtp_server mail.lab\n}\n")
     assert res.config.global_defs.smtp_server == "mail.lab 25"
-    res = loads("global_defs {\n smtp_server mail.lab 99999\n}\n")
-    assert any(d.line == 2 and d.severity == "error" for d in res.diagnostics)
+    res = loads("global_defs {\n smtp_server mail.lab 99999\n}\n")  # keepalived -t: reported, ignored
+    assert res.ok and res.config.global_defs.smtp_server is None
+    assert any(d.line == 2 and d.code == "out-of-range" for d in res.diagnostics)
 
 
 def test_connect_timeout_zero_becomes_one():

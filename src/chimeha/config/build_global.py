@@ -159,7 +159,8 @@ def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
 def _lifecycle_script(st: Stmt, ctx: Ctx, life: dict, kind: str) -> None:
     """``startup_script|shutdown_script COMMAND [username [groupname]]``; a second one is refused (keepalived)."""
     if kind in life:
-        ctx.warning(st.where, "duplicate", f"{kind} script already specified; this one is ignored (as keepalived)")
+        ctx.warning(st.where, "duplicate-script", f"{kind} script already specified; this one is ignored "
+                    "(as keepalived)")
         return
     users: dict = {}
     argv = ctx.notify_arg(st, users)
@@ -174,7 +175,8 @@ def _smtp_server(st: Stmt, ctx: Ctx) -> str | None:
         return None
     port = st.args[1].text if len(st.args) > 1 else "25"
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        ctx.error(st.where, "invalid-value", f"smtp_server port '{port}' must be 1..65535")
+        ctx.warning(st.where, "out-of-range", f"smtp_server port '{port}' must be 1..65535; no mail will be "
+                    "sent (keepalived reports it and ignores the server)")
         return None
     return f"{st.args[0].text} {int(port)}"
 
@@ -183,7 +185,7 @@ def _smtp_timeout(st: Stmt, ctx: Ctx) -> float | None:
     """keepalived 2.2.7: whole seconds; 0 is reported and taken as 1."""
     v = ctx.int_arg(st, 0, 2**32 // 1000000, what="smtp_connect_timeout", soft=True)
     if v == 0:
-        ctx.warning(st.where, "invalid-value", "smtp_connect_timeout must be greater than 0; using 1 (as keepalived)")
+        ctx.warning(st.where, "out-of-range", "smtp_connect_timeout must be greater than 0; using 1 (as keepalived)")
         v = 1
     return None if v is None else float(v)
 

@@ -8,7 +8,7 @@ default (see :mod:`chimeha.runtime.mail_format`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .model import NOWHERE, Where
 
@@ -33,4 +33,4 @@ class LifecycleScript:
     timeout: float = 10.0  # keepalived 2.2.7's default (global_parser.c)
     user: str | None = None
     group: str | None = None
-    where: Where = NOWHERE
+    where: Where = field(default=NOWHERE, compare=False)

@@ -26,7 +26,7 @@ KEEPALIVED_REPORTS = frozenset({
     "track-weight-owner", "advert-int-rounded", "ah-master", "fwmark-protocol", "route-untracked",
     "deprecated", "rule-no-preference", "unterminated-quote", "duplicate-real-server", "mixed-family",
     "quorum-unreachable", "track-own-interface", "unicast-no-peers", "vmac-unicast", "fwmark-rs-port",
-    "out-of-range", "native-ipv6-ignored",
+    "out-of-range", "native-ipv6-ignored", "duplicate-script",
 })
 # Warning codes keepalived -t reports only through its script-security exit status (6).
 KEEPALIVED_SECURITY = frozenset({"script-security"})
