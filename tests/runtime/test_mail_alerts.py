@@ -223,7 +223,7 @@ def test_not_configured_sends_nothing():
     assert smtplib  # stdlib only
 
 
-def test_sync_group_members_mail_once_then_the_group_speaks():
+def test_sync_group_member_is_silent_when_its_group_is_already_there():
     res = loads("""
 global_defs {
     router_id R
@@ -254,9 +254,17 @@ vrrp_instance V2 {
     a.mailer.send = lambda s, b: sent.append(s) or True
     for ev in [("INSTANCE", "V1", "BACKUP"), ("INSTANCE", "V2", "BACKUP"), ("GROUP", "G", "BACKUP"),
                ("INSTANCE", "V1", "MASTER"), ("INSTANCE", "V2", "MASTER"), ("GROUP", "G", "MASTER"),
+               ("INSTANCE", "V1", "BACKUP"), ("INSTANCE", "V2", "BACKUP"), ("GROUP", "G", "BACKUP"),
+               ("INSTANCE", "V1", "MASTER"),  # the group is BACKUP: a member's own change is mailed
+               ("GROUP", "G", "MASTER"), ("INSTANCE", "V2", "MASTER"),  # group already MASTER: V2 is silent
                ("INSTANCE", "V1", "STOP"), ("INSTANCE", "V2", "STOP"), ("GROUP", "G", "STOP")]:
         a.vrrp(*ev)
     assert sent == ["[R] VRRP Instance V1 - Entering BACKUP state", "[R] VRRP Instance V2 - Entering BACKUP state",
-                    "[R] VRRP Group G - Entering BACKUP state", "[R] VRRP Group G - Entering MASTER state",
+                    "[R] VRRP Group G - Entering BACKUP state",
+                    "[R] VRRP Instance V1 - Entering MASTER state", "[R] VRRP Instance V2 - Entering MASTER state",
+                    "[R] VRRP Group G - Entering MASTER state",
+                    "[R] VRRP Instance V1 - Entering BACKUP state", "[R] VRRP Instance V2 - Entering BACKUP state",
+                    "[R] VRRP Group G - Entering BACKUP state",
+                    "[R] VRRP Instance V1 - Entering MASTER state", "[R] VRRP Group G - Entering MASTER state",
                     "[R] VRRP Instance V1 - Stopping", "[R] VRRP Instance V2 - Stopping",
                     "[R] VRRP Group G - Stopping"]

@@ -28,7 +28,29 @@ PORT = 2525
 VIP = "10.9.0.100"
 
 
-def conf(extra_global: str = "", lvs: bool = True) -> str:
+GROUP = textwrap.dedent(f"""\
+    vrrp_sync_group G_M {{
+        group {{
+            VI_M
+            VI_N
+        }}
+        smtp_alert
+    }}
+    vrrp_instance VI_N {{
+        state BACKUP
+        interface eth0
+        virtual_router_id 62
+        priority 100
+        advert_int 1
+        smtp_alert
+        virtual_ipaddress {{
+            10.9.0.101/24
+        }}
+    }}
+    """)
+
+
+def conf(extra_global: str = "", lvs: bool = True, group: bool = False) -> str:
     vs = textwrap.dedent(f"""\
         virtual_server {VIP} 80 {{
             protocol TCP
@@ -66,7 +88,7 @@ def conf(extra_global: str = "", lvs: bool = True) -> str:
                 {VIP}/24
             }}
         }}
-        """) + vs
+        """) + vs + (GROUP if group else "")
 
 
 def start_sink(node, out: Path):
@@ -80,17 +102,19 @@ def subjects(mails) -> list[str]:
     return [headers(m)["Subject"] for m in mails]
 
 
-def run_vrrp_cycle(topology, tmp_path, kind: str, name: str, extra_global: str = "", lvs: bool = False):
+def run_vrrp_cycle(topology, tmp_path, kind: str, name: str, extra_global: str = "", lvs: bool = False,
+                   group: bool = False, until: str = "VRRP Instance VI_M - Entering MASTER state"):
     """Start ``kind`` alone on a node, wait for MASTER's mail, SIGTERM it; the received mails."""
     from chimeha.lab.node import add_node
 
     node = add_node(topology, name, "10.9.0.11/24")
     out = tmp_path / f"{name}-mails.jsonl"
     sink = start_sink(node, out)
-    d = Daemon(node, kind, conf(extra_global, lvs=lvs), tmp_path)
+    d = Daemon(node, kind, conf(extra_global, lvs=lvs, group=group), tmp_path)
     try:
         d.start()
-        wait_until(lambda: "Entering MASTER state" in " ".join(subjects(read_jsonl(out))), 20, f"{kind}: MASTER mail")
+        wait_until(lambda: until in " ".join(subjects(read_jsonl(out))), 20, f"{kind}: {until}")
+        time.sleep(0.5)  # any mail that would follow the awaited one
         if lvs:
             wait_until(lambda: len(read_jsonl(out)) >= 4, 20, f"{kind}: checker and quorum mails")
         d.stop()
@@ -179,3 +203,20 @@ def test_same_mails_as_keepalived(topology, tmp_path):
     # keepalived's Date header is RFC 822 local time, as ours
     assert headers(theirs[0])["Date"][:4] == headers(ours[0])["Date"][:4]
     print("keepalived:", subjects(theirs), "chime-ha:", subjects(ours))
+
+
+@pytest.mark.keepalived
+def test_sync_group_mails_as_keepalived(topology, tmp_path):
+    """Members mail their first state (BACKUP); from then on the group speaks for them (MASTER)."""
+    if not have_keepalived():
+        pytest.skip("needs keepalived")
+    until = "VRRP Group G_M - Entering MASTER state"
+    _, ours, _ = run_vrrp_cycle(topology, tmp_path, "chime-ha", "c", group=True, until=until)
+    _, theirs, _ = run_vrrp_cycle(topology, tmp_path, "keepalived", "k", group=True, until=until)
+    print("keepalived:", subjects(theirs), "chime-ha:", subjects(ours))
+
+    def running(mails):  # keepalived sends in parallel: arrival order is not theirs to keep; no stop mails
+        return sorted((headers(m)["Subject"], body(m)) for m in mails if not headers(m)["Subject"].endswith("Stopping"))
+
+    assert running(ours) == running(theirs)
+    assert len(running(ours)) == 6  # both instances and the group, BACKUP then MASTER

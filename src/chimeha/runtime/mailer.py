@@ -173,6 +173,7 @@ class MailAlerts:
         self._last: dict[tuple[str, str], str] = {}  # (INSTANCE|GROUP, name) -> state last mailed
         self._sent: set[str] = set()  # instances that have had their first notification
         self._member_of: dict[str, str] = {}
+        self._group_state: dict[str, str] = {}  # sync group -> the state it last reported
 
     @property
     def router_id(self) -> str:
@@ -191,11 +192,15 @@ class MailAlerts:
         if self.config is None or self.mailer.settings is None:
             return False
         cfg = (self.config.instances if kind == "INSTANCE" else self.config.sync_groups).get(name)
-        if kind == "INSTANCE":
+        if kind == "GROUP":
+            self._group_state[name] = state
+        else:
             first = name not in self._sent
             self._sent.add(name)
-            # keepalived: a sync group member notifies once; later its group speaks for it
-            if not first and name in self._member_of and state != "STOP":
+            # keepalived (send_instance_notifies): a member that has notified before stays silent when
+            # its group is already in the state it enters (the group reports after its members)
+            group = self._member_of.get(name)
+            if not first and group is not None and self._group_state.get(group) == state:
                 return False
         if cfg is None or not fmt.vrrp_alert(cfg, self.smtp):
             return False
