@@ -268,3 +268,17 @@ vrrp_instance V2 {
                     "[R] VRRP Instance V1 - Entering MASTER state", "[R] VRRP Group G - Entering MASTER state",
                     "[R] VRRP Instance V1 - Stopping", "[R] VRRP Instance V2 - Stopping",
                     "[R] VRRP Group G - Stopping"]
+
+
+def test_omega_shutdown_texts():
+    c = cfg(vs="smtp_alert")
+    vs = c.virtual_servers[0]
+    a = MailAlerts()
+    a.configure(c, hostname="h")
+    sent = []
+    a.mailer.send = lambda s, b: sent.append((s, b)) or True
+    a.shutdown(vs, list(vs.real_servers))
+    assert sent == [("[LAB1] Realserver [10.9.0.21]:tcp:8080 of virtual server [10.9.0.100]:tcp:80 - DOWN",
+                     "=> Shutting down <="),
+                    ("[LAB1] Virtualserver [10.9.0.100]:tcp:80 - DOWN", "=> Shutting down <=")]
+    assert fmt.quorum_mail("R", vs, True, 3)[1] == "=> Gained quorum 1+0=1 <= 3 <="

@@ -103,7 +103,7 @@ def subjects(mails) -> list[str]:
 
 
 def run_vrrp_cycle(topology, tmp_path, kind: str, name: str, extra_global: str = "", lvs: bool = False,
-                   group: bool = False, until: str = "VRRP Instance VI_M - Entering MASTER state"):
+                   group: bool = False, until: str = "VRRP Instance VI_M - Entering MASTER state", between=None):
     """Start ``kind`` alone on a node, wait for MASTER's mail, SIGTERM it; the received mails."""
     from chimeha.lab.node import add_node
 
@@ -117,6 +117,8 @@ def run_vrrp_cycle(topology, tmp_path, kind: str, name: str, extra_global: str =
         time.sleep(0.5)  # any mail that would follow the awaited one
         if lvs:
             wait_until(lambda: len(read_jsonl(out)) >= 4, 20, f"{kind}: checker and quorum mails")
+        if between is not None:
+            between(node, out)
         d.stop()
         time.sleep(0.5)
         return node, read_jsonl(out), d
@@ -136,7 +138,17 @@ def test_chime_ha_mails_and_lifecycle_scripts(topology, tmp_path):
         path.chmod(0o755)
     extra = (f"startup_script {tmp_path}/up.sh\nshutdown_script {tmp_path}/down.sh\n"
              "shutdown_script_timeout 5\nenable_script_security")
-    node, mails, d = run_vrrp_cycle(topology, tmp_path, "chime-ha", "a", extra, lvs=True)
+    def real_server_comes_up(node, out):
+        server = node.popen([sys.executable, "-c", "import socket\ns = socket.create_server(('127.0.0.1', 9))\n"
+                             "while True: s.accept()[0].close()"])
+        try:
+            wait_until(lambda: "Virtualserver [10.9.0.100]:tcp:80 - UP" in " ".join(subjects(read_jsonl(out))), 20,
+                       "quorum regained mail")
+        finally:
+            node.stop(server)
+
+    node, mails, d = run_vrrp_cycle(topology, tmp_path, "chime-ha", "a", extra, lvs=True,
+                                    between=real_server_comes_up)
     got = subjects(mails)
     assert got[0] == "[LAB1] VRRP Instance VI_M - Entering BACKUP state", got
     assert "[LAB1] VRRP Instance VI_M - Entering MASTER state" in got, got
@@ -148,6 +160,10 @@ def test_chime_ha_mails_and_lifecycle_scripts(topology, tmp_path):
     assert body(rs) == "=> TCP CHECK failed on service <=\r\n\r\n"
     assert body(by_subject["[LAB1] Virtualserver [10.9.0.100]:tcp:80 - DOWN"]) == \
         "=> Lost quorum 1+0=1 <= 0 <=\r\n\r\n"
+    assert body(by_subject["[LAB1] Realserver [127.0.0.1]:tcp:9 of virtual server [10.9.0.100]:tcp:80 - UP"]) == \
+        "=> TCP CHECK succeed on service <=\r\n\r\n"
+    assert body(by_subject["[LAB1] Virtualserver [10.9.0.100]:tcp:80 - UP"]) == \
+        "=> Gained quorum 1+0=1 <= 1 <=\r\n\r\n"
     m = by_subject["[LAB1] VRRP Instance VI_M - Entering MASTER state"]
     assert m["helo"] == "lab1.helo" and m["mail_from"] == "<ka@lab1.test>"
     assert m["rcpt_to"] == ["<ops@example.test>", "<oncall@example.test>"]
