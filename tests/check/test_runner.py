@@ -99,3 +99,32 @@ async def test_real_server_up_only_when_all_checkers_up(tmp_path, wait_for):
     finally:
         await mon.stop()
         server.close()
+
+
+async def test_checker_hooks_report_each_checker_up_down_not_weight(tmp_path, wait_for):
+    """smtp_alert's feed: (checker, ok, server was up, server is up); a dynamic weight change is no event."""
+    server, port = await listen()
+    flag = tmp_path / "code"
+    flag.write_text("0")
+    script = (sys.executable, "-c", f"import sys; sys.exit(int(open({str(flag)!r}).read()))")
+    tcp, misc = TcpCheck(), MiscCheck(misc_path=script, misc_dynamic=True, misc_timeout=5)
+    rs = RealServer("127.0.0.1", port=port, weight=5, delay_loop=0.05, connect_timeout=3, retry=0,
+                    delay_before_retry=0.05, warmup=0, checkers=(tcp, misc))
+    mon = RealServerMonitor.from_config(rs, None, None)
+    events = []
+    mon.checker_hooks.append(lambda c, ok, was, up, why: events.append((c is misc, ok, was, up)))
+    mon.start()
+    try:
+        flag.write_text("9")  # weight only
+        await wait_for(lambda: mon.weight == 7)
+        assert events == []
+        flag.write_text("1")
+        await wait_for(lambda: events)
+        assert events == [(True, False, True, False)]
+        server.close()
+        await server.wait_closed()
+        await wait_for(lambda: len(events) == 2)
+        assert events[1] == (False, False, False, False)  # the server was already down
+    finally:
+        await mon.stop()
+        server.close()

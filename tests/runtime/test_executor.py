@@ -424,3 +424,16 @@ async def test_vips_are_removed_from_the_interface_they_were_added_on_even_after
     d.node = FakeDaemon(instance_conf("VI_2", vrid=11)).node
     ex.execute(RemoveAddresses("VI_1", vips))
     assert nl.log[-1] == ("del", "VI_1", ("10.0.0.100/24",), "lo")
+
+
+async def test_transitions_feed_the_mail_alerts_removed_instance_as_fault():
+    d, nl, ex, sock = setup()
+    ex.notifier = RecordingNotifier()
+    seen = []
+    ex.mail = SimpleNamespace(vrrp=lambda *a: seen.append(a))
+    ex.execute(change(State.INIT, State.BACKUP))
+    ex.execute(change(State.BACKUP, State.INIT))
+    ex.execute(GroupStateChanged("G9", "MASTER", 1.0))
+    ex.execute(change(State.MASTER, State.INIT, name="GONE"))  # not in the (reloaded) config any more
+    assert seen == [("INSTANCE", "VI_1", "BACKUP"), ("INSTANCE", "VI_1", "STOP"), ("GROUP", "G9", "MASTER"),
+                    ("INSTANCE", "GONE", "FAULT")]

@@ -239,3 +239,28 @@ async def test_snapshot_reports_health_weight_and_service_state():
         assert forwarded(mem) == {f"TCP {VIP}:80": [("192.168.232.11", 8080, 1)]}  # the down one is out
     finally:
         await mgr.stop()
+
+
+async def test_quorum_and_omega_stop_feed_the_mail_alerts():
+    from types import SimpleNamespace
+
+    text = conf(" quorum 2\n hysteresis 0\n omega\n smtp_alert\n", rs=(".11", ".12"))
+    mail = []
+    alerts = SimpleNamespace(quorum=lambda vs, up, w: mail.append(("quorum", up, w)),
+                             shutdown=lambda vs, alive: mail.append(("shutdown", [r.address for r in alive])),
+                             checker=lambda *a: None)
+    mem = Memory()
+    mgr = LvsManager(cfg_of(text), "nft", health_checks=False, backends={"nft": mem})
+    mgr.alerts = alerts
+    await mgr.start()
+    vs = mgr.config.virtual_servers[0]
+    try:
+        mgr.on_vips_changed({VIP})
+        await mgr.reconcile_now()
+        mgr.set_health(rs_id(vs, vs.real_servers[0]), False)
+        await mgr.reconcile_now()
+        await until(lambda: mail, 5, "quorum lost")
+        assert mail == [("quorum", False, 1)]  # live weight 1 < quorum 2
+    finally:
+        await mgr.stop()
+    assert mail[-1] == ("shutdown", ["192.168.232.12"])  # omega: the live real server's mail at stop

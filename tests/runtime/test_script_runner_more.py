@@ -206,6 +206,8 @@ def _walk_the_rule(tmp_path):
     prog.chmod(0o755)
     d.chmod(0o777)
     assert insecure_reason(str(prog)) == f"{d} is writable by everyone"  # a directory above counts
+    d.chmod(0o1777)
+    assert insecure_reason(str(prog)) is None  # sticky and root's, like /tmp: keepalived accepts it
     d.chmod(0o755)
     link = tmp_path / "link"
     link.symlink_to(prog)

@@ -116,9 +116,12 @@ class RealServerMonitor:
         self.target = target
         self.on_change = on_change
         timings = list(timings) if timings is not None else [resolve_timing(c) for c in checkers]
-        self.runners = [CheckerRunner(c, target, self._changed, timing=t, random=random)
+        self.runners = [CheckerRunner(c, target, lambda res, c=c: self._changed(res, c), timing=t, random=random)
                         for c, t in zip(checkers, timings)]
         self.up, self.weight = self._combined()
+        #: ``hook(checker, ok, rs_was_up, rs_up, detail)`` when one checker goes up or down (smtp_alert)
+        self.checker_hooks: list[Callable[..., Any]] = []
+        self._checker_up = {id(r.checker): r.up for r in self.runners}
 
     @classmethod
     def from_config(cls, real_server: RealServer, virtual_server: VirtualServer | None = None,
@@ -132,11 +135,20 @@ class RealServerMonitor:
     def _combined(self) -> tuple[bool, int]:
         return combine(((r.up, r.weight) for r in self.runners), self.target.weight)
 
-    def _changed(self, result: CheckResult) -> None:
+    def _changed(self, result: CheckResult, checker: Checker | None = None) -> None:
         state = self._combined()
-        if state == (self.up, self.weight):
-            return
+        was_up = self.up
+        changed = state != (self.up, self.weight)
         self.up, self.weight = state
+        if checker is not None and self._checker_up.get(id(checker)) != result.ok:
+            self._checker_up[id(checker)] = result.ok
+            for hook in list(self.checker_hooks):
+                try:
+                    hook(checker, result.ok, was_up, self.up, result.detail)
+                except Exception:
+                    log.exception("checker hook of %s failed", self.target.address)
+        if not changed:
+            return
         if self.on_change is not None:
             try:
                 self.on_change(self.up, self.weight, result.detail)

@@ -121,11 +121,15 @@ async def _main(args, config) -> int:
     # Observers first, so the journal sees the very first transitions.
     extras = await _start_observe(daemon, args, log)
     extras += _start_snmp(daemon, config)
+    from chimeha.runtime.lifecycle import run_lifecycle
+
+    await run_lifecycle("startup", config)  # keepalived: before any instance starts
     try:
         await daemon.start()
     except DaemonError as exc:
         log.error("%s", exc)
         await daemon.stop()
+        await run_lifecycle("shutdown", daemon.config or config)
         for close in extras:
             await close()
         return 1
@@ -139,6 +143,7 @@ async def _main(args, config) -> int:
         for t in list(reloading):
             await t
         await daemon.stop()
+        await run_lifecycle("shutdown", daemon.config)  # after priority 0, VIPs and virtual servers are gone
         for close in extras:
             try:
                 await close()

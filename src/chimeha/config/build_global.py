@@ -12,6 +12,7 @@ from typing import Callable
 from . import keywords as K
 from ..snmp.agentx import parse_address as agentx_address
 from .model import GlobalDefs, LvsSyncDaemon
+from .model_notify import LifecycleScript, SmtpSettings
 from .parser import Stmt
 from .values import Ctx, valid_ip
 
@@ -49,8 +50,8 @@ def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         "vrrp_version": lambda s: f.__setitem__("vrrp_version", ctx.int_arg(s, 2, 3, what="vrrp_version")),
         "enable_script_security": lambda s: f.__setitem__("enable_script_security", ctx.bool_arg(s)),
         "notification_email_from": lambda s: f.__setitem__("notification_email_from", ctx.word(s)),
-        "smtp_server": lambda s: f.__setitem__("smtp_server", " ".join(s.words()) or ctx.word(s)),
-        "smtp_connect_timeout": lambda s: f.__setitem__("smtp_connect_timeout", ctx.float_arg(s, 0)),
+        "smtp_server": lambda s: f.__setitem__("smtp_server", _smtp_server(s, ctx)),
+        "smtp_connect_timeout": lambda s: f.__setitem__("smtp_connect_timeout", _smtp_timeout(s, ctx)),
         "vrrp_mcast_group4": lambda s: f.__setitem__("vrrp_mcast_group4", ctx.ip_arg(s)),
         "vrrp_mcast_group6": lambda s: f.__setitem__("vrrp_mcast_group6", ctx.ip_arg(s)),
         "vrrp_garp_master_delay": lambda s: f.__setitem__("vrrp_garp_master_delay", ctx.float_arg(s, 0, 255)),
@@ -119,6 +120,18 @@ def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
     for key in ("vrrp_check_unicast_src", "vrrp_lower_prio_no_advert"):
         setters[key] = lambda s: f.__setitem__(s.name, ctx.bool_arg(s))
     setters["lvs_sync_daemon"] = lambda s: f.__setitem__("lvs_sync_daemon", _lvs_sync_daemon(s, ctx))
+    smtp: dict = {}
+    life: dict = {}
+    setters["smtp_helo_name"] = lambda s: smtp.__setitem__("helo_name", ctx.word(s))
+    for key, name in (("smtp_alert", "alert"), ("smtp_alert_vrrp", "alert_vrrp"),
+                      ("smtp_alert_checker", "alert_checker"), ("no_email_faults", "no_email_faults"),
+                      ("no_checker_emails", "no_checker_emails")):
+        setters[key] = lambda s, n=name: smtp.__setitem__(n, ctx.bool_arg(s))
+    for kind in ("startup", "shutdown"):
+        setters[f"{kind}_script"] = lambda s, k=kind: _lifecycle_script(s, ctx, life, k)
+        # keepalived 2.2.7: 1..1000 s, anything else is reported and ignored
+        setters[f"{kind}_script_timeout"] = lambda s, k=kind: life.__setitem__(f"{k}_timeout", ctx.int_arg(
+            s, 1, 1000, what=s.name, soft=True))
     positions = {}
     for gst in stmts:
         for st in ctx.block(gst):
@@ -129,11 +142,52 @@ def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
                 add_option(opts, st)
             else:
                 ctx.unknown(st, K.GLOBAL_DEFS | set(setters), "global_defs")
+    if smtp:
+        f["smtp"] = SmtpSettings(**{k: v for k, v in smtp.items() if v is not None})
+    for kind in ("startup", "shutdown"):
+        script = life.get(kind)
+        if script is not None:
+            timeout = life.get(f"{kind}_timeout")
+            f[f"{kind}_script"] = LifecycleScript(script[0], float(timeout or 10), *script[1], where=script[2])
     f = {k: v for k, v in f.items() if v is not None}
     if f.get("vrrp_notify_fifo") and f.get("vrrp_notify_fifo") == f.get("notify_fifo"):
         ctx.warning(positions["notify_fifo"], "same-fifo", f"notify_fifo and vrrp_notify_fifo are both "
                     f"{f['notify_fifo']}: every VRRP event would be written to it twice")
     return GlobalDefs(**f, options=freeze_options(opts), positions=positions)
+
+
+def _lifecycle_script(st: Stmt, ctx: Ctx, life: dict, kind: str) -> None:
+    """``startup_script|shutdown_script COMMAND [username [groupname]]``; a second one is refused (keepalived)."""
+    if kind in life:
+        ctx.warning(st.where, "duplicate-script", f"{kind} script already specified; this one is ignored "
+                    "(as keepalived)")
+        return
+    users: dict = {}
+    argv = ctx.notify_arg(st, users)
+    if argv is not None:
+        owner = users.get(st.name, ())
+        life[kind] = (argv, (owner[0] if owner else None, owner[1] if len(owner) > 1 else None), st.where)
+
+
+def _smtp_server(st: Stmt, ctx: Ctx) -> str | None:
+    """``smtp_server HOST [PORT]`` (port 25 by default), kept as "HOST PORT"."""
+    if not ctx.need(st, 1, "a host"):
+        return None
+    port = st.args[1].text if len(st.args) > 1 else "25"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        ctx.warning(st.where, "out-of-range", f"smtp_server port '{port}' must be 1..65535; no mail will be "
+                    "sent (keepalived reports it and ignores the server)")
+        return None
+    return f"{st.args[0].text} {int(port)}"
+
+
+def _smtp_timeout(st: Stmt, ctx: Ctx) -> float | None:
+    """keepalived 2.2.7: whole seconds; 0 is reported and taken as 1."""
+    v = ctx.int_arg(st, 0, 2**32 // 1000000, what="smtp_connect_timeout", soft=True)
+    if v == 0:
+        ctx.warning(st.where, "out-of-range", "smtp_connect_timeout must be greater than 0; using 1 (as keepalived)")
+        v = 1
+    return None if v is None else float(v)
 
 
 def _lvs_sync_daemon(st: Stmt, ctx: Ctx) -> LvsSyncDaemon | None:

@@ -137,7 +137,7 @@ def build_virtual_server(st: Stmt, ctx: Ctx) -> VirtualServer | None:
             f[n] = ctx.int_arg(s, 0 if n == "hysteresis" else 1, what=n)
         elif n in ("quorum_up", "quorum_down"):
             f[n] = ctx.notify_arg(s, users)
-        elif n in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "sorry_server_inhibit"):
+        elif n in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "sorry_server_inhibit", "smtp_alert"):
             f[n] = ctx.bool_arg(s)
         elif n == "sorry_server_lvs_method":
             f[n] = ctx.choice(s, LB_KINDS)

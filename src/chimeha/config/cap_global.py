@@ -7,7 +7,7 @@ entry to ``ok(...)``: one line.
 
 from __future__ import annotations
 
-from .capabilities_base import BUFS, DBUS, FIREWALL, NAMESPACE, PROCESS, RELOAD_OPTS, SMTP, noeff, ok, todo
+from .capabilities_base import BUFS, DBUS, FIREWALL, NAMESPACE, PROCESS, RELOAD_OPTS, noeff, ok, todo
 
 ENTRIES = {
     # ------------------------------------------------------------------ top level
@@ -38,16 +38,17 @@ ENTRIES = {
     "child_wait_time": noeff("chime-ha has no child processes to wait for"),
     # ------------------------------------------------------------------ global_defs: identity, mail
     "global_defs router_id": ok(field="GlobalDefs.router_id"),
-    "global_defs notification_email": todo(SMTP, field="GlobalDefs.notification_email"),
-    "global_defs notification_email_from": todo(SMTP, field="GlobalDefs.notification_email_from"),
-    "global_defs smtp_server": todo(SMTP, field="GlobalDefs.smtp_server"),
-    "global_defs smtp_connect_timeout": todo(SMTP, field="GlobalDefs.smtp_connect_timeout"),
-    "global_defs smtp_helo_name": todo(SMTP),
-    "global_defs smtp_alert": todo(SMTP),
-    "global_defs smtp_alert_vrrp": todo(SMTP),
-    "global_defs smtp_alert_checker": todo(SMTP),
-    "global_defs no_email_faults": todo(SMTP),
-    "global_defs no_checker_emails": todo(SMTP),
+    # smtp_alert mails (runtime.mailer, runtime.mail_format; docs/runtime.md "Mail alerts")
+    "global_defs notification_email": ok(field="GlobalDefs.notification_email"),
+    "global_defs notification_email_from": ok(field="GlobalDefs.notification_email_from"),
+    "global_defs smtp_server": ok(field="GlobalDefs.smtp_server"),
+    "global_defs smtp_connect_timeout": ok(field="GlobalDefs.smtp_connect_timeout"),
+    "global_defs smtp_helo_name": ok(field="GlobalDefs.smtp"),
+    "global_defs smtp_alert": ok(field="GlobalDefs.smtp"),
+    "global_defs smtp_alert_vrrp": ok(field="GlobalDefs.smtp"),
+    "global_defs smtp_alert_checker": ok(field="GlobalDefs.smtp"),
+    "global_defs no_email_faults": ok(field="GlobalDefs.smtp"),
+    "global_defs no_checker_emails": ok(field="GlobalDefs.smtp"),
     # ------------------------------------------------------------------ global_defs: scripts and notify
     "global_defs enable_script_security": ok(field="GlobalDefs.enable_script_security"),
     "global_defs script_user": ok(field="GlobalDefs.script_user"),
@@ -61,10 +62,10 @@ ENTRIES = {
     "global_defs lvs_notify_fifo_script": todo("no FIFO for virtual-server events"),
     "global_defs fifo_write_vrrp_states_on_reload": todo("states are not re-written to the FIFO on reload"),
     "global_defs vrrp_notify_priority_changes": todo("priority changes are not notified to scripts"),
-    "global_defs startup_script": todo("the global startup script is not run"),
-    "global_defs startup_script_timeout": todo("the global startup script is not run"),
-    "global_defs shutdown_script": todo("the global shutdown script is not run"),
-    "global_defs shutdown_script_timeout": todo("the global shutdown script is not run"),
+    "global_defs startup_script": ok(field="GlobalDefs.startup_script"),
+    "global_defs startup_script_timeout": ok(field="GlobalDefs.startup_script"),
+    "global_defs shutdown_script": ok(field="GlobalDefs.shutdown_script"),
+    "global_defs shutdown_script_timeout": ok(field="GlobalDefs.shutdown_script"),
     "global_defs rs_init_notifies": todo("real servers' initial state is not notified"),
     # ------------------------------------------------------------------ global_defs: VRRP behaviour
     "global_defs vrrp_version": ok(field="GlobalDefs.vrrp_version"),

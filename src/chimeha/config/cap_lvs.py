@@ -9,7 +9,7 @@ To record that chime-ha now acts on a keyword, change its entry to
 
 from __future__ import annotations
 
-from .capabilities_base import SMTP, SNMP, noeff, ok, todo
+from .capabilities_base import SNMP, noeff, ok, todo
 from .keywords import CHECKERS as _CHECKERS  # the one list of checker keywords the reader knows
 _RS = "virtual_server real_server"
 
@@ -116,7 +116,7 @@ ENTRIES = {
     "virtual_server flag-1": ok(),
     "virtual_server flag-2": ok(),
     "virtual_server flag-3": todo("scheduler flag-3 is not programmed", field="VirtualServer.flag_3"),
-    "virtual_server smtp_alert": todo(SMTP),
+    "virtual_server smtp_alert": ok(field="VirtualServer.smtp_alert"),
     "virtual_server snmp_name": todo(SNMP),
     "virtual_server real_server": ok(field="VirtualServer.real_servers"),
     # ------------------------------------------------------------------ real_server
@@ -134,7 +134,7 @@ ENTRIES = {
     f"{_RS} virtualhost": ok(field="RealServer.virtualhost"),
     f"{_RS} uthreshold": todo("connection thresholds are not programmed"),
     f"{_RS} lthreshold": todo("connection thresholds are not programmed"),
-    f"{_RS} smtp_alert": todo(SMTP, field="RealServer.smtp_alert"),
+    f"{_RS} smtp_alert": ok(field="RealServer.smtp_alert"),
     f"{_RS} snmp_name": todo(SNMP),
     **{f"{_RS} {c}": ok() for c in _CHECKERS},
     # ------------------------------------------------------------------ SSL

@@ -6,7 +6,7 @@ keyword, change its entry to ``ok(...)``: one line.
 
 from __future__ import annotations
 
-from .capabilities_base import BUFS, SMTP, noeff, ok, todo
+from .capabilities_base import BUFS, noeff, ok, todo
 
 _VMAC = "VMAC/ipvlan interfaces are not created; the VIPs go on the interface itself"
 _SG_TRACK = "tracking on a sync group is not implemented (track the member instances)"
@@ -78,7 +78,7 @@ ENTRIES = {
     "vrrp_instance notify_master_rx_lower_pri": todo("the script is not run when a master hears a lower priority",
                                                      field="VrrpInstance.notify_master_rx_lower_pri"),
     "vrrp_instance notify_priority_changes": todo("priority changes are not notified to scripts"),
-    "vrrp_instance smtp_alert": todo(SMTP, field="VrrpInstance.smtp_alert"),
+    "vrrp_instance smtp_alert": ok(field="VrrpInstance.smtp_alert"),
     "vrrp_instance lvs_sync_daemon_interface": todo("the IPVS connection sync daemon is not started",
                                                     field="VrrpInstance.lvs_sync_daemon_interface"),
     # ------------------------------------------------------------------ vrrp_sync_group
@@ -89,7 +89,7 @@ ENTRIES = {
     "vrrp_sync_group notify_stop": ok(field="SyncGroup.notify_stop"),
     "vrrp_sync_group notify": ok(field="SyncGroup.notify"),
     "vrrp_sync_group notify_priority_changes": todo("priority changes are not notified to scripts"),
-    "vrrp_sync_group smtp_alert": todo(SMTP, field="SyncGroup.smtp_alert"),
+    "vrrp_sync_group smtp_alert": ok(field="SyncGroup.smtp_alert"),
     "vrrp_sync_group global_tracking": todo(_SG_TRACK, field="SyncGroup.global_tracking"),
     "vrrp_sync_group sync_group_tracking_weight": todo(_SG_TRACK, field="SyncGroup.sync_group_tracking_weight"),
     "vrrp_sync_group track_script": todo(_SG_TRACK, field="SyncGroup.track_scripts"),

@@ -163,6 +163,10 @@ class GlobalDefs:
     vrrp_garp_lower_prio_delay: float | None = None
     vrrp_garp_lower_prio_repeat: int | None = None
     vrrp_higher_prio_send_advert: bool = False
+    # mail alerts and startup/shutdown scripts: chimeha.config.model_notify (None: keepalived's defaults)
+    smtp: "SmtpSettings | None" = None  # noqa: F821
+    startup_script: "LifecycleScript | None" = None  # noqa: F821
+    shutdown_script: "LifecycleScript | None" = None  # noqa: F821
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
@@ -604,6 +608,7 @@ class VirtualServer:
     inhibit_on_failure: bool = False
     ha_suspend: bool = False
     ops: bool = False
+    smtp_alert: bool | None = None  # None: global_defs smtp_alert_checker / smtp_alert decide
     weight: int = 1
     connect_timeout: float | None = None
     retry: int | None = None

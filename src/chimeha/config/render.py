@@ -223,8 +223,29 @@ def _globals(w: _W, g: GlobalDefs) -> None:
     for key in ("vrrp_notify_fifo_script", "notify_fifo_script"):
         if getattr(g, key):
             w.line(key, _cmd(getattr(g, key)))
+    _mail_and_lifecycle(w, g)
     w.options(g.options)
     w.close()
+
+
+def _mail_and_lifecycle(w: _W, g: GlobalDefs) -> None:
+    s = g.smtp
+    if s is not None:
+        if s.helo_name is not None:
+            w.line("smtp_helo_name", quote(s.helo_name))
+        for key, value in (("smtp_alert", s.alert), ("smtp_alert_vrrp", s.alert_vrrp),
+                           ("smtp_alert_checker", s.alert_checker)):
+            if value is not None:
+                w.line(key, "on" if value else "off")
+        for key, value in (("no_email_faults", s.no_email_faults), ("no_checker_emails", s.no_checker_emails)):
+            if value:
+                w.line(key)
+    for kind, script in (("startup", g.startup_script), ("shutdown", g.shutdown_script)):
+        if script is not None:
+            owner = [quote(x) for x in (script.user, script.group) if x]
+            w.line(f"{kind}_script", _cmd(script.argv), *owner)
+            if script.timeout != 10.0:
+                w.line(f"{kind}_script_timeout", _num(script.timeout))
 
 
 def _address(w: _W, a: VirtualAddress) -> None:
@@ -360,6 +381,8 @@ def _virtual_server(w: _W, vs: VirtualServer) -> None:
     _if(w, "hysteresis", vs.hysteresis, 0, str)
     for key in ("quorum_up", "quorum_down"):
         _notify(w, vs, key)
+    if vs.smtp_alert is not None:
+        w.line("smtp_alert", "on" if vs.smtp_alert else "off")
     for key in ("alpha", "omega", "inhibit_on_failure", "ha_suspend", "ops", "sorry_server_inhibit"):
         if getattr(vs, key):
             w.line(key)

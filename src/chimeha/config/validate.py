@@ -27,6 +27,7 @@ KEEPALIVED_REPORTS = frozenset({
     "deprecated", "rule-no-preference", "unterminated-quote", "duplicate-real-server", "mixed-family",
     "quorum-unreachable", "track-own-interface", "unicast-no-peers", "vmac-unicast", "fwmark-rs-port",
     "out-of-range", "native-ipv6-ignored", "rule-protocol-reset", "route-protocol-reset",
+    "duplicate-script",
 })
 # Warning codes keepalived -t reports only through its script-security exit status (6).
 KEEPALIVED_SECURITY = frozenset({"script-security"})
@@ -242,6 +243,9 @@ def _script_security(config: Config, ctx: Ctx) -> None:
             for c in rs.checkers:
                 if c.kind == "MISC_CHECK" and c.misc_path:
                     root(c.where, getattr(c, "user", None))
+    for life in (g.startup_script, g.shutdown_script):
+        if life is not None:
+            root(life.where, life.user)
     if first is not None:
         why = "script_user root" if g.script_user == "root" else "no script_user"
         ctx.warning(first, "script-security",

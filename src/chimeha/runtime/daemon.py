@@ -285,7 +285,8 @@ class Daemon:
             self.interfaces.stop()
         steps = [("trackers", self.trackers.stop() if self.trackers else None),
                  ("BGP announcements", self.bgp.stop() if self.bgp else None),  # before the data plane
-                 ("virtual servers", self._ex.stop_lvs()), ("notify scripts", self._ex.drain_notify())]
+                 ("virtual servers", self._ex.stop_lvs()), ("notify scripts", self._ex.drain_notify()),
+                 ("SMTP alerts", self._ex.close_mail(5.0))]
         for what, coro in steps:
             if coro is None:
                 continue

@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 from chimeha.net.vrrpsock import VRRP_GROUP_V4
+from chimeha.runtime.mailer import MailAlerts
 from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.vrrp import packet
 from chimeha.vrrp.ah import uses_ah
@@ -46,6 +47,7 @@ class Executor:
         self.nl = netlink
         self.sockets: dict[tuple[str, int], Any] = {}
         self.notifier = Notifier()
+        self.mail = MailAlerts()  # smtp_alert (runtime.mailer); configured by setup_notify
         self._cache: dict[tuple, bytes] = {}
         self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
         self._announced: dict[str, concurrent.futures.Future] = {}  # instance -> first round of its takeover GARP
@@ -172,6 +174,7 @@ class Executor:
         elif isinstance(a, GroupStateChanged):
             cfg = self.daemon.config.sync_groups.get(a.group) if self.daemon.config else None
             self.notifier.notify("GROUP", a.group, a.state, None, cfg)
+            self.mail.vrrp("GROUP", a.group, a.state)
         elif isinstance(a, VipsChanged):
             self._vips_changed(a.owned)
         elif isinstance(a, PacketDropped):
@@ -269,7 +272,11 @@ class Executor:
             cfg = self.daemon.config.instances.get(a.instance) if self.daemon.config else None
             node = self.daemon.node
             prio = node.instance(a.instance).priority if node.state(a.instance) is not None else 0
-            self.notifier.notify("INSTANCE", a.instance, "STOP" if a.new is State.INIT else str(a.new), prio, cfg)
+            word = "STOP" if a.new is State.INIT else str(a.new)
+            self.notifier.notify("INSTANCE", a.instance, word, prio, cfg)
+            # keepalived: an instance a reload removed mails FAULT (notify_deleted is not implemented)
+            removed = cfg is None and a.new is State.INIT and self.daemon.config is not None
+            self.mail.vrrp("INSTANCE", a.instance, "FAULT" if removed else word)
         for hook in list(self.daemon.state_hooks):
             try:
                 hook(a)
@@ -306,6 +313,15 @@ class Executor:
                 log.warning("notify FIFO %s: %s", fifo.path, exc)
         self.notifier.close()
         self.notifier = Notifier(opened, user=gd.script_user, group=gd.script_group)
+        self.mail.configure(config)
+
+    async def close_mail(self, timeout: float = 5.0) -> None:
+        """Give queued mails (the STOP ones) at most ``timeout`` s on the mail thread; never blocks the loop."""
+        if not self.mail.mailer.busy:
+            return
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, self.mail.mailer.close, timeout):
+            log.warning("stop: SMTP alerts still queued after %.0f s were dropped", timeout)
 
     async def drain_notify(self) -> None:
         await self.notifier.drain(5.0)
@@ -330,6 +346,7 @@ class Executor:
         try:
             lvs = LvsManager(config, dataplane=self.daemon.dataplane or "auto",
                              **getattr(self.daemon, "lvs_options", {}))
+            lvs.alerts = self.mail
             await lvs.start()
             lvs.on_vips_changed(self.daemon.owned_vips())
             self.daemon.lvs = lvs

@@ -99,6 +99,7 @@ class LvsManager:
         self._idle = asyncio.Event()
         self._bg: set[asyncio.Task] = set()
         self.reconciles = 0
+        self.alerts = None  # chimeha.runtime.mailer.MailAlerts: smtp_alert mails (set by the daemon)
 
     # ------------------------------------------------------------ backends
     def _backend(self, name: str):
@@ -191,6 +192,8 @@ class LvsManager:
         for vs in self.config.virtual_servers:
             if vs.omega and vs.quorum_down and self.desired.quorum.get(vs_id(vs)):
                 self._run(vs.quorum_down)
+            if vs.omega and self.alerts is not None:  # keepalived mails at stop only in omega mode
+                self.alerts.shutdown(vs, [rs for rs, _w in self._live(vs)])
         if self.sync is not None:
             await self.sync.stop()
             self.sync = None
@@ -230,6 +233,9 @@ class LvsManager:
             self._monitor_specs[key] = (vs, rs)
             self._monitors[key] = mon
             self.health[key] = RsHealth(mon.up, mon.weight)
+            if self.alerts is not None:
+                mon.checker_hooks.append(lambda c, ok, was, up, why, v=vs, r=rs: self.alerts.checker(
+                    v, r, c, ok, was, up, why))
             mon.start()
 
     def _suspended(self, vs: Any, managed: set[str]) -> bool:
@@ -250,6 +256,15 @@ class LvsManager:
         if script:
             self._run(script)
         self._kick()
+
+    def _live(self, vs: Any) -> list[tuple[Any, int]]:
+        """(real server, weight) of each live real server of ``vs`` (what keepalived weighs for quorum)."""
+        out = []
+        for rs in vs.real_servers:
+            h = self.health.get(rs_id(vs, rs))
+            if h is None or h.up:
+                out.append((rs, rs.weight if h is None or h.weight is None else h.weight))
+        return out
 
     def _run(self, argv) -> None:
         async def go():
@@ -298,6 +313,8 @@ class LvsManager:
             script = (vs.quorum_up if up else vs.quorum_down) if vs is not None else None
             if script:
                 self._run(script)
+            if vs is not None and self.alerts is not None:
+                self.alerts.quorum(vs, up, sum(w for _rs, w in self._live(vs)))
         services = list(desired.services.values())
         errors = []
         probes = {n: self._backend(n) for n in (ORDER if self.dataplane == "auto" else (self.dataplane,))

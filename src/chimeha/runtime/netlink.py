@@ -38,6 +38,13 @@ def _thread_init() -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
+def _thread_close() -> None:
+    """Close the worker thread's loop (else it is closed by the collector at exit, after its fds went)."""
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    if not loop.is_running():
+        loop.close()
+
+
 class NetlinkWorker:
     """Owns an :class:`AddressManager` and the GARP sockets, each used from its own thread."""
 
@@ -267,6 +274,8 @@ class NetlinkWorker:
         try:
             self._garp_ex.submit(close_announcers).result()
             self.call(lambda m: m.close())
+            for ex in (self._garp_ex, self._ex):
+                ex.submit(_thread_close).result()
         finally:
             self._garp_ex.shutdown(wait=True)
             self._ex.shutdown(wait=True)

@@ -42,7 +42,8 @@ class ScriptResult:
         return f"exit status {self.returncode}"
 
 
-def _user_ids(user: str | None, group: str | None) -> tuple[int | None, int | None]:
+def user_ids(user: str | None, group: str | None) -> tuple[int | None, int | None]:
+    """(uid, gid) to run a script as ``user`` [``group``]; (None, None) for no user. KeyError if unknown."""
     if not user:
         return None, None
     pw = pwd.getpwnam(user)
@@ -63,7 +64,7 @@ async def run_program(argv: tuple[str, ...] | list[str], timeout: float | None =
     if not argv:
         return ScriptResult(False, None, error="empty command")
     try:
-        uid, gid = _user_ids(user, group)
+        uid, gid = user_ids(user, group)
     except KeyError as exc:
         return ScriptResult(False, None, error=f"unknown user or group: {exc.args[0]}")
     kw: dict = {}
@@ -146,7 +147,8 @@ def insecure_reason(program: str) -> str | None:
 
     The rule keepalived documents: the script and every directory above it
     must be writable by root only (owner root, no group/other write bit
-    unless the group is root's), else any such user could become root.
+    unless the group is root's), else any such user could become root.  A
+    root-owned directory with the sticky bit (``/tmp``) passes, as in keepalived.
     """
     path = shutil.which(program) if "/" not in program else program
     if not path or not os.path.exists(path):
@@ -157,9 +159,11 @@ def insecure_reason(program: str) -> str | None:
         st = os.stat(current)
         if st.st_uid != 0:
             return f"{current} is owned by uid {st.st_uid}, not root"
-        if st.st_mode & stat.S_IWOTH:
+        # keepalived 2.2.7 (lib/notify.c): a root-owned sticky directory such as /tmp is safe
+        sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+        if st.st_mode & stat.S_IWOTH and not sticky:
             return f"{current} is writable by everyone"
-        if st.st_mode & stat.S_IWGRP and st.st_gid != 0:
+        if st.st_mode & stat.S_IWGRP and st.st_gid != 0 and not sticky:
             return f"{current} is writable by group {st.st_gid}"
         parent = os.path.dirname(current)
         if parent == current:
