@@ -17,6 +17,8 @@ from collections import defaultdict
 from typing import Iterable
 
 from .model import Config, Diagnostic, VrrpInstance, Where
+from .validate_sync import KEEPALIVED_REPORTS as _SYNC_REPORTS
+from .validate_sync import check_sync_groups
 from .values import Ctx
 
 # Warning codes on which keepalived -t also reports a problem (exit status 5).
@@ -27,7 +29,7 @@ KEEPALIVED_REPORTS = frozenset({
     "deprecated", "rule-no-preference", "unterminated-quote", "duplicate-real-server", "mixed-family",
     "quorum-unreachable", "track-own-interface", "unicast-no-peers", "vmac-unicast", "fwmark-rs-port",
     "out-of-range", "native-ipv6-ignored",
-})
+}) | _SYNC_REPORTS
 # Warning codes keepalived -t reports only through its script-security exit status (6).
 KEEPALIVED_SECURITY = frozenset({"script-security"})
 
@@ -37,6 +39,7 @@ def validate(config: Config, diags: list[Diagnostic]) -> None:
     ctx = Ctx(diags)
     _instances(config, ctx)
     _duplicate_vrids(config, ctx)
+    check_sync_groups(config, ctx)
     _virtual_servers(config, ctx)
     _script_security(config, ctx)
     from .build_bfd import check as _bfd_check  # bfd_instance / track_bfd / BFD_CHECK (config/build_bfd.py)
