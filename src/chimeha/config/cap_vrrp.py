@@ -57,9 +57,10 @@ ENTRIES = {
     "vrrp_instance lower_prio_no_advert": ok(field="VrrpInstance.lower_prio_no_advert"),
     "vrrp_instance down_timer_adverts": ok(field="VrrpInstance.down_timer_adverts"),
     "vrrp_instance skip_check_adv_addr": ok(field="VrrpInstance.skip_check_adv_addr"),
-    "vrrp_instance strict_mode": todo("strict RFC mode is not applied", field="VrrpInstance.strict_mode"),
-    "vrrp_instance accept": noeff("chime-ha never filters traffic to the VIPs, so they always accept"),
-    "vrrp_instance no_accept": todo("traffic to the VIPs is never dropped", field="VrrpInstance.accept"),
+    "vrrp_instance strict_mode": ok(field="VrrpInstance.strict_mode"),
+    # accept mode (config/strict.py accept_of): without it the VIPs' traffic is dropped by nftables while held
+    "vrrp_instance accept": ok(field="VrrpInstance.accept"),
+    "vrrp_instance no_accept": ok(field="VrrpInstance.accept"),
     "vrrp_instance promote_secondaries": todo("promote_secondaries is not set on the interface"),
     "vrrp_instance use_vmac": todo(_VMAC, field="VrrpInstance.use_vmac"),
     "vrrp_instance use_vmac_addr": todo(_VMAC),

@@ -72,6 +72,8 @@ class InstanceSpec:
     virtual_ipaddresses_excluded: tuple[Any, ...] = ()
     virtual_routes: tuple[Any, ...] = ()
     sync_group: str | None = None
+    #: accept mode: False (no_accept, or strict mode's default) drops traffic to the VIPs while held
+    accept: bool = True
     where: str = ""  # "FILE:LINE: " of the vrrp_instance block, for messages ("" unknown)
 
     @property

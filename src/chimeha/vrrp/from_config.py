@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from chimeha.vrrp.events import InstanceSpec, TrackSpec
+from chimeha.vrrp.strict import accept_of, adjusted, strict_of
 from chimeha.vrrp.sync_group import member_tracks
 
 
@@ -127,7 +128,7 @@ def garp_intervals(config: Any) -> dict[str, tuple[float | None, float | None]]:
 def _garp_settings(config: Any, inst: Any) -> dict[str, Any]:
     """The lower-priority GARP, higher_prio_send_advert and pacing fields of a spec (keepalived's defaults)."""
     gd = config.global_defs
-    strict = bool(getattr(inst, "strict_mode", False) or gd.vrrp_strict)
+    strict = strict_of(config, inst)
     repeat = inst.garp_lower_prio_repeat
     if repeat is None:
         repeat = gd.vrrp_garp_lower_prio_repeat if gd.vrrp_garp_lower_prio_repeat is not None else gd.vrrp_garp_master_repeat
@@ -151,7 +152,12 @@ def _garp_settings(config: Any, inst: Any) -> dict[str, Any]:
 
 
 def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
-    """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst``."""
+    """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst`` (strict mode applied)."""
+    spec = _spec(config, inst, primary_address)
+    return replace(spec, accept=accept_of(config, inst), **adjusted(config, inst))
+
+
+def _spec(config: Any, inst: Any, primary_address: str) -> InstanceSpec:
     gd = config.global_defs
     family = inst.family
     advert = tuple(v.ip for v in inst.virtual_ipaddresses if v.family == family)
