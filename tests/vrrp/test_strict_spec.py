@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chimeha.config import loads
-from chimeha.vrrp.events import SendAdvert, State
 from chimeha.vrrp.from_config import instance_specs
-from chimeha.vrrp.node import VrrpNode
 
 
 def _conf(glob: str = "    vrrp_strict\n", extra: str = "", prio: int = 100, state: str = "MASTER",
@@ -60,14 +58,3 @@ def test_strict_ipv6_instance_is_v3():
     s = _spec(_conf(extra="    version 2\n", vips="fe80::10", state="BACKUP").replace("unicast_src_ip 10.0.0.1",
                                                                                      "unicast_src_ip fe80::1"))
     assert (s.family, s.version) == (6, 3)
-
-
-def test_strict_non_owner_master_waits_as_backup_then_takes_over_by_the_timer():
-    """``state MASTER`` on a non-owner is reset to BACKUP: no advert at start, MASTER after Master_Down_Interval."""
-    node = VrrpNode([_spec(_conf())])
-    node.start(0.0)
-    assert node.state("VI_1") is State.BACKUP
-    assert not [a for a in node.pop_actions() if isinstance(a, SendAdvert)]
-    while (t := node.get_timer()) is not None and t <= 5.0:
-        node.handle_timer(t)
-    assert node.state("VI_1") is State.MASTER
