@@ -47,3 +47,25 @@ async def test_strict_mode_filters_by_default_and_accept_does_not_filter(tmp_pat
     finally:
         await d.stop()
     assert loaded == []  # never touched nft
+
+
+async def test_a_reload_that_turns_accept_on_releases_the_filter_of_a_held_vip(tmp_path):
+    path = tmp_path / "k.conf"
+    text = instance_conf(extra=" no_accept\n", state="MASTER")
+    path.write_text(text)
+    loaded: list[str] = []
+    d = Daemon(str(path), load_ok(text), socket_factory=SocketFactory(), netlink=FakeNetlink(),
+               vip_filter=VipFilter(runner=loaded.append))
+    await d.start()
+    try:
+        await until(lambda: d.vip_filter.blocked == {"10.0.0.100"}, what="the VIP filtered")
+        path.write_text(text.replace(" no_accept\n", " accept\n"))
+        outcome = await d.reload()
+        assert outcome["ok"] if isinstance(outcome, dict) else outcome.ok
+        await until(lambda: d.vip_filter.blocked == frozenset(), what="the filter released after the reload")
+        assert d.node.state("VI_1") is State.MASTER and "ip daddr" not in loaded[-1]
+        path.write_text(text)  # and back: filtered again while still MASTER
+        await d.reload()
+        await until(lambda: d.vip_filter.blocked == {"10.0.0.100"}, what="filtered again")
+    finally:
+        await d.stop()

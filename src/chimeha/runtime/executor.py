@@ -155,13 +155,12 @@ class Executor:
                 dev = self._added_on.get(a.instance, dev)
             self._holding[a.instance] = isinstance(a, AddAddresses)
             self._announced.pop(a.instance, None)
-            filtered = (spec is not None and not spec.accept) or a.instance in self._filtered
-            if filtered and isinstance(a, AddAddresses):  # the drop rule before the address (FIFO worker)
+            adding = isinstance(a, AddAddresses)
+            if adding and spec is not None and not spec.accept:  # the drop rule before the address (FIFO)
                 self._filter(a.instance, tuple(a.addresses) + tuple(a.excluded), True)
-            self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev,
-                                                  isinstance(a, AddAddresses)))
-            if filtered and isinstance(a, RemoveAddresses):
-                self._filter(a.instance, (), False)
+            self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev, adding))
+            if a.instance in self._filtered and not (adding and spec is not None and not spec.accept):
+                self._filter(a.instance, (), False)  # let go, or accepts now (a reload)
         elif isinstance(a, SendGratuitous):
             # Not tracked: the takeover advert waits for the VIP (netlink), not for the burst, whose
             # first raw socket can take tens of ms (measured ~40 ms: long enough for a peer to
