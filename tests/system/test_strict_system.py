@@ -129,3 +129,36 @@ def test_sync_group_track_script_failure_moves_both_instances(topology, tmp_path
         backup.stop()
         for d in (master, backup):
             print(f"---- {d.kind} on {d.node.name}\n{d.log()[-2500:]}")
+
+
+def test_strict_ipv6_vip_is_dropped_but_still_resolves(topology, tmp_path):
+    """IPv6: ping6 to a no_accept VIP is dropped, yet neighbour discovery answers for it (keepalived's ND rule)."""
+    from chimeha.lab.node import add_node
+
+    a = add_node(topology, "a", "fd00:7::11/64")
+    c = add_node(topology, "c", "fd00:7::13/64")
+    for n in (a, c):
+        wait_until(lambda n=n: "tentative" not in n.run(["ip", "-6", "addr", "show", "dev", "eth0"]).stdout,
+                   10, f"{n.name} IPv6 addresses usable")
+    vip6 = "fd00:7::100"
+    text = ("global_defs {\n    vrrp_strict\n}\n"
+            "vrrp_instance VI_6 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 62\n"
+            f"    priority 200\n    advert_int 1\n    virtual_ipaddress {{\n        {vip6}/64\n    }}\n}}\n")
+    d = Daemon(a, "chime-ha", text, tmp_path)
+    try:
+        assert c.run(["ping", "-6", "-c", "1", "-W", "1", "fd00:7::11"], check=False).returncode == 0
+        d.start()
+        wait_until(lambda: vip6 in a.addresses_on(), 15, f"{vip6} on a")
+        wait_until(lambda: "chimeha_vips" in _table(a), 5, "the filter table")
+        wait_until(lambda: "tentative" not in a.run(["ip", "-6", "addr", "show", "dev", "eth0"]).stdout,
+                   10, "the VIP usable (DAD done)")
+        assert c.run(["ping", "-6", "-c", "2", "-W", "1", vip6], check=False).returncode != 0
+        neigh = c.run(["ip", "-6", "neigh", "show", vip6], check=False).stdout
+        assert "lladdr" in neigh, neigh  # the solicitation for the VIP was answered
+        assert c.run(["ping", "-6", "-c", "1", "-W", "1", "fd00:7::11"], check=False).returncode == 0
+        d.stop()
+        assert "chimeha_vips" not in _table(a)
+    finally:
+        d.stop()
+        if d.logfile.exists():
+            print(d.log()[-3000:])
