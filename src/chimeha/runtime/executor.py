@@ -198,8 +198,8 @@ class Executor:
         submit = getattr(self.nl, "submit", None)
         if submit is None:  # a netlink test double without a worker thread
             vf.set(name, bare, held)
-        else:
-            self._track(name, submit(lambda _m: vf.set(name, bare, held)))
+        else:  # not tracked as the instance's pending job: an advert must not wait for nft
+            submit(lambda _m: vf.set(name, bare, held))
 
     def refilter(self) -> None:
         """After a reload: instances whose accept mode changed while holding their VIPs follow it."""
