@@ -143,3 +143,15 @@ def test_member_tracks_rules_per_kind():
     got = member_tracks(own, [], tracking_weight=False, owner_in_group=False)
     assert [(t.name, t.weight) for t in got] == [("i", 0), ("f1", 0), ("p", -7), ("z", 0)]
     assert member_tracks(own, [], tracking_weight=True, owner_in_group=False) == tuple(own)
+
+
+def test_an_instance_in_two_groups_stays_in_the_first():
+    text = (HEAD + "vrrp_sync_group G {\n    group {\n        VI_A\n        VI_B\n    }\n}\n"
+            "vrrp_sync_group H {\n    group {\n        VI_B\n    }\n    track_script {\n        gate\n    }\n}\n"
+            + _inst("VI_A", 51, 100, "BACKUP") + _inst("VI_B", 52, 100, "BACKUP"))
+    r = loads(text, "two.conf")
+    # keepalived -t: "Virtual router VI_B cannot exist in more than one sync group; ignoring H" (exit 5)
+    assert [(d.line, d.code) for d in r.diagnostics if d.code.startswith("sync")] == [(19, "sync-group-twice")]
+    assert sync_groups(r.config) == {"G": ("VI_A", "VI_B")}
+    spec = {s.name: s for s in instance_specs(r.config)}
+    assert spec["VI_B"].sync_group == "G" and not any(t.name == "gate" for t in spec["VI_B"].tracks)

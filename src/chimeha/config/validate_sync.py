@@ -59,9 +59,9 @@ def check_sync_groups(config: Config, ctx: Ctx) -> None:
             else:
                 owner_of[m] = sg.name
                 own.append(m)
-        if len(members) == 1:
+        if len(own) == 1:
             ctx.warning(sg.positions.get("group", sg.where), "sync-group-one-member",
-                        f"vrrp_sync_group {sg.name} has only one vrrp_instance ({members[0]}); "
+                        f"vrrp_sync_group {sg.name} has only one vrrp_instance ({own[0]}); "
                         "this is probably not what was meant")
         for kind, ref, _w in _refs(config, sg):
             table = {"script": config.vrrp_scripts, "file": config.track_files,

@@ -208,7 +208,16 @@ def instance_specs(config: Any, primary_address: str = "") -> list[InstanceSpec]
 
 
 def sync_groups(config: Any) -> dict[str, tuple[str, ...]]:
-    """Sync group name -> member instance names (only members that exist)."""
-    return {
-        name: tuple(m for m in g.group if m in config.instances) for name, g in config.sync_groups.items()
-    }
+    """Sync group name -> member instance names (only members that exist).
+
+    An instance named by two groups stays in the first (keepalived 2.2.7: "cannot exist in more
+    than one sync group"); a group left without members is dropped.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    claimed: set[str] = set()
+    for name, g in config.sync_groups.items():
+        members = tuple(m for m in g.group if m in config.instances and m not in claimed)
+        claimed.update(members)
+        if members:
+            out[name] = members
+    return out
