@@ -47,7 +47,9 @@ def conf(version: int, advert: float, unicast: bool = False) -> str:
             f" advert_int {advert:g}\n version {version}\n{src}"
             " track_interface {{\n  ethx weight -60\n }}\n"
             " virtual_ipaddress {{\n  {vip}/24\n }}\n}}\n")
-    return ("vrrp_sync_group G {\n group {\n  VI_1\n  VI_2\n }\n}\n"
+    # sync_group_tracking_weight: without it keepalived 2.2.7 (and chime-ha) unweights a member's own
+    # track_interface (it would fault the group instead of lowering the priority by 60)
+    return ("vrrp_sync_group G {\n group {\n  VI_1\n  VI_2\n }\n sync_group_tracking_weight\n}\n"
             + inst.format(name="VI_1", vrid=10, vip="10.0.0.100")
             + inst.format(name="VI_2", vrid=11, vip="10.0.0.101"))
 

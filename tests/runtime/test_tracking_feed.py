@@ -247,3 +247,28 @@ async def test_script_results_move_the_priority_of_a_running_daemon(tmp_path):
     before = d.node.instance("VI_1").priority
     d.tracked("script", "chk", False)  # a late result after stop is ignored
     assert d.node.instance("VI_1").priority == before
+
+
+async def test_a_sync_group_script_runs_once_and_feeds_every_member(tmp_path):
+    """vrrp_sync_group track_script: one ScriptTracker; its failure puts both members (the group) in FAULT."""
+    state = tmp_path / "rc"
+    state.write_text("0")
+    prog = tmp_path / "chk.py"
+    prog.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(int(open({str(state)!r}).read()))\n")
+    prog.chmod(0o755)
+    text = (f'vrrp_script chk {{\n script "{prog}"\n interval 0.05\n timeout 10\n}}\n'
+            "vrrp_sync_group G {\n group {\n  VI_1\n  VI_2\n }\n track_script {\n  chk\n }\n}\n"
+            + instance_conf("VI_1", vrid=10, vip="10.0.0.100/24")
+            + instance_conf("VI_2", vrid=11, vip="10.0.0.101/24"))
+    d = Daemon(str(tmp_path / "k.conf"), load_ok(text), socket_factory=SocketFactory(), netlink=FakeNetlink())
+    await d.start()
+    try:
+        a, b = d.node.instance("VI_1"), d.node.instance("VI_2")
+        await until(lambda: a.state is State.MASTER and b.state is State.MASTER, what="both MASTER")
+        assert list(d.scripts) == ["chk"]  # one runner for the group, not one per member
+        state.write_text("1")
+        await until(lambda: a.state is State.FAULT and b.state is State.FAULT, what="the group in FAULT")
+        state.write_text("0")
+        await until(lambda: a.state is State.MASTER and b.state is State.MASTER, what="the group back")
+    finally:
+        await d.stop()

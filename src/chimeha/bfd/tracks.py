@@ -17,10 +17,13 @@ from chimeha.vrrp.events import TrackSpec
 KIND = "bfd"
 
 
-def bfd_track_specs(config: Any, inst: Any) -> tuple[TrackSpec, ...]:
-    """The :class:`TrackSpec` of every track_bfd of ``inst`` and of its sync groups."""
+def bfd_track_specs(config: Any, inst: Any, groups: bool = True) -> tuple[TrackSpec, ...]:
+    """The :class:`TrackSpec` of every track_bfd of ``inst`` and (``groups``) of its sync groups.
+
+    ``inst`` may also be a sync group itself (with ``groups=False``).
+    """
     refs = list(getattr(inst, "track_bfds", ()) or ())
-    for g in getattr(config, "sync_groups", {}).values():
+    for g in getattr(config, "sync_groups", {}).values() if groups else ():
         if inst.name in g.group:
             refs.extend(getattr(g, "track_bfds", ()) or ())
     if not refs:

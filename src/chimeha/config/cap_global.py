@@ -86,8 +86,8 @@ ENTRIES = {
     "global_defs vrrp_lower_prio_no_advert": ok(),
     "global_defs vrrp_check_unicast_src": ok(),
     "global_defs vrrp_skip_check_adv_addr": ok(field="GlobalDefs.vrrp_skip_check_adv_addr"),
-    "global_defs vrrp_strict": todo("strict RFC mode (no auth, owner rules, VIP filtering) is not applied",
-                                    field="GlobalDefs.vrrp_strict"),
+    # config/strict.py: keepalived 2.2.7's checks and resets; no_accept VIP filtering (net/vipfilter.py)
+    "global_defs vrrp_strict": ok(field="GlobalDefs.vrrp_strict"),
     "global_defs vrrp_startup_delay": ok(field="GlobalDefs.vrrp_startup_delay"),
     "global_defs vrrp_down_timer_adverts": todo("only the per-instance down_timer_adverts is used"),
     "global_defs dynamic_interfaces": ok(field="GlobalDefs.dynamic_interfaces"),

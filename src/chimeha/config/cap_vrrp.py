@@ -9,7 +9,6 @@ from __future__ import annotations
 from .capabilities_base import BUFS, noeff, ok, todo
 
 _VMAC = "VMAC/ipvlan interfaces are not created; the VIPs go on the interface itself"
-_SG_TRACK = "tracking on a sync group is not implemented (track the member instances)"
 
 ENTRIES = {
     # ------------------------------------------------------------------ vrrp_instance
@@ -57,9 +56,10 @@ ENTRIES = {
     "vrrp_instance lower_prio_no_advert": ok(field="VrrpInstance.lower_prio_no_advert"),
     "vrrp_instance down_timer_adverts": ok(field="VrrpInstance.down_timer_adverts"),
     "vrrp_instance skip_check_adv_addr": ok(field="VrrpInstance.skip_check_adv_addr"),
-    "vrrp_instance strict_mode": todo("strict RFC mode is not applied", field="VrrpInstance.strict_mode"),
-    "vrrp_instance accept": noeff("chime-ha never filters traffic to the VIPs, so they always accept"),
-    "vrrp_instance no_accept": todo("traffic to the VIPs is never dropped", field="VrrpInstance.accept"),
+    "vrrp_instance strict_mode": ok(field="VrrpInstance.strict_mode"),
+    # accept mode (config/strict.py accept_of): without it the VIPs' traffic is dropped by nftables while held
+    "vrrp_instance accept": ok(field="VrrpInstance.accept"),
+    "vrrp_instance no_accept": ok(field="VrrpInstance.accept"),
     "vrrp_instance promote_secondaries": todo("promote_secondaries is not set on the interface"),
     "vrrp_instance use_vmac": todo(_VMAC, field="VrrpInstance.use_vmac"),
     "vrrp_instance use_vmac_addr": todo(_VMAC),
@@ -90,12 +90,14 @@ ENTRIES = {
     "vrrp_sync_group notify": ok(field="SyncGroup.notify"),
     "vrrp_sync_group notify_priority_changes": todo("priority changes are not notified to scripts"),
     "vrrp_sync_group smtp_alert": ok(field="SyncGroup.smtp_alert"),
-    "vrrp_sync_group global_tracking": todo(_SG_TRACK, field="SyncGroup.global_tracking"),
-    "vrrp_sync_group sync_group_tracking_weight": todo(_SG_TRACK, field="SyncGroup.sync_group_tracking_weight"),
-    "vrrp_sync_group track_script": todo(_SG_TRACK, field="SyncGroup.track_scripts"),
-    "vrrp_sync_group track_interface": todo(_SG_TRACK, field="SyncGroup.track_interfaces"),
-    "vrrp_sync_group track_file": todo(_SG_TRACK, field="SyncGroup.track_files"),
-    "vrrp_sync_group track_process": todo(_SG_TRACK, field="SyncGroup.track_processes"),
+    # Group trackers apply to every member; without sync_group_tracking_weight a member's own
+    # weighted trackers are dropped or unweighted (keepalived 2.2.7; vrrp/sync_group.py member_tracks).
+    "vrrp_sync_group global_tracking": ok(field="SyncGroup.global_tracking"),
+    "vrrp_sync_group sync_group_tracking_weight": ok(field="SyncGroup.sync_group_tracking_weight"),
+    "vrrp_sync_group track_script": ok(field="SyncGroup.track_scripts"),
+    "vrrp_sync_group track_interface": ok(field="SyncGroup.track_interfaces"),
+    "vrrp_sync_group track_file": ok(field="SyncGroup.track_files"),
+    "vrrp_sync_group track_process": ok(field="SyncGroup.track_processes"),
     "vrrp_sync_group track_bfd": ok(),
     # ------------------------------------------------------------------ vrrp_script
     "vrrp_script script": ok(field="VrrpScript.script"),

@@ -57,8 +57,8 @@ def todo(reason: str, field: str | None = None) -> Capability:
 PROCESS = ("tuning of keepalived's separate processes (names, scheduling priority, memory locking, CPU "
            "affinity); chime-ha is one Python process whose limits its service manager sets")
 BUFS = "kernel socket buffer sizing of keepalived's netlink and VRRP sockets; chime-ha sizes its own sockets"
-FIREWALL = ("keepalived's firewall rules for VIPs (accept mode, vrrp_strict); chime-ha installs no firewall "
-            "rules for VRRP")
+FIREWALL = ("keepalived's choice of firewall for no_accept VIPs; chime-ha always uses its own nftables table "
+            "(inet chimeha_vips, hook priority -1; docs/vrrp.md, vrrp_strict)")
 SMTP = "e-mail alerts are not sent"
 SNMP = "snmp_name is not served (virtualServerName); the SNMP rows of virtual and real servers are found by their index, their position in the config"
 DBUS = "the DBus interface is not implemented"

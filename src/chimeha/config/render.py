@@ -298,6 +298,10 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
                 "skip_check_adv_addr", "smtp_alert"):
         if getattr(i, key):
             w.line(key)
+    if not i.strict_mode and "strict_mode" in i.positions:
+        w.line("strict_mode", "off")  # it says so against a global vrrp_strict
+    if i.higher_prio_send_advert is not None:
+        w.line("higher_prio_send_advert", "on" if i.higher_prio_send_advert else "off")
     _if(w, "preempt_delay", i.preempt_delay, 0.0, _num)
     for key in ("unicast_src_ip", "mcast_src_ip", "lvs_sync_daemon_interface"):
         if getattr(i, key) is not None:

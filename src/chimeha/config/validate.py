@@ -17,6 +17,10 @@ from collections import defaultdict
 from typing import Iterable
 
 from .model import Config, Diagnostic, VrrpInstance, Where
+from .strict import KEEPALIVED_REPORTS as _STRICT_REPORTS
+from .strict import check_strict
+from .validate_sync import KEEPALIVED_REPORTS as _SYNC_REPORTS
+from .validate_sync import check_sync_groups
 from .values import Ctx
 
 # Warning codes on which keepalived -t also reports a problem (exit status 5).
@@ -28,7 +32,7 @@ KEEPALIVED_REPORTS = frozenset({
     "quorum-unreachable", "track-own-interface", "unicast-no-peers", "vmac-unicast", "fwmark-rs-port",
     "out-of-range", "native-ipv6-ignored", "rule-protocol-reset", "route-protocol-reset",
     "duplicate-script",
-})
+}) | _SYNC_REPORTS | _STRICT_REPORTS
 # Warning codes keepalived -t reports only through its script-security exit status (6).
 KEEPALIVED_SECURITY = frozenset({"script-security"})
 
@@ -38,6 +42,8 @@ def validate(config: Config, diags: list[Diagnostic]) -> None:
     ctx = Ctx(diags)
     _instances(config, ctx)
     _duplicate_vrids(config, ctx)
+    check_sync_groups(config, ctx)
+    check_strict(config, ctx)
     _virtual_servers(config, ctx)
     _script_security(config, ctx)
     from .build_bfd import check as _bfd_check  # bfd_instance / track_bfd / BFD_CHECK (config/build_bfd.py)

@@ -85,8 +85,9 @@ class Daemon:
 
     def __init__(self, config_path: str, config=None, *, dataplane: str | None = None,
                  socket_factory: Callable[..., Any] = VrrpSocket, netlink: Any = None, fast_detect: bool = True,
-                 lvs_options: dict | None = None):
+                 lvs_options: dict | None = None, vip_filter: Any = None):
         self.config_path = config_path
+        self.vip_filter = vip_filter  # None: the executor's own nftables VipFilter (net/vipfilter.py)
         self.fast_detect = fast_detect
         self.config = config
         self.dataplane = dataplane
@@ -159,6 +160,7 @@ class Daemon:
         for s in pre.specs:
             self._nl.remove_stale(s.name, tuple(s.virtual_ipaddresses) + tuple(s.virtual_ipaddresses_excluded),
                                   s.interface)
+        self._ex.start_filter(pre.specs)
         self._start_trackers()
         self._watch_interfaces()
         # The config and instances live as long as the daemon: keep them out of the cyclic
@@ -303,6 +305,7 @@ class Daemon:
                 await asyncio.wait_for(asyncio.wrap_future(fut), 5.0)
         except (asyncio.TimeoutError, Exception):
             log.exception("stop: removing the static addresses, routes and rules failed")
+        await self._ex.close_filter(5.0)
         self._ex.close_sockets()
         self._ex.close_notify()
         try:
@@ -369,6 +372,7 @@ class Daemon:
         self._watch_interfaces()
         self._ex.join_groups(self.node.socket_keys(), self.node.ah_socket_keys())
         self.after_input()
+        self._ex.refilter()
         self._ex.close_unused_sockets(self.node.socket_keys())
         self._ex.setup_notify(self.config)
         self._start_trackers()

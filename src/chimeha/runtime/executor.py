@@ -20,6 +20,7 @@ import concurrent.futures
 import logging
 from typing import Any
 
+from chimeha.net.vipfilter import VipFilter
 from chimeha.net.vrrpsock import VRRP_GROUP_V4
 from chimeha.runtime.mailer import MailAlerts
 from chimeha.runtime.notify import Notifier, NotifyFifo
@@ -56,6 +57,8 @@ class Executor:
         self._added_on: dict[str, str] = {}  # instance -> interface its VIPs were last added on
         self._send_errors = 0
         self._ah_fds: dict[tuple[str, int], int] = {}  # socket key -> its IPsec AH companion's fd
+        self.vipfilter = getattr(daemon, "vip_filter", None) or VipFilter()  # no_accept VIPs (net/vipfilter.py)
+        self._filtered: set[str] = set()  # instances whose VIPs the filter holds (as queued from this thread)
 
     # -- sockets --------------------------------------------------------------
     def adopt_sockets(self, opened: dict) -> None:
@@ -154,9 +157,14 @@ class Executor:
                 dev = self._added_on.get(a.instance, dev)
             self._holding[a.instance] = isinstance(a, AddAddresses)
             self._announced.pop(a.instance, None)
+            adding = isinstance(a, AddAddresses)
+            if adding and spec is not None and not spec.accept:  # the drop rule before the address (FIFO)
+                self._filter(a.instance, tuple(a.addresses) + tuple(a.excluded), True)
             extra = {"rules": a.rules} if a.rules else {}  # virtual_rules (test doubles take none)
-            self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev,
-                                                  isinstance(a, AddAddresses), **extra))
+            self._track(a.instance, self.nl.apply(a.instance, a.addresses, a.excluded, a.routes, dev, adding,
+                                                  **extra))
+            if a.instance in self._filtered and not (adding and spec is not None and not spec.accept):
+                self._filter(a.instance, (), False)  # let go, or accepts now (a reload)
         elif isinstance(a, SendGratuitous):
             # Not tracked: the takeover advert waits for the VIP (netlink), not for the burst, whose
             # first raw socket can take tens of ms (measured ~40 ms: long enough for a peer to
@@ -185,6 +193,50 @@ class Executor:
         elif isinstance(a, SplitBrain):
             log.warning("%s: %s%s", a.instance, "" if a.healing else "split brain: ", a.reason)
             self.emit(a)
+
+    # -- accept mode off: net/vipfilter.py -----------------------------------
+    def _filter(self, name: str, addresses, held: bool) -> None:
+        """Queue one filter change on the netlink worker (in order with the VIP changes)."""
+        vf = self.vipfilter
+        (self._filtered.add if held else self._filtered.discard)(name)
+        bare = tuple(str(getattr(v, "address", v)) for v in addresses)
+        submit = getattr(self.nl, "submit", None)
+        if submit is None:  # a netlink test double without a worker thread
+            vf.set(name, bare, held)
+        else:  # not tracked as the instance's pending job: an advert must not wait for nft
+            submit(lambda _m: vf.set(name, bare, held))
+
+    def refilter(self) -> None:
+        """After a reload: instances whose accept mode changed while holding their VIPs follow it."""
+        node = self.daemon.node
+        for name in node.names:
+            spec = node.spec(name)
+            filtered = name in self._filtered
+            if filtered and (spec.accept or not self._holding.get(name)):
+                self._filter(name, (), False)
+            elif not filtered and not spec.accept and self._holding.get(name):
+                self._filter(name, tuple(spec.virtual_ipaddresses) + tuple(spec.virtual_ipaddresses_excluded), True)
+        for name in self._filtered - set(node.names):
+            if not self._holding.get(name):
+                self._filter(name, (), False)
+
+    def start_filter(self, specs) -> None:
+        """Start-up: with any instance that does not accept, remove a table a killed run left."""
+        if any(not s.accept for s in specs):
+            submit = getattr(self.nl, "submit", None)
+            if submit is None:
+                self.vipfilter.clear_stale()
+            else:
+                submit(lambda _m: self.vipfilter.clear_stale())
+
+    async def close_filter(self, timeout: float) -> None:
+        """Stop: delete the table (after the VIP removals queued before)."""
+        submit = getattr(self.nl, "submit", None)
+        if submit is None:
+            self.vipfilter.close()
+            return
+        fut = submit(lambda _m: self.vipfilter.close())
+        await asyncio.wait([asyncio.wrap_future(fut)], timeout=timeout)
 
     def _track(self, name: str, fut) -> None:
         if isinstance(fut, concurrent.futures.Future):

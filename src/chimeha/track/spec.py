@@ -21,6 +21,8 @@ class TrackSpec:
     A "file" track with a non-zero weight scales instead: once its value is
     reported (``VrrpInstance.set_tracked(..., value=)``) it contributes
     ``value x weight`` (negated by ``reverse``; see :mod:`chimeha.track.weights`).
+    ``group`` names the vrrp_sync_group whose tracker this is ("" for the
+    instance's own): a group's tracker is attached to every member.
     """
 
     name: str
@@ -28,3 +30,4 @@ class TrackSpec:
     weight: int = 0
     reverse: bool = False
     init_ok: bool = True
+    group: str = ""

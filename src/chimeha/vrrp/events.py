@@ -73,6 +73,8 @@ class InstanceSpec:
     virtual_routes: tuple[Any, ...] = ()
     virtual_rules: tuple[Any, ...] = ()  # config.rules.RuleSpec, held while MASTER like the routes
     sync_group: str | None = None
+    #: accept mode: False (no_accept, or strict mode's default) drops traffic to the VIPs while held
+    accept: bool = True
     where: str = ""  # "FILE:LINE: " of the vrrp_instance block, for messages ("" unknown)
 
     @property

@@ -9,9 +9,12 @@ given, else empty, and the runtime (or the simulator) fills it in with
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from chimeha.vrrp.events import InstanceSpec, TrackSpec
+from chimeha.vrrp.strict import accept_of, adjusted, strict_of
+from chimeha.vrrp.sync_group import member_tracks
 
 
 def _where(node: Any) -> str:
@@ -19,30 +22,49 @@ def _where(node: Any) -> str:
     return f"{where.file}:{where.line}: " if where is not None and getattr(where, "line", 0) else ""
 
 
-def _tracks(config: Any, inst: Any) -> tuple[TrackSpec, ...]:
+def _refs_tracks(config: Any, holder: Any, group: str = "") -> list[TrackSpec]:
+    """TrackSpecs of the track_script / track_interface / track_file / track_process refs of ``holder``."""
     out: list[TrackSpec] = []
-    for ref in inst.track_scripts:
+    for ref in holder.track_scripts:
         script = config.vrrp_scripts.get(ref.name)
         weight = ref.weight if ref.weight is not None else (script.weight if script else 0)
         reverse = ref.reverse or (ref.weight is None and script is not None and script.weight_reverse)
         init_ok = not (script.init_fail if script else False)
-        out.append(TrackSpec(ref.name, "script", weight, reverse, init_ok))
-    for ref in inst.track_interfaces:
-        out.append(TrackSpec(ref.name, "interface", ref.weight or 0, ref.reverse))
-    for ref in inst.track_files:
+        out.append(TrackSpec(ref.name, "script", weight, reverse, init_ok, group=group))
+    for ref in holder.track_interfaces:
+        out.append(TrackSpec(ref.name, "interface", ref.weight or 0, ref.reverse, group=group))
+    for ref in holder.track_files:
         tf = config.track_files.get(ref.name)
         weight = ref.weight if ref.weight is not None else (tf.weight if tf else 1)
         # As for scripts: the block's ``weight N reverse`` applies when the
         # instance does not override the weight.
         reverse = ref.reverse or (ref.weight is None and tf is not None and tf.weight_reverse)
-        out.append(TrackSpec(ref.name, "file", weight, reverse))
-    for ref in inst.track_processes:
+        out.append(TrackSpec(ref.name, "file", weight, reverse, group=group))
+    for ref in holder.track_processes:
         tp = config.track_processes.get(ref.name)
         weight = ref.weight if ref.weight is not None else (tp.weight if tp else 0)
         reverse = ref.reverse or (ref.weight is None and tp is not None and tp.weight_reverse)
-        out.append(TrackSpec(ref.name, "process", weight, reverse))
+        out.append(TrackSpec(ref.name, "process", weight, reverse, group=group))
+    return out
+
+
+def sync_group_of(config: Any, name: str) -> Any:
+    """The vrrp_sync_group that ``name`` belongs to (keepalived: the first naming it), or None."""
+    return next((g for g in config.sync_groups.values() if name in g.group), None)
+
+
+def _tracks(config: Any, inst: Any) -> tuple[TrackSpec, ...]:
     from chimeha.bfd.tracks import bfd_track_specs  # track_bfd (src/chimeha/bfd/tracks.py)
-    out.extend(bfd_track_specs(config, inst))
+
+    out = _refs_tracks(config, inst)
+    out.extend(bfd_track_specs(config, inst, groups=False))
+    grp = sync_group_of(config, inst.name)
+    if grp is not None:
+        gtracks = _refs_tracks(config, grp, grp.name)
+        gtracks.extend(replace(t, group=grp.name) for t in bfd_track_specs(config, grp, groups=False))
+        owner = any(config.instances[m].priority == 255 for m in grp.group if m in config.instances)
+        out = list(member_tracks(out, gtracks, owner_in_group=owner,
+                                 tracking_weight=grp.sync_group_tracking_weight or grp.global_tracking))
     # keepalived watches the instance's own interface unless told not to: a
     # carrier loss puts the instance in FAULT.
     if inst.interface and not inst.dont_track_primary and not any(
@@ -106,7 +128,7 @@ def garp_intervals(config: Any) -> dict[str, tuple[float | None, float | None]]:
 def _garp_settings(config: Any, inst: Any) -> dict[str, Any]:
     """The lower-priority GARP, higher_prio_send_advert and pacing fields of a spec (keepalived's defaults)."""
     gd = config.global_defs
-    strict = bool(getattr(inst, "strict_mode", False) or gd.vrrp_strict)
+    strict = strict_of(config, inst)
     repeat = inst.garp_lower_prio_repeat
     if repeat is None:
         repeat = gd.vrrp_garp_lower_prio_repeat if gd.vrrp_garp_lower_prio_repeat is not None else gd.vrrp_garp_master_repeat
@@ -130,11 +152,17 @@ def _garp_settings(config: Any, inst: Any) -> dict[str, Any]:
 
 
 def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
-    """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst``."""
+    """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst`` (strict mode applied)."""
+    spec = _spec(config, inst, primary_address)
+    return replace(spec, accept=accept_of(config, inst), **adjusted(config, inst))
+
+
+def _spec(config: Any, inst: Any, primary_address: str) -> InstanceSpec:
     gd = config.global_defs
     family = inst.family
     advert = tuple(v.ip for v in inst.virtual_ipaddresses if v.family == family)
-    group = next((g.name for g in config.sync_groups.values() if inst.name in g.group), None)
+    grp = sync_group_of(config, inst.name)
+    group = grp.name if grp is not None else None
     return InstanceSpec(
         name=inst.name,
         vrid=inst.virtual_router_id or 0,
@@ -181,7 +209,16 @@ def instance_specs(config: Any, primary_address: str = "") -> list[InstanceSpec]
 
 
 def sync_groups(config: Any) -> dict[str, tuple[str, ...]]:
-    """Sync group name -> member instance names (only members that exist)."""
-    return {
-        name: tuple(m for m in g.group if m in config.instances) for name, g in config.sync_groups.items()
-    }
+    """Sync group name -> member instance names (only members that exist).
+
+    An instance named by two groups stays in the first (keepalived 2.2.7: "cannot exist in more
+    than one sync group"); a group left without members is dropped.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    claimed: set[str] = set()
+    for name, g in config.sync_groups.items():
+        members = tuple(m for m in g.group if m in config.instances and m not in claimed)
+        claimed.update(members)
+        if members:
+            out[name] = members
+    return out
