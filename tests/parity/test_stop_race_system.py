@@ -20,7 +20,7 @@ from nodeproc import NodeDaemon, wait_until
 pytestmark = pytest.mark.system
 
 N = 200
-CYCLES = int(os.environ.get("CHIMEHA_STOP_CYCLES", "20"))
+CYCLES = int(os.environ.get("CHIMEHA_STOP_CYCLES", "8"))
 SCRIPT = os.environ.get("CHIMEHA_STOP_SCRIPT", "/bin/sleep 0.05")
 STOP_LIMIT = 20.0  # seconds: a hang, not a slow machine (a stop normally takes < 2 s)
 
