@@ -8,6 +8,16 @@ For a transition of instance (or sync group) NAME to STATE with priority P:
 * the FIFO gets the line ``INSTANCE "NAME" STATE P`` (``GROUP "NAME" STATE``
   for groups, which have no priority of their own).
 
+Events that are not transitions (keepalived 2.2.7 vrrp_notify.c), FIFO lines only unless said:
+
+* the effective priority changed, with ``notify_priority_changes`` (instance,
+  else its sync group, else global ``vrrp_notify_priority_changes``):
+  ``INSTANCE "NAME" MASTER_PRIORITY P`` as MASTER, else ``BACKUP_PRIORITY``;
+* a MASTER heard a lower priority: ``INSTANCE "NAME" MASTER_RX_LOWER_PRI P``
+  always, and the ``notify_master_rx_lower_pri`` script (no arguments) if set;
+* a reload removed the instance: notified as ``DELETED`` with ``notify_deleted``
+  (its script, if given, is the state script), else as ``FAULT``.
+
 Scripts run in the background, in transition order per instance (a hung
 script delays the next transition's scripts by at most ``ORDER_WAIT``); a
 slow or failing script is logged and never blocks the VRRP loop.
@@ -26,6 +36,7 @@ from chimeha.runtime.scripts import run_program
 log = logging.getLogger("chimeha.runtime.notify")
 
 STATES = ("MASTER", "BACKUP", "FAULT", "STOP", "DELETED")
+EVENTS = ("MASTER_PRIORITY", "BACKUP_PRIORITY", "MASTER_RX_LOWER_PRI")  # FIFO words of the non-transitions
 ORDER_WAIT = 10.0  # seconds a transition's scripts wait for the previous ones
 
 
@@ -87,8 +98,7 @@ class Notifier:
 
     def notify(self, kind: str, name: str, state: str, priority: int | None, scripts) -> None:
         """Report one transition. ``scripts``: the config's VrrpInstance or SyncGroup (or None)."""
-        for fifo in self.fifos:
-            fifo.write(fifo_line(kind, name, state, priority))
+        self._fifo(kind, name, state, priority)
         argvs: list[tuple[str, ...]] = []
         if scripts is not None:
             specific = _specific_script(scripts, state)
@@ -97,6 +107,22 @@ class Notifier:
             generic = scripts.notify
             if generic:
                 argvs.append(tuple(generic) + (kind, name, state, str(priority if priority is not None else 0)))
+        self._start(kind, name, state, argvs)
+
+    def priority_changed(self, name: str, master: bool, priority: int) -> None:
+        """notify_priority_changes: the FIFO line only (keepalived runs no script for it)."""
+        self._fifo("INSTANCE", name, "MASTER_PRIORITY" if master else "BACKUP_PRIORITY", priority)
+
+    def master_rx_lower_pri(self, name: str, priority: int, script: tuple[str, ...] | None) -> None:
+        """A MASTER heard a lower priority: the FIFO line, and ``script`` (no arguments added) if any."""
+        self._fifo("INSTANCE", name, "MASTER_RX_LOWER_PRI", priority)
+        self._start("INSTANCE", name, "MASTER_RX_LOWER_PRI", [tuple(script)] if script else [])
+
+    def _fifo(self, kind: str, name: str, state: str, priority: int | None) -> None:
+        for fifo in self.fifos:
+            fifo.write(fifo_line(kind, name, state, priority))
+
+    def _start(self, kind: str, name: str, state: str, argvs: list[tuple[str, ...]]) -> None:
         if not argvs:
             return
         previous = self._last.get((kind, name))
@@ -138,4 +164,6 @@ def _specific_script(scripts, state: str) -> tuple[str, ...] | None:
             return scripts.notify_fault
         case "STOP":
             return scripts.notify_stop
+        case "DELETED":
+            return getattr(scripts, "notify_deleted", None) or None  # () = the bare keyword: no script
     return None
