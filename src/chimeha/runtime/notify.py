@@ -5,8 +5,8 @@ For a transition of instance (or sync group) NAME to STATE with priority P:
 * ``notify_master`` / ``notify_backup`` / ``notify_fault`` / ``notify_stop``
   run as configured (argv, no shell), chosen by STATE;
 * then ``notify`` runs with four more arguments: ``INSTANCE|GROUP NAME STATE P``;
-* the FIFO gets the line ``INSTANCE "NAME" STATE P`` (``GROUP "NAME" STATE``
-  for groups, which have no priority of their own).
+* the FIFO gets the line ``INSTANCE "NAME" STATE P`` (``GROUP "NAME" STATE 0``
+  for groups, which have no priority of their own: keepalived 2.2.7 writes the 0).
 
 Events that are not transitions (keepalived 2.2.7 vrrp_notify.c), FIFO lines only unless said:
 
@@ -41,9 +41,8 @@ ORDER_WAIT = 10.0  # seconds a transition's scripts wait for the previous ones
 
 
 def fifo_line(kind: str, name: str, state: str, priority: int | None) -> str:
-    """One notify-FIFO line (with its newline)."""
-    tail = f" {priority}" if kind == "INSTANCE" and priority is not None else ""
-    return f'{kind} "{name}" {state}{tail}\n'
+    """One notify-FIFO line (with its newline); a group's priority is 0 (keepalived 2.2.7, measured)."""
+    return f'{kind} "{name}" {state} {priority if kind == "INSTANCE" and priority is not None else 0}\n'
 
 
 class NotifyFifo:
