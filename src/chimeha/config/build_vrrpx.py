@@ -77,7 +77,7 @@ def finish(inst: VrrpInstance, ctx: Ctx) -> dict:
         ctx.warning(pos.get("unicast_ttl", inst.where), "unicast-no-peers",
                     f"vrrp_instance {inst.name}: unicast_ttl without unicast peers; ignored, as keepalived does")
         changes["unicast_ttl"] = None
-    used = [k for k in UNICAST_KEYWORDS if k in pos]
+    used = sorted((k for k in UNICAST_KEYWORDS if k in pos), key=lambda k: (pos[k].file, pos[k].line))
     if used and not inst.unicast_peers and not inst.unicast_fault_no_peer:
         ctx.warning(pos[used[0]], "unicast-no-peers",
                     f"vrrp_instance {inst.name}: {used[0]} without unicast_peer: adverts go multicast "
