@@ -11,6 +11,8 @@ MASTER_PRIORITY 80`` ...).
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -153,3 +155,73 @@ def test_sync_group_fifo_lines_match_keepalived(topology, tmp_path):
     # Every instance line keepalived wrote, chime-ha wrote too (the order within a group differs: see docs/vrrp.md).
     assert sorted(line for line in ch if line.startswith("INSTANCE")) == \
         sorted(line for line in ka if line.startswith("INSTANCE")), (ch, ka)
+
+
+DEL_CONF = """global_defs {
+    router_id del_%(kind)s
+    vrrp_notify_fifo /run/vrrp.fifo
+}
+""" + "".join("""vrrp_instance VI_%(n)s {
+    state MASTER
+    interface eth0
+    virtual_router_id %%(vrid%(n)s)d
+    priority 100
+    advert_int 1
+%(extra)s    virtual_ipaddress {
+        %%(vip%(n)s)s/24
+    }
+}
+""" % {"n": n, "extra": extra} for n, extra in (("A", ""), ("B", "%(deleted)s"), ("C", "")))
+
+
+READER = """
+import os
+fd = os.open("/run/vrrp.fifo", os.O_RDWR)  # also a writer: never sees EOF when the daemon reopens it
+with open("/run/fifo.log", "ab", buffering=0) as out:
+    while True:
+        out.write(os.read(fd, 65536))
+"""
+
+
+def _run_removal(topology, tmp_path, kind: str, name: str, addr: str, base: int, deleted: bool) -> list[str]:
+    """Three MASTER instances; a SIGHUP to a config without VI_B and VI_C (VI_B has notify_deleted if asked)."""
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, name, f"{addr}/24")
+    node.run(["mkfifo", "/run/vrrp.fifo"])
+    # keepalived closes and reopens the FIFO on a reload: a plain `cat` would stop at that EOF.
+    reader = node.popen([sys.executable, "-c", READER])
+    net = addr.rsplit(".", 1)[0]
+    vals = {"kind": kind.replace("-", ""), "deleted": "    notify_deleted\n" if deleted else "",
+            "vridA": base, "vridB": base + 1, "vridC": base + 2,
+            "vipA": f"{net}.{base}", "vipB": f"{net}.{base + 1}", "vipC": f"{net}.{base + 2}"}
+    full = DEL_CONF % vals
+    d = Daemon(node, kind, full, tmp_path)
+    try:
+        d.start()
+        wait_until(lambda: {vals["vipA"], vals["vipB"], vals["vipC"]} <= node.addresses_on(), 10,
+                   f"{kind}: three MASTERs")
+        only_a = full[:full.index("vrrp_instance VI_B")]
+        node.write_file(d.conf, only_a)
+        d.signal("HUP")
+        wait_until(lambda: not ({vals["vipB"], vals["vipC"]} & node.addresses_on()), 10, f"{kind}: B, C removed")
+        time.sleep(1.0)
+        d.stop()
+        time.sleep(0.3)
+        return node.read_file("/run/fifo.log").splitlines()
+    except BaseException:
+        print(f"--- {kind} ---\n" + d.log()[-5000:])
+        raise
+    finally:
+        d.stop()
+        node.stop(reader)
+
+
+@pytest.mark.parametrize("deleted", [False, True], ids=["default-fault", "notify_deleted"])
+def test_instances_removed_by_reload_are_notified_as_keepalived_does(topology, tmp_path, deleted):
+    ka = _run_removal(topology, tmp_path, "keepalived", "ka", "10.9.2.11", 110, deleted)
+    ch = _run_removal(topology, tmp_path, "chime-ha", "ch", "10.9.2.12", 120, deleted)
+    print("keepalived FIFO:", ka)
+    removed = 'INSTANCE "VI_B" DELETED 100' if deleted else 'INSTANCE "VI_B" FAULT 100'
+    assert removed in ka and 'INSTANCE "VI_C" FAULT 100' in ka, ka
+    assert sorted(ch) == sorted(ka), (ch, ka)
