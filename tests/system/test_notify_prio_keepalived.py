@@ -10,6 +10,8 @@ MASTER_PRIORITY 80`` ...).
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -225,3 +227,62 @@ def test_instances_removed_by_reload_are_notified_as_keepalived_does(topology, t
     removed = 'INSTANCE "VI_B" DELETED 100' if deleted else 'INSTANCE "VI_B" FAULT 100'
     assert removed in ka and 'INSTANCE "VI_C" FAULT 100' in ka, ka
     assert sorted(ch) == sorted(ka), (ch, ka)
+
+
+SENDER = os.path.join(os.path.dirname(__file__), "..", "vrrp", "send_helper.py")
+RX_CONF = """global_defs {
+    router_id rx_%(kind)s
+    vrrp_notify_fifo /run/vrrp.fifo
+}
+vrrp_instance VI_R {
+    state MASTER
+    interface eth0
+    virtual_router_id %(vrid)d
+    priority 200
+    advert_int 1
+    lower_prio_no_advert
+    notify_master_rx_lower_pri /run/rx.sh
+    virtual_ipaddress {
+        %(vip)s/24
+    }
+}
+"""
+
+
+def _run_rx_lower(topology, tmp_path, kind: str, name: str, addr: str, vip: str, vrid: int):
+    """A MASTER hears three adverts of priority 50 from a third host (a lower-priority master)."""
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, name, f"{addr}/24")
+    rogue = topology.add_host(f"r{name}", addr.rsplit(".", 1)[0] + ".99/24")
+    node.write_file("/run/rx.sh", '#!/bin/sh\necho "args=$#" >> /run/rx.log\n', mode=0o755)
+    node.run(["mkfifo", "/run/vrrp.fifo"])
+    reader = node.popen(["cat", "/run/vrrp.fifo"], stdout=subprocess.PIPE, text=True)
+    d = Daemon(node, kind, RX_CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vip": vip}, tmp_path)
+    try:
+        d.start()
+        wait_until(lambda: vip in node.addresses_on(), 10, f"{kind}: MASTER alone")
+        cfg = {"family": 4, "ifname": "eth0", "source": addr.rsplit(".", 1)[0] + ".99", "version": 2,
+               "vrid": vrid, "priority": 50, "vips": [vip], "interval": 0.4, "auth_pass": None, "seconds": 1.1}
+        rogue.run([sys.executable, SENDER, json.dumps(cfg)], timeout=20)
+        wait_until(lambda: node.run(["test", "-e", "/run/rx.log"], check=False).returncode == 0
+                   and len(node.read_file("/run/rx.log").splitlines()) >= 3, 5, f"{kind}: rx script runs")
+        d.stop()
+        return reader.stdout.read().splitlines(), node.read_file("/run/rx.log").splitlines()
+    except BaseException:
+        print(f"--- {kind} ---\n" + d.log()[-5000:])
+        raise
+    finally:
+        d.stop()
+        node.stop(reader)
+
+
+def test_master_rx_lower_pri_matches_keepalived(topology, tmp_path):
+    ka, ka_runs = _run_rx_lower(topology, tmp_path, "keepalived", "ka", "10.9.3.11", "10.9.3.100", 97)
+    ch, ch_runs = _run_rx_lower(topology, tmp_path, "chime-ha", "ch", "10.9.3.12", "10.9.3.101", 98)
+    print("keepalived FIFO:", ka, ka_runs)
+    want = ['INSTANCE "VI_R" BACKUP 200', 'INSTANCE "VI_R" MASTER 200'] + \
+        ['INSTANCE "VI_R" MASTER_RX_LOWER_PRI 200'] * 3 + ['INSTANCE "VI_R" STOP 200']
+    assert ka == want, ka
+    assert ch == ka
+    assert ka_runs == ch_runs == ["args=0"] * 3  # the script gets no arguments
