@@ -286,3 +286,33 @@ def test_master_rx_lower_pri_matches_keepalived(topology, tmp_path):
     assert ka == want, ka
     assert ch == ka
     assert ka_runs == ch_runs == ["args=0"] * 3  # the script gets no arguments
+
+
+def _run_initial(topology, tmp_path, kind: str, name: str, addr: str, vip: str, vrid: int) -> list[str]:
+    """The tracked value already lowers the priority when the daemon starts."""
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, name, f"{addr}/24")
+    node.write_file("/run/w", "1\n")
+    node.run(["mkfifo", "/run/vrrp.fifo"])
+    reader = node.popen(["cat", "/run/vrrp.fifo"], stdout=subprocess.PIPE, text=True)
+    d = Daemon(node, kind, CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vip": vip}, tmp_path)
+    try:
+        d.start()
+        wait_until(lambda: vip in node.addresses_on(), 10, f"{kind}: MASTER alone")
+        time.sleep(0.5)
+        d.stop()
+        return reader.stdout.read().splitlines()
+    except BaseException:
+        print(f"--- {kind} ---\n" + d.log()[-5000:])
+        raise
+    finally:
+        d.stop()
+        node.stop(reader)
+
+
+def test_priority_lowered_at_start_fifo_lines_match_keepalived(topology, tmp_path):
+    ka = _run_initial(topology, tmp_path, "keepalived", "ka", "10.9.4.11", "10.9.4.100", 81)
+    ch = _run_initial(topology, tmp_path, "chime-ha", "ch", "10.9.4.12", "10.9.4.101", 82)
+    print("keepalived FIFO:", ka)
+    assert ch == ka, (ch, ka)

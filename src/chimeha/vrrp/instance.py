@@ -33,7 +33,9 @@ States and transitions:
   owner hears the other first, whatever the addresses. We do the same
   (:class:`PriorityChanged`, then MASTER -> BACKUP); :meth:`on_reload` ends it.
 * Any state -> FAULT when a weight-0 track fails (a MASTER first sends
-  priority 0 and removes its addresses); FAULT -> BACKUP on recovery.
+  priority 0 and removes its addresses); FAULT -> BACKUP on recovery. A
+  ``spec.config_fault`` (unicast_fault_no_peer without peers) holds FAULT
+  for good.
 * :meth:`shutdown`: a MASTER sends priority 0 and removes its addresses;
   every state ends in INIT.
 

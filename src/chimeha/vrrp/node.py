@@ -20,7 +20,8 @@ same object with the same verbs:
 * outputs: one queue, :meth:`pop_actions`, of the instances' actions
   (SendAdvert, Add/RemoveAddresses, SendGratuitous, StateChanged,
   PriorityChanged, SplitBrain) and the node's own events (PacketDropped,
-  VipsChanged, GroupStateChanged), in the order they must be executed.
+  VipsChanged, GroupStateChanged, InstanceRemoved), in the order they must
+  be executed.
 
 Node state beside the instances: the VRID clash check (one VRID per
 interface and family), per-instance counters, the failover duration (last
