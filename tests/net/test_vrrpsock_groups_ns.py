@@ -69,3 +69,47 @@ def test_custom_group_join_receive_leave_and_unicast_ttl(topology):
     assert res == dict(joined=True, left=True, got=[["224.0.0.99", 255]], groups=[])
     out, err = uc.communicate(timeout=15)
     assert json.loads(out.strip().splitlines()[-1]) == [["10.1.0.3", 9]]
+
+
+RECV6 = """
+import json, select, time
+from chimeha.net.vrrpsock import VrrpSocket
+s = VrrpSocket({ifname!r}, 6, join_group=False)
+s.join("ff02::99")
+print("ready", flush=True)
+got = []
+deadline = time.time() + 6
+while len(got) < 2 and time.time() < deadline:
+    r, _, _ = select.select([s], [], [], 0.3)
+    if r and (m := s.recv()):
+        got.append([m.dst, m.ttl])
+print(json.dumps(got))
+"""
+
+SEND6 = """
+import json
+from chimeha.net.vrrpsock import VrrpSocket
+s = VrrpSocket({ifname!r}, 6, join_group=False)
+s.send(bytes.fromhex({payload!r}), "ff02::12")  # not joined by the receiver
+s.send(bytes.fromhex({payload!r}), "ff02::99")
+s.send(bytes.fromhex({payload!r}), {peer!r}, ttl=9)
+print(json.dumps(True))
+"""
+
+
+def test_ipv6_custom_group_and_unicast_hop_limit(topology):
+    import time
+
+    a = topology.add_host("a", "fd00:1::1/64")
+    b = topology.add_host("b", "fd00:1::2/64")
+    for h in (a, b):
+        deadline = time.time() + 10
+        while time.time() < deadline and "tentative" in h.run(["ip", "-6", "addr", "show", "dev", h.ifname]).stdout:
+            time.sleep(0.1)
+    payload = bytes([0x31, 9, 100, 1, 0, 100, 0, 0]) + bytes(16)
+    rx = popen_py(b, RECV6.format(ifname=b.ifname))
+    assert rx.stdout.readline().strip() == "ready"
+    run_py(a, SEND6.format(ifname=a.ifname, payload=payload.hex(), peer="fd00:1::2"))
+    out, err = rx.communicate(timeout=15)
+    assert rx.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == [["ff02::99", 255], ["fd00:1::2", 9]]
