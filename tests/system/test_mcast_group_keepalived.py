@@ -22,6 +22,8 @@ import pytest
 
 from chalab import Daemon, settle_on, wait_until
 
+from chimeha.vrrp import packet
+
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
 HELPER = os.path.join(os.path.dirname(__file__), "..", "vrrp", "capture_helper.py")
@@ -129,3 +131,11 @@ def test_custom_group_election_failover_and_capture(topology, tmp_path, family, 
     assert not any(r["dst"] == standard for r in recs)
     # Each daemon was master at some point (a twice, b after the stop) and a sent priority 0 when stopped.
     assert any(0 in p for p in prios.values()), prios
+    # Every advert on the wire, keepalived's and ours, passes our receive checks for that group (v3 checksum
+    # over the group), and an advert summed over the standard group would not.
+    exp = packet.Expectation(vrid=61, version=3, family=family, interval=0.5, addresses=(vip,), group=group)
+    for r in recs:
+        raw = bytes.fromhex(r["payload"])
+        ok = packet.validate(raw, source=r["src"], destination=r["dst"], ttl=r["ttl"], family=family, expect=exp)
+        assert isinstance(ok, packet.Advertisement), (r, ok)
+        assert not packet.verify_checksum(raw, ok, source=r["src"], destination=standard)
