@@ -139,3 +139,30 @@ def test_custom_group_election_failover_and_capture(topology, tmp_path, family, 
         ok = packet.validate(raw, source=r["src"], destination=r["dst"], ttl=r["ttl"], family=family, expect=exp)
         assert isinstance(ok, packet.Advertisement), (r, ok)
         assert not packet.verify_checksum(raw, ok, source=r["src"], destination=standard)
+
+
+def test_reload_moves_the_membership_to_the_new_group(topology, tmp_path):
+    """SIGHUP with another mcast_dst_ip: the socket joins the new group and leaves the old one."""
+    from chimeha.lab.node import add_node
+
+    a = add_node(topology, "a", "10.8.2.11/24")
+    text = conf(me="10.8.2.11", priority=200, state="MASTER", vip="10.8.2.100/24", group="224.0.0.99",
+                how="instance", family=4)
+    d = Daemon(a, "chime-ha", text, tmp_path)
+
+    def groups() -> str:
+        return a.run(["ip", "maddr", "show", "dev", "eth0"]).stdout
+
+    try:
+        d.start()
+        wait_until(lambda: "224.0.0.99" in groups(), 10, "joined 224.0.0.99")
+        a.write_file(d.conf, text.replace("224.0.0.99", "224.0.0.98"))
+        d.signal("HUP")
+        wait_until(lambda: "224.0.0.98" in groups() and "224.0.0.99" not in groups(), 10,
+                   f"moved to 224.0.0.98 ({groups()})")
+        assert "224.0.0.18" not in groups()  # the standard group was never needed
+    except BaseException:
+        print(d.log()[-4000:])
+        raise
+    finally:
+        d.stop()
