@@ -40,6 +40,9 @@ class FakeSocket:
         self.fail_for = set(fail_for)  # destinations whose send raises OSError ("*" = every send)
         self.sent: list[tuple[bytes, str | None, str | None]] = []
         self.joined = 0
+        self.groups: list[str | None] = []  # join() arguments (None: the standard group)
+        self.left: list[frozenset] = []  # leave_others() arguments
+        self.ttls: list[int | None] = []  # per send: the ttl= given (None: the socket's 255)
         self.join_error: OSError | None = None
         self.closed = False
         self.recv_error: OSError | None = None
@@ -50,15 +53,20 @@ class FakeSocket:
     def fileno(self) -> int:
         return self._r
 
-    def join(self) -> None:
+    def join(self, group: str | None = None) -> None:
         if self.join_error is not None:
             raise self.join_error
         self.joined += 1
+        self.groups.append(group)
 
-    def send(self, payload: bytes, dst: str | None = None, src: str | None = None) -> None:
+    def leave_others(self, keep) -> None:
+        self.left.append(frozenset(keep))
+
+    def send(self, payload: bytes, dst: str | None = None, src: str | None = None, *, ttl: int | None = None) -> None:
         if "*" in self.fail_for or dst in self.fail_for:
             raise OSError(101, "Network is unreachable")
         self.sent.append((payload, dst, src))
+        self.ttls.append(ttl)
 
     def deliver(self, rx: Received) -> None:
         self.queue.append(rx)

@@ -13,7 +13,7 @@ from chimeha.runtime.notify import Notifier, NotifyFifo, fifo_line
 
 def test_fifo_line_format():
     assert fifo_line("INSTANCE", "VI_1", "MASTER", 255) == 'INSTANCE "VI_1" MASTER 255\n'
-    assert fifo_line("GROUP", "G1", "BACKUP", None) == 'GROUP "G1" BACKUP\n'
+    assert fifo_line("GROUP", "G1", "BACKUP", None) == 'GROUP "G1" BACKUP 0\n'
 
 
 async def test_fifo_is_created_and_receives_lines(tmp_path):

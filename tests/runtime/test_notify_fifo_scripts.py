@@ -110,7 +110,7 @@ async def test_every_fifo_gets_every_line_in_keepalived_format(tmp_path):
         n.notify("GROUP", "G1", "MASTER", None, None)
         n.notify("INSTANCE", "VI_1", "FAULT", 0, None)
         for r in readers:
-            assert read_fifo(r) == 'INSTANCE "VI_1" MASTER 100\nGROUP "G1" MASTER\nINSTANCE "VI_1" FAULT 0\n'
+            assert read_fifo(r) == 'INSTANCE "VI_1" MASTER 100\nGROUP "G1" MASTER 0\nINSTANCE "VI_1" FAULT 0\n'
     finally:
         for r in readers:
             os.close(r)
@@ -236,6 +236,6 @@ async def test_daemon_writes_keepalived_fifo_lines_for_its_transitions(tmp_path)
     lines = read_fifo(reader).splitlines()
     os.close(reader)
     # Every member's own line first, then the group's (a reader acting on GROUP sees all members).
-    assert lines == ['INSTANCE "VI_1" BACKUP 120', 'INSTANCE "VI_2" BACKUP 100', 'GROUP "G1" BACKUP',
-                     'INSTANCE "VI_1" MASTER 120', 'INSTANCE "VI_2" MASTER 100', 'GROUP "G1" MASTER',
-                     'INSTANCE "VI_1" STOP 120', 'INSTANCE "VI_2" STOP 100', 'GROUP "G1" STOP']
+    assert lines == ['INSTANCE "VI_1" BACKUP 120', 'INSTANCE "VI_2" BACKUP 100', 'GROUP "G1" BACKUP 0',
+                     'INSTANCE "VI_1" MASTER 120', 'INSTANCE "VI_2" MASTER 100', 'GROUP "G1" MASTER 0',
+                     'INSTANCE "VI_1" STOP 120', 'INSTANCE "VI_2" STOP 100', 'GROUP "G1" STOP 0']

@@ -274,8 +274,8 @@ def test_sync_group_follows_a_faulted_member_and_reports_group_lines(topology, t
         d.stop()
         lines = reader.stdout.read().splitlines()
         group = [line for line in lines if line.startswith("GROUP")]
-        assert group == ['GROUP "G" BACKUP', 'GROUP "G" MASTER', 'GROUP "G" FAULT', 'GROUP "G" BACKUP',
-                         'GROUP "G" MASTER', 'GROUP "G" STOP'], lines
+        assert group == ['GROUP "G" BACKUP 0', 'GROUP "G" MASTER 0', 'GROUP "G" FAULT 0', 'GROUP "G" BACKUP 0',
+                         'GROUP "G" MASTER 0', 'GROUP "G" STOP 0'], lines
         assert 'INSTANCE "VI_G" FAULT 100' in lines
     finally:
         d.stop()

@@ -271,7 +271,7 @@ def _sync_group(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> SyncGroup:
             f["group"] = tuple(w for c in ctx.block(s) for w in (c.name, *c.words()))
         elif n in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"):
             f[n] = ctx.notify_arg(s, users)
-        elif n in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
+        elif n in ("smtp_alert", "global_tracking", "sync_group_tracking_weight", "notify_priority_changes"):
             f[n] = ctx.bool_arg(s)
         elif n in ("track_script", "track_interface", "track_file", "track_process", "track_bfd"):
             key = {"track_script": "track_scripts", "track_interface": "track_interfaces",
@@ -417,6 +417,10 @@ _SCALAR: dict[str, tuple[str, Callable[[Ctx, Stmt], object]]] = {
     "preempt_delay": ("preempt_delay", lambda c, s: c.float_arg(s, 0, 1000, what="preempt_delay")),
     "unicast_src_ip": ("unicast_src_ip", lambda c, s: c.ip_arg(s)),
     "mcast_src_ip": ("mcast_src_ip", lambda c, s: c.ip_arg(s)),
+    "mcast_dst_ip": ("mcast_dst_ip", lambda c, s: c.ip_arg(s)),  # checked in build_vrrpx.finish
+    "unicast_ttl": ("unicast_ttl", lambda c, s: c.int_arg(s, 0, 255, what="unicast_ttl", soft=True)),
+    "unicast_fault_no_peer": ("unicast_fault_no_peer", lambda c, s: True),
+    "notify_priority_changes": ("notify_priority_changes", lambda c, s: c.bool_arg(s)),
     "garp_master_delay": ("garp_master_delay", lambda c, s: c.float_arg(s, 0, 255)),
     "garp_master_repeat": ("garp_master_repeat", lambda c, s: c.int_arg(s, 0)),
     "garp_master_refresh": ("garp_master_refresh", lambda c, s: c.float_arg(s, 0)),
@@ -482,6 +486,8 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
                     ctx.unknown(a, K.AUTHENTICATION, f"authentication of vrrp_instance {name}")
         elif n in _NOTIFY:
             f[n] = ctx.notify_arg(s, users)
+        elif n == "notify_deleted":  # keepalived: bare = report DELETED (not FAULT), with a script = run it too
+            f[n] = ctx.notify_arg(s, users) if s.args else ()
         elif n == "virtual_ipaddress":
             f["virtual_ipaddresses"] = f.get("virtual_ipaddresses", ()) + tuple(_addresses(ctx.block(s), ctx, report=True))
         elif n == "virtual_ipaddress_excluded":
@@ -584,4 +590,6 @@ def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstanc
                     ctx.warning(where, "advert-int-rounded",
                                 f"VRRPv3 advertises centiseconds: advert_int {adv:g} is used as {cs / 100:g}")
                 changes["advert_int"] = max(cs, 1) / 100.0
+    from .build_vrrpx import finish  # mcast_dst_ip, unicast_ttl, unicast without peers (keepalived's checks)
+    changes.update(finish(inst, ctx))
     return replace(inst, **changes)

@@ -14,6 +14,7 @@ from ..snmp.agentx import parse_address as agentx_address
 from .model import GlobalDefs, LvsSyncDaemon
 from .model_notify import LifecycleScript, SmtpSettings
 from .parser import Stmt
+from .build_vrrpx import global_group
 from .values import Ctx, valid_ip
 
 Opts = dict[str, list[tuple[str, ...]]]
@@ -52,8 +53,9 @@ def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
         "notification_email_from": lambda s: f.__setitem__("notification_email_from", ctx.word(s)),
         "smtp_server": lambda s: f.__setitem__("smtp_server", _smtp_server(s, ctx)),
         "smtp_connect_timeout": lambda s: f.__setitem__("smtp_connect_timeout", _smtp_timeout(s, ctx)),
-        "vrrp_mcast_group4": lambda s: f.__setitem__("vrrp_mcast_group4", ctx.ip_arg(s)),
-        "vrrp_mcast_group6": lambda s: f.__setitem__("vrrp_mcast_group6", ctx.ip_arg(s)),
+        "vrrp_mcast_group4": lambda s: f.__setitem__("vrrp_mcast_group4", global_group(ctx, s.where, s.name, ctx.ip_arg(s))),
+        "vrrp_mcast_group6": lambda s: f.__setitem__("vrrp_mcast_group6", global_group(ctx, s.where, s.name, ctx.ip_arg(s))),
+        "vrrp_notify_priority_changes": lambda s: f.__setitem__("vrrp_notify_priority_changes", ctx.bool_arg(s)),
         "vrrp_garp_master_delay": lambda s: f.__setitem__("vrrp_garp_master_delay", ctx.float_arg(s, 0, 255)),
         "vrrp_garp_master_repeat": lambda s: f.__setitem__("vrrp_garp_master_repeat", ctx.int_arg(s, 0)),
         "vrrp_garp_master_refresh": lambda s: f.__setitem__("vrrp_garp_master_refresh", ctx.float_arg(s, 0)),

@@ -167,6 +167,7 @@ class GlobalDefs:
     smtp: "SmtpSettings | None" = None  # noqa: F821
     startup_script: "LifecycleScript | None" = None  # noqa: F821
     shutdown_script: "LifecycleScript | None" = None  # noqa: F821
+    vrrp_notify_priority_changes: bool = False  # default of notify_priority_changes (instance, sync group)
     options: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict, hash=False)
     positions: Mapping[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
@@ -259,6 +260,7 @@ class SyncGroup:
     notify_stop: tuple[str, ...] | None = None
     notify: tuple[str, ...] | None = None
     smtp_alert: bool = False
+    notify_priority_changes: bool | None = None  # None: global vrrp_notify_priority_changes
     global_tracking: bool = False
     sync_group_tracking_weight: bool = False
     track_scripts: tuple[TrackRef, ...] = ()
@@ -368,6 +370,9 @@ class VrrpInstance:
     unicast_src_ip: str | None = None
     unicast_peers: tuple[UnicastPeer, ...] = ()
     mcast_src_ip: str | None = None
+    mcast_dst_ip: str | None = None  # None: global vrrp_mcast_group4/6 (checked: multicast, instance family)
+    unicast_ttl: int | None = None  # TTL / hop limit of unicast adverts (None: 255 / kernel default)
+    unicast_fault_no_peer: bool = False  # unicast without peers -> FAULT (not multicast)
     garp_master_delay: float = 5.0
     garp_master_repeat: int = 5
     garp_master_refresh: float = 0.0
@@ -380,6 +385,8 @@ class VrrpInstance:
     notify_stop: tuple[str, ...] | None = None
     notify_master_rx_lower_pri: tuple[str, ...] | None = None
     notify: tuple[str, ...] | None = None
+    notify_deleted: tuple[str, ...] | None = None  # () = bare keyword: report DELETED (no script)
+    notify_priority_changes: bool | None = None  # None: the sync group's, else the global default
     smtp_alert: bool = False
     down_timer_adverts: int = 3
     use_vmac: str | None = None

@@ -152,6 +152,8 @@ def render(config: Config) -> str:
         for key in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
             if getattr(g, key):
                 w.line(key)
+        if g.notify_priority_changes is not None:
+            w.line("notify_priority_changes", "true" if g.notify_priority_changes else "false")
         _tracks(w, g)
         w.options(g.options)
         w.close()
@@ -214,7 +216,7 @@ def _globals(w: _W, g: GlobalDefs) -> None:
     for key in ("vrrp_garp_master_repeat", "vrrp_garp_master_refresh_repeat", "vrrp_mcast_group4", "vrrp_mcast_group6"):
         _if(w, key, getattr(g, key), getattr(d, key), str)
     for key in ("vrrp_skip_check_adv_addr", "vrrp_strict", "dynamic_interfaces", "vrrp_check_unicast_src",
-                "vrrp_lower_prio_no_advert"):
+                "vrrp_lower_prio_no_advert", "vrrp_notify_priority_changes"):
         if getattr(g, key):
             w.line(key)
     for key in ("vrrp_notify_fifo", "notify_fifo"):
@@ -349,6 +351,16 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
     _tracks(w, i)
     for key in ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_master_rx_lower_pri"):
         _notify(w, i, key)
+    if i.notify_deleted is not None:
+        _notify(w, i, "notify_deleted") if i.notify_deleted else w.line("notify_deleted")
+    if i.notify_priority_changes is not None:
+        w.line("notify_priority_changes", "true" if i.notify_priority_changes else "false")
+    if i.mcast_dst_ip is not None:
+        w.line("mcast_dst_ip", i.mcast_dst_ip)
+    if i.unicast_ttl is not None:
+        w.line("unicast_ttl", str(i.unicast_ttl))
+    if i.unicast_fault_no_peer:
+        w.line("unicast_fault_no_peer")
     w.options(i.options)
     w.close()
 

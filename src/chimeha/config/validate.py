@@ -31,7 +31,7 @@ KEEPALIVED_REPORTS = frozenset({
     "deprecated", "rule-no-preference", "unterminated-quote", "duplicate-real-server", "mixed-family",
     "quorum-unreachable", "track-own-interface", "unicast-no-peers", "vmac-unicast", "fwmark-rs-port",
     "out-of-range", "native-ipv6-ignored", "rule-protocol-reset", "route-protocol-reset",
-    "duplicate-script",
+    "duplicate-script", "mcast-group", "mcast-group-scope", "mcast-dst",
 }) | _SYNC_REPORTS | _STRICT_REPORTS
 # Warning codes keepalived -t reports only through its script-security exit status (6).
 KEEPALIVED_SECURITY = frozenset({"script-security"})
@@ -81,9 +81,6 @@ def _instances(config: Config, ctx: Ctx) -> None:
                 ctx.warning(ref.where, "track-own-interface",
                             f"vrrp_instance {inst.name} already tracks its own interface {ref.name}; "
                             "this track_interface entry is ignored")
-        if inst.unicast_src_ip is not None and not inst.unicast_peers:
-            ctx.warning(_pos(inst, "unicast_src_ip"), "unicast-no-peers",
-                        f"vrrp_instance {inst.name}: unicast_src_ip without unicast_peer: adverts go multicast")
         if inst.use_vmac is not None and inst.unicast_peers and not inst.vmac_xmit_base:
             ctx.warning(_pos(inst, "use_vmac"), "vmac-unicast",
                         f"vrrp_instance {inst.name}: use_vmac with unicast peers needs vmac_xmit_base "

@@ -117,6 +117,7 @@ class VrrpSocket:
         self.ah_sock: socket.socket | None = None
         self._ah_first = False
         self.joined = False
+        self.groups: set[str] = set()  # multicast groups joined
         if join_group:
             try:
                 self.join()
@@ -124,19 +125,42 @@ class VrrpSocket:
                 sock.close()
                 raise VrrpSocketError(f"cannot join the VRRP group on {ifname}: {exc}") from exc
 
-    def join(self) -> None:
-        """Join the VRRP multicast group on the interface (idempotent)."""
-        if self.joined:
-            return
+    def _membership(self, group: str, add: bool, sock: socket.socket | None = None) -> None:
+        sock = sock or self.sock
         if self.family == 4:
-            mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4), bytes(4), self.ifindex)
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-            if self.ah_sock is not None:
-                self.ah_sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            mreqn = struct.pack("=4s4si", socket.inet_aton(group), bytes(4), self.ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP if add else socket.IP_DROP_MEMBERSHIP, mreqn)
         else:
-            mreq = socket.inet_pton(socket.AF_INET6, VRRP_GROUP_V6) + struct.pack("=I", self.ifindex)
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            mreq = socket.inet_pton(socket.AF_INET6, group) + struct.pack("=I", self.ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP if add else socket.IPV6_LEAVE_GROUP, mreq)
+
+    def join(self, group: str | None = None) -> None:
+        """Join ``group`` (default: the standard VRRP group) on the interface (idempotent).
+
+        The kernel then reports the membership (IGMP / MLD) as for any
+        socket; with ``IP_MULTICAST_ALL`` off only joined groups are received.
+        """
+        group = str(ipaddress.ip_address(group or (VRRP_GROUP_V4 if self.family == 4 else VRRP_GROUP_V6)))
+        if group in self.groups:
+            return
+        self._membership(group, True)
+        if self.ah_sock is not None:
+            self._membership(group, True, self.ah_sock)
+        self.groups.add(group)
         self.joined = True
+
+    def leave_others(self, keep) -> None:
+        """Leave every joined group not in ``keep`` (a reload changed mcast_dst_ip / vrrp_mcast_group)."""
+        keep = {str(ipaddress.ip_address(g)) for g in keep}
+        for group in sorted(self.groups - keep):
+            for sock in (self.sock, self.ah_sock):
+                if sock is not None:
+                    try:
+                        self._membership(group, False, sock)
+                    except OSError:
+                        pass
+            self.groups.discard(group)
+        self.joined = bool(self.groups)
 
     def enable_ah(self) -> int:
         """Also receive and send IPsec AH (IP protocol 51) adverts; returns the new socket's fd.
@@ -156,9 +180,8 @@ class VrrpSocket:
             sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.ifname.encode())
             sock.setsockopt(socket.IPPROTO_IP, IP_HDRINCL, 1)
             _ipv4_receive_options(sock, self.ifindex, None)
-            mreqn = struct.pack("=4s4si", socket.inet_aton(VRRP_GROUP_V4), bytes(4), self.ifindex)
-            if self.joined:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            for group in self.groups:
+                self._membership(group, True, sock)
         except OSError as exc:
             sock.close()
             raise VrrpSocketError(f"cannot set up the IPsec AH socket on {self.ifname}: {exc}") from exc
@@ -172,12 +195,14 @@ class VrrpSocket:
             raise VrrpSocketError(f"IPsec AH is not enabled on {self.ifname}")
         self.ah_sock.sendto(datagram, (dst or VRRP_GROUP_V4, 0))
 
-    def send(self, payload: bytes, dst: str | None = None, src: str | None = None) -> None:
+    def send(self, payload: bytes, dst: str | None = None, src: str | None = None, *,
+             ttl: int | None = None) -> None:
         """Send one VRRP message to ``dst`` (default: the VRRP multicast group).
 
         ``src`` (default: the socket's ``src_addr``) is set per packet with
         IP_PKTINFO / IPV6_PKTINFO rather than bind(): a raw socket bound to a
-        unicast address would stop receiving the multicast adverts.
+        unicast address would stop receiving the multicast adverts. ``ttl``
+        (unicast_ttl) overrides the TTL / hop limit 255 of this one packet.
         """
         src = src or self.src_addr
         if self.family == 4:
@@ -185,6 +210,8 @@ class VrrpSocket:
             if src:
                 anc = [(socket.IPPROTO_IP, IP_PKTINFO,
                         struct.pack("=i4s4s", self.ifindex, socket.inet_aton(src), bytes(4)))]
+            if ttl is not None:
+                anc.append((socket.IPPROTO_IP, IP_TTL, struct.pack("=i", ttl)))
             self.sock.sendmsg([payload], anc, 0, (dst or VRRP_GROUP_V4, 0))
         else:
             target = dst or VRRP_GROUP_V6
@@ -194,6 +221,8 @@ class VrrpSocket:
             if src:
                 anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO,
                         socket.inet_pton(socket.AF_INET6, src) + struct.pack("=I", self.ifindex))]
+            if ttl is not None:
+                anc.append((socket.IPPROTO_IPV6, IPV6_HOPLIMIT, struct.pack("=i", ttl)))
             self.sock.sendmsg([payload], anc, 0, (target, 0, 0, scope))
 
     # -- receiving ---------------------------------------------------------

@@ -21,14 +21,14 @@ import logging
 from typing import Any
 
 from chimeha.net.vipfilter import VipFilter
-from chimeha.net.vrrpsock import VRRP_GROUP_V4
+from chimeha.net.vrrpsock import VRRP_GROUP_V4, VRRP_GROUP_V6
 from chimeha.runtime.mailer import MailAlerts
 from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.vrrp import packet
 from chimeha.vrrp.ah import uses_ah
-from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InterfaceChanged, PacketDropped, PriorityChanged,
-                                 RemoveAddresses, SendAdvert, SendGratuitous, SplitBrain, State, StateChanged,
-                                 VipsChanged)
+from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceRemoved, InterfaceChanged,
+                                 LowerPriorityHeard, PacketDropped, PriorityChanged, RemoveAddresses, SendAdvert,
+                                 SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
 
 log = logging.getLogger("chimeha.runtime")
 
@@ -49,6 +49,7 @@ class Executor:
         self.sockets: dict[tuple[str, int], Any] = {}
         self.notifier = Notifier()
         self.mail = MailAlerts()  # smtp_alert (runtime.mailer); configured by setup_notify
+        self._notify_cfg: dict = {}  # instance -> its config block as of the last setup_notify
         self._cache: dict[tuple, bytes] = {}
         self._pending: dict[str, concurrent.futures.Future] = {}  # instance -> its last netlink job
         self._announced: dict[str, concurrent.futures.Future] = {}  # instance -> first round of its takeover GARP
@@ -79,11 +80,19 @@ class Executor:
                     asyncio.get_running_loop().add_reader(self._ah_fds[key], self._readable, key)
                 except OSError as exc:
                     log.error("%s: cannot open the IPsec AH socket: %s", key[0], exc)
-            if multicast:
+            # True (a test double's word) = the standard group; else the groups of the socket's instances.
+            groups = multicast if isinstance(multicast, (set, frozenset)) else ({None} if multicast else set())
+            for group in sorted(groups, key=str):
                 try:
-                    sock.join()
+                    if group in (None, VRRP_GROUP_V4, VRRP_GROUP_V6):
+                        sock.join()
+                    else:
+                        sock.join(group)
                 except OSError as exc:
-                    log.error("%s: cannot join the VRRP multicast group: %s", key[0], exc)
+                    log.error("%s: cannot join the VRRP multicast group %s: %s", key[0], group or "", exc)
+            leave = getattr(sock, "leave_others", None)
+            if leave is not None and isinstance(multicast, (set, frozenset)):
+                leave(groups)
 
     def rebuild_sockets(self, ifname: str, present: bool, ifindex: int | None) -> None:
         """The interface was deleted or re-created: a socket stays bound to the old index, so reopen them."""
@@ -189,7 +198,20 @@ class Executor:
             log.debug("%s: dropped (%s) from %s: %s", a.interface, a.reason, a.source, a.detail)
         elif isinstance(a, PriorityChanged):
             log.info("%s: priority %d -> %d (%s)", a.instance, a.old, a.new, a.reason)
+            if self._notify_priority(a.instance):
+                self.notifier.priority_changed(a.instance, a.state is State.MASTER, a.new)
             self.emit(a)
+        elif isinstance(a, LowerPriorityHeard):
+            cfg = self._instance_cfg(a.instance)
+            node = self.daemon.node
+            prio = node.instance(a.instance).priority if node.state(a.instance) is not None else 0
+            self.notifier.master_rx_lower_pri(a.instance, prio, cfg.notify_master_rx_lower_pri if cfg else None)
+        elif isinstance(a, InstanceRemoved):
+            # keepalived 2.2.7 (vrrp.c clear_diff_vrrp): DELETED with notify_deleted, else FAULT unless it was.
+            cfg = self._instance_cfg(a.instance)
+            deleted = cfg is not None and cfg.notify_deleted is not None
+            if deleted or a.state is not State.FAULT:
+                self.notifier.notify("INSTANCE", a.instance, "DELETED" if deleted else "FAULT", a.priority, cfg)
         elif isinstance(a, SplitBrain):
             log.warning("%s: %s%s", a.instance, "" if a.healing else "split brain: ", a.reason)
             self.emit(a)
@@ -288,7 +310,8 @@ class Executor:
         if spec is None:
             return
         sock = self.sockets.get((spec.interface, spec.family))
-        for dst in spec.unicast_peers or (None,):
+        # Multicast goes to the instance's group (mcast_dst_ip / vrrp_mcast_group4/6); None = the standard one.
+        for dst in spec.unicast_peers or (spec.mcast_group or None,):
             try:
                 if sock is None:
                     raise OSError("no socket")
@@ -296,6 +319,8 @@ class Executor:
                 if uses_ah(spec):  # never a plain advert instead: keepalived drops those
                     sock.send_datagram(node.seal_ah(a.instance, data, source=spec.primary_address,
                                                     destination=dst or VRRP_GROUP_V4), dst)
+                elif spec.unicast_ttl is not None and spec.unicast_peers:
+                    sock.send(data, dst, spec.primary_address, ttl=spec.unicast_ttl)
                 else:
                     sock.send(data, dst, spec.primary_address)
                 node.note_send(a.instance, True)
@@ -318,11 +343,30 @@ class Executor:
                 auth_pass=a.auth_pass, source=src, destination=dst)
         return data
 
+    def _instance_cfg(self, name: str):
+        """The instance's config block: the running configuration's, else (removed by a reload) the last one."""
+        cfg = self.daemon.config.instances.get(name) if self.daemon.config else None
+        return cfg if cfg is not None else self._notify_cfg.get(name)
+
+    def _notify_priority(self, name: str) -> bool:
+        """notify_priority_changes: the instance's, else its sync group's, else global (keepalived's order)."""
+        config = self.daemon.config
+        cfg = config.instances.get(name) if config else None
+        if cfg is None:
+            return False
+        if cfg.notify_priority_changes is not None:
+            return cfg.notify_priority_changes
+        for group in config.sync_groups.values():
+            if name in group.group and group.notify_priority_changes is not None:
+                return group.notify_priority_changes
+        return config.global_defs.vrrp_notify_priority_changes
+
     def _state_changed(self, a: StateChanged) -> None:
         log.info("%s: %s -> %s (%s)", a.instance, a.old, a.new, a.reason)
-        if a.new is not State.INIT or a.old is not State.INIT:
+        node = self.daemon.node
+        removed = a.new is State.INIT and node.state(a.instance) is None  # InstanceRemoved says it (not STOP)
+        if (a.new is not State.INIT or a.old is not State.INIT) and not removed:
             cfg = self.daemon.config.instances.get(a.instance) if self.daemon.config else None
-            node = self.daemon.node
             prio = node.instance(a.instance).priority if node.state(a.instance) is not None else 0
             word = "STOP" if a.new is State.INIT else str(a.new)
             self.notifier.notify("INSTANCE", a.instance, word, prio, cfg)
@@ -366,6 +410,8 @@ class Executor:
         self.notifier.close()
         self.notifier = Notifier(opened, user=gd.script_user, group=gd.script_group)
         self.mail.configure(config)
+        # Kept until the next reload has been carried out: a removed instance is notified with its old block.
+        self._notify_cfg = dict(config.instances)
 
     async def close_mail(self, timeout: float = 5.0) -> None:
         """Give queued mails (the STOP ones) at most ``timeout`` s on the mail thread; never blocks the loop."""

@@ -5,8 +5,18 @@ For a transition of instance (or sync group) NAME to STATE with priority P:
 * ``notify_master`` / ``notify_backup`` / ``notify_fault`` / ``notify_stop``
   run as configured (argv, no shell), chosen by STATE;
 * then ``notify`` runs with four more arguments: ``INSTANCE|GROUP NAME STATE P``;
-* the FIFO gets the line ``INSTANCE "NAME" STATE P`` (``GROUP "NAME" STATE``
-  for groups, which have no priority of their own).
+* the FIFO gets the line ``INSTANCE "NAME" STATE P`` (``GROUP "NAME" STATE 0``
+  for groups, which have no priority of their own: keepalived 2.2.7 writes the 0).
+
+Events that are not transitions (keepalived 2.2.7 vrrp_notify.c), FIFO lines only unless said:
+
+* the effective priority changed, with ``notify_priority_changes`` (instance,
+  else its sync group, else global ``vrrp_notify_priority_changes``):
+  ``INSTANCE "NAME" MASTER_PRIORITY P`` as MASTER, else ``BACKUP_PRIORITY``;
+* a MASTER heard a lower priority: ``INSTANCE "NAME" MASTER_RX_LOWER_PRI P``
+  always, and the ``notify_master_rx_lower_pri`` script (no arguments) if set;
+* a reload removed the instance: notified as ``DELETED`` with ``notify_deleted``
+  (its script, if given, is the state script), else as ``FAULT``.
 
 Scripts run in the background, in transition order per instance (a hung
 script delays the next transition's scripts by at most ``ORDER_WAIT``); a
@@ -26,13 +36,13 @@ from chimeha.runtime.scripts import run_program
 log = logging.getLogger("chimeha.runtime.notify")
 
 STATES = ("MASTER", "BACKUP", "FAULT", "STOP", "DELETED")
+EVENTS = ("MASTER_PRIORITY", "BACKUP_PRIORITY", "MASTER_RX_LOWER_PRI")  # FIFO words of the non-transitions
 ORDER_WAIT = 10.0  # seconds a transition's scripts wait for the previous ones
 
 
 def fifo_line(kind: str, name: str, state: str, priority: int | None) -> str:
-    """One notify-FIFO line (with its newline)."""
-    tail = f" {priority}" if kind == "INSTANCE" and priority is not None else ""
-    return f'{kind} "{name}" {state}{tail}\n'
+    """One notify-FIFO line (with its newline); a group's priority is 0 (keepalived 2.2.7, measured)."""
+    return f'{kind} "{name}" {state} {priority if kind == "INSTANCE" and priority is not None else 0}\n'
 
 
 class NotifyFifo:
@@ -87,8 +97,7 @@ class Notifier:
 
     def notify(self, kind: str, name: str, state: str, priority: int | None, scripts) -> None:
         """Report one transition. ``scripts``: the config's VrrpInstance or SyncGroup (or None)."""
-        for fifo in self.fifos:
-            fifo.write(fifo_line(kind, name, state, priority))
+        self._fifo(kind, name, state, priority)
         argvs: list[tuple[str, ...]] = []
         if scripts is not None:
             specific = _specific_script(scripts, state)
@@ -97,6 +106,22 @@ class Notifier:
             generic = scripts.notify
             if generic:
                 argvs.append(tuple(generic) + (kind, name, state, str(priority if priority is not None else 0)))
+        self._start(kind, name, state, argvs)
+
+    def priority_changed(self, name: str, master: bool, priority: int) -> None:
+        """notify_priority_changes: the FIFO line only (keepalived runs no script for it)."""
+        self._fifo("INSTANCE", name, "MASTER_PRIORITY" if master else "BACKUP_PRIORITY", priority)
+
+    def master_rx_lower_pri(self, name: str, priority: int, script: tuple[str, ...] | None) -> None:
+        """A MASTER heard a lower priority: the FIFO line, and ``script`` (no arguments added) if any."""
+        self._fifo("INSTANCE", name, "MASTER_RX_LOWER_PRI", priority)
+        self._start("INSTANCE", name, "MASTER_RX_LOWER_PRI", [tuple(script)] if script else [])
+
+    def _fifo(self, kind: str, name: str, state: str, priority: int | None) -> None:
+        for fifo in self.fifos:
+            fifo.write(fifo_line(kind, name, state, priority))
+
+    def _start(self, kind: str, name: str, state: str, argvs: list[tuple[str, ...]]) -> None:
         if not argvs:
             return
         previous = self._last.get((kind, name))
@@ -138,4 +163,6 @@ def _specific_script(scripts, state: str) -> tuple[str, ...] | None:
             return scripts.notify_fault
         case "STOP":
             return scripts.notify_stop
+        case "DELETED":
+            return getattr(scripts, "notify_deleted", None) or None  # () = the bare keyword: no script
     return None

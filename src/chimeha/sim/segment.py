@@ -382,11 +382,12 @@ class Segment:
         for ifname in node.interfaces(family):
             node.core.receive_datagram(payload, source, dest, ttl, family, ifname, now)
 
-    def _deliver(self, now: float, src: str, dst: str, adv_action: SendAdvert, payload: bytes) -> None:
+    def _deliver(self, now: float, src: str, dst: str, adv_action: SendAdvert, payload: bytes,
+                 dest: str | None = None) -> None:
         sender, node = self.nodes[src], self.nodes[dst]
         if not (node.running and node.link_up and node.input_up and sender.link_up):
             return
-        dest = packet.MCAST_V4 if adv_action.family == 4 else packet.MCAST_V6
+        dest = dest or (packet.MCAST_V4 if adv_action.family == 4 else packet.MCAST_V6)
         for ifname in node.interfaces(adv_action.family):
             node.core.receive_datagram(payload, sender_address(sender, adv_action), dest, 255,
                                        adv_action.family, ifname, now)
@@ -404,15 +405,17 @@ class Segment:
             if not node.link_up:
                 return
             src = sender_address(node, act)
-            dest = packet.MCAST_V4 if act.family == 4 else packet.MCAST_V6
+            spec = next((sp for sp in node.specs if sp.name == act.instance), None)
+            # The instance's group (mcast_dst_ip / vrrp_mcast_group4/6) goes into the v3 checksum.
+            dest = (spec.mcast_group if spec is not None and spec.mcast_group else
+                    packet.MCAST_V4 if act.family == 4 else packet.MCAST_V6)
             payload = packet.encode(act.version, act.vrid, act.priority, act.addresses, act.interval,
                                     family=act.family, auth_type=act.auth_type, auth_pass=act.auth_pass,
                                     source=src, destination=dest)
             for other in self.nodes:
                 if other != node.name:
-                    self._push(now + self.latency, self._deliver, node.name, other, act, payload)
+                    self._push(now + self.latency, self._deliver, node.name, other, act, payload, dest)
             # Counted as the daemon's executor counts: one send per unicast peer, else one multicast.
-            spec = next((sp for sp in node.specs if sp.name == act.instance), None)
             for _peer in (spec.unicast_peers if spec else ()) or (None,):
                 node.core.note_send(act.instance, True)
         elif isinstance(act, PacketDropped):

@@ -221,7 +221,7 @@ def keepalived_objects(statuses: Iterable[InstanceStatus], *, version: str, rout
             30: (INTEGER, spec.version),
         }
         if not spec.unicast_peers:  # vrrpInstanceMulticastAddressType / Address
-            group = "224.0.0.18" if spec.family == 4 else "ff02::12"
+            group = getattr(spec, "mcast_group", "") or ("224.0.0.18" if spec.family == 4 else "ff02::12")
             cols[34] = (INTEGER, 1 if spec.family == 4 else 2)
             cols[35] = (OCTET_STRING, _addr(group))
         if spec.sync_group:

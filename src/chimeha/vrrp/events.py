@@ -54,6 +54,12 @@ class InstanceSpec:
     unicast_peers: tuple[str, ...] = ()
     check_unicast_src: bool = False
     unicast_peer_ttl: tuple[tuple[str, int | None, int | None], ...] = ()  # (peer, min_ttl, max_ttl)
+    #: the multicast group adverts go to and are accepted on ("" = the standard 224.0.0.18 / ff02::12;
+    #: unused with unicast peers): mcast_dst_ip, else global_defs vrrp_mcast_group4/6
+    mcast_group: str = ""
+    unicast_ttl: int | None = None  # TTL / hop limit of unicast adverts (None: 255)
+    #: a configuration fault that holds the instance in FAULT for good (unicast_fault_no_peer without peers)
+    config_fault: str | None = None
     skip_check_adv_addr: bool = False
     tracks: tuple[TrackSpec, ...] = ()
     garp_master_delay: float = 5.0
@@ -166,12 +172,17 @@ class StateChanged(Action):
 
 @dataclass(frozen=True)
 class PriorityChanged(Action):
-    """The effective priority changed (tracking); ``reason`` names the cause."""
+    """The effective priority changed (tracking); ``reason`` names the cause.
+
+    ``state`` is the instance's state when it changed (keepalived's notify
+    FIFO says MASTER_PRIORITY or BACKUP_PRIORITY by it).
+    """
 
     old: int
     new: int
     reason: str
     at: float
+    state: State | None = field(default=None, compare=False)  # not part of equality (older tests)
 
 
 @dataclass(frozen=True)
@@ -242,6 +253,21 @@ class GroupStateChanged(NodeEvent):
 
     group: str
     state: str
+    at: float
+
+
+@dataclass(frozen=True)
+class InstanceRemoved(NodeEvent):
+    """A reload removed ``instance``; ``state``/``priority``: what it had just before.
+
+    Queued after the instance's own shutdown actions. keepalived 2.2.7
+    notifies such an instance as DELETED (``notify_deleted``) or, by default,
+    as FAULT (unless it was in FAULT already), never as STOP.
+    """
+
+    instance: str
+    state: State
+    priority: int
     at: float
 
 

@@ -151,6 +151,23 @@ def _garp_settings(config: Any, inst: Any) -> dict[str, Any]:
     }
 
 
+_STANDARD_GROUP = {4: "224.0.0.18", 6: "ff02::12"}
+
+
+def _mcast_group(gd: Any, inst: Any) -> str:
+    """keepalived: mcast_dst_ip, else the global vrrp_mcast_group4/6; "" = the standard group (or unicast)."""
+    if inst.unicast_peers:
+        return ""
+    group = getattr(inst, "mcast_dst_ip", None) or getattr(gd, f"vrrp_mcast_group{inst.family}", "")
+    return "" if group == _STANDARD_GROUP.get(inst.family) else group or ""
+
+
+def _config_fault(inst: Any) -> str | None:
+    if getattr(inst, "unicast_fault_no_peer", False) and not inst.unicast_peers:
+        return "unicast configured without any unicast_peer (unicast_fault_no_peer)"
+    return None
+
+
 def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
     """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst`` (strict mode applied)."""
     spec = _spec(config, inst, primary_address)
@@ -186,6 +203,9 @@ def _spec(config: Any, inst: Any, primary_address: str) -> InstanceSpec:
         or any(p.min_ttl is not None or p.max_ttl is not None for p in inst.unicast_peers),
         unicast_peer_ttl=tuple((p.address, p.min_ttl, p.max_ttl) for p in inst.unicast_peers
                                if p.min_ttl is not None or p.max_ttl is not None),
+        mcast_group=_mcast_group(gd, inst),
+        unicast_ttl=getattr(inst, "unicast_ttl", None) if inst.unicast_peers else None,
+        config_fault=_config_fault(inst),
         skip_check_adv_addr=bool(inst.skip_check_adv_addr or gd.vrrp_skip_check_adv_addr),
         tracks=_tracks(config, inst),
         garp_master_delay=inst.garp_master_delay,

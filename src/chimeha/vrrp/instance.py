@@ -33,7 +33,9 @@ States and transitions:
   owner hears the other first, whatever the addresses. We do the same
   (:class:`PriorityChanged`, then MASTER -> BACKUP); :meth:`on_reload` ends it.
 * Any state -> FAULT when a weight-0 track fails (a MASTER first sends
-  priority 0 and removes its addresses); FAULT -> BACKUP on recovery.
+  priority 0 and removes its addresses); FAULT -> BACKUP on recovery. A
+  ``spec.config_fault`` (unicast_fault_no_peer without peers) holds FAULT
+  for good.
 * :meth:`shutdown`: a MASTER sends priority 0 and removes its addresses;
   every state ends in INIT.
 
@@ -149,7 +151,8 @@ class VrrpInstance:
     @property
     def in_fault(self) -> bool:
         """True when own tracking, the interface or the sync group demands FAULT."""
-        return bool(self._faults) or self._group_fault is not None or self._link_fault is not None
+        return (bool(self._faults) or self._group_fault is not None or self._link_fault is not None
+                or self.spec.config_fault is not None)
 
     @property
     def link_fault(self) -> str | None:
@@ -170,7 +173,8 @@ class VrrpInstance:
     def faults(self) -> tuple[str, ...]:
         """Everything that holds this instance in FAULT: own tracks, the interface, then the group's reason."""
         return (self._faults + ((self._link_fault,) if self._link_fault else ())
-                + ((self._group_fault,) if self._group_fault else ()))
+                + ((self._group_fault,) if self._group_fault else ())
+                + ((self.spec.config_fault,) if self.spec.config_fault else ()))
 
     def fault_reason(self) -> str:
         """Why this instance is (or would be) in FAULT, in operator words."""
@@ -525,7 +529,7 @@ class VrrpInstance:
     def _recompute(self, now: float, reason: str) -> None:
         eff = self._effective()
         if eff.priority != self.priority:
-            self._actions.append(PriorityChanged(self.name, self.priority, eff.priority, reason, now))
+            self._actions.append(PriorityChanged(self.name, self.priority, eff.priority, reason, now, self.state))
             self.priority = eff.priority
         self._faults = eff.faults
         if self.state is State.INIT:
@@ -557,6 +561,8 @@ class VrrpInstance:
         return f"{track_label(track)} {track.name} {detail}{rev}"
 
     def _fault_reason(self) -> str:
+        if self.spec.config_fault:  # permanent: nothing else can end it
+            return self.spec.config_fault
         if self._link_fault:  # the root cause: a missing interface also fails its carrier track
             return self._link_fault
         if self._faults:

@@ -20,7 +20,8 @@ same object with the same verbs:
 * outputs: one queue, :meth:`pop_actions`, of the instances' actions
   (SendAdvert, Add/RemoveAddresses, SendGratuitous, StateChanged,
   PriorityChanged, SplitBrain) and the node's own events (PacketDropped,
-  VipsChanged, GroupStateChanged), in the order they must be executed.
+  VipsChanged, GroupStateChanged, InstanceRemoved), in the order they must
+  be executed.
 
 Node state beside the instances: the VRID clash check (one VRID per
 interface and family), per-instance counters, the failover duration (last
@@ -56,7 +57,7 @@ from typing import Iterable, Mapping, Sequence
 from chimeha.errors import ConfigError
 from chimeha.vrrp import ah as ah_wire
 from chimeha.vrrp import packet
-from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceSpec, InterfaceChanged,
+from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceRemoved, InstanceSpec, InterfaceChanged,
                                  LowerPriorityHeard, NodeEvent, PacketDropped, PriorityChanged, RemoveAddresses,
                                  SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
 from chimeha.vrrp.instance import VrrpInstance
@@ -166,12 +167,19 @@ class VrrpNode:
         """Sync group name -> member instance names."""
         return {g: tuple(m.name for m in grp.members) for g, grp in self._groups.items()}
 
-    def socket_keys(self) -> dict[SocketKey, bool]:
-        """Every (interface, family) the instances use -> True when one of them needs the multicast group."""
-        out: dict[SocketKey, bool] = {}
+    def socket_keys(self) -> dict[SocketKey, frozenset[str]]:
+        """Every (interface, family) the instances use -> the multicast groups its socket must join.
+
+        Empty (false) when every instance there is unicast; a group is the
+        instance's ``mcast_group`` or the standard 224.0.0.18 / ff02::12.
+        """
+        out: dict[SocketKey, frozenset[str]] = {}
         for s in self.specs():
             key = (s.interface, s.family)
-            out[key] = out.get(key, False) or not s.unicast_peers
+            groups = out.get(key, frozenset())
+            if not s.unicast_peers:
+                groups |= {s.mcast_group or (packet.MCAST_V4 if s.family == 4 else packet.MCAST_V6)}
+            out[key] = groups
         return out
 
     def owned_vips(self) -> frozenset[str]:
@@ -382,9 +390,12 @@ class VrrpNode:
 
     def apply_reload(self, plan: ReloadPlan, now: float) -> None:
         """Carry out ``plan`` (from :meth:`plan_reload` on this node, nothing applied since)."""
+        removed = [InstanceRemoved(n, self._instances[n].state, self._instances[n].priority, now)
+                   for n in plan.removed]
         for name in plan.removed:
             self._instances[name].shutdown(now)
         self._flush(plan.removed, now)
+        self._queue.extend(removed)
         old_state = {n: self._instances[n].state for n in plan.changed}
         keep = {n: (self._instances[n], self._stats[n]) for n in plan.kept}
         self._install(plan.specs, dict(plan.groups), keep)

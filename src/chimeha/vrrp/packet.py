@@ -42,6 +42,7 @@ AUTH_PASS = 1
 AUTH_AH = 2
 MCAST_V4 = "224.0.0.18"
 MCAST_V6 = "ff02::12"
+_STANDARD = {4: MCAST_V4, 6: MCAST_V6}
 REQUIRED_TTL = 255
 
 _AUTH_NAMES = {None: AUTH_NONE, "NONE": AUTH_NONE, "PASS": AUTH_PASS, "AH": AUTH_AH}
@@ -63,6 +64,7 @@ class DropReason(str, Enum):
     UNICAST_SOURCE = "unicast-source"
     FAMILY = "family"
     OWN_PACKET = "own-packet"
+    GROUP = "group"  # multicast to a group the instance does not use (mcast_dst_ip / vrrp_mcast_group4/6)
 
 
 class PacketError(RemoteError, ValueError):
@@ -123,6 +125,7 @@ class Expectation:
     unicast_peer_ttl: tuple[tuple[str, int | None, int | None], ...] = ()
     skip_check_adv_addr: bool = False
     local_addresses: tuple[str, ...] = field(default=())
+    group: str = ""  # the instance's multicast group ("" = the standard one)
 
 
 def checksum16(data: bytes) -> int:
@@ -322,6 +325,10 @@ def validate(
     # a peer range is configured, which the runtime handles.
     if multicast and ttl != REQUIRED_TTL:
         return Drop(DropReason.TTL, f"TTL {ttl} from {source}, must be {REQUIRED_TTL}", adv.vrid)
+    if multicast and exp is not None and _norm(destination) != _norm(exp.group or _STANDARD[family]):
+        # keepalived's socket is bound to the instance's group: other groups never reach it.
+        return Drop(DropReason.GROUP, f"advert from {source} to {destination}, the instance uses "
+                    f"{exp.group or _STANDARD[family]}", adv.vrid)
     if adv.type != TYPE_ADVERTISEMENT:
         return Drop(DropReason.TYPE, f"type {adv.type} from {source}, only 1 (advertisement) exists", adv.vrid)
     if exp is None:
@@ -393,4 +400,5 @@ def expectation_for(spec) -> Expectation:
         unicast_peer_ttl=tuple(getattr(spec, "unicast_peer_ttl", ())),
         skip_check_adv_addr=bool(getattr(spec, "skip_check_adv_addr", False)),
         local_addresses=(spec.primary_address,) if spec.primary_address else (),
+        group="" if spec.unicast_peers else getattr(spec, "mcast_group", ""),
     )

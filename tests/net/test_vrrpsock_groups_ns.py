@@ -1,0 +1,115 @@
+"""VrrpSocket's multicast groups and per-packet TTL against the real kernel, inside lab namespaces."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nshelp_net import popen_py, run_py
+
+pytestmark = pytest.mark.system
+
+GROUPS = """
+import json, select, subprocess, time
+from chimeha.net.vrrpsock import VrrpSocket
+s = VrrpSocket({ifname!r}, 4, join_group=False)
+s.join("224.0.0.99")
+s.join("224.0.0.99")  # idempotent
+joined = subprocess.run(["ip", "maddr", "show", "dev", {ifname!r}], capture_output=True, text=True).stdout
+print("ready", flush=True)
+got = []
+deadline = time.time() + 6
+while len(got) < 1 and time.time() < deadline:
+    r, _, _ = select.select([s], [], [], 0.3)
+    if r and (m := s.recv()):
+        got.append([m.dst, m.ttl])
+s.leave_others(set())
+left = subprocess.run(["ip", "maddr", "show", "dev", {ifname!r}], capture_output=True, text=True).stdout
+print(json.dumps(dict(joined="224.0.0.99" in joined, left="224.0.0.99" not in left, got=got, groups=sorted(s.groups))))
+"""
+
+SEND = """
+import json
+from chimeha.net.vrrpsock import VrrpSocket
+s = VrrpSocket({ifname!r}, 4, src_addr={src!r}, join_group=False)
+s.send(bytes.fromhex({payload!r}), "224.0.0.18")  # a group the receiver did not join: not delivered
+s.send(bytes.fromhex({payload!r}), "224.0.0.99")
+s.send(bytes.fromhex({payload!r}), {peer!r}, ttl=9)  # unicast_ttl
+print(json.dumps(True))
+"""
+
+RECV_UNICAST = """
+import json, select, time
+from chimeha.net.vrrpsock import VrrpSocket
+s = VrrpSocket({ifname!r}, 4, join_group=False)
+print("ready", flush=True)
+got = []
+deadline = time.time() + 6
+while len(got) < 1 and time.time() < deadline:
+    r, _, _ = select.select([s], [], [], 0.3)
+    if r and (m := s.recv()):
+        got.append([m.dst, m.ttl])
+print(json.dumps(got))
+"""
+
+
+def test_custom_group_join_receive_leave_and_unicast_ttl(topology):
+    a = topology.add_host("a", "10.1.0.1/24")
+    b = topology.add_host("b", "10.1.0.2/24")
+    c = topology.add_host("c", "10.1.0.3/24")
+    payload = bytes([0x31, 7, 100, 1, 0, 100, 0, 0]) + bytes([10, 1, 0, 9])
+    rx = popen_py(b, GROUPS.format(ifname=b.ifname))
+    uc = popen_py(c, RECV_UNICAST.format(ifname=c.ifname))
+    assert rx.stdout.readline().strip() == "ready" and uc.stdout.readline().strip() == "ready"
+    run_py(a, SEND.format(ifname=a.ifname, src="10.1.0.1", payload=payload.hex(), peer="10.1.0.3"))
+    out, err = rx.communicate(timeout=15)
+    assert rx.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res == dict(joined=True, left=True, got=[["224.0.0.99", 255]], groups=[])
+    out, err = uc.communicate(timeout=15)
+    assert json.loads(out.strip().splitlines()[-1]) == [["10.1.0.3", 9]]
+
+
+RECV6 = """
+import json, select, time
+from chimeha.net.vrrpsock import VrrpSocket
+s = VrrpSocket({ifname!r}, 6, join_group=False)
+s.join("ff02::99")
+print("ready", flush=True)
+got = []
+deadline = time.time() + 6
+while len(got) < 2 and time.time() < deadline:
+    r, _, _ = select.select([s], [], [], 0.3)
+    if r and (m := s.recv()):
+        got.append([m.dst, m.ttl])
+print(json.dumps(got))
+"""
+
+SEND6 = """
+import json
+from chimeha.net.vrrpsock import VrrpSocket
+s = VrrpSocket({ifname!r}, 6, join_group=False)
+s.send(bytes.fromhex({payload!r}), "ff02::12")  # not joined by the receiver
+s.send(bytes.fromhex({payload!r}), "ff02::99")
+s.send(bytes.fromhex({payload!r}), {peer!r}, ttl=9)
+print(json.dumps(True))
+"""
+
+
+def test_ipv6_custom_group_and_unicast_hop_limit(topology):
+    import time
+
+    a = topology.add_host("a", "fd00:1::1/64")
+    b = topology.add_host("b", "fd00:1::2/64")
+    for h in (a, b):
+        deadline = time.time() + 10
+        while time.time() < deadline and "tentative" in h.run(["ip", "-6", "addr", "show", "dev", h.ifname]).stdout:
+            time.sleep(0.1)
+    payload = bytes([0x31, 9, 100, 1, 0, 100, 0, 0]) + bytes(16)
+    rx = popen_py(b, RECV6.format(ifname=b.ifname))
+    assert rx.stdout.readline().strip() == "ready"
+    run_py(a, SEND6.format(ifname=a.ifname, payload=payload.hex(), peer="fd00:1::2"))
+    out, err = rx.communicate(timeout=15)
+    assert rx.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == [["ff02::99", 255], ["fd00:1::2", 9]]
