@@ -153,10 +153,12 @@ def test_status(diagnostics) -> int:
     codes = {d.code for d in diagnostics}
     if codes & FATAL_CODES:
         return EXIT_FATAL
-    if any(d.severity == "error" for d in diagnostics) or codes & KEEPALIVED_REPORTS:
-        return EXIT_CONFIG_TEST
+    # A script-security finding outranks the other reports (measured: an unknown keyword plus a
+    # root script without enable_script_security exits 6, not 5); a fatal one ends the test first.
     if codes & SECURITY_CODES:
         return EXIT_SECURITY
+    if any(d.severity == "error" for d in diagnostics) or codes & KEEPALIVED_REPORTS:
+        return EXIT_CONFIG_TEST
     return 0
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Union
 
+from .where import NOWHERE, Diagnostic, Severity, Where
+
 __all__ = [
     "Where",
     "Diagnostic",
@@ -58,46 +60,7 @@ __all__ = [
     "NOWHERE",
 ]
 
-Severity = Literal["error", "warning"]
-
 _EMPTY: Mapping[str, tuple[tuple[str, ...], ...]] = {}
-
-
-@dataclass(frozen=True, order=True)
-class Where:
-    """A position in a config file (1-based line)."""
-
-    file: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
-
-
-NOWHERE = Where("<default>", 0)
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """One finding about a config: ``FILE:LINE: severity: message [code]``."""
-
-    file: str
-    line: int
-    severity: Severity
-    code: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.severity}: {self.message} [{self.code}]"
-
-    def as_dict(self) -> dict:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "severity": self.severity,
-            "code": self.code,
-            "message": self.message,
-        }
 
 
 # --------------------------------------------------------------------------- globals

@@ -234,8 +234,9 @@ def _script_security(config: Config, ctx: Ctx) -> None:
             root(sc.positions.get("script", sc.where), sc.user)
     notify_keys = ("notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
     for inst in config.instances.values():
-        for key in notify_keys:
-            if getattr(inst, key) is not None:
+        for key in (*notify_keys, "notify_master_rx_lower_pri", "notify_deleted"):
+            value = getattr(inst, key)
+            if value is not None and (value or key != "notify_deleted"):  # bare notify_deleted runs nothing
                 root(inst.positions.get(key, inst.where), inst.script_users.get(key, (None,))[0])
     for sg in config.sync_groups.values():
         for key in notify_keys:
