@@ -14,7 +14,7 @@ from chimeha.net.vrrpsock import Received
 from chimeha.runtime import executor as executor_mod
 from chimeha.runtime.executor import READS_PER_WAKEUP, Executor
 from chimeha.vrrp import packet
-from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, PriorityChanged, RemoveAddresses, SendAdvert,
+from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceRemoved, PriorityChanged, RemoveAddresses, SendAdvert,
                                  SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
 
 TWO = instance_conf("VI_1", vrid=10) + instance_conf("VI_2", vrid=11, vip="10.0.0.101/24")
@@ -434,6 +434,9 @@ async def test_transitions_feed_the_mail_alerts_removed_instance_as_fault():
     ex.execute(change(State.INIT, State.BACKUP))
     ex.execute(change(State.BACKUP, State.INIT))
     ex.execute(GroupStateChanged("G9", "MASTER", 1.0))
-    ex.execute(change(State.MASTER, State.INIT, name="GONE"))  # not in the (reloaded) config any more
+    # a reload removed GONE: its own shutdown is no mail (it is not in the node any more), the removal is
+    ex.execute(change(State.MASTER, State.INIT, name="GONE"))
+    ex.execute(InstanceRemoved("GONE", State.MASTER, 100, 2.0))
+    ex.execute(InstanceRemoved("WAS_FAULT", State.FAULT, 0, 2.0))  # keepalived: nothing for one in FAULT
     assert seen == [("INSTANCE", "VI_1", "BACKUP"), ("INSTANCE", "VI_1", "STOP"), ("GROUP", "G9", "MASTER"),
                     ("INSTANCE", "GONE", "FAULT")]

@@ -211,7 +211,9 @@ class Executor:
             cfg = self._instance_cfg(a.instance)
             deleted = cfg is not None and cfg.notify_deleted is not None
             if deleted or a.state is not State.FAULT:
-                self.notifier.notify("INSTANCE", a.instance, "DELETED" if deleted else "FAULT", a.priority, cfg)
+                word = "DELETED" if deleted else "FAULT"
+                self.notifier.notify("INSTANCE", a.instance, word, a.priority, cfg)
+                self.mail.vrrp("INSTANCE", a.instance, word)
         elif isinstance(a, SplitBrain):
             log.warning("%s: %s%s", a.instance, "" if a.healing else "split brain: ", a.reason)
             self.emit(a)
@@ -370,9 +372,7 @@ class Executor:
             prio = node.instance(a.instance).priority if node.state(a.instance) is not None else 0
             word = "STOP" if a.new is State.INIT else str(a.new)
             self.notifier.notify("INSTANCE", a.instance, word, prio, cfg)
-            # keepalived: an instance a reload removed mails FAULT (notify_deleted is not implemented)
-            removed = cfg is None and a.new is State.INIT and self.daemon.config is not None
-            self.mail.vrrp("INSTANCE", a.instance, "FAULT" if removed else word)
+            self.mail.vrrp("INSTANCE", a.instance, word)
         for hook in list(self.daemon.state_hooks):
             try:
                 hook(a)
