@@ -243,3 +243,28 @@ async def test_http_large_body_read_in_pieces(http_server):
 def test_eligibility():
     assert eng.eligible(TcpCheck()) and eng.eligible(HttpCheck())
     assert not eng.eligible(HttpCheck(kind="SSL_GET", ssl=True)) and not eng.eligible(HttpCheck(ssl=True))
+
+
+def test_engine_runs_on_uvloop(unused_port):
+    uvloop = __import__("pytest").importorskip("uvloop")
+
+    async def go():
+        server, port = await listen()
+        timing = Timing(delay_loop=0.05, connect_timeout=1, retry=0, warmup=0)
+        up = CheckerRunner(TcpCheck(), Target("127.0.0.1", port), timing=timing)
+        refused = CheckerRunner(TcpCheck(), Target("127.0.0.1", unused_port()), timing=timing)
+        up.start()
+        refused.start()
+        try:
+            for _ in range(500):
+                if up.schedule.probes >= 3 and refused.schedule.probes >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            return up.last_result, refused.last_result
+        finally:
+            await up.stop()
+            await refused.stop()
+            server.close()
+
+    ok, bad = uvloop.run(go())
+    assert ok.ok and not bad.ok and "refused" in bad.detail
