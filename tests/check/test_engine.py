@@ -268,3 +268,16 @@ def test_engine_runs_on_uvloop(unused_port):
 
     ok, bad = uvloop.run(go())
     assert ok.ok and not bad.ok and "refused" in bad.detail
+
+
+async def test_delay_loop_zero_with_a_bad_setting_keeps_the_loop_responsive():
+    # Every attempt fails inside begin() (no port) and is due again at once:
+    # the engine must still hand the loop back between batches.
+    runner = CheckerRunner(TcpCheck(), Target("127.0.0.1", None),
+                           timing=Timing(delay_loop=0, connect_timeout=1, retry=0, delay_before_retry=0, warmup=0))
+    runner.start()
+    try:
+        await asyncio.wait_for(asyncio.sleep(0.1), 5)
+        assert runner.schedule.probes >= 2 and not runner.last_result.ok
+    finally:
+        await runner.stop()

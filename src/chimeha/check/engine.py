@@ -338,7 +338,8 @@ class ProbeEngine:
             heap = self._heap
             pop = heapq.heappop
             started = False
-            while heap and heap[0][0] <= now:
+            limit = next(self._seq)  # entries pushed by this batch (delay_loop 0, ...) wait for the next tick
+            while heap and heap[0][0] <= now and heap[0][1] < limit:
                 _, _, job, gen = pop(heap)
                 if gen < 0:
                     if -gen == job.gen and job in self._jobs:
