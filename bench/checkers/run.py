@@ -152,10 +152,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_ticks(pid: int) -> int:
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """(utime, stime) of a process, all threads, in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return int(fields[11]), int(fields[12])
 
 
 def syns_sent() -> int:
@@ -207,8 +208,10 @@ def one_round(name: str, mode: str, ports: list[int], listener: subprocess.Popen
         proc.kill()  # only the daemon this round started
         proc.wait()
     wall = t1 - t0
+    user, system = (c1[0] - c0[0]) / hz, (c1[1] - c0[1]) / hz
     out = {"daemon": name, "mode": mode, "servers": len(ports), "wall_s": round(wall, 2),
-           "cpu_s": round((c1 - c0) / hz, 2), "cpu_percent": round(100 * (c1 - c0) / hz / wall, 1),
+           "cpu_s": round(user + system, 2), "cpu_percent": round(100 * (user + system) / wall, 1),
+           "user_percent": round(100 * user / wall, 1), "sys_percent": round(100 * system / wall, 1),
            "probes_per_s": round((s1 - s0) / wall, 1), "accepted_per_s": round((a1 - a0) / wall, 1), "load1": round(load0, 2)}
     if state:
         up, changes = state.split()
@@ -263,6 +266,8 @@ def main() -> None:
         mine = [r for r in rows if r["daemon"] == name]
         summary[name] = {"cpu_percent_median": statistics.median(r["cpu_percent"] for r in mine),
                          "cpu_percent_all": [r["cpu_percent"] for r in mine],
+                         "user_percent_median": statistics.median(r["user_percent"] for r in mine),
+                         "sys_percent_median": statistics.median(r["sys_percent"] for r in mine),
                          "probes_per_s_median": statistics.median(r["probes_per_s"] for r in mine)}
     if "haproxy" in daemons:
         base = summary["haproxy"]["cpu_percent_median"]

@@ -281,3 +281,26 @@ async def test_delay_loop_zero_with_a_bad_setting_keeps_the_loop_responsive():
         assert runner.schedule.probes >= 2 and not runner.last_result.ok
     finally:
         await runner.stop()
+
+
+async def test_a_crashing_attempt_is_a_failure_and_the_schedule_goes_on(monkeypatch, wait_for):
+    server, port = await listen()
+    calls = []
+
+    def broken_socket(*a, **kw):
+        calls.append(a)
+        if len(calls) == 1:
+            raise RuntimeError("checker bug")
+        return real(*a, **kw)
+
+    real = eng.new_socket
+    monkeypatch.setattr(eng, "new_socket", broken_socket)
+    runner = CheckerRunner(TcpCheck(), Target("127.0.0.1", port),
+                           timing=Timing(delay_loop=0.05, connect_timeout=1, retry=1, delay_before_retry=0.05, warmup=0))
+    runner.start()
+    try:
+        await wait_for(lambda: runner.schedule.probes >= 3)
+        assert runner.up and runner.last_result.ok  # the crash cost one attempt, retried
+    finally:
+        await runner.stop()
+        server.close()

@@ -374,8 +374,8 @@ class ProbeEngine:
         except Exception:  # a bug in one job must not stop the others
             job = getattr(fn, "__self__", None)
             log.exception("probe engine: %s crashed", getattr(job, "kind", "job"))
-            if isinstance(job, Job) and job.state:
-                job.close()
+            if isinstance(job, Job) and job in self._jobs and job.schedule.get_timer() is None:
+                job.close()  # the attempt in flight ends as a failure; the schedule goes on
                 job.finish(CheckResult(False, f"{job.kind}: internal error"), args[-1])
 
 
