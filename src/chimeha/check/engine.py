@@ -18,9 +18,9 @@ all eligible checkers (see :func:`eligible`) instead:
 * **One epoll.** Probes are raw non-blocking sockets registered once in the
   engine's own epoll object, whose descriptor is the only thing the asyncio
   loop watches. An attempt is: ``socket()``, ``connect_ex()``, one epoll
-  registration; when writable, ``SO_ERROR`` says how the connect ended
-  (HTTP_GET then sends its request bytes, built once per URL, and reads to
-  EOF); ``close()`` also drops the registration. Loopback and LAN
+  registration; writable means connected (on ERR/HUP ``SO_ERROR`` says why
+  not); HTTP_GET then sends its request bytes, built once per URL, and reads
+  to EOF; ``close()`` also drops the registration. Loopback and LAN
   handshakes often complete inside ``connect()``, so after starting a batch
   the engine polls once more without waiting.
 * **No per-probe objects** beyond the socket: the success result of a job is
@@ -58,6 +58,7 @@ TICK = 0.005
 """Timer resolution (s): probes due within one tick start together, at most this late."""
 
 _OUT, _IN = select.EPOLLOUT, select.EPOLLIN | select.EPOLLRDHUP
+_ERR = select.EPOLLERR | select.EPOLLHUP
 _CONNECTING, _SENDING, _READING = 1, 2, 3
 _EINPROGRESS = errno.EINPROGRESS
 _INFLIGHT_ERRNOS = frozenset((0, errno.EINPROGRESS, errno.EAGAIN))
@@ -158,7 +159,8 @@ class Job:
         if sock is None:
             return
         if self.state == _CONNECTING:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            # Writable without ERR/HUP is a completed connect: SO_ERROR is asked only otherwise.
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if events & _ERR else 0
             if err:
                 self.close()
                 self.fail_os(OSError(err, ""), now)
