@@ -8,13 +8,15 @@ at 1,000 real servers probed every second that machinery, not the check,
 was most of the daemon's CPU. One :class:`ProbeEngine` per event loop runs
 all eligible checkers (see :func:`eligible`) instead:
 
-* **One timer.** Every pending event is an entry ``(when, seq, job, gen)``
-  in one heap: a job's next probe (from its pure
-  :class:`~chimeha.check.schedule.CheckSchedule`) and the deadline of its
-  attempt in flight. The engine keeps a single asyncio timer, armed for the
-  earliest entry rounded *up* to :data:`TICK`, so probes due within the same
-  tick start in one batch; an entry whose ``gen`` is no longer the job's is
-  stale (the attempt finished, the job was stopped) and is dropped.
+* **One timer.** A job's next probe (from its pure
+  :class:`~chimeha.check.schedule.CheckSchedule`) is an entry
+  ``(when, seq, job, gen)`` in one heap; the deadline of an attempt in
+  flight is appended to a FIFO per ``connect_timeout`` value (deadlines of
+  one timeout come in order, so no heap is needed). The engine keeps a single
+  asyncio timer, armed for the earliest entry rounded *up* to :data:`TICK`,
+  so probes due within the same tick start in one batch; an entry whose
+  ``gen`` is no longer the job's is stale (the attempt finished, the job was
+  stopped) and is dropped.
 * **One epoll.** Probes are raw non-blocking sockets registered once in the
   engine's own epoll object, whose descriptor is the only thing the asyncio
   loop watches. An attempt is: ``socket()``, ``connect_ex()``, one epoll
@@ -37,6 +39,7 @@ MISC_CHECK, ...) runs as a per-checker task (:mod:`chimeha.check.runner`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import heapq
 import itertools
@@ -91,7 +94,7 @@ class Job:
         self.schedule = schedule
         self.report = report
         self.timeout = timing.connect_timeout
-        self.gen = 1  # > 0: the heap tells a due probe (-gen) from a deadline (+gen)
+        self.gen = 0  # bumped by every attempt start and end: older timer entries are stale
         self.sock: socket.socket | None = None
         self.fd = -1
         self.state = 0
@@ -254,7 +257,8 @@ class ProbeEngine:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self._ep = select.epoll()
-        self._heap: list[tuple[float, int, Job, int]] = []
+        self._heap: list[tuple[float, int, Job, int]] = []  # (due, seq, job, gen): next probes
+        self._deadlines: dict[float, collections.deque[tuple[float, Job, int]]] = {}  # per connect_timeout
         self._seq = itertools.count()
         self._fds: dict[int, Job] = {}
         self._jobs: set[Job] = set()
@@ -296,6 +300,7 @@ class ProbeEngine:
             job.close()
         self._jobs.clear()
         self._heap.clear()
+        self._deadlines.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -306,12 +311,15 @@ class ProbeEngine:
     # --- used by jobs --------------------------------------------------------
 
     def at(self, when: float, job: Job) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), job, -job.gen))  # -gen: a probe due, not a deadline
+        heapq.heappush(self._heap, (when, next(self._seq), job, job.gen))
 
     def watch(self, job: Job, events: int, deadline: float) -> None:
         self._fds[job.fd] = job
         self._ep.register(job.fd, events)
-        heapq.heappush(self._heap, (deadline, next(self._seq), job, job.gen))
+        q = self._deadlines.get(job.timeout)
+        if q is None:
+            q = self._deadlines[job.timeout] = collections.deque()
+        q.append((deadline, job, job.gen))  # one timeout per queue: deadlines come in order
 
     def modify(self, fd: int, events: int) -> None:
         self._ep.modify(fd, events)
@@ -322,9 +330,15 @@ class ProbeEngine:
     # --- the loop's callbacks ------------------------------------------------
 
     def _arm(self) -> None:
-        if self._busy or not self._heap:
+        if self._busy:
             return
-        when = math.ceil(self._heap[0][0] / TICK) * TICK
+        first = self._heap[0][0] if self._heap else math.inf
+        for q in self._deadlines.values():
+            if q and q[0][0] < first:
+                first = q[0][0]
+        if first == math.inf:
+            return
+        when = math.ceil(first / TICK) * TICK
         if when == self._timer_at and self._timer is not None:
             return
         if self._timer is not None:
@@ -337,18 +351,26 @@ class ProbeEngine:
         self._busy = True
         try:
             now = self.loop.time()
-            heap = self._heap
+            for q in self._deadlines.values():
+                while q and q[0][0] <= now:
+                    _, job, gen = q.popleft()
+                    if gen == job.gen and job.state:  # else stale: that attempt is over
+                        try:
+                            job.timed_out(now)
+                        except Exception:
+                            self._crashed(job, now)
+            heap, jobs = self._heap, self._jobs
             pop = heapq.heappop
             started = False
             limit = next(self._seq)  # entries pushed by this batch (delay_loop 0, ...) wait for the next tick
             while heap and heap[0][0] <= now and heap[0][1] < limit:
                 _, _, job, gen = pop(heap)
-                if gen < 0:
-                    if -gen == job.gen and job in self._jobs:
-                        started = True
-                        self._guard(job.begin, now)
-                elif gen == job.gen and job.state:
-                    self._guard(job.timed_out, now)
+                if gen == job.gen and job in jobs:
+                    started = True
+                    try:
+                        job.begin(now)
+                    except Exception:
+                        self._crashed(job, now)
             if started:
                 self._poll(now)  # handshakes that completed inside connect()
         finally:
@@ -368,17 +390,17 @@ class ProbeEngine:
         for fd, events in self._ep.poll(0, 1024):
             job = fds.get(fd)
             if job is not None:
-                self._guard(job.on_event, events, now)
+                try:
+                    job.on_event(events, now)
+                except Exception:
+                    self._crashed(job, now)
 
-    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception:  # a bug in one job must not stop the others
-            job = getattr(fn, "__self__", None)
-            log.exception("probe engine: %s crashed", getattr(job, "kind", "job"))
-            if isinstance(job, Job) and job in self._jobs and job.schedule.get_timer() is None:
-                job.close()  # the attempt in flight ends as a failure; the schedule goes on
-                job.finish(CheckResult(False, f"{job.kind}: internal error"), args[-1])
+    def _crashed(self, job: Job, now: float) -> None:
+        """A bug in one job must not stop the others: its attempt ends as a failure, its schedule goes on."""
+        log.exception("probe engine: %s %s crashed", job.kind, job.where)
+        if job in self._jobs and job.schedule.get_timer() is None:
+            job.close()
+            job.finish(CheckResult(False, f"{job.kind}: internal error"), now)
 
 
 _ENGINES: dict[asyncio.AbstractEventLoop, ProbeEngine] = {}
