@@ -304,3 +304,27 @@ async def test_a_crashing_attempt_is_a_failure_and_the_schedule_goes_on(monkeypa
     finally:
         await runner.stop()
         server.close()
+
+
+async def test_each_connect_timeout_keeps_its_own_deadlines(wait_for):
+    lsock, port, fillers = full_listener()
+    try:
+        await asyncio.sleep(0.05)
+        quick, slow = (CheckerRunner(TcpCheck(), Target("127.0.0.1", port),
+                                     timing=Timing(delay_loop=30, connect_timeout=t, retry=0, warmup=0))
+                       for t in (0.2, 1.0))
+        slow.start()
+        quick.start()
+        try:
+            await wait_for(lambda: quick.schedule.probes)
+            assert slow.schedule.probes == 0  # its own, later deadline
+            await wait_for(lambda: slow.schedule.probes)
+            assert "timed out after 0.2 s" in quick.last_result.detail
+            assert "timed out after 1 s" in slow.last_result.detail
+        finally:
+            await quick.stop()
+            await slow.stop()
+    finally:
+        for f in fillers:
+            f.close()
+        lsock.close()
