@@ -328,3 +328,27 @@ async def test_each_connect_timeout_keeps_its_own_deadlines(wait_for):
         for f in fillers:
             f.close()
         lsock.close()
+
+
+async def test_a_report_that_removes_the_last_job_closes_the_engine_cleanly(unused_port):
+    from chimeha.check.schedule import CheckSchedule
+
+    loop = asyncio.get_running_loop()
+    errors = []
+    loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+    engine = eng.engine_for(loop)
+    timing = Timing(delay_loop=0.05, connect_timeout=1, retry=0, warmup=0)
+    seen = []
+
+    def report(tr, result):
+        seen.append(result)
+        engine.remove(job)  # synchronously, from inside the engine's own callback
+
+    job = engine.add(TcpCheck(), Target("127.0.0.1", None), CheckSchedule(timing), timing, report)
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert len(seen) == 1 and not seen[0].ok and "no port" in seen[0].detail
+    assert loop not in eng._ENGINES and errors == []

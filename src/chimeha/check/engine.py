@@ -265,6 +265,7 @@ class ProbeEngine:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._busy = False
+        self._closed = False
         loop.add_reader(self._ep.fileno(), self._on_ready)
 
     # --- jobs ----------------------------------------------------------------
@@ -293,6 +294,9 @@ class ProbeEngine:
 
     def close(self) -> None:
         """Release the epoll and timer (when the last job left, or the loop is closing)."""
+        if self._closed:
+            return
+        self._closed = True
         if _ENGINES.get(self.loop) is self:
             del _ENGINES[self.loop]
         for job in list(self._jobs):
@@ -330,7 +334,7 @@ class ProbeEngine:
     # --- the loop's callbacks ------------------------------------------------
 
     def _arm(self) -> None:
-        if self._busy:
+        if self._busy or self._closed:
             return
         first = self._heap[0][0] if self._heap else math.inf
         for q in self._deadlines.values():
@@ -386,6 +390,8 @@ class ProbeEngine:
             self._arm()
 
     def _poll(self, now: float) -> None:
+        if self._closed:  # a report callback removed the last job
+            return
         fds = self._fds
         for fd, events in self._ep.poll(0, 1024):
             job = fds.get(fd)
