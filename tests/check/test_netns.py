@@ -151,3 +151,51 @@ def test_fwmark_and_bind_if_apply_to_checker_sockets():
         s.close()
     res = asyncio.run(probe(TcpCheck(connect_timeout=1, bind_if="nope0"), Target("127.0.0.1", 9)))
     assert not res.ok and "no such interface (bind_if)" in res.detail, res.detail
+
+
+def test_probe_engine_across_namespaces_down_by_timeout_and_back(topology):
+    """TCP_CHECK and HTTP_GET in the shared probe engine: a pulled cable drops the
+    probes (no RST), so each attempt ends by its deadline; the real server goes
+    down after its retry and comes back up when the cable is back."""
+    from chimeha.check import CheckerRunner
+    from chimeha.check.spec import Timing
+
+    director = topology.add_host("dir", "192.168.231.10/24")
+    rs = topology.add_host("rs1", "192.168.231.11/24")
+    proc = rs.popen([sys.executable, "-c", SERVER])
+    wait_listening(rs, 8801)
+
+    async def scenario():
+        timing = Timing(delay_loop=0.2, connect_timeout=0.4, retry=1, delay_before_retry=0.1, warmup=0)
+        t = Target("192.168.231.11", 8801)
+        changes = {"tcp": [], "http": []}
+        runners = {"tcp": CheckerRunner(TcpCheck(), t, changes["tcp"].append, timing=timing),
+                   "http": CheckerRunner(HttpCheck(urls=(HttpUrl(path="/health", status_code=("200",)),)), t,
+                                         changes["http"].append, timing=timing)}
+        for r in runners.values():
+            r.start()
+        try:
+            async def until(cond, deadline=20.0):
+                end = asyncio.get_running_loop().time() + deadline
+                while not cond():
+                    assert asyncio.get_running_loop().time() < end, changes
+                    await asyncio.sleep(0.05)
+            await until(lambda: all(r.schedule.probes >= 3 for r in runners.values()))
+            assert all(r.up and r.last_result.ok for r in runners.values()), changes
+            await asyncio.get_running_loop().run_in_executor(None, rs.link_down)
+            await until(lambda: all(changes[k] for k in changes))
+            down = {k: v[0] for k, v in changes.items()}
+            await asyncio.get_running_loop().run_in_executor(None, rs.link_up)
+            await until(lambda: all(len(changes[k]) == 2 for k in changes))
+            return down, {k: v[1] for k, v in changes.items()}
+        finally:
+            for r in runners.values():
+                await r.stop()
+
+    try:
+        down, back = in_netns(director.netns, scenario)
+    finally:
+        proc.kill()
+    assert not down["tcp"].ok and "timed out after 0.4 s" in down["tcp"].detail and "after 1 retry" in down["tcp"].detail
+    assert not down["http"].ok and "GET /health" in down["http"].detail and "timed out" in down["http"].detail
+    assert back["tcp"].ok and back["http"].ok and "/health 200" in back["http"].detail

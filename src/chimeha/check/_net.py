@@ -33,12 +33,17 @@ def fmt(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+
+
 def new_socket(checker: Checker, family: int, kind: int, proto: int = 0) -> socket.socket:
     """A non-blocking socket: ``fwmark`` (SO_MARK), ``bind_if`` (SO_BINDTODEVICE) and
     ``bindto``/``bind_port`` applied when configured."""
-    sock = socket.socket(family, kind, proto)
+    # SOCK_NONBLOCK: non-blocking from socket() on, without a second system call
+    sock = socket.socket(family, kind | _NONBLOCK, proto)
     try:
-        sock.setblocking(False)
+        if sock.gettimeout() != 0:
+            sock.setblocking(False)
         if checker.fwmark:
             # Lets policy routing / nft rules treat checker traffic apart (needs CAP_NET_ADMIN).
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, checker.fwmark)

@@ -132,27 +132,63 @@ class HttpProbeError(Exception):
     """One URL could not be fetched; the message is the operator sentence."""
 
 
-async def get_url(checker: HttpCheck, target: Target, url: HttpUrl, timeout: float) -> tuple[int, bytes]:
-    """Fetch one ``url`` as the checker would: ``(status, body)``, or HttpProbeError."""
+def prepare_url(checker: HttpCheck, target: Target, url: HttpUrl) -> tuple[str, str, bytes, str | None]:
+    """``(path, where, request bytes, sni)`` of one URL: what every fetch of it sends."""
     host, port = endpoint(checker, target)
     where = fmt(host, port)
-    path = url.path or "/"
     vhost = url.virtualhost or checker.virtualhost or target.virtualhost
     sni = vhost if checker.enable_sni else None
-    request = build_request(path, vhost or where, checker.http_protocol)
-    try:
-        async with asyncio.timeout(timeout):
-            raw = await _fetch(checker, host, port, request, sni)
-    except TimeoutError:
-        raise HttpProbeError(f"GET {path} from {where} timed out after {timeout:g} s") from None
-    except ssl.SSLError as exc:
-        raise HttpProbeError(f"GET {path} from {where}: TLS error: {exc.reason or exc}") from None
-    except OSError as exc:
-        raise HttpProbeError(f"GET {path} from {where}: connection {describe_oserror(exc)}") from None
+    return url.path or "/", where, build_request(url.path or "/", vhost or where, checker.http_protocol), sni
+
+
+def timeout_error(path: str, where: str, timeout: float) -> str:
+    return f"GET {path} from {where} timed out after {timeout:g} s"
+
+
+def connection_error(path: str, where: str, exc: OSError) -> str:
+    return f"GET {path} from {where}: connection {describe_oserror(exc)}"
+
+
+def parse_or_error(path: str, where: str, raw: bytes) -> tuple[int, bytes]:
+    """:func:`parse_response`, its ValueError turned into the operator's HttpProbeError."""
     try:
         return parse_response(raw)
     except ValueError as exc:
         raise HttpProbeError(f"GET {path} from {where}: {exc}") from None
+
+
+async def get_url(checker: HttpCheck, target: Target, url: HttpUrl, timeout: float) -> tuple[int, bytes]:
+    """Fetch one ``url`` as the checker would: ``(status, body)``, or HttpProbeError."""
+    host, port = endpoint(checker, target)
+    path, where, request, sni = prepare_url(checker, target, url)
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await _fetch(checker, host, port, request, sni)
+    except TimeoutError:
+        raise HttpProbeError(timeout_error(path, where, timeout)) from None
+    except ssl.SSLError as exc:
+        raise HttpProbeError(f"GET {path} from {where}: TLS error: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise HttpProbeError(connection_error(path, where, exc)) from None
+    return parse_or_error(path, where, raw)
+
+
+def judge(url: HttpUrl, path: str, where: str, status: int, body: bytes) -> CheckResult | None:
+    """The failing CheckResult when one fetched URL does not match status, regex and digest; None when it does."""
+    if not status_ok(status, url.status_code):
+        return CheckResult(False, f"GET {path} from {where}: status {status} not expected")
+    try:
+        matched = regex_ok(body, url.regex, url.regex_no_match)
+    except re.error as exc:
+        return CheckResult(False, f"GET {path}: bad regex: {exc}")
+    if not matched:
+        how = "matches" if url.regex_no_match else "does not match"
+        return CheckResult(False, f"GET {path} from {where}: body {how} regex")
+    if url.digest:
+        want, got = url.digest.lower(), body_digest(body)
+        if got != want:
+            return CheckResult(False, f"GET {path} from {where}: digest {got} != {want}")
+    return None
 
 
 async def probe_http(checker: HttpCheck, target: Target, timeout: float) -> CheckResult:
@@ -170,18 +206,8 @@ async def probe_http(checker: HttpCheck, target: Target, timeout: float) -> Chec
             status, body = await get_url(checker, target, url, timeout)
         except HttpProbeError as exc:
             return CheckResult(False, str(exc))
-        if not status_ok(status, url.status_code):
-            return CheckResult(False, f"GET {path} from {where}: status {status} not expected")
-        try:
-            matched = regex_ok(body, url.regex, url.regex_no_match)
-        except re.error as exc:
-            return CheckResult(False, f"GET {path}: bad regex: {exc}")
-        if not matched:
-            how = "matches" if url.regex_no_match else "does not match"
-            return CheckResult(False, f"GET {path} from {where}: body {how} regex")
-        if url.digest:
-            want, got = url.digest.lower(), body_digest(body)
-            if got != want:
-                return CheckResult(False, f"GET {path} from {where}: digest {got} != {want}")
+        failed = judge(url, path, where, status, body)
+        if failed is not None:
+            return failed
         notes.append(f"{path} {status}")
     return CheckResult(True, f"GET from {where}: " + ", ".join(notes))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from chimeha.check.bfd import STATES as bfd_states
 from chimeha.check.dispatch import probe
+from chimeha.check.engine import Job, eligible, engine_for
 from chimeha.check.schedule import CheckSchedule, Transition, combine
 from chimeha.check.spec import CheckResult, Target, Timing, checker_kind, resolve_timing, target_for
 from chimeha.check._net import fmt
@@ -48,8 +49,14 @@ class CheckerRunner:
         self.timing = timing or resolve_timing(checker)
         self.name = name or _label(checker, target)
         self.schedule = CheckSchedule(self.timing, name=self.name, random=random)
-        self.last_result: CheckResult | None = None
+        self._last_result: CheckResult | None = None
         self._task: asyncio.Task | None = None
+        self._job: Job | None = None
+
+    @property
+    def last_result(self) -> CheckResult | None:
+        """The outcome of the latest attempt (None before the first)."""
+        return self._job.last_result if self._job is not None else self._last_result
 
     @property
     def up(self) -> bool:
@@ -60,12 +67,26 @@ class CheckerRunner:
         return self.schedule.weight
 
     def start(self) -> None:
-        """Start checking (on the running loop); the first probe comes after the warmup delay."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"check {self.name}")
+        """Start checking (on the running loop); the first probe comes after the warmup delay.
+
+        TCP_CHECK and HTTP_GET run in the loop's shared
+        :class:`~chimeha.check.engine.ProbeEngine`; other kinds in a task of their own.
+        """
+        if self._task is not None or self._job is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if eligible(self.checker):
+            self._job = engine_for(loop).add(self.checker, self.target, self.schedule, self.timing,
+                                             lambda tr, _result: self._report(tr))
+        else:
+            self._task = loop.create_task(self._run(), name=f"check {self.name}")
 
     async def stop(self) -> None:
         """Stop checking and wait for the current probe to be cancelled."""
+        job, self._job = self._job, None
+        if job is not None:
+            self._last_result = job.last_result
+            job.engine.remove(job)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -87,7 +108,7 @@ class CheckerRunner:
                 await asyncio.sleep(delay)
             sched.probe_started(loop.time())
             result = await probe(self.checker, self.target, self.timing)
-            self.last_result = result
+            self._last_result = result
             transition = sched.probe_done(result, loop.time())
             if transition is not None:
                 self._report(transition)
