@@ -130,6 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--faults", type=int, default=30)
     ap.add_argument("--settle", type=float, default=6.0)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--kinds", default=",".join(FAULTS), help="comma-separated fault kinds to draw from")
+    ap.add_argument("--targets", default="ab", help="nodes the faults may hit (a: the master)")
     ap.add_argument("--json")
     ap.add_argument("--logs", default="/tmp/chimeha-soak")
     args = ap.parse_args(argv)
@@ -139,9 +141,9 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     schedule = []
     for _ in range(args.faults):
-        kind = rng.choice(FAULTS)
+        kind = rng.choice(args.kinds.split(","))
         hold = {"partition": rng.uniform(2, 4), "loss30": 10.0, "linkcut": 3.0, "kill": 3.0, "hup": 0.0}[kind]
-        schedule.append((kind, rng.choice("ab"), hold))
+        schedule.append((kind, rng.choice(args.targets), hold))
     logdir = Path(args.logs)
     logdir.mkdir(parents=True, exist_ok=True)
     labs = {}
