@@ -110,10 +110,10 @@ def test_value_specific_declaration_overrides_the_keyword():
 
 
 def test_warning_names_file_line_and_reason():
-    r = loads("vrrp_instance VI {\n  interface eth0\n  virtual_router_id 1\n  use_vmac\n"
+    r = loads("vrrp_instance VI {\n  interface eth0\n  virtual_router_id 1\n  use_vmac_addr\n"
               "  virtual_ipaddress {\n    10.0.0.1\n  }\n}\n", "x.conf")
     (d,) = [d for d in r.diagnostics if d.code == "not-implemented"]
-    assert str(d).startswith("x.conf:4: warning: 'vrrp_instance use_vmac' is not implemented in chime-ha: ")
+    assert str(d).startswith("x.conf:4: warning: 'vrrp_instance use_vmac_addr' is not implemented in chime-ha: ")
     assert "VMAC" in d.message and r.ok
 
 

@@ -15,6 +15,7 @@ from . import keywords as K
 from .cap_vrrp import ROUTE_ACTS, ROUTE_NO_TRACK, VIP_OPTIONS
 from .build_global import Opts, add_option, build_global_defs, freeze_options
 from .build_lvs import build_virtual_server, build_virtual_server_group
+from . import build_vmac
 from ..vrrp.timing import advert_centiseconds, advert_seconds_v2
 from .model import (
     Block,
@@ -89,6 +90,8 @@ def build_config(tree: list[Stmt], ctx: Ctx) -> Config:
     f["global_defs"] = g
     # Instances inherit the global VRRP version; re-check advert_int against it.
     f["instances"] = {n: _finish_instance(i, g, ctx) for n, i in f["instances"].items()}
+    f["instances"] = build_vmac.resolve(f["instances"], g.vmac_prefix)  # VMAC names: after every instance
+    build_vmac.check_links(f["instances"], ctx)
     where = tree[0].where if tree else None
     extra = {"where": where} if where else {}
     return Config(
@@ -393,7 +396,6 @@ _SCALAR: dict[str, tuple[str, Callable[[Ctx, Stmt], object]]] = {
     "garp_lower_prio_delay": ("garp_lower_prio_delay", lambda c, s: c.float_arg(s, 0)),
     "garp_lower_prio_repeat": ("garp_lower_prio_repeat", lambda c, s: c.int_arg(s, 0)),
     "down_timer_adverts": ("down_timer_adverts", lambda c, s: c.int_arg(s, 1, 100, what="down_timer_adverts")),
-    "use_vmac": ("use_vmac", lambda c, s: s.args[0].text if s.args else "vrrp"),
     "vmac_xmit_base": ("vmac_xmit_base", lambda c, s: True),
     "dont_track_primary": ("dont_track_primary", lambda c, s: True),
     "accept": ("accept", lambda c, s: True),
@@ -435,6 +437,17 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
             if v:
                 f["state"] = v
                 seen["state"] = s
+        elif n in ("use_vmac", "use_ipvlan"):
+            if "vmac" in f:
+                ctx.error(s.where, "duplicate-keyword", f"vrrp_instance {name}: {n}: use_vmac or use_ipvlan "
+                          f"is already given at {f['vmac'].where}")
+                continue
+            link = build_vmac.use_vmac(s, ctx) if n == "use_vmac" else build_vmac.use_ipvlan(s, ctx)
+            if link is not None:
+                f["vmac"] = link
+                if n == "use_vmac":
+                    f["use_vmac"] = link.name or ""
+            seen[n] = s
         elif n == "authentication":
             for a in ctx.block(s):
                 if a.name == "auth_type":
@@ -553,4 +566,4 @@ def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstanc
                     ctx.warning(where, "advert-int-rounded",
                                 f"VRRPv3 advertises centiseconds: advert_int {adv:g} is used as {cs / 100:g}")
                 changes["advert_int"] = max(cs, 1) / 100.0
-    return replace(inst, **changes)
+    return build_vmac.finish(replace(inst, **changes), ctx)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from .capabilities_base import BUFS, SMTP, noeff, ok, todo
 
-_VMAC = "VMAC/ipvlan interfaces are not created; the VIPs go on the interface itself"
+_VMAC_ADDR = ("VMACs for VIPs on other interfaces than the instance's are not created; those VIPs go on their "
+              "dev itself (the instance's own use_vmac is implemented)")
 _SG_TRACK = "tracking on a sync group is not implemented (track the member instances)"
 
 ENTRIES = {
@@ -62,10 +63,11 @@ ENTRIES = {
     "vrrp_instance accept": noeff("chime-ha never filters traffic to the VIPs, so they always accept"),
     "vrrp_instance no_accept": todo("traffic to the VIPs is never dropped", field="VrrpInstance.accept"),
     "vrrp_instance promote_secondaries": todo("promote_secondaries is not set on the interface"),
-    "vrrp_instance use_vmac": todo(_VMAC, field="VrrpInstance.use_vmac"),
-    "vrrp_instance use_vmac_addr": todo(_VMAC),
-    "vrrp_instance vmac_xmit_base": todo(_VMAC, field="VrrpInstance.vmac_xmit_base"),
-    "vrrp_instance use_ipvlan": todo(_VMAC),
+    "vrrp_instance use_vmac": ok(field="VrrpInstance.vmac"),
+    "vrrp_instance use_vmac_addr": todo(_VMAC_ADDR),
+    "vrrp_instance vmac_xmit_base": ok(field="VrrpInstance.vmac_xmit_base"),
+    "vrrp_instance use_ipvlan": todo("ipvlan links are not created (this machine's kernel has no ipvlan: the "
+                                     "link cannot be tested here)", field="VrrpInstance.vmac"),
     "vrrp_instance vrf": todo("VRF interfaces are not handled"),
     "vrrp_instance linkbeat_use_polling": noeff("chime-ha learns link state from netlink events, never by polling"),
     "vrrp_instance kernel_rx_buf_size": noeff(BUFS),
@@ -149,7 +151,7 @@ VIP_OPTIONS = {
     "noprefixroute": todo("the address is added with its prefix route", field="VirtualAddress.noprefixroute"),
     "autojoin": todo("the address is added without the autojoin flag"),
     "dadfailed": todo("the dadfailed flag is not set"),
-    "use_vmac": todo(_VMAC, field="VirtualAddress.use_vmac"),
+    "use_vmac": todo(_VMAC_ADDR, field="VirtualAddress.use_vmac"),
 }
 
 # Option words inside a line of virtual_routes; the others that 2.2.7 knows are not applied.

@@ -133,6 +133,8 @@ class GlobalDefs:
     smtp_server: str | None = None
     smtp_connect_timeout: float = 30.0
     vrrp_mcast_group4: str = "224.0.0.18"
+    vmac_prefix: str | None = None  # default VMAC names: PREFIX.VRID (keepalived: "vrrp")
+    vmac_addr_prefix: str | None = None
     vrrp_mcast_group6: str = "ff02::12"
     vrrp_garp_master_delay: float = 5.0
     vrrp_garp_master_repeat: int = 5
@@ -372,8 +374,9 @@ class VrrpInstance:
     notify: tuple[str, ...] | None = None
     smtp_alert: bool = False
     down_timer_adverts: int = 3
-    use_vmac: str | None = None
+    use_vmac: str | None = None  # the use_vmac NAME ("" without one); the whole link is ``vmac``
     vmac_xmit_base: bool = False
+    vmac: "VmacConfig | None" = None  # use_vmac / use_ipvlan (config.model_vmac)
     dont_track_primary: bool = False
     accept: bool | None = None
     strict_mode: bool = False

@@ -145,7 +145,7 @@ class Executor:
             self._advert(a)
         elif isinstance(a, (AddAddresses, RemoveAddresses)):
             spec = self._spec(a.instance)
-            dev = spec.interface if spec else ""
+            dev = spec.vip_interface if spec else ""
             if isinstance(a, AddAddresses):
                 self._added_on[a.instance] = dev
             else:  # a reload may have removed the instance already: remove where the VIPs were added

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from chimeha.vrrp.events import InstanceSpec, TrackSpec
+from chimeha.vrrp.vmac import Link, mac_for
 
 
 def _where(node: Any) -> str:
@@ -129,12 +130,30 @@ def _garp_settings(config: Any, inst: Any) -> dict[str, Any]:
     }
 
 
+def _link(inst: Any) -> Link | None:
+    """The use_vmac / use_ipvlan link of ``inst`` (its name was resolved by the config build)."""
+    v = getattr(inst, "vmac", None)
+    if v is None or not inst.interface or not v.name:
+        return None
+    other_family = any(a.family != inst.family for a in inst.virtual_ipaddresses_excluded)
+    if v.kind == "ipvlan":
+        return Link("ipvlan", v.name, inst.interface, inst.family, mode=v.mode, address=v.address,
+                    ipv6=inst.family == 6 or other_family)
+    return Link("macvlan", v.name, inst.interface, inst.family, mac=mac_for(v.mac, inst.virtual_router_id or 0,
+                                                                           inst.family),
+                # keepalived: "unicast with use_vmac requires vmac_xmit_base - setting"
+                xmit_base=bool(inst.vmac_xmit_base or inst.unicast_peers), ipv6=inst.family == 6 or other_family)
+
+
 def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
     """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst``."""
     gd = config.global_defs
     family = inst.family
     advert = tuple(v.ip for v in inst.virtual_ipaddresses if v.family == family)
     group = next((g.name for g in config.sync_groups.values() if inst.name in g.group), None)
+    link = _link(inst)
+    # keepalived: an ipvlan's address is the adverts' source (as if it were mcast_src_ip).
+    src = inst.unicast_src_ip or inst.mcast_src_ip or (link.address.split("/")[0] if link and link.address else "")
     return InstanceSpec(
         name=inst.name,
         vrid=inst.virtual_router_id or 0,
@@ -143,9 +162,10 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         family=family,
         advert_int=inst.advert_int,
         advert_addresses=advert,
-        primary_address=primary_address or inst.unicast_src_ip or inst.mcast_src_ip or "",
-        source_configured=bool(inst.unicast_src_ip or inst.mcast_src_ip),
-        interface=inst.interface or "",
+        primary_address=primary_address or src,
+        source_configured=bool(src),
+        interface=link.socket_interface if link else inst.interface or "",
+        link=link,
         initial_state=_initial_state(inst),
         nopreempt=inst.nopreempt,
         preempt_delay=inst.preempt_delay,

@@ -649,5 +649,5 @@ class VrrpInstance:
             return
         s = self.spec
         addrs = s.virtual_ipaddresses + s.virtual_ipaddresses_excluded
-        self._actions.append(SendGratuitous(self.name, addrs, s.interface, count, why, now,
+        self._actions.append(SendGratuitous(self.name, addrs, s.vip_interface, count, why, now,
                                             interval=s.garp_interval, na_interval=s.gna_interval))

@@ -1,0 +1,125 @@
+"""``use_vmac``, ``use_ipvlan``, ``use_vmac_addr``, ``vmac_xmit_base`` of a vrrp_instance -> :class:`VmacConfig`.
+
+Split from :mod:`chimeha.config.build`. keepalived 2.2.7 (vrrp_parser.c,
+vrrp.c) reports a bad argument and ignores it; here it is an error at its
+FILE:LINE: a VMAC that would come up with another name or MAC than the
+operator wrote is worse than not starting. Checks across instances (two
+links with one name, or one MAC twice on one interface) are in
+:func:`check_links`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..vrrp import vmac as V
+from .model import VrrpInstance
+from .model_vmac import VmacConfig
+from .parser import Stmt
+from .values import Ctx
+
+
+def use_vmac(s: Stmt, ctx: Ctx) -> VmacConfig:
+    """``use_vmac [NAME] [MAC]`` (either order, as keepalived: a word with ':' is the MAC)."""
+    f: dict = {"where": s.where}
+    for w in s.words()[:2]:
+        key = "mac" if ":" in w else "name"
+        if key in f:
+            ctx.error(s.where, "invalid-value", f"use_vmac: VMAC interface {'address' if key == 'mac' else 'name'} "
+                      f"already specified; '{w}' ignored")
+            continue
+        try:
+            if key == "mac":
+                V.parse_mac(w)
+            elif not V.valid_name(w):
+                raise V.VmacError(f"VMAC interface name '{w}' is too long (at most {V.IFNAMSIZ - 1} characters) "
+                                  "or has invalid characters ('/', ':', white space)")
+        except V.VmacError as exc:
+            ctx.error(s.where, "invalid-value", f"use_vmac: {exc}")
+            continue
+        f[key] = w
+    for w in s.words()[2:]:
+        ctx.warning(s.where, "unexpected-argument", f"use_vmac: extra argument '{w}' ignored")
+    return VmacConfig("macvlan", **f)
+
+
+def use_ipvlan(s: Stmt, ctx: Ctx) -> VmacConfig | None:
+    try:
+        name, address, mode = V.ipvlan_words(s.words())
+    except V.VmacError as exc:
+        ctx.error(s.where, "invalid-value", f"use_ipvlan: {exc}")
+        return None
+    return VmacConfig("ipvlan", s.where, name=name, address=address, mode=mode)
+
+
+def finish(inst: VrrpInstance, ctx: Ctx) -> VrrpInstance:
+    """Instance-level rules of keepalived's vrrp_complete_instance / vrrp_end_handler."""
+    link = inst.vmac
+    if link is None:
+        if inst.vmac_xmit_base:
+            ctx.warning(inst.positions.get("vmac_xmit_base", inst.where), "vmac-xmit-base-alone",
+                        f"vrrp_instance {inst.name}: vmac_xmit_base is only valid with use_vmac (ignored)")
+        return inst
+    changes: dict = {}
+    if link.kind == "ipvlan":
+        if link.address is None and inst.family == 4:
+            ctx.error(link.where, "missing-parameter",
+                      f"vrrp_instance {inst.name}: an IPv4 use_ipvlan needs an address (the adverts' source)")
+        elif link.address is not None and (6 if ":" in link.address else 4) != inst.family:
+            ctx.error(link.where, "invalid-value", f"vrrp_instance {inst.name}: use_ipvlan address {link.address} "
+                      f"is not of the instance's family (IPv{inst.family})")
+    # unicast without vmac_xmit_base: keepalived sets it (validate warns vmac-unicast; from_config sets it)
+    if inst.strict_mode and inst.vmac_xmit_base:
+        ctx.warning(inst.positions.get("vmac_xmit_base", inst.where), "vmac-strict",
+                    f"vrrp_instance {inst.name}: vmac_xmit_base is incompatible with strict mode (ignored)")
+        changes["vmac_xmit_base"] = False
+    if inst.strict_mode and link.mac:
+        ctx.warning(link.where, "vmac-strict",
+                    f"vrrp_instance {inst.name}: a configured VMAC address is incompatible with strict mode; "
+                    "the RFC 5798 address is used")
+        changes["vmac"] = replace(link, mac=None)
+    return replace(inst, **changes) if changes else inst
+
+
+def resolve(instances: dict, prefix: str | None) -> dict:
+    """Give every link its name (keepalived's create_vmac_name, in file order); instances without one unchanged."""
+    taken = {i.vmac.name for i in instances.values() if i.vmac is not None and i.vmac.name}
+    out = {}
+    for n, inst in instances.items():
+        link = inst.vmac
+        if link is not None and not link.name and inst.virtual_router_id:
+            name = V.default_name(prefix or "vrrp", inst.virtual_router_id, inst.family, taken)
+            taken.add(name)
+            inst = replace(inst, vmac=replace(link, name=name))
+        out[n] = inst
+    return out
+
+
+def check_links(instances: dict, ctx: Ctx) -> None:
+    """Two instances naming one link, or two links with one MAC on one interface, are errors."""
+    names: dict[str, VrrpInstance] = {}
+    macs: dict[tuple[str, str], VrrpInstance] = {}
+    for inst in instances.values():
+        link = inst.vmac
+        if link is None or not inst.virtual_router_id:
+            continue
+        if link.name in names:
+            ctx.error(link.where, "vmac-name-clash", f"vrrp_instance {inst.name}: interface {link.name} is "
+                      f"already the {link.kind} of vrrp_instance {names[link.name].name} ({names[link.name].where})")
+        elif link.name == inst.interface:
+            ctx.error(link.where, "vmac-name-clash",
+                      f"vrrp_instance {inst.name}: the {link.kind} cannot be named like its interface {link.name}")
+        names[link.name] = inst
+        if link.kind != "macvlan":
+            continue
+        try:
+            mac = V.mac_for(link.mac, inst.virtual_router_id, inst.family)
+        except V.VmacError:
+            continue  # reported where the MAC was read
+        other = macs.get((inst.interface or "", mac))
+        if other is not None:
+            ctx.error(link.where, "vmac-mac-clash",
+                      f"vrrp_instance {inst.name}: VMAC address {mac} on {inst.interface} is already the VMAC of "
+                      f"vrrp_instance {other.name} ({other.where}); give one of them another MAC in use_vmac")
+        else:
+            macs[(inst.interface or "", mac)] = inst
