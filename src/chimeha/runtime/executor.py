@@ -25,7 +25,7 @@ from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.vrrp import packet
 from chimeha.vrrp.ah import uses_ah
 from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InterfaceChanged, PacketDropped, PriorityChanged,
-                                 RemoveAddresses, SendAdvert, SendGratuitous, SplitBrain, State, StateChanged,
+                                 RemoveAddresses, RestoreLink, SendAdvert, SendGratuitous, SplitBrain, State, StateChanged,
                                  VipsChanged)
 
 log = logging.getLogger("chimeha.runtime")
@@ -164,6 +164,11 @@ class Executor:
                                      wanted=lambda n=a.instance: self._holding.get(n, True), **pacing)
             if a.why == "master" and isinstance(first, concurrent.futures.Future):
                 self._announced[a.instance] = first
+        elif isinstance(a, RestoreLink):
+            links = getattr(self.daemon, "links", None)
+            if links is not None:
+                log.warning("%s: %s %s is gone; re-creating it", a.instance, a.link.kind, a.link.name)
+                links.restore(a.link)
         elif isinstance(a, InterfaceChanged):
             self.rebuild_sockets(a.interface, a.present, a.ifindex)
         elif isinstance(a, StateChanged):
