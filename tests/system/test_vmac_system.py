@@ -1,0 +1,186 @@
+"""use_vmac in network namespaces (issue 10 item 4): the macvlan, its MAC, the VIP on it, the client's ARP entry.
+
+The last test pairs chime-ha with a real keepalived 2.2.7 (also use_vmac)
+and fails over both ways: the client's neighbour entry for the VIP must
+stay the virtual MAC 00:00:5e:00:01:VRID throughout, which is the point of
+a VMAC (no client has to learn a new MAC at a failover).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "parity"))
+from nodeproc import NodeDaemon, wait_until  # noqa: E402
+
+pytestmark = [pytest.mark.system]
+
+# The VIP's subnet is not the base interface's: the node's replies to the client then leave by the
+# VMAC too. With the VIP in eth0's subnet, keepalived 2.2.7 and chime-ha alike answer from eth0
+# (its prefix route comes first) and their ARP requests teach the client eth0's MAC (docs/vrrp.md).
+VIP = "10.78.0.100"
+CLIENT = "10.78.0.50/24"
+VRID = 77
+VMAC = "00:00:5e:00:01:4d"  # 77 = 0x4d
+
+
+def conf(prio: int, extra: str = "", vmac: str = "use_vmac") -> str:
+    return f"""vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id {VRID}
+    priority {prio}
+    advert_int 1
+    {vmac}
+    garp_master_delay 1
+{extra}    virtual_ipaddress {{
+        {VIP}/24
+    }}
+}}
+"""
+
+
+def links(node) -> dict[str, dict]:
+    return {d["ifname"]: d for d in json.loads(node.run(["ip", "-j", "-d", "link"]).stdout)}
+
+
+def sysctl(node, path: str) -> str:
+    return node.run(["cat", f"/proc/sys/net/{path}"]).stdout.strip()
+
+
+def client_mac(client) -> str | None:
+    out = client.run(["ip", "neigh", "show", VIP, "dev", "eth0"], check=False).stdout
+    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return m.group(1) if m else None
+
+
+def start_keepalived(node, text: str, log: Path):
+    node.write_file("/etc/keepalived/ka.conf", text)
+    fh = open(log, "ab")
+    proc = node.popen(["keepalived", "-n", "-l", "-D", "-f", "/etc/keepalived/ka.conf", "-p", "/run/ka.pid",
+                       "-r", "/run/ka-vrrp.pid", "-c", "/run/ka-chk.pid"], stdout=fh, stderr=subprocess.STDOUT)
+    return proc, fh
+
+
+def test_master_holds_the_vip_on_a_private_macvlan_with_the_virtual_mac(topology, tmp_path):
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, "ch", "10.77.0.11/24")
+    client = topology.add_host("cl", CLIENT)
+    before = {k: sysctl(node, f"ipv4/conf/eth0/{k}") for k in ("arp_ignore", "arp_filter")}
+    ch = NodeDaemon(node, conf(200), tmp_path / "ch.log").start()
+    try:
+        wait_until(lambda: VIP in node.addresses_on("vrrp.77"), 15, "the VIP on vrrp.77")
+        link = links(node)["vrrp.77"]
+        assert link["address"] == VMAC and link["link"] == "eth0"
+        info = link["linkinfo"]
+        assert info["info_kind"] == "macvlan" and info["info_data"]["mode"] == "private"
+        assert "UP" in link["flags"]
+        assert VIP not in node.addresses_on("eth0")
+        # keepalived's sysctls: only the VMAC answers ARP for the VIP
+        assert [sysctl(node, f"ipv4/conf/vrrp.77/{k}") for k in ("arp_ignore", "accept_local", "rp_filter")] \
+            == ["1", "1", "0"]
+        assert [sysctl(node, f"ipv4/conf/eth0/{k}") for k in ("arp_ignore", "arp_filter")] == ["1", "1"]
+        assert sysctl(node, "ipv6/conf/vrrp.77/disable_ipv6") == "1"
+        client.run(["ping", "-c", "2", "-i", "0.2", "-W", "1", VIP])
+        assert client_mac(client) == VMAC
+        # deleted under us: re-created, the VIP back on it
+        node.run(["ip", "link", "del", "vrrp.77"])
+        wait_until(lambda: VIP in node.addresses_on("vrrp.77"), 15, "vrrp.77 re-created with the VIP")
+        assert links(node)["vrrp.77"]["address"] == VMAC
+        client.run(["ping", "-c", "2", "-i", "0.2", "-W", "1", VIP])
+        # a reload keeps it (same index: not re-created)
+        index = links(node)["vrrp.77"]["ifindex"]
+        ch.signal(1)
+        wait_until(lambda: "reloaded" in ch.log(), 10, "reload")
+        assert links(node)["vrrp.77"]["ifindex"] == index and VIP in node.addresses_on("vrrp.77")
+        took = ch.terminate(10)
+        assert took is not None
+        assert "vrrp.77" not in links(node)  # removed at stop
+        assert {k: sysctl(node, f"ipv4/conf/eth0/{k}") for k in ("arp_ignore", "arp_filter")} == before
+    finally:
+        ch.kill()
+
+
+def test_missing_interface_is_a_file_line_error(topology, tmp_path):
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, "ch", "10.77.0.11/24")
+    ch = NodeDaemon(node, conf(200).replace("interface eth0", "interface eth9"), tmp_path / "ch.log").start()
+    try:
+        ch.proc.wait(timeout=15)
+        assert re.search(r"keepalived.conf:1: vrrp_instance VI_1: vrrp\.77: cannot create the macvlan: its interface "
+                         r"eth9 does not exist", ch.log()), ch.log()
+        assert "Traceback" not in ch.log()
+    finally:
+        ch.kill()
+
+
+def test_ipvlan_reports_what_the_kernel_says(topology, tmp_path):
+    """This machine's kernel has no ipvlan: chime-ha must say so at FILE:LINE and not start (no traceback)."""
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, "ch", "10.77.0.11/24")
+    probe = node.run(["ip", "link", "add", "link", "eth0", "name", "ipvprobe", "type", "ipvlan"], check=False)
+    if probe.returncode == 0:
+        node.run(["ip", "link", "del", "ipvprobe"])
+        pytest.skip("this kernel has ipvlan; the failure path cannot be shown")
+    ch = NodeDaemon(node, conf(200, vmac="use_ipvlan ipv.77 10.77.0.21/24"), tmp_path / "ch.log").start()
+    try:
+        ch.proc.wait(timeout=15)
+        assert re.search(r"keepalived.conf:1: vrrp_instance VI_1: ipv.77: cannot create the ipvlan on eth0: "
+                         r"Operation not supported", ch.log()), ch.log()
+    finally:
+        ch.kill()
+
+
+@pytest.mark.keepalived
+def test_failover_with_keepalived_keeps_the_clients_arp_entry(topology, tmp_path):
+    from chimeha.lab.node import add_node
+
+    ch_node = add_node(topology, "ch", "10.77.0.11/24")
+    ka_node = add_node(topology, "ka", "10.77.0.12/24")
+    client = topology.add_host("cl", CLIENT)
+    ch = NodeDaemon(ch_node, conf(200), tmp_path / "ch.log").start()
+    ka, ka_log = start_keepalived(ka_node, conf(100), tmp_path / "ka.log")
+    seen: list[str | None] = []
+
+    def ping_and_look() -> str | None:
+        client.run(["ping", "-c", "1", "-W", "1", VIP], check=False)
+        mac = client_mac(client)
+        seen.append(mac)
+        return mac
+
+    try:
+        wait_until(lambda: VIP in ch_node.addresses_on("vrrp.77") and "vrrp.77" in links(ka_node), 20,
+                   "chime-ha MASTER, keepalived's VMAC up")
+        assert links(ka_node)["vrrp.77"]["address"] == VMAC
+        assert ping_and_look() == VMAC
+        # chime-ha -> keepalived
+        ch.terminate(10)
+        wait_until(lambda: VIP in ka_node.addresses_on("vrrp.77"), 10, "keepalived takes over")
+        wait_until(lambda: ping_and_look() == VMAC and VIP in ka_node.addresses_on("vrrp.77"), 10,
+                   "the client reaches keepalived")
+        # the client talks to keepalived now, through the same MAC
+        out = ka_node.run(["ip", "-s", "link", "show", "vrrp.77"]).stdout
+        assert out
+        # keepalived -> chime-ha (priority 200 preempts)
+        ch = NodeDaemon(ch_node, conf(200), tmp_path / "ch2.log").start()
+        wait_until(lambda: VIP in ch_node.addresses_on("vrrp.77") and VIP not in ka_node.addresses_on("vrrp.77"),
+                   15, "chime-ha takes the VIP back")
+        for _ in range(5):
+            ping_and_look()
+            time.sleep(0.2)
+        assert [m for m in seen if m is not None] and all(m == VMAC for m in seen if m is not None), seen
+        assert "-> MASTER" in ch.log()
+    finally:
+        ch.kill()
+        ka_node.stop(ka, grace=5)
+        ka_log.close()
