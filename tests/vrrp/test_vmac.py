@@ -1,0 +1,222 @@
+"""use_vmac / use_ipvlan: names, MACs and config errors (pure), the node's view of the link (fake clock)."""
+
+import pytest
+
+from chimeha.config import loads
+from chimeha.vrrp import vmac as V
+from chimeha.vrrp.events import (AddAddresses, InstanceSpec, RestoreLink, SendGratuitous, State, StateChanged)
+from chimeha.vrrp.from_config import instance_specs
+from chimeha.vrrp.node import VrrpNode
+
+
+def test_rfc5798_virtual_mac_per_family():
+    assert V.virtual_mac(1) == "00:00:5e:00:01:01"
+    assert V.virtual_mac(255, 4) == "00:00:5e:00:01:ff"
+    assert V.virtual_mac(77, 6) == "00:00:5e:00:02:4d"
+    with pytest.raises(V.VmacError):
+        V.virtual_mac(0)
+
+
+def test_configured_mac_five_octets_take_the_vrid():
+    assert V.mac_for(None, 10, 4) == "00:00:5e:00:01:0a"
+    assert V.mac_for("02:11:22:33:44", 10, 4) == "02:11:22:33:44:0a"
+    assert V.mac_for("02:11:22:33:44:", 10, 6) == "02:11:22:33:44:0a"
+    assert V.mac_for("02:11:22:33:44:55", 10, 4) == "02:11:22:33:44:55"
+    for bad, why in (("01:00:00:00:00:01", "multicast"), ("00:00:5e:00:01:07", "RFC 5798"),
+                     ("00:00:5e:00:02", "RFC 5798"), ("02:11:22", "five or six"), ("02:zz:22:33:44:55", "invalid"),
+                     ("02:111:22:33:44:55", "five or six")):
+        with pytest.raises(V.VmacError, match=why):
+            V.parse_mac(bad)
+
+
+def test_default_names_follow_keepalived_create_vmac_name():
+    assert V.default_name("vrrp", 7, 4, set()) == "vrrp.7"
+    assert V.default_name("vrrp", 7, 4, {"vrrp.7"}) == "vrrp1.7"
+    assert V.default_name("vrrp", 7, 4, {"vrrp.7", "vrrp1.7"}) == "vrrp2.7"
+    assert V.default_name("vrrp", 7, 6, {"vrrp.7"}) == "vrrp6.7"
+    assert V.default_name("vrrp", 7, 6, {"vrrp.7", "vrrp6.7", "vrrp1.7", "vrrp2.7", "vrrp3.7", "vrrp4.7",
+                                         "vrrp5.7"}) == "vrrp7.7"
+    long = V.default_name("averyveryverylongprefix", 255, 4, set())
+    assert long == "averyveryve.255" and len(long) == V.IFNAMSIZ - 1
+
+
+def test_interface_names_as_the_kernel_checks_them():
+    assert V.valid_name("vrrp.1") and V.valid_name("a" * 15)
+    for bad in ("", ".", "..", "a" * 16, "a/b", "a:b", "a b"):
+        assert not V.valid_name(bad)
+
+
+def test_ipvlan_words():
+    assert V.ipvlan_words(["ipv1", "10.0.0.5/24", "private"]) == ("ipv1", "10.0.0.5/24", "private")
+    assert V.ipvlan_words(["fe80::5"]) == (None, "fe80::5/128", "bridge")
+    with pytest.raises(V.VmacError, match="already"):
+        V.ipvlan_words(["bridge", "vepa"])
+
+
+CONF = """global_defs {{
+  {globals}
+}}
+vrrp_instance A {{
+  interface eth0
+  virtual_router_id 7
+  {a}
+  virtual_ipaddress {{
+    10.0.0.1/24
+  }}
+}}
+vrrp_instance B {{
+  interface eth1
+  virtual_router_id {vrid_b}
+  {b}
+  virtual_ipaddress {{
+    10.0.1.1/24
+  }}
+}}
+"""
+
+
+def load(a="use_vmac", b="", vrid_b=7, globals="router_id x"):
+    return loads(CONF.format(a=a, b=b, vrid_b=vrid_b, globals=globals), "v.conf")
+
+
+def errors(r):
+    return [(d.line, d.code, d.message) for d in r.diagnostics if d.severity == "error"]
+
+
+def test_default_names_and_prefix_in_file_order():
+    r = load(b="use_vmac", globals="vmac_prefix vx")
+    assert r.ok, r.diagnostics
+    a, b = r.config.instances["A"].vmac, r.config.instances["B"].vmac
+    assert (a.name, b.name) == ("vx.7", "vx1.7")  # one VRID on two interfaces: keepalived's second name
+    assert not [d for d in r.diagnostics if d.code == "not-implemented"]
+
+
+def test_spec_of_a_vmac_instance():
+    r = load(a="use_vmac vrrp77", b="use_vmac\n  vmac_xmit_base")
+    a, b = instance_specs(r.config)
+    assert a.link == V.Link("macvlan", "vrrp77", "eth0", 4, mac="00:00:5e:00:01:07")
+    assert (a.interface, a.vip_interface, a.source_interface) == ("vrrp77", "vrrp77", "eth0")
+    assert b.link.xmit_base and (b.interface, b.vip_interface, b.source_interface) == ("eth1", "vrrp.7", "eth1")
+
+
+def test_unicast_peers_imply_xmit_base_as_in_keepalived():
+    r = load(a="use_vmac\n  unicast_peer {\n    10.0.0.9\n  }")
+    a = instance_specs(r.config)[0]
+    assert a.link.xmit_base and a.interface == "eth0"
+    assert any(d.code == "vmac-unicast" and d.line == 7 for d in r.diagnostics)
+
+
+def test_name_too_long_is_an_error_at_its_line():
+    r = load(a="use_vmac averyveryverylongname")
+    assert errors(r) == [(7, "invalid-value", "use_vmac: VMAC interface name 'averyveryverylongname' is too long "
+                                               "(at most 15 characters) or has invalid characters ('/', ':', "
+                                               "white space)")]
+    assert str(r.diagnostics[-1]).startswith("v.conf:7: error:")
+
+
+def test_bad_mac_is_an_error_at_its_line():
+    r = load(a="use_vmac 00:00:5e:00:01:09")
+    assert [(ln, code) for ln, code, _ in errors(r)] == [(7, "invalid-value")]
+    assert "RFC 5798" in errors(r)[0][2]
+
+
+def test_two_instances_naming_one_link_is_an_error():
+    r = load(a="use_vmac vm0", b="use_vmac vm0", vrid_b=8)
+    assert [(ln, code) for ln, code, _ in errors(r)] == [(15, "vmac-name-clash")]
+    assert "already the macvlan of vrrp_instance A (v.conf:4)" in errors(r)[0][2]
+
+
+def test_vrid_based_mac_collision_on_one_interface_is_an_error():
+    # Five octets: the VRID completes them; 02:..:08 is then given twice on eth0.
+    r = loads(CONF.replace("interface eth1", "interface eth0").format(
+        a="use_vmac 02:00:00:00:00:08", b="use_vmac 02:00:00:00:00", vrid_b=8, globals="router_id x"), "v.conf")
+    assert [(ln, code) for ln, code, _ in errors(r)] == [(15, "vmac-mac-clash")]
+    msg = errors(r)[0][2]
+    assert "02:00:00:00:00:08 on eth0 is already the VMAC of vrrp_instance A" in msg
+
+
+def test_same_vrid_on_two_interfaces_is_no_collision():
+    assert load(b="use_vmac").ok
+
+
+def test_ipv4_ipvlan_needs_an_address():
+    r = load(a="use_ipvlan ipv0")
+    assert [(ln, code) for ln, code, _ in errors(r)] == [(7, "missing-parameter")]
+    r = load(a="use_ipvlan ipv0 10.0.0.5/24 vepa")
+    assert r.ok
+    s = instance_specs(r.config)[0]
+    assert s.link.kind == "ipvlan" and s.link.mode == "vepa" and s.primary_address == "10.0.0.5"
+    assert s.source_configured and s.interface == "ipv0"
+
+
+def test_round_trip_renders_the_link_as_written():
+    from chimeha.config.render import render
+
+    r = load(a="use_vmac 02:00:00:00:00", b="use_ipvlan ipv1 10.0.1.5/24 private")
+    text = render(r.config)
+    assert "use_vmac 02:00:00:00:00\n" in text and "use_ipvlan ipv1 10.0.1.5/24 private\n" in text
+    again = loads(text, "r.conf")
+    assert again.config.instances["A"].vmac.name == "vrrp.7"
+
+
+# -- the node --------------------------------------------------------------------------------
+
+LINK = V.Link("macvlan", "vrrp.51", "eth0", 4, mac="00:00:5e:00:01:33")
+
+
+def spec(link=LINK, prio=200):
+    return InstanceSpec("VI_1", 51, prio, interface=link.socket_interface, link=link, primary_address="",
+                        advert_addresses=("10.0.0.100",), virtual_ipaddresses=("10.0.0.100",), garp_master_delay=0)
+
+
+def started(node):
+    node.set_interface("eth0", True, 2, 0.0, sources={4: "10.0.0.1"})
+    node.set_interface("vrrp.51", True, 5, 0.0, sources={})
+    node.start(0.0)
+    while node.state("VI_1") is not State.MASTER:
+        node.handle_timer(node.get_timer())
+    return node.pop_actions()
+
+
+def test_vips_and_gratuitous_arps_go_on_the_link_with_the_base_address_as_source():
+    node = VrrpNode([spec()])
+    acts = started(node)
+    assert node.spec("VI_1").primary_address == "10.0.0.1"  # the base's: a VMAC has none of its own
+    garp = next(a for a in acts if isinstance(a, SendGratuitous))
+    assert garp.interface == "vrrp.51" and any(isinstance(a, AddAddresses) for a in acts)
+    assert node.socket_keys() == {("vrrp.51", 4): True}
+
+
+def test_a_deleted_link_faults_the_instance_and_is_restored():
+    node = VrrpNode([spec()])
+    started(node)
+    node.set_interface("vrrp.51", False, None, 10.0)
+    acts = node.pop_actions()
+    assert [a for a in acts if isinstance(a, RestoreLink)] == [RestoreLink("VI_1", LINK, 10.0)]
+    assert [(a.old, a.new) for a in acts if isinstance(a, StateChanged)] == [(State.MASTER, State.FAULT)]
+    node.set_interface("vrrp.51", True, 8, 10.2, sources={})
+    acts = node.pop_actions()
+    assert node.state("VI_1") is State.BACKUP and not [a for a in acts if isinstance(a, RestoreLink)]
+
+
+def test_the_link_goes_with_its_base_and_comes_back_after_it():
+    node = VrrpNode([spec()])
+    started(node)
+    node.set_interface("eth0", False, None, 10.0)
+    node.set_interface("vrrp.51", False, None, 10.0)  # the kernel deletes a macvlan with its lower device
+    acts = node.pop_actions()
+    assert not [a for a in acts if isinstance(a, RestoreLink)]  # nothing to build it on
+    assert node.state("VI_1") is State.FAULT
+    node.set_interface("eth0", True, 9, 12.0, sources={4: "10.0.0.1"})
+    acts = node.pop_actions()
+    assert [a.link.name for a in acts if isinstance(a, RestoreLink)] == ["vrrp.51"]
+    assert node.state("VI_1") is State.FAULT  # until the link is back
+
+
+def test_xmit_base_sends_on_the_base_but_still_needs_the_link():
+    link = V.Link("macvlan", "vrrp.51", "eth0", 4, mac="00:00:5e:00:01:33", xmit_base=True)
+    node = VrrpNode([spec(link)])
+    started(node)
+    assert node.socket_keys() == {("eth0", 4): True}
+    node.set_interface("vrrp.51", False, None, 10.0)
+    assert node.state("VI_1") is State.FAULT
