@@ -184,3 +184,53 @@ def test_failover_with_keepalived_keeps_the_clients_arp_entry(topology, tmp_path
         ch.kill()
         ka_node.stop(ka, grace=5)
         ka_log.close()
+
+
+@pytest.mark.parametrize("xmit_base", [False, True])
+def test_adverts_leave_from_the_vmac_or_with_vmac_xmit_base_from_the_base(topology, tmp_path, xmit_base):
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, "ch", "10.77.0.11/24")
+    client = topology.add_host("cl", CLIENT)
+    cap = client.popen(["tcpdump", "-l", "-n", "-e", "-i", "eth0", "ip proto 112 or arp"], stdout=subprocess.PIPE,
+                       text=True)
+    time.sleep(1.0)
+    ch = NodeDaemon(node, conf(200, "    vmac_xmit_base\n" if xmit_base else ""), tmp_path / "ch.log").start()
+    try:
+        wait_until(lambda: VIP in node.addresses_on("vrrp.77"), 15, "MASTER")
+        time.sleep(2.5)
+        base = node.run(["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+        cap.terminate()
+        out, _ = cap.communicate(timeout=5)
+        adverts = re.findall(r"^\S+ ([0-9a-f:]{17}) > 01:00:5e:00:00:12, .*10\.77\.0\.11 > 224\.0\.0\.18: VRRPv2, "
+                             r"Advertisement, vrid 77", out, re.M)
+        garps = re.findall(rf"^\S+ ([0-9a-f:]{{17}}) > ff:ff:ff:ff:ff:ff, .*Request who-has {VIP} tell {VIP}", out, re.M)
+        assert adverts and set(adverts) == {base if xmit_base else VMAC}, out
+        assert garps and set(garps) == {VMAC}, out  # always from the VMAC: the VIP's MAC
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+        ch.kill()
+
+
+def test_ipv6_vmac_has_the_ipv6_virtual_mac_and_the_bases_link_local(topology, tmp_path):
+    from chimeha.lab.node import add_node
+
+    vip6 = "fd00:78::100"
+    node = add_node(topology, "ch", "10.77.0.11/24")
+    client = topology.add_host("cl", CLIENT)
+    client.run(["ip", "-6", "addr", "add", "fd00:78::50/64", "dev", "eth0", "nodad"])
+    text = conf(200).replace(f"{VIP}/24", f"{vip6}/64")
+    ch = NodeDaemon(node, text, tmp_path / "ch.log").start()
+    try:
+        wait_until(lambda: vip6 in node.addresses_on("vrrp.77"), 20, "the IPv6 VIP on vrrp.77")
+        assert links(node)["vrrp.77"]["address"] == "00:00:5e:00:02:4d"
+        ll = {a for a in node.addresses_on("eth0") if a.startswith("fe80:")}
+        on_vmac = {a for a in node.addresses_on("vrrp.77") if a.startswith("fe80:")}
+        assert ll and on_vmac == ll  # the base's link-local, no EUI-64 one of the virtual MAC
+        assert sysctl(node, "ipv6/conf/vrrp.77/disable_ipv6") == "0"
+        client.run(["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", vip6])
+        out = client.run(["ip", "-6", "neigh", "show", vip6, "dev", "eth0"]).stdout
+        assert "lladdr 00:00:5e:00:02:4d" in out, out
+    finally:
+        ch.kill()
