@@ -76,8 +76,11 @@ def make(sysctls=None):
         values[path] = value
         return True
 
-    lm = LinkManager(submit, read=values.get, write=write)
+    lm = LinkManager(submit, read=values.get, write=write, nft=NFT.append)  # never the real nft here
     return lm, m.ipr, values, writes
+
+
+NFT: list = []
 
 
 def test_creates_a_private_macvlan_with_the_virtual_mac_and_keepaliveds_sysctls():
@@ -158,3 +161,22 @@ def test_ipv6_vmac_gets_the_base_link_local_and_keeps_ipv6():
     adds = [kw for op, kw in ipr.calls if op == "addr-add"]
     assert adds == [{"index": ipr.ifs["vrrp.7"]["index"], "address": "fe80::1", "prefixlen": 64, "flags": 2}]
     assert "ipv4/conf/vrrp.7/arp_ignore" not in values  # IPv4 sysctls are for IPv4 instances
+
+
+def test_igmp_and_mld_reports_of_a_vmac_leave_by_its_base():
+    from chimeha.runtime.vmac import firewall_script
+
+    NFT.clear()
+    lm, ipr, _, _ = make()
+    lm.ensure([LINK, Link("macvlan", "vrrp6.7", "eth0", 6, mac="00:00:5e:00:02:07", ipv6=True)])
+    assert NFT == [firewall_script(lm.links.values())]
+    text = NFT[0]
+    assert 'oifname "vrrp.7" ip protocol igmp dup to ip daddr device "eth0" drop' in text
+    assert 'oifname "vrrp6.7" icmpv6 type mld2-listener-report dup to ip6 daddr device "eth0" drop' in text
+    assert 'oifname "vrrp6.7" icmpv6 type nd-router-solicit drop' in text
+    assert 'oifname "vrrp.7" icmpv6' not in text  # IPv6 is off on an IPv4 VMAC
+    lm.ensure([LINK])
+    assert len(NFT) == 1  # nothing changed: not rewritten
+    lm.remove().result()
+    assert NFT[-1] == ("table ip chimeha_vmac\ndelete table ip chimeha_vmac\n"
+                       "table ip6 chimeha_vmac\ndelete table ip6 chimeha_vmac\n")

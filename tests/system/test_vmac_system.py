@@ -101,9 +101,12 @@ def test_master_holds_the_vip_on_a_private_macvlan_with_the_virtual_mac(topology
         ch.signal(1)
         wait_until(lambda: "reloaded" in ch.log(), 10, "reload")
         assert links(node)["vrrp.77"]["ifindex"] == index and VIP in node.addresses_on("vrrp.77")
+        assert 'oifname "vrrp.77" ip protocol igmp dup to ip daddr device "eth0" drop' in \
+            node.run(["nft", "list", "table", "ip", "chimeha_vmac"]).stdout
         took = ch.terminate(10)
         assert took is not None
         assert "vrrp.77" not in links(node)  # removed at stop
+        assert "chimeha_vmac" not in node.run(["nft", "list", "tables"]).stdout
         assert {k: sysctl(node, f"ipv4/conf/eth0/{k}") for k in ("arp_ignore", "arp_filter")} == before
     finally:
         ch.kill()
@@ -192,8 +195,8 @@ def test_adverts_leave_from_the_vmac_or_with_vmac_xmit_base_from_the_base(topolo
 
     node = add_node(topology, "ch", "10.77.0.11/24")
     client = topology.add_host("cl", CLIENT)
-    cap = client.popen(["tcpdump", "-l", "-n", "-e", "-i", "eth0", "ip proto 112 or arp"], stdout=subprocess.PIPE,
-                       text=True)
+    cap = client.popen(["tcpdump", "-l", "-n", "-e", "-i", "eth0", "ip proto 112 or arp or igmp"],
+                       stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)
     ch = NodeDaemon(node, conf(200, "    vmac_xmit_base\n" if xmit_base else ""), tmp_path / "ch.log").start()
     try:
@@ -207,6 +210,11 @@ def test_adverts_leave_from_the_vmac_or_with_vmac_xmit_base_from_the_base(topolo
         garps = re.findall(rf"^\S+ ([0-9a-f:]{{17}}) > ff:ff:ff:ff:ff:ff, .*Request who-has {VIP} tell {VIP}", out, re.M)
         assert adverts and set(adverts) == {base if xmit_base else VMAC}, out
         assert garps and set(garps) == {VMAC}, out  # always from the VMAC: the VIP's MAC
+        # the join of 224.0.0.18 on the VMAC leaves by the base (keepalived's nftables dup), never as the VMAC
+        igmp = re.findall(r"^\S+ ([0-9a-f:]{17}) > \S+, .*> 224\.0\.0\.(?:18|22): igmp", out, re.M)
+        assert VMAC not in igmp, out
+        if not xmit_base:
+            assert base in igmp, out
     finally:
         if cap.poll() is None:
             cap.kill()

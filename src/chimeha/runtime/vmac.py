@@ -22,6 +22,12 @@ keepalived 2.2.7 does (vrrp_vmac.c, vrrp_if_config.c):
   net.ipv4.conf.all.rp_filter is set, every interface's rp_filter and
   default's are raised to it and all's is cleared (a VMAC needs rp_filter
   0), everything restored at the end;
+* IGMP (IPv4) and MLD (IPv6) reports a VMAC would send go out of its base
+  instead (nftables ``dup to ... device BASE`` then drop, as keepalived's
+  ``table ip keepalived``; IPv6 router solicitations from a VMAC are
+  dropped): a backup joining 224.0.0.18 / ff02::12 on its VMAC would
+  otherwise teach the switch that the virtual MAC lives on the backup's port.
+  One table per family, ``chimeha_vmac``, rewritten whole on every change;
 * :meth:`LinkManager.remove` deletes the links (at stop, after the VIPs are
   gone, and at reload for links no instance needs any more).
 """
@@ -32,6 +38,7 @@ import ipaddress
 import logging
 import os
 import socket
+import subprocess
 from typing import Any, Callable, Iterable
 
 from chimeha.errors import HostError
@@ -44,6 +51,34 @@ SYSCTL = "/proc/sys/net"
 _VMAC_SYSCTLS = (("arp_ignore", 1), ("accept_local", 1), ("rp_filter", 0), ("promote_secondaries", 1))
 _BASE_SYSCTLS = (("arp_ignore", 1), ("arp_filter", 1))
 _IPVLAN_MODES = {"bridge": 0, "private": 1, "vepa": 2}  # IFLA_IPVLAN_FLAGS
+TABLE = "chimeha_vmac"
+
+
+def firewall_script(links: Iterable[Any]) -> str:
+    """The nft script that moves the VMACs' IGMP/MLD reports to their bases (empty tables deleted)."""
+    rules = {"ip": [], "ip6": []}
+    for lk in sorted(links, key=lambda x: x.name):
+        if lk.kind != "macvlan":
+            continue  # an ipvlan has its base's MAC: nothing to hide
+        if lk.family == 4:
+            rules["ip"].append(f'oifname "{lk.name}" ip protocol igmp dup to ip daddr device "{lk.base}" drop')
+        if lk.family == 6 or lk.ipv6:
+            rules["ip6"].append(f'oifname "{lk.name}" icmpv6 type mld2-listener-report dup to ip6 daddr device '
+                                f'"{lk.base}" drop')
+            rules["ip6"].append(f'oifname "{lk.name}" icmpv6 type nd-router-solicit drop')
+    out = []
+    for fam, lines in rules.items():
+        out += [f"table {fam} {TABLE}", f"delete table {fam} {TABLE}"]
+        if lines:
+            out += [f"table {fam} {TABLE} {{", " chain out {",
+                    "  type filter hook output priority filter - 1; policy accept;"]
+            out += [f"  {line}" for line in lines] + [" }", "}"]
+    return "\n".join(out) + "\n"
+
+
+def run_nft(script: str) -> None:
+    """``nft -f -`` (raises OSError / CalledProcessError with nft's message)."""
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, capture_output=True, check=True, timeout=10)
 
 
 class LinkError(HostError):
@@ -85,9 +120,10 @@ class LinkManager:
     """
 
     def __init__(self, submit: Callable[..., Any], read: Callable[[str], int | None] = read_sysctl,
-                 write: Callable[[str, int], bool] = write_sysctl):
+                 write: Callable[[str, int], bool] = write_sysctl, nft: Callable[[str], None] = run_nft):
         self._submit = submit
-        self._read, self._write = read, write
+        self._read, self._write, self._nft = read, write, nft
+        self._fw: str | None = None  # the nft script last applied
         self.links: dict[str, Any] = {}  # name -> Link we hold (worker thread only after start)
         self._base_saved: dict[str, dict[str, int]] = {}  # base -> sysctl -> value before our first link
         self._base_refs: dict[str, set[str]] = {}  # base -> names of our IPv4 links on it
@@ -106,6 +142,7 @@ class LinkManager:
                 log.info("%s: %s re-created on %s", link.name, link.kind, link.base)
             except LinkError as exc:
                 log.error("%s", exc)
+            self._sync_firewall()
         self._submit(work)
 
     def remove(self, names: Iterable[str] | None = None):
@@ -114,15 +151,29 @@ class LinkManager:
 
     # -- worker thread --------------------------------------------------------
     def _ensure_all(self, m: Any, links: tuple, allow_missing_base: bool) -> None:
-        for link in links:
-            try:
-                self._ensure_one(m, link)
-            except LinkError:
-                if allow_missing_base and not self._exists(m, link.base):
-                    log.warning("%s: base interface %s does not exist; the %s is created when it appears",
-                                link.name, link.base, link.kind)
-                    continue
-                raise
+        try:
+            for link in links:
+                try:
+                    self._ensure_one(m, link)
+                except LinkError:
+                    if allow_missing_base and not self._exists(m, link.base):
+                        log.warning("%s: base interface %s does not exist; the %s is created when it appears",
+                                    link.name, link.base, link.kind)
+                        continue
+                    raise
+        finally:
+            self._sync_firewall()
+
+    def _sync_firewall(self) -> None:
+        script = firewall_script(self.links.values())
+        if script == self._fw or (self._fw is None and not self.links):
+            return
+        try:
+            self._nft(script)
+            self._fw = script
+        except (OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", None) or exc
+            log.warning("cannot move the VMACs' IGMP/MLD reports to their base interfaces (nft): %s", detail)
 
     @staticmethod
     def _exists(m: Any, name: str) -> bool:
@@ -294,3 +345,4 @@ class LinkManager:
                     log.warning("%s: cannot remove the %s: %s", name, link.kind, exc)
         if not any(lk.family == 4 and lk.kind == "macvlan" for lk in self.links.values()):
             self._restore_rp_filter()
+        self._sync_firewall()
