@@ -220,3 +220,23 @@ def test_xmit_base_sends_on_the_base_but_still_needs_the_link():
     assert node.socket_keys() == {("eth0", 4): True}
     node.set_interface("vrrp.51", False, None, 10.0)
     assert node.state("VI_1") is State.FAULT
+
+
+def test_reload_that_adds_use_vmac_moves_the_vips_of_a_master():
+    from chimeha.vrrp.events import RemoveAddresses
+
+    plain = InstanceSpec("VI_1", 51, 200, interface="eth0", primary_address="10.0.0.1",
+                         advert_addresses=("10.0.0.100",), virtual_ipaddresses=("10.0.0.100",), garp_master_delay=0)
+    node = VrrpNode([plain])
+    node.set_interface("eth0", True, 2, 0.0, sources={4: "10.0.0.1"})
+    node.start(0.0)
+    while node.state("VI_1") is not State.MASTER:
+        node.handle_timer(node.get_timer())
+    node.pop_actions()
+    plan = node.plan_reload([spec()])
+    assert plan.changed == ("VI_1",) and plan.vips_removed == (("VI_1", ("10.0.0.100",)),)
+    node.apply_reload(plan, 5.0)
+    acts = node.pop_actions()
+    kinds = [type(a).__name__ for a in acts if isinstance(a, (RemoveAddresses, AddAddresses, SendGratuitous))]
+    assert kinds[:2] == ["RemoveAddresses", "AddAddresses"] and node.state("VI_1") is State.MASTER
+    assert next(a for a in acts if isinstance(a, SendGratuitous)).interface == "vrrp.51"

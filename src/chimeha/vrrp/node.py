@@ -384,8 +384,11 @@ class VrrpNode:
             else:
                 changed.append(name)
                 if self._stats[name].vips_owned:
+                    # VIPs it no longer lists go; all of them when they move to another interface
+                    # (use_vmac added or dropped): they are added again on the new one.
+                    moved = spec.vip_interface != inst.spec.vip_interface
                     still = {_bare(v) for v in spec.virtual_ipaddresses}
-                    lost = tuple(v for v in inst.spec.virtual_ipaddresses if _bare(v) not in still)
+                    lost = tuple(v for v in inst.spec.virtual_ipaddresses if moved or _bare(v) not in still)
                     if lost:
                         gone.append((name, lost))
         added = tuple(s.name for s in specs if s.name not in self._instances)
