@@ -242,3 +242,24 @@ def test_ipv6_vmac_has_the_ipv6_virtual_mac_and_the_bases_link_local(topology, t
         assert "lladdr 00:00:5e:00:02:4d" in out, out
     finally:
         ch.kill()
+
+
+def test_reload_without_use_vmac_moves_the_vip_back_and_removes_the_link(topology, tmp_path):
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, "ch", "10.77.0.11/24")
+    before = sysctl(node, "ipv4/conf/eth0/arp_ignore")
+    ch = NodeDaemon(node, conf(200), tmp_path / "ch.log").start()
+    try:
+        wait_until(lambda: VIP in node.addresses_on("vrrp.77"), 15, "the VIP on vrrp.77")
+        node.write_file(ch.conf, conf(200, vmac=""))
+        ch.signal(1)
+        wait_until(lambda: "vrrp.77" not in links(node) and VIP in node.addresses_on("eth0"), 10,
+                   "the VIP back on eth0, the VMAC gone")
+        assert sysctl(node, "ipv4/conf/eth0/arp_ignore") == before
+        node.write_file(ch.conf, conf(200))
+        ch.signal(1)
+        wait_until(lambda: VIP in node.addresses_on("vrrp.77") and VIP not in node.addresses_on("eth0"), 10,
+                   "the VIP on the VMAC again")
+    finally:
+        ch.kill()
