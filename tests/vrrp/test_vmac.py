@@ -240,3 +240,26 @@ def test_reload_that_adds_use_vmac_moves_the_vips_of_a_master():
     kinds = [type(a).__name__ for a in acts if isinstance(a, (RemoveAddresses, AddAddresses, SendGratuitous))]
     assert kinds[:2] == ["RemoveAddresses", "AddAddresses"] and node.state("VI_1") is State.MASTER
     assert next(a for a in acts if isinstance(a, SendGratuitous)).interface == "vrrp.51"
+
+
+def test_vips_are_placed_as_keepalived_places_them():
+    r = loads("""vrrp_instance A {
+  interface eth0
+  virtual_router_id 7
+  use_vmac
+  virtual_ipaddress {
+    10.0.0.1/24
+    10.0.0.2/24 dev eth0
+    10.0.9.3/24 dev eth1
+  }
+  virtual_ipaddress_excluded {
+    10.0.0.4/24
+    fd00::5/64
+  }
+}
+""", "p.conf")
+    s = instance_specs(r.config)[0]
+    assert [v.dev for v in s.virtual_ipaddresses] == ["vrrp.7", "vrrp.7", "eth1"]
+    # the other family's eVIP stays on the interface itself: the VMAC's MAC is an IPv4 one
+    assert [v.dev for v in s.virtual_ipaddresses_excluded] == ["vrrp.7", "eth0"]
+    assert s.link.ipv6  # IPv6 stays on for it

@@ -9,6 +9,7 @@ given, else empty, and the runtime (or the simulator) fills it in with
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from chimeha.vrrp.events import InstanceSpec, TrackSpec
@@ -145,6 +146,20 @@ def _link(inst: Any) -> Link | None:
                 xmit_base=bool(inst.vmac_xmit_base or inst.unicast_peers), ipv6=inst.family == 6 or other_family)
 
 
+def _placed(addresses, inst: Any, link: Link | None) -> tuple:
+    """Where each VIP goes with a link (keepalived 2.2.7 vrrp_complete_instance): one of the
+    instance's family without a dev, or with the instance's interface as dev, on the link; one of the
+    other family without a dev on the interface itself (the link's MAC is of the wrong family)."""
+    if link is None:
+        return tuple(addresses)
+    out = []
+    for va in addresses:
+        if va.dev in (None, link.base):
+            va = dataclasses.replace(va, dev=link.name if va.family == inst.family else link.base)
+        out.append(va)
+    return tuple(out)
+
+
 def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
     """One :class:`InstanceSpec` for the model's ``VrrpInstance`` ``inst``."""
     gd = config.global_defs
@@ -186,8 +201,8 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
         lower_prio_no_advert=inst.lower_prio_no_advert,
         **_garp_settings(config, inst),
-        virtual_ipaddresses=tuple(inst.virtual_ipaddresses),
-        virtual_ipaddresses_excluded=tuple(inst.virtual_ipaddresses_excluded),
+        virtual_ipaddresses=_placed(inst.virtual_ipaddresses, inst, link),
+        virtual_ipaddresses_excluded=_placed(inst.virtual_ipaddresses_excluded, inst, link),
         virtual_routes=tuple(inst.virtual_routes),
         sync_group=group,
         where=_where(inst),
