@@ -116,12 +116,14 @@ def test_missing_interface_is_a_file_line_error(topology, tmp_path):
     from chimeha.lab.node import add_node
 
     node = add_node(topology, "ch", "10.77.0.11/24")
-    ch = NodeDaemon(node, conf(200).replace("interface eth0", "interface eth9"), tmp_path / "ch.log").start()
+    good = conf(200).replace("VI_1", "VI_0").replace(f"virtual_router_id {VRID}", "virtual_router_id 76")
+    ch = NodeDaemon(node, good + conf(200).replace("interface eth0", "interface eth9"), tmp_path / "ch.log").start()
     try:
         ch.proc.wait(timeout=15)
-        assert re.search(r"keepalived.conf:1: vrrp_instance VI_1: vrrp\.77: cannot create the macvlan: its interface "
+        assert re.search(r"keepalived.conf:13: vrrp_instance VI_1: vrrp\.77: cannot create the macvlan: its interface "
                          r"eth9 does not exist", ch.log()), ch.log()
         assert "Traceback" not in ch.log()
+        assert "vrrp.76" not in links(node)  # VI_0's VMAC, made first, is not left behind
     finally:
         ch.kill()
 

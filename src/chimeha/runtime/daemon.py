@@ -150,6 +150,8 @@ class Daemon:
                                       socket_factory=self._socket_factory,
                                       allow_missing=self.config.global_defs.dynamic_interfaces)
         except ChimeHaError as exc:
+            if self.links is not None and self.links.links:  # made before the refusal: not left behind
+                self.links.remove().result()
             raise DaemonError(str(exc)) from exc
         self._ex.setup_notify(self.config)
         self._ex.adopt_sockets(pre.opened)
