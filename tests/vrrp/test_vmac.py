@@ -123,7 +123,7 @@ def test_bad_mac_is_an_error_at_its_line():
 def test_two_instances_naming_one_link_is_an_error():
     r = load(a="use_vmac vm0", b="use_vmac vm0", vrid_b=8)
     assert [(ln, code) for ln, code, _ in errors(r)] == [(15, "vmac-name-clash")]
-    assert "already the macvlan of vrrp_instance A (v.conf:4)" in errors(r)[0][2]
+    assert "already a link of vrrp_instance A (v.conf:4)" in errors(r)[0][2]
 
 
 def test_vrid_based_mac_collision_on_one_interface_is_an_error():
@@ -263,3 +263,77 @@ def test_vips_are_placed_as_keepalived_places_them():
     # the other family's eVIP stays on the interface itself: the VMAC's MAC is an IPv4 one
     assert [v.dev for v in s.virtual_ipaddresses_excluded] == ["vrrp.7", "eth0"]
     assert s.link.ipv6  # IPv6 stays on for it
+
+
+def test_use_vmac_addr_and_a_vips_use_vmac_get_vmacs_of_their_own():
+    r = loads("""global_defs {
+  vmac_addr_prefix va
+}
+vrrp_instance A {
+  interface eth0
+  virtual_router_id 7
+  use_vmac
+  use_vmac_addr
+  virtual_ipaddress {
+    10.0.0.1/24
+    10.0.9.3/24 dev eth1
+    10.0.9.4/24 dev eth1
+  }
+  virtual_ipaddress_excluded {
+    fd00::5/64
+  }
+}
+vrrp_instance B {
+  interface eth0
+  virtual_router_id 8
+  virtual_ipaddress {
+    10.0.0.8/24 use_vmac
+    10.0.0.9/24 dev eth0 use_vmac
+    10.0.0.10/24
+  }
+}
+""", "p.conf")
+    assert r.ok and not [d for d in r.diagnostics if d.code == "not-implemented"], r.diagnostics
+    a, b = instance_specs(r.config)
+    assert [v.dev for v in a.virtual_ipaddresses] == ["vrrp.7", "va.7", "va.7"]
+    assert [v.dev for v in a.virtual_ipaddresses_excluded] == ["va6.7"]  # other family: a VMAC on eth0
+    assert [(lk.name, lk.base, lk.mac) for lk in a.extra_links] == [
+        ("va.7", "eth1", "00:00:5e:00:01:07"), ("va6.7", "eth0", "00:00:5e:00:02:07")]
+    assert set(a.interfaces()) == {"vrrp.7", "eth0", "va.7", "va6.7"}
+    # no use_vmac on the instance: adverts on eth0, the flagged VIPs on a VMAC
+    assert b.link is None and b.interface == "eth0"
+    assert [v.dev for v in b.virtual_ipaddresses] == ["va.8", "va.8", None]
+    assert [lk.name for lk in b.links()] == ["va.8"]
+
+
+def test_vip_use_vmac_is_a_flag_and_renders_back():
+    from chimeha.config.render import render
+
+    r = loads("vrrp_instance A {\n  interface eth0\n  virtual_router_id 7\n  use_vmac_addr\n"
+              "  virtual_ipaddress {\n    10.0.0.8/24 use_vmac dev eth1\n  }\n}\n", "f.conf")
+    va = r.config.instances["A"].virtual_ipaddresses[0]
+    assert (va.use_vmac, va.dev) == ("", "eth1")  # 'dev' is not eaten as a name
+    assert any(d.code == "vmac-both" and d.line == 6 for d in r.diagnostics)
+    text = render(r.config)
+    assert "use_vmac_addr\n" in text and "use_vmac" in text.split("10.0.0.8/24", 1)[1].split("\n")[0]
+
+
+def test_a_vips_vmac_and_another_instances_on_one_interface_with_one_mac_collide():
+    r = loads("""vrrp_instance A {
+  interface eth0
+  virtual_router_id 7
+  virtual_ipaddress {
+    10.0.9.3/24 dev eth1 use_vmac
+  }
+}
+vrrp_instance B {
+  interface eth1
+  virtual_router_id 7
+  use_vmac
+  virtual_ipaddress {
+    10.0.9.7/24
+  }
+}
+""", "c.conf")
+    errs = [(d.line, d.code) for d in r.diagnostics if d.severity == "error"]
+    assert errs == [(11, "vmac-mac-clash")], r.diagnostics

@@ -90,7 +90,8 @@ def build_config(tree: list[Stmt], ctx: Ctx) -> Config:
     f["global_defs"] = g
     # Instances inherit the global VRRP version; re-check advert_int against it.
     f["instances"] = {n: _finish_instance(i, g, ctx) for n, i in f["instances"].items()}
-    f["instances"] = build_vmac.resolve(f["instances"], g.vmac_prefix)  # VMAC names: after every instance
+    # VMAC names: after every instance is read (file order, as keepalived names them)
+    f["instances"] = build_vmac.resolve(f["instances"], g.vmac_prefix, g.vmac_addr_prefix, ctx)
     build_vmac.check_links(f["instances"], ctx)
     where = tree[0].where if tree else None
     extra = {"where": where} if where else {}
@@ -305,9 +306,8 @@ def _addresses(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[Virtual
                 f["home"] = True
             elif w == "noprefixroute":
                 f["noprefixroute"] = True
-            elif w == "use_vmac":
-                f["use_vmac"] = words[i + 1] if i + 1 < len(words) else ""
-                i += 1
+            elif w == "use_vmac":  # a flag in keepalived 2.2.7 (vrrp_ipaddress.c), no name
+                f["use_vmac"] = ""
             elif w in _VIP_FLAGS:
                 pass
             else:
@@ -437,6 +437,10 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
             if v:
                 f["state"] = v
                 seen["state"] = s
+        elif n == "use_vmac_addr":
+            ctx.no_block(s)
+            f["use_vmac_addr"] = True
+            seen[n] = s
         elif n in ("use_vmac", "use_ipvlan"):
             if "vmac" in f:
                 ctx.error(s.where, "duplicate-keyword", f"vrrp_instance {name}: {n}: use_vmac or use_ipvlan "

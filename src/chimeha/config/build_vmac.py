@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from ..vrrp import vmac as V
 from .model import VrrpInstance
-from .model_vmac import VmacConfig
+from .model_vmac import VipVmac, VmacConfig
 from .parser import Stmt
 from .values import Ctx
 
@@ -81,8 +81,11 @@ def finish(inst: VrrpInstance, ctx: Ctx) -> VrrpInstance:
     return replace(inst, **changes) if changes else inst
 
 
-def resolve(instances: dict, prefix: str | None) -> dict:
-    """Give every link its name (keepalived's create_vmac_name, in file order); instances without one unchanged."""
+def resolve(instances: dict, prefix: str | None, addr_prefix: str | None = None, ctx: Ctx | None = None) -> dict:
+    """Give every link its name (keepalived's create_vmac_name, in file order); instances without one unchanged.
+
+    The instances' own links first, then the VIPs' (``vmac_addr_prefix``, else ``vmac_prefix``).
+    """
     taken = {i.vmac.name for i in instances.values() if i.vmac is not None and i.vmac.name}
     out = {}
     for n, inst in instances.items():
@@ -92,7 +95,70 @@ def resolve(instances: dict, prefix: str | None) -> dict:
             taken.add(name)
             inst = replace(inst, vmac=replace(link, name=name))
         out[n] = inst
+    for n, inst in out.items():
+        vips = _vip_vmacs(inst, addr_prefix or prefix or "vrrp", taken, ctx)
+        if vips:
+            out[n] = replace(inst, vip_vmacs=vips)
     return out
+
+
+def _vip_vmacs(inst: VrrpInstance, prefix: str, taken: set, ctx: Ctx | None) -> tuple[VipVmac, ...]:
+    """keepalived 2.2.7 vrrp_complete_instance: which VIPs need a VMAC of their own, one per (interface, family)."""
+    if not inst.virtual_router_id or not inst.interface:
+        return ()
+    base = inst.interface
+    own = inst.vmac is not None and inst.vmac.kind == "macvlan"
+    made: dict[tuple[str, int], str] = {}
+    out = []
+    for va in tuple(inst.virtual_ipaddresses) + tuple(inst.virtual_ipaddresses_excluded):
+        on_base = va.dev in (None, base)
+        flag = va.use_vmac is not None
+        if flag and on_base and own and va.family == inst.family:
+            _warn(ctx, va, f"vrrp_instance {inst.name}: use_vmac given for VIP {va.address} and for the "
+                  "instance: it goes on the instance's VMAC")
+            flag = False
+        elif flag and (not on_base or va.family != inst.family) and inst.use_vmac_addr:
+            _warn(ctx, va, f"vrrp_instance {inst.name}: use_vmac_addr and use_vmac for VIP {va.address}")
+            flag = False
+        if on_base:
+            if own and va.family == inst.family:
+                continue  # the instance's own VMAC
+            needed = flag or (inst.use_vmac_addr and va.family != inst.family)
+        else:
+            needed = flag or inst.use_vmac_addr
+        if not needed:
+            continue
+        key = (va.dev or base, va.family)
+        if key not in made:
+            made[key] = V.default_name(prefix, inst.virtual_router_id, va.family, taken)
+            taken.add(made[key])
+        out.append(VipVmac(va.address, made[key], key[0], va.family))
+    return tuple(out)
+
+
+def _warn(ctx: Ctx | None, va, msg: str) -> None:
+    if ctx is not None:
+        ctx.warning(va.where, "vmac-both", msg)
+
+
+def _links_of(inst: VrrpInstance):
+    """(name, kind, base, MAC or None, where) of every link ``inst`` needs."""
+    link = inst.vmac
+    if link is not None:
+        try:
+            mac = V.mac_for(link.mac, inst.virtual_router_id, inst.family) if link.kind == "macvlan" else None
+        except V.VmacError:
+            mac = None  # reported where the MAC was read
+        yield link.name, link.kind, inst.interface or "", mac, link.where
+    seen = set()
+    for vv in inst.vip_vmacs:
+        if vv.name not in seen:
+            seen.add(vv.name)
+            mac = V.mac_for(link.mac if link is not None and link.kind == "macvlan" else None,
+                            inst.virtual_router_id, vv.family)
+            where = next((a.where for a in tuple(inst.virtual_ipaddresses) + tuple(inst.virtual_ipaddresses_excluded)
+                          if a.address == vv.address), inst.where)
+            yield vv.name, "macvlan", vv.base, mac, where
 
 
 def check_links(instances: dict, ctx: Ctx) -> None:
@@ -100,26 +166,22 @@ def check_links(instances: dict, ctx: Ctx) -> None:
     names: dict[str, VrrpInstance] = {}
     macs: dict[tuple[str, str], VrrpInstance] = {}
     for inst in instances.values():
-        link = inst.vmac
-        if link is None or not inst.virtual_router_id:
+        if not inst.virtual_router_id:
             continue
-        if link.name in names:
-            ctx.error(link.where, "vmac-name-clash", f"vrrp_instance {inst.name}: interface {link.name} is "
-                      f"already the {link.kind} of vrrp_instance {names[link.name].name} ({names[link.name].where})")
-        elif link.name == inst.interface:
-            ctx.error(link.where, "vmac-name-clash",
-                      f"vrrp_instance {inst.name}: the {link.kind} cannot be named like its interface {link.name}")
-        names[link.name] = inst
-        if link.kind != "macvlan":
-            continue
-        try:
-            mac = V.mac_for(link.mac, inst.virtual_router_id, inst.family)
-        except V.VmacError:
-            continue  # reported where the MAC was read
-        other = macs.get((inst.interface or "", mac))
-        if other is not None:
-            ctx.error(link.where, "vmac-mac-clash",
-                      f"vrrp_instance {inst.name}: VMAC address {mac} on {inst.interface} is already the VMAC of "
-                      f"vrrp_instance {other.name} ({other.where}); give one of them another MAC in use_vmac")
-        else:
-            macs[(inst.interface or "", mac)] = inst
+        for name, kind, base, mac, where in _links_of(inst):
+            if name in names:
+                ctx.error(where, "vmac-name-clash", f"vrrp_instance {inst.name}: interface {name} is "
+                          f"already a link of vrrp_instance {names[name].name} ({names[name].where})")
+            elif name == inst.interface:
+                ctx.error(where, "vmac-name-clash",
+                          f"vrrp_instance {inst.name}: the {kind} cannot be named like its interface {name}")
+            names[name] = inst
+            if mac is None:
+                continue
+            other = macs.get((base, mac))
+            if other is not None:
+                ctx.error(where, "vmac-mac-clash",
+                          f"vrrp_instance {inst.name}: VMAC address {mac} on {base} is already the VMAC of "
+                          f"vrrp_instance {other.name} ({other.where}); give one of them another MAC in use_vmac")
+            else:
+                macs[(base, mac)] = inst

@@ -96,8 +96,7 @@ ENTRIES = {
     "global_defs max_auto_priority": noeff(PROCESS),
     "global_defs min_auto_priority_delay": noeff(PROCESS),
     "global_defs vmac_prefix": ok(),  # GlobalDefs.vmac_prefix names VrrpInstance.vmac (build_vmac.resolve)
-    "global_defs vmac_addr_prefix": todo("VMACs for VIPs on other interfaces (use_vmac_addr, a VIP's use_vmac) "
-                                         "are not created", field="GlobalDefs.vmac_addr_prefix"),
+    "global_defs vmac_addr_prefix": ok(),  # GlobalDefs.vmac_addr_prefix names VrrpInstance.vip_vmacs
     "global_defs vrrp_iptables": noeff(FIREWALL),
     "global_defs nftables": noeff(FIREWALL),
     "global_defs nftables_priority": noeff(FIREWALL),

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from .capabilities_base import BUFS, SMTP, noeff, ok, todo
 
-_VMAC_ADDR = ("VMACs for VIPs on other interfaces than the instance's are not created; those VIPs go on their "
-              "dev itself (the instance's own use_vmac is implemented)")
 _SG_TRACK = "tracking on a sync group is not implemented (track the member instances)"
 
 ENTRIES = {
@@ -64,7 +62,7 @@ ENTRIES = {
     "vrrp_instance no_accept": todo("traffic to the VIPs is never dropped", field="VrrpInstance.accept"),
     "vrrp_instance promote_secondaries": todo("promote_secondaries is not set on the interface"),
     "vrrp_instance use_vmac": ok(field="VrrpInstance.vmac"),
-    "vrrp_instance use_vmac_addr": todo(_VMAC_ADDR),
+    "vrrp_instance use_vmac_addr": ok(),  # VrrpInstance.use_vmac_addr decides VrrpInstance.vip_vmacs
     "vrrp_instance vmac_xmit_base": ok(field="VrrpInstance.vmac_xmit_base"),
     "vrrp_instance use_ipvlan": todo("ipvlan links are not created (this machine's kernel has no ipvlan: the "
                                      "link cannot be tested here)", field="VrrpInstance.vmac"),
@@ -151,7 +149,7 @@ VIP_OPTIONS = {
     "noprefixroute": todo("the address is added with its prefix route", field="VirtualAddress.noprefixroute"),
     "autojoin": todo("the address is added without the autojoin flag"),
     "dadfailed": todo("the dadfailed flag is not set"),
-    "use_vmac": todo(_VMAC_ADDR, field="VirtualAddress.use_vmac"),
+    "use_vmac": ok(),  # VirtualAddress.use_vmac decides VrrpInstance.vip_vmacs
 }
 
 # Option words inside a line of virtual_routes; the others that 2.2.7 knows are not applied.

@@ -377,6 +377,8 @@ class VrrpInstance:
     use_vmac: str | None = None  # the use_vmac NAME ("" without one); the whole link is ``vmac``
     vmac_xmit_base: bool = False
     vmac: "VmacConfig | None" = None  # use_vmac / use_ipvlan (config.model_vmac)
+    use_vmac_addr: bool = False
+    vip_vmacs: "tuple[VipVmac, ...]" = ()  # VMACs of VIPs on other interfaces/families (config.model_vmac)
     dont_track_primary: bool = False
     accept: bool | None = None
     strict_mode: bool = False

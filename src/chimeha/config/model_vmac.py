@@ -26,3 +26,18 @@ class VmacConfig:
     mac: str | None = None
     address: str | None = None
     mode: str = "private"
+
+
+@dataclass(frozen=True)
+class VipVmac:
+    """The VMAC a VIP goes on when it is not the instance's own (``use_vmac_addr``, a VIP's ``use_vmac``).
+
+    keepalived 2.2.7: a VIP on another interface (``dev``), or of the other
+    family, gets a macvlan of its own on that interface with the instance's
+    VRID-based MAC of the VIP's family, named from ``vmac_addr_prefix``.
+    """
+
+    address: str  # the VIP as written (CIDR), to find it again
+    name: str
+    base: str
+    family: int

@@ -297,6 +297,8 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
         w.line("use_ipvlan", *(quote(x) for x in (i.vmac.name, i.vmac.address, i.vmac.mode) if x))
     elif i.vmac is not None:  # the name as written (a default one is derived again)
         w.line("use_vmac", *(quote(x) for x in (i.use_vmac, i.vmac.mac) if x))
+    if i.use_vmac_addr:
+        w.line("use_vmac_addr")
     if i.accept is not None:
         w.line("accept" if i.accept else "no_accept")
     if i.auth_type or i.auth_pass is not None:

@@ -188,15 +188,14 @@ class Daemon:
         if self.links is None:
             return made
         for s in specs:
-            if s.link is None:
-                continue
-            fresh = self.links.links.get(s.link.name) != s.link
-            try:
-                self.links.ensure((s.link,), allow_missing_base=allow_missing)
-            except LinkError as exc:
-                raise DaemonError(f"{s.where}vrrp_instance {s.name}: {exc}") from exc
-            if fresh:
-                made.append(s.link.name)
+            for link in s.links():
+                fresh = self.links.links.get(link.name) != link
+                try:
+                    self.links.ensure((link,), allow_missing_base=allow_missing)
+                except LinkError as exc:
+                    raise DaemonError(f"{s.where}vrrp_instance {s.name}: {exc}") from exc
+                if fresh:
+                    made.append(link.name)
         return made
 
     def _primary_lookup(self) -> Callable[[str, int], str | None]:
@@ -397,7 +396,7 @@ class Daemon:
         self.after_input()
         self._ex.close_unused_sockets(self.node.socket_keys())
         if self.links is not None:  # links no instance needs now go, behind the removed instances' VIPs
-            needed = {sp.link.name for sp in self.node.specs() if sp.link is not None}
+            needed = {lk.name for sp in self.node.specs() for lk in sp.links()}
             self._drop_links([n for n in self.links.links if n not in needed])
         self._ex.setup_notify(self.config)
         self._start_trackers()

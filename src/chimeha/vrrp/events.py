@@ -48,6 +48,7 @@ class InstanceSpec:
     # use_vmac / use_ipvlan (chimeha.vrrp.vmac.Link): the link to hold; its name is where VIPs
     # without a dev go (``vip_interface``), its base is where the source address comes from.
     link: Any = None
+    extra_links: tuple[Any, ...] = ()  # VMACs of VIPs on other interfaces / of the other family (use_vmac_addr)
     initial_state: str = "BACKUP"
     nopreempt: bool = False
     preempt_delay: float = 0.0
@@ -89,7 +90,12 @@ class InstanceSpec:
 
     def interfaces(self) -> tuple[str, ...]:
         """Every interface the instance needs to run (socket, VIPs, source), each once."""
-        return tuple(dict.fromkeys((self.interface, self.vip_interface, self.source_interface)))
+        return tuple(dict.fromkeys((self.interface, self.vip_interface, self.source_interface,
+                                    *(lk.name for lk in self.extra_links))))
+
+    def links(self) -> tuple[Any, ...]:
+        """Every link the instance holds: its own, then its VIPs'."""
+        return ((self.link,) if self.link is not None else ()) + tuple(self.extra_links)
 
     @property
     def is_owner(self) -> bool:

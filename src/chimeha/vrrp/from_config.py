@@ -146,15 +146,31 @@ def _link(inst: Any) -> Link | None:
                 xmit_base=bool(inst.vmac_xmit_base or inst.unicast_peers), ipv6=inst.family == 6 or other_family)
 
 
+def _extra_links(inst: Any, link: Link | None) -> tuple[Link, ...]:
+    """The VIPs' own VMACs (config ``vip_vmacs``): the instance's MAC rule with the VIP's family."""
+    out: dict[str, Link] = {}
+    v = getattr(inst, "vmac", None)
+    configured = v.mac if v is not None and v.kind == "macvlan" else None
+    for vv in getattr(inst, "vip_vmacs", ()):
+        out.setdefault(vv.name, Link("macvlan", vv.name, vv.base, vv.family,
+                                     mac=mac_for(configured, inst.virtual_router_id or 0, vv.family),
+                                     ipv6=vv.family == 6))
+    return tuple(out.values())
+
+
 def _placed(addresses, inst: Any, link: Link | None) -> tuple:
-    """Where each VIP goes with a link (keepalived 2.2.7 vrrp_complete_instance): one of the
-    instance's family without a dev, or with the instance's interface as dev, on the link; one of the
-    other family without a dev on the interface itself (the link's MAC is of the wrong family)."""
-    if link is None:
+    """Where each VIP goes with a link (keepalived 2.2.7 vrrp_complete_instance): on its own VMAC
+    (``vip_vmacs``); else, one of the instance's family without a dev, or with the instance's
+    interface as dev, on the instance's link; one of the other family without a dev on the
+    interface itself (the link's MAC is of the wrong family)."""
+    own = {vv.address: vv.name for vv in getattr(inst, "vip_vmacs", ())}
+    if link is None and not own:
         return tuple(addresses)
     out = []
     for va in addresses:
-        if va.dev in (None, link.base):
+        if va.address in own:
+            va = dataclasses.replace(va, dev=own[va.address])
+        elif link is not None and va.dev in (None, link.base):
             va = dataclasses.replace(va, dev=link.name if va.family == inst.family else link.base)
         out.append(va)
     return tuple(out)
@@ -181,6 +197,7 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         source_configured=bool(src),
         interface=link.socket_interface if link else inst.interface or "",
         link=link,
+        extra_links=_extra_links(inst, link),
         initial_state=_initial_state(inst),
         nopreempt=inst.nopreempt,
         preempt_delay=inst.preempt_delay,

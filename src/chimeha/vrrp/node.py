@@ -212,9 +212,9 @@ class VrrpNode:
         for n in touched:
             inst = self._instances[n]
             fault = self._link_fault(inst)
-            link = inst.spec.link
-            if link is not None and self._started and self._link_lost(link, ifname, present):
-                self._queue.append(RestoreLink(n, link, now))
+            for link in inst.spec.links() if self._started else ():
+                if self._link_lost(link, ifname, present):
+                    self._queue.append(RestoreLink(n, link, now))
             inst.set_link(fault, now)
         if self._started:
             self._flush(touched, now)
