@@ -265,3 +265,53 @@ def test_reload_without_use_vmac_moves_the_vip_back_and_removes_the_link(topolog
                    "the VIP on the VMAC again")
     finally:
         ch.kill()
+
+
+def test_a_vips_use_vmac_and_use_vmac_addr_make_vmacs_of_their_own(topology, tmp_path):
+    """No use_vmac on the instance: adverts from eth0, the flagged VIP on vrrp.77; an IPv6 eVIP with
+    use_vmac_addr on an IPv4 instance gets vrrp6.77 with the IPv6 virtual MAC."""
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, "ch", "10.77.0.11/24")
+    client = topology.add_host("cl", CLIENT)
+    text = f"""vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id {VRID}
+    priority 200
+    advert_int 1
+    garp_master_delay 1
+    virtual_ipaddress {{
+        {VIP}/24 use_vmac
+    }}
+}}
+vrrp_instance VI_2 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 78
+    priority 200
+    advert_int 1
+    use_vmac
+    use_vmac_addr
+    virtual_ipaddress {{
+        10.78.0.101/24
+    }}
+    virtual_ipaddress_excluded {{
+        fd00:78::101/64
+    }}
+}}
+"""
+    ch = NodeDaemon(node, text, tmp_path / "ch.log").start()
+    try:
+        wait_until(lambda: VIP in node.addresses_on("vrrp.77") and "fd00:78::101" in node.addresses_on("vrrp6.78"),
+                   20, "the VIPs on their VMACs")
+        got = links(node)
+        assert (got["vrrp.77"]["address"], got["vrrp.78"]["address"], got["vrrp6.78"]["address"]) == (
+            VMAC, "00:00:5e:00:01:4e", "00:00:5e:00:02:4e")
+        assert "10.78.0.101" in node.addresses_on("vrrp.78")
+        client.run(["ping", "-c", "2", "-i", "0.2", "-W", "1", VIP])
+        assert client_mac(client) == VMAC
+        ch.terminate(10)
+        assert not {"vrrp.77", "vrrp.78", "vrrp6.78"} & set(links(node))
+    finally:
+        ch.kill()
