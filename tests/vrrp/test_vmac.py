@@ -337,3 +337,17 @@ vrrp_instance B {
 """, "c.conf")
     errs = [(d.line, d.code) for d in r.diagnostics if d.severity == "error"]
     assert errs == [(11, "vmac-mac-clash")], r.diagnostics
+
+
+def test_simulate_cuts_the_cable_not_the_vmac(capsys, tmp_path):
+    from chimeha.cli import main
+
+    text = ("vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 77\n  priority {p}\n"
+            "  use_vmac\n  virtual_ipaddress {{\n    10.78.0.100/24\n  }}\n}}\n")
+    for name, prio in (("a", 200), ("b", 100)):
+        (tmp_path / f"{name}.conf").write_text(text.format(p=prio))
+    rc = main(["simulate", "-f", str(tmp_path / "a.conf"), "-f", str(tmp_path / "b.conf"), "--event", "5 a link-down",
+               "--until", "12"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "a/VI_1       MASTER -> FAULT: track_interface eth0 failed" in out
+    assert "VI_1: a=FAULT, b=MASTER" in out
