@@ -397,7 +397,7 @@ class Daemon:
         self._ex.close_unused_sockets(self.node.socket_keys())
         if self.links is not None:  # links no instance needs now go, behind the removed instances' VIPs
             needed = {lk.name for sp in self.node.specs() for lk in sp.links()}
-            self._drop_links([n for n in self.links.links if n not in needed])
+            self._drop_links([n for n in list(self.links.links) if n not in needed])
         self._ex.setup_notify(self.config)
         self._start_trackers()
         self._reload_bfd()
