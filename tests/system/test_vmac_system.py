@@ -242,6 +242,11 @@ def test_ipv6_vmac_has_the_ipv6_virtual_mac_and_the_bases_link_local(topology, t
         client.run(["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", vip6])
         out = client.run(["ip", "-6", "neigh", "show", vip6, "dev", "eth0"]).stdout
         assert "lladdr 00:00:5e:00:02:4d" in out, out
+        # the adverts: from the VMAC's MAC, with the base's link-local as source (RFC 5798 7.4)
+        cap = client.run(["timeout", "5", "tcpdump", "-l", "-n", "-e", "-c", "1", "-i", "eth0", "ip6 proto 112"],
+                         check=False).stdout
+        assert re.search(rf"00:00:5e:00:02:4d > 33:33:00:00:00:12, .* {ll.pop()} > ff02::12: VRRPv3, Advertisement",
+                         cap), cap
     finally:
         ch.kill()
 
