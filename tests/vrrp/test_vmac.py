@@ -351,3 +351,57 @@ def test_simulate_cuts_the_cable_not_the_vmac(capsys, tmp_path):
     out = capsys.readouterr().out
     assert rc == 0 and "a/VI_1       MASTER -> FAULT: track_interface eth0 failed" in out
     assert "VI_1: a=FAULT, b=MASTER" in out
+
+
+GARP_EXTRA = """global_defs {{
+  {g}
+}}
+vrrp_instance A {{
+  interface eth0
+  virtual_router_id 3
+  {a}
+  virtual_ipaddress {{
+    10.0.0.1/24
+    10.0.1.1/24 dev eth1
+    10.0.1.2/24 dev eth1
+    10.0.2.1/24 dev eth2
+  }}
+}}
+"""
+
+
+def test_garp_extra_if_picks_one_vip_per_interface_that_sends_no_adverts():
+    from chimeha.config.render import render
+
+    r = loads(GARP_EXTRA.format(g="router_id x", a="use_vmac\n  use_vmac_addr\n  garp_extra_if 50"), "g.conf")
+    s = instance_specs(r.config)[0]
+    assert s.garp_extra_interval == 50.0
+    assert [(v.address, v.dev) for v in s.garp_extra_addresses] == [("10.0.1.1/24", "vrrp1.3"), ("10.0.2.1/24", "vrrp2.3")]
+    assert "garp_extra_if 50\n" in render(r.config)
+    # no VMACs elsewhere: only with 'all' (the global default here), on the plain other interfaces
+    r = loads(GARP_EXTRA.format(g="vrrp_garp_extra_if all 60", a=""), "g.conf")
+    s = instance_specs(r.config)[0]
+    assert s.garp_extra_interval == 60.0 and [v.dev for v in s.garp_extra_addresses] == ["eth1", "eth2"]
+    r = loads(GARP_EXTRA.format(g="vrrp_garp_extra_if 60", a=""), "g.conf")
+    assert instance_specs(r.config)[0].garp_extra_interval == 0.0  # keepalived: no extra VMAC, off
+    r = loads(GARP_EXTRA.format(g="router_id x", a="vmac_garp_intvl 90000"), "g.conf")
+    assert [(d.line, d.code) for d in r.diagnostics if d.severity == "error"] == [(7, "invalid-value")]
+
+
+def test_garp_extra_if_sends_one_round_every_interval_while_master():
+    vips = ("10.0.1.1/24",)
+    s = InstanceSpec("VI_1", 3, 200, interface="eth0", primary_address="10.0.0.1", advert_addresses=("10.0.0.1",),
+                     virtual_ipaddresses=("10.0.0.1",), garp_master_delay=0, garp_extra_interval=50.0,
+                     garp_extra_addresses=vips)
+    node = VrrpNode([s])
+    node.start(0.0)
+    while node.state("VI_1") is not State.MASTER:
+        node.handle_timer(node.get_timer())
+    became = node.instance_status("VI_1").last_change.at
+    extra = []
+    while node.get_timer() < became + 120:
+        t = node.get_timer()
+        node.handle_timer(t)
+        extra += [(round(a.at - became, 3), a.addresses, a.count) for a in node.pop_actions()
+                  if isinstance(a, SendGratuitous) and a.why == "extra-if"]
+    assert extra == [(50.0, vips, 1), (100.0, vips, 1)]

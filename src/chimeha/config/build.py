@@ -437,6 +437,11 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
             if v:
                 f["state"] = v
                 seen["state"] = s
+        elif n in ("garp_extra_if", "vmac_garp_intvl"):
+            v = build_vmac.garp_extra_if(s, ctx)
+            if v is not None:
+                f["garp_extra_if"] = v
+                seen[n] = s
         elif n == "use_vmac_addr":
             ctx.no_block(s)
             f["use_vmac_addr"] = True

@@ -52,6 +52,17 @@ def use_ipvlan(s: Stmt, ctx: Ctx) -> VmacConfig | None:
     return VmacConfig("ipvlan", s.where, name=name, address=address, mode=mode)
 
 
+def garp_extra_if(s: Stmt, ctx: Ctx) -> tuple[bool, int] | None:
+    """``garp_extra_if [all] SECONDS`` (0..86400); keepalived ignores a bad one with a config error."""
+    every, seconds = V.garp_extra_words(s.words())
+    if seconds is None:
+        ctx.error(s.where, "invalid-value", f"{s.name} '{' '.join(s.words())}': expected [all] SECONDS (0..86400)")
+        return None
+    if s.name in ("vmac_garp_intvl", "vrrp_vmac_garp_intvl"):
+        ctx.warning(s.where, "deprecated", f"{s.name} is deprecated; use {s.name.replace('vmac_garp_intvl', 'garp_extra_if')}")
+    return every, seconds
+
+
 def finish(inst: VrrpInstance, ctx: Ctx) -> VrrpInstance:
     """Instance-level rules of keepalived's vrrp_complete_instance / vrrp_end_handler."""
     link = inst.vmac

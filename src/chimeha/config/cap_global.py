@@ -79,8 +79,8 @@ ENTRIES = {
     "global_defs vrrp_garp_interval": ok(field="GlobalDefs.vrrp_garp_interval"),
     "global_defs vrrp_gna_interval": ok(field="GlobalDefs.vrrp_gna_interval"),
     "global_defs vrrp_min_garp": todo("vrrp_min_garp is not implemented"),
-    "global_defs vrrp_garp_extra_if": todo("no extra gratuitous ARPs on VMAC base interfaces"),
-    "global_defs vrrp_vmac_garp_intvl": todo("no extra gratuitous ARPs on VMAC base interfaces (deprecated keyword)"),
+    "global_defs vrrp_garp_extra_if": ok(field="GlobalDefs.vrrp_garp_extra_if"),
+    "global_defs vrrp_vmac_garp_intvl": ok(field="GlobalDefs.vrrp_garp_extra_if"),  # its deprecated name
     "global_defs vrrp_higher_prio_send_advert": ok(field="GlobalDefs.vrrp_higher_prio_send_advert"),
     "global_defs vrrp_lower_prio_no_advert": ok(),
     "global_defs vrrp_check_unicast_src": ok(),

@@ -51,8 +51,8 @@ ENTRIES = {
     "vrrp_instance garp_master_refresh_repeat": ok(field="VrrpInstance.garp_master_refresh_repeat"),
     "vrrp_instance garp_lower_prio_delay": ok(field="VrrpInstance.garp_lower_prio_delay"),
     "vrrp_instance garp_lower_prio_repeat": ok(field="VrrpInstance.garp_lower_prio_repeat"),
-    "vrrp_instance garp_extra_if": todo("no extra gratuitous ARPs on VMAC base interfaces"),
-    "vrrp_instance vmac_garp_intvl": todo("no extra gratuitous ARPs on VMAC base interfaces (deprecated keyword)"),
+    "vrrp_instance garp_extra_if": ok(field="VrrpInstance.garp_extra_if"),
+    "vrrp_instance vmac_garp_intvl": ok(field="VrrpInstance.garp_extra_if"),  # its deprecated name
     "vrrp_instance higher_prio_send_advert": ok(field="VrrpInstance.higher_prio_send_advert"),
     "vrrp_instance lower_prio_no_advert": ok(field="VrrpInstance.lower_prio_no_advert"),
     "vrrp_instance down_timer_adverts": ok(field="VrrpInstance.down_timer_adverts"),

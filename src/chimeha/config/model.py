@@ -135,6 +135,7 @@ class GlobalDefs:
     vrrp_mcast_group4: str = "224.0.0.18"
     vmac_prefix: str | None = None  # default VMAC names: PREFIX.VRID (keepalived: "vrrp")
     vmac_addr_prefix: str | None = None
+    vrrp_garp_extra_if: tuple[bool, int] | None = None  # (all, seconds): default of garp_extra_if
     vrrp_mcast_group6: str = "ff02::12"
     vrrp_garp_master_delay: float = 5.0
     vrrp_garp_master_repeat: int = 5
@@ -378,6 +379,7 @@ class VrrpInstance:
     vmac_xmit_base: bool = False
     vmac: "VmacConfig | None" = None  # use_vmac / use_ipvlan (config.model_vmac)
     use_vmac_addr: bool = False
+    garp_extra_if: tuple[bool, int] | None = None  # (all, seconds); keepalived's vmac_garp_intvl
     vip_vmacs: "tuple[VipVmac, ...]" = ()  # VMACs of VIPs on other interfaces/families (config.model_vmac)
     dont_track_primary: bool = False
     accept: bool | None = None

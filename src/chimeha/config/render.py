@@ -197,6 +197,8 @@ def _globals(w: _W, g: GlobalDefs) -> None:
     for key in ("vmac_prefix", "vmac_addr_prefix"):
         if getattr(g, key) is not None:
             w.line(key, quote(getattr(g, key)))
+    if g.vrrp_garp_extra_if is not None:
+        w.line("vrrp_garp_extra_if", *(["all"] if g.vrrp_garp_extra_if[0] else []), str(g.vrrp_garp_extra_if[1]))
     _if(w, "vrrp_version", g.vrrp_version, 2, str)
     if g.enable_script_security:
         w.line("enable_script_security")
@@ -299,6 +301,8 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
         w.line("use_vmac", *(quote(x) for x in (i.use_vmac, i.vmac.mac) if x))
     if i.use_vmac_addr:
         w.line("use_vmac_addr")
+    if i.garp_extra_if is not None:
+        w.line("garp_extra_if", *(["all"] if i.garp_extra_if[0] else []), str(i.garp_extra_if[1]))
     if i.accept is not None:
         w.line("accept" if i.accept else "no_accept")
     if i.auth_type or i.auth_pass is not None:

@@ -49,6 +49,10 @@ class InstanceSpec:
     # without a dev go (``vip_interface``), its base is where the source address comes from.
     link: Any = None
     extra_links: tuple[Any, ...] = ()  # VMACs of VIPs on other interfaces / of the other family (use_vmac_addr)
+    # garp_extra_if: while MASTER, one gratuitous ARP/NA every this many seconds for these VIPs
+    # (one per interface that carries no adverts: keepalived's vrrp_send_vmac_update); 0 = off
+    garp_extra_interval: float = 0.0
+    garp_extra_addresses: tuple[Any, ...] = ()
     initial_state: str = "BACKUP"
     nopreempt: bool = False
     preempt_delay: float = 0.0

@@ -158,6 +158,29 @@ def _extra_links(inst: Any, link: Link | None) -> tuple[Link, ...]:
     return tuple(out.values())
 
 
+def _garp_extra(config: Any, inst: Any, link: Link | None, extra: tuple[Link, ...], vips: tuple) -> dict:
+    """keepalived's vmac_garp_intvl (garp_extra_if): which VIPs, how often (vrrp_send_vmac_update)."""
+    setting = getattr(inst, "garp_extra_if", None) or getattr(config.global_defs, "vrrp_garp_extra_if", None)
+    every, seconds = setting or (False, 0)
+    if not seconds:
+        return {}
+    own = link.name if link is not None else inst.interface
+    ours = {lk.name for lk in extra} | ({link.name} if link is not None else set())
+    xmit_base = link is not None and link.xmit_base
+    out, done, extra_vmac = [], set(), False
+    for va in vips:
+        dev = va.dev or own
+        if dev != own:
+            extra_vmac = extra_vmac or dev in ours
+        if (dev not in ours and not every) or (dev == own and not xmit_base) or dev in done:
+            continue
+        done.add(dev)
+        out.append(va)
+    if not out or not (extra_vmac or every):
+        return {}  # keepalived: no extra interface, no extra GARPs
+    return {"garp_extra_interval": float(seconds), "garp_extra_addresses": tuple(out)}
+
+
 def _placed(addresses, inst: Any, link: Link | None) -> tuple:
     """Where each VIP goes with a link (keepalived 2.2.7 vrrp_complete_instance): on its own VMAC
     (``vip_vmacs``); else, one of the instance's family without a dev, or with the instance's
@@ -185,6 +208,9 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
     link = _link(inst)
     # keepalived: an ipvlan's address is the adverts' source (as if it were mcast_src_ip).
     src = inst.unicast_src_ip or inst.mcast_src_ip or (link.address.split("/")[0] if link and link.address else "")
+    vips = _placed(inst.virtual_ipaddresses, inst, link)
+    evips = _placed(inst.virtual_ipaddresses_excluded, inst, link)
+    extra = _extra_links(inst, link)
     return InstanceSpec(
         name=inst.name,
         vrid=inst.virtual_router_id or 0,
@@ -197,7 +223,8 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         source_configured=bool(src),
         interface=link.socket_interface if link else inst.interface or "",
         link=link,
-        extra_links=_extra_links(inst, link),
+        extra_links=extra,
+        **_garp_extra(config, inst, link, extra, vips + evips),
         initial_state=_initial_state(inst),
         nopreempt=inst.nopreempt,
         preempt_delay=inst.preempt_delay,
@@ -218,8 +245,8 @@ def instance_spec(config: Any, inst: Any, primary_address: str = "") -> Instance
         garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
         lower_prio_no_advert=inst.lower_prio_no_advert,
         **_garp_settings(config, inst),
-        virtual_ipaddresses=_placed(inst.virtual_ipaddresses, inst, link),
-        virtual_ipaddresses_excluded=_placed(inst.virtual_ipaddresses_excluded, inst, link),
+        virtual_ipaddresses=vips,
+        virtual_ipaddresses_excluded=evips,
         virtual_routes=tuple(inst.virtual_routes),
         sync_group=group,
         where=_where(inst),

@@ -153,3 +153,12 @@ def ipvlan_words(words) -> tuple[str | None, str | None, str]:
             raise VmacError(f"ipvlan interface name '{w}' is too long or has invalid characters")
         name = w
     return name, address, mode or "bridge"
+
+
+def garp_extra_words(words) -> tuple[bool, int | None]:
+    """``garp_extra_if [all] SECONDS`` (keepalived 2.2.7: 0..86400) -> (all, seconds or None if invalid)."""
+    every = "all" in words
+    rest = [w for w in words if w != "all"]
+    if len(rest) != 1 or not rest[0].isdigit() or int(rest[0]) > 86400:
+        return every, None
+    return every, int(rest[0])
