@@ -320,3 +320,28 @@ vrrp_instance VI_2 {{
         assert not {"vrrp.77", "vrrp.78", "vrrp6.78"} & set(links(node))
     finally:
         ch.kill()
+
+
+def test_garp_extra_if_refreshes_a_vip_vmac_that_sends_no_adverts(topology, tmp_path):
+    from chimeha.lab.node import add_node
+
+    node = add_node(topology, "ch", "10.77.0.11/24")
+    client = topology.add_host("cl", CLIENT)
+    text = conf(200, "    garp_extra_if 1\n", vmac="").replace(f"{VIP}/24", f"{VIP}/24 use_vmac")
+    cap = client.popen(["tcpdump", "-l", "-n", "-e", "-tt", "-i", "eth0", "arp"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    ch = NodeDaemon(node, text, tmp_path / "ch.log").start()
+    try:
+        wait_until(lambda: VIP in node.addresses_on("vrrp.77"), 15, "the VIP on its own VMAC")
+        time.sleep(4.5)
+        cap.terminate()
+        out, _ = cap.communicate(timeout=5)
+        times = [float(m.group(1)) for m in re.finditer(
+            rf"^(\d+\.\d+) {VMAC} > ff:ff:ff:ff:ff:ff, .*Request who-has {VIP} tell {VIP}", out, re.M)]
+        # the takeover burst (5), the second one a second later (garp_master_delay 1, 5), then one a second
+        singles = [b - a for a, b in zip(times, times[1:]) if b - a > 0.5]
+        assert len(times) >= 13 and len(singles) >= 3 and all(0.9 < g < 1.2 for g in singles), (times, out)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+        ch.kill()
