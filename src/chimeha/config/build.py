@@ -17,6 +17,7 @@ from .build_global import Opts, add_option, build_global_defs, freeze_options
 from .build_lvs import build_virtual_server, build_virtual_server_group
 from .build_rules import RuleNumbering, build_rules
 from .rules import RTPROT_KEEPALIVED, route_protocol
+from . import build_vmac
 from ..vrrp.timing import advert_centiseconds, advert_seconds_v2
 from .model import (
     Block,
@@ -91,6 +92,9 @@ def build_config(tree: list[Stmt], ctx: Ctx) -> Config:
     f["global_defs"] = g
     # Instances inherit the global VRRP version; re-check advert_int against it.
     f["instances"] = {n: _finish_instance(i, g, ctx) for n, i in f["instances"].items()}
+    # VMAC names: after every instance is read (file order, as keepalived names them)
+    f["instances"] = build_vmac.resolve(f["instances"], g.vmac_prefix, g.vmac_addr_prefix, ctx)
+    build_vmac.check_links(f["instances"], ctx)
     where = tree[0].where if tree else None
     extra = {"where": where} if where else {}
     return Config(
@@ -330,9 +334,8 @@ def _addresses(body: list[Stmt], ctx: Ctx, report: bool = False) -> list[Virtual
                 f["home"] = True
             elif w == "noprefixroute":
                 f["noprefixroute"] = True
-            elif w == "use_vmac":
-                f["use_vmac"] = words[i + 1] if i + 1 < len(words) else ""
-                i += 1
+            elif w == "use_vmac":  # a flag in keepalived 2.2.7 (vrrp_ipaddress.c), no name
+                f["use_vmac"] = ""
             elif w in _VIP_FLAGS:
                 pass
             else:
@@ -428,7 +431,6 @@ _SCALAR: dict[str, tuple[str, Callable[[Ctx, Stmt], object]]] = {
     "garp_lower_prio_delay": ("garp_lower_prio_delay", lambda c, s: c.float_arg(s, 0)),
     "garp_lower_prio_repeat": ("garp_lower_prio_repeat", lambda c, s: c.int_arg(s, 0)),
     "down_timer_adverts": ("down_timer_adverts", lambda c, s: c.int_arg(s, 1, 100, what="down_timer_adverts")),
-    "use_vmac": ("use_vmac", lambda c, s: s.args[0].text if s.args else "vrrp"),
     "vmac_xmit_base": ("vmac_xmit_base", lambda c, s: True),
     "dont_track_primary": ("dont_track_primary", lambda c, s: True),
     "accept": ("accept", lambda c, s: True),
@@ -470,6 +472,26 @@ def _instance(st: Stmt, name: str, body: list[Stmt], ctx: Ctx) -> VrrpInstance:
             if v:
                 f["state"] = v
                 seen["state"] = s
+        elif n in ("garp_extra_if", "vmac_garp_intvl"):
+            v = build_vmac.garp_extra_if(s, ctx)
+            if v is not None:
+                f["garp_extra_if"] = v
+                seen[n] = s
+        elif n == "use_vmac_addr":
+            ctx.no_block(s)
+            f["use_vmac_addr"] = True
+            seen[n] = s
+        elif n in ("use_vmac", "use_ipvlan"):
+            if "vmac" in f:
+                ctx.error(s.where, "duplicate-keyword", f"vrrp_instance {name}: {n}: use_vmac or use_ipvlan "
+                          f"is already given at {f['vmac'].where}")
+                continue
+            link = build_vmac.use_vmac(s, ctx) if n == "use_vmac" else build_vmac.use_ipvlan(s, ctx)
+            if link is not None:
+                f["vmac"] = link
+                if n == "use_vmac":
+                    f["use_vmac"] = link.name or ""
+            seen[n] = s
         elif n == "authentication":
             for a in ctx.block(s):
                 if a.name == "auth_type":
@@ -592,4 +614,4 @@ def _finish_instance(inst: VrrpInstance, g: GlobalDefs, ctx: Ctx) -> VrrpInstanc
                 changes["advert_int"] = max(cs, 1) / 100.0
     from .build_vrrpx import finish  # mcast_dst_ip, unicast_ttl, unicast without peers (keepalived's checks)
     changes.update(finish(inst, ctx))
-    return replace(inst, **changes)
+    return build_vmac.finish(replace(inst, **changes), ctx)

@@ -41,6 +41,25 @@ def _dynamic_interfaces(s: Stmt, ctx: Ctx) -> bool:
     return True
 
 
+def _garp_extra(s: Stmt, ctx: Ctx):
+    from .build_vmac import garp_extra_if  # build_vmac imports nothing of this module
+
+    return garp_extra_if(s, ctx)
+
+
+def _vmac_prefix(s: Stmt, ctx: Ctx) -> str | None:
+    """A prefix that makes invalid interface names is refused (keepalived would fail to create the link).
+
+    A long one is cut to fit, as keepalived's create_vmac_name does.
+    """
+    word = ctx.word(s)
+    if word is not None and any(c in "/:" or c.isspace() for c in word):
+        ctx.error(s.where, "invalid-value", f"{s.name} '{word}' cannot start an interface name (no '/', ':' or "
+                  "white space)")
+        return None
+    return word
+
+
 def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
     if not stmts:
         return GlobalDefs()
@@ -48,6 +67,10 @@ def build_global_defs(stmts: list[Stmt], ctx: Ctx) -> GlobalDefs:
     opts: Opts = {}
     setters: dict[str, Callable[[Stmt], None]] = {
         "router_id": lambda s: f.__setitem__("router_id", ctx.word(s)),
+        "vmac_prefix": lambda s: f.__setitem__("vmac_prefix", _vmac_prefix(s, ctx)),
+        "vrrp_garp_extra_if": lambda s: f.__setitem__("vrrp_garp_extra_if", _garp_extra(s, ctx)),
+        "vrrp_vmac_garp_intvl": lambda s: f.__setitem__("vrrp_garp_extra_if", _garp_extra(s, ctx)),
+        "vmac_addr_prefix": lambda s: f.__setitem__("vmac_addr_prefix", _vmac_prefix(s, ctx)),
         "vrrp_version": lambda s: f.__setitem__("vrrp_version", ctx.int_arg(s, 2, 3, what="vrrp_version")),
         "enable_script_security": lambda s: f.__setitem__("enable_script_security", ctx.bool_arg(s)),
         "notification_email_from": lambda s: f.__setitem__("notification_email_from", ctx.word(s)),

@@ -80,8 +80,8 @@ ENTRIES = {
     "global_defs vrrp_garp_interval": ok(field="GlobalDefs.vrrp_garp_interval"),
     "global_defs vrrp_gna_interval": ok(field="GlobalDefs.vrrp_gna_interval"),
     "global_defs vrrp_min_garp": todo("vrrp_min_garp is not implemented"),
-    "global_defs vrrp_garp_extra_if": todo("no extra gratuitous ARPs on VMAC base interfaces"),
-    "global_defs vrrp_vmac_garp_intvl": todo("no extra gratuitous ARPs on VMAC base interfaces (deprecated keyword)"),
+    "global_defs vrrp_garp_extra_if": ok(field="GlobalDefs.vrrp_garp_extra_if"),
+    "global_defs vrrp_vmac_garp_intvl": ok(field="GlobalDefs.vrrp_garp_extra_if"),  # its deprecated name
     "global_defs vrrp_higher_prio_send_advert": ok(field="GlobalDefs.vrrp_higher_prio_send_advert"),
     "global_defs vrrp_lower_prio_no_advert": ok(),
     "global_defs vrrp_check_unicast_src": ok(),
@@ -96,8 +96,8 @@ ENTRIES = {
     "global_defs log_unknown_vrids": todo("adverts for unknown VRIDs are counted, not logged"),
     "global_defs max_auto_priority": noeff(PROCESS),
     "global_defs min_auto_priority_delay": noeff(PROCESS),
-    "global_defs vmac_prefix": todo("VMAC interfaces are not created"),
-    "global_defs vmac_addr_prefix": todo("VMAC interfaces are not created"),
+    "global_defs vmac_prefix": ok(),  # GlobalDefs.vmac_prefix names VrrpInstance.vmac (build_vmac.resolve)
+    "global_defs vmac_addr_prefix": ok(),  # GlobalDefs.vmac_addr_prefix names VrrpInstance.vip_vmacs
     "global_defs vrrp_iptables": noeff(FIREWALL),
     "global_defs nftables": noeff(FIREWALL),
     "global_defs nftables_priority": noeff(FIREWALL),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from .capabilities_base import BUFS, noeff, ok, todo
 
-_VMAC = "VMAC/ipvlan interfaces are not created; the VIPs go on the interface itself"
 
 ENTRIES = {
     # ------------------------------------------------------------------ vrrp_instance
@@ -50,8 +49,8 @@ ENTRIES = {
     "vrrp_instance garp_master_refresh_repeat": ok(field="VrrpInstance.garp_master_refresh_repeat"),
     "vrrp_instance garp_lower_prio_delay": ok(field="VrrpInstance.garp_lower_prio_delay"),
     "vrrp_instance garp_lower_prio_repeat": ok(field="VrrpInstance.garp_lower_prio_repeat"),
-    "vrrp_instance garp_extra_if": todo("no extra gratuitous ARPs on VMAC base interfaces"),
-    "vrrp_instance vmac_garp_intvl": todo("no extra gratuitous ARPs on VMAC base interfaces (deprecated keyword)"),
+    "vrrp_instance garp_extra_if": ok(field="VrrpInstance.garp_extra_if"),
+    "vrrp_instance vmac_garp_intvl": ok(field="VrrpInstance.garp_extra_if"),  # its deprecated name
     "vrrp_instance higher_prio_send_advert": ok(field="VrrpInstance.higher_prio_send_advert"),
     "vrrp_instance lower_prio_no_advert": ok(field="VrrpInstance.lower_prio_no_advert"),
     "vrrp_instance down_timer_adverts": ok(field="VrrpInstance.down_timer_adverts"),
@@ -61,10 +60,12 @@ ENTRIES = {
     "vrrp_instance accept": ok(field="VrrpInstance.accept"),
     "vrrp_instance no_accept": ok(field="VrrpInstance.accept"),
     "vrrp_instance promote_secondaries": todo("promote_secondaries is not set on the interface"),
-    "vrrp_instance use_vmac": todo(_VMAC, field="VrrpInstance.use_vmac"),
-    "vrrp_instance use_vmac_addr": todo(_VMAC),
-    "vrrp_instance vmac_xmit_base": todo(_VMAC, field="VrrpInstance.vmac_xmit_base"),
-    "vrrp_instance use_ipvlan": todo(_VMAC),
+    "vrrp_instance use_vmac": ok(field="VrrpInstance.vmac"),
+    "vrrp_instance use_vmac_addr": ok(),  # VrrpInstance.use_vmac_addr decides VrrpInstance.vip_vmacs
+    "vrrp_instance vmac_xmit_base": ok(field="VrrpInstance.vmac_xmit_base"),
+    "vrrp_instance use_ipvlan": todo("the L2 ipvlan is requested as keepalived requests it but was never seen "
+                                     "working: this machine's kernel has no ipvlan (netlink answers 'Operation "
+                                     "not supported')", field="VrrpInstance.vmac"),
     "vrrp_instance vrf": todo("VRF interfaces are not handled"),
     "vrrp_instance linkbeat_use_polling": noeff("chime-ha learns link state from netlink events, never by polling"),
     "vrrp_instance kernel_rx_buf_size": noeff(BUFS),
@@ -146,7 +147,7 @@ VIP_OPTIONS = {
     "noprefixroute": todo("the address is added with its prefix route", field="VirtualAddress.noprefixroute"),
     "autojoin": todo("the address is added without the autojoin flag"),
     "dadfailed": todo("the dadfailed flag is not set"),
-    "use_vmac": todo(_VMAC, field="VirtualAddress.use_vmac"),
+    "use_vmac": ok(),  # VirtualAddress.use_vmac decides VrrpInstance.vip_vmacs
 }
 
 # Option words inside a line of virtual_routes; the others that 2.2.7 knows are not applied.

@@ -61,6 +61,11 @@ FOLDED_FIELDS: dict[str, str] = {
     **{f"GlobalDefs.vrrp_{k}": f"default of VrrpInstance.{k} (build._finish_instance)"
        for k in ("check_unicast_src", "lower_prio_no_advert")},
     "VrrpInstance.native_ipv6": "decides VrrpInstance.family",
+    "GlobalDefs.vmac_prefix": "names the VMACs in VrrpInstance.vmac (build_vmac.resolve)",
+    "GlobalDefs.vmac_addr_prefix": "names the VMACs in VrrpInstance.vip_vmacs (build_vmac.resolve)",
+    "VrrpInstance.use_vmac_addr": "decides VrrpInstance.vip_vmacs (build_vmac.resolve)",
+    "VirtualAddress.use_vmac": "decides VrrpInstance.vip_vmacs (build_vmac.resolve)",
+    "VrrpInstance.use_vmac": "the use_vmac NAME as written; VrrpInstance.vmac is the link",
     "VirtualServer.protocol_explicit": "the protocol-missing / fwmark-protocol diagnostics",
     "Block.keyword": "render() writes generic blocks back",
     **{f"VirtualServer.{k}": "read by name in lvs.desired.scheduler_flags (getattr(vs, f'{algo}_...'))"

@@ -96,6 +96,9 @@ class GlobalDefs:
     smtp_server: str | None = None
     smtp_connect_timeout: float = 30.0
     vrrp_mcast_group4: str = "224.0.0.18"
+    vmac_prefix: str | None = None  # default VMAC names: PREFIX.VRID (keepalived: "vrrp")
+    vmac_addr_prefix: str | None = None
+    vrrp_garp_extra_if: tuple[bool, int] | None = None  # (all, seconds): default of garp_extra_if
     vrrp_mcast_group6: str = "ff02::12"
     vrrp_garp_master_delay: float = 5.0
     vrrp_garp_master_repeat: int = 5
@@ -352,8 +355,12 @@ class VrrpInstance:
     notify_priority_changes: bool | None = None  # None: the sync group's, else the global default
     smtp_alert: bool = False
     down_timer_adverts: int = 3
-    use_vmac: str | None = None
+    use_vmac: str | None = None  # the use_vmac NAME ("" without one); the whole link is ``vmac``
     vmac_xmit_base: bool = False
+    vmac: "VmacConfig | None" = None  # use_vmac / use_ipvlan (config.model_vmac)
+    use_vmac_addr: bool = False
+    garp_extra_if: tuple[bool, int] | None = None  # (all, seconds); keepalived's vmac_garp_intvl
+    vip_vmacs: "tuple[VipVmac, ...]" = ()  # VMACs of VIPs on other interfaces/families (config.model_vmac)
     dont_track_primary: bool = False
     accept: bool | None = None
     strict_mode: bool = False

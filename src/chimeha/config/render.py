@@ -197,6 +197,11 @@ def _globals(w: _W, g: GlobalDefs) -> None:
     w.open("global_defs")
     if g.router_id is not None:
         w.line("router_id", quote(g.router_id))
+    for key in ("vmac_prefix", "vmac_addr_prefix"):
+        if getattr(g, key) is not None:
+            w.line(key, quote(getattr(g, key)))
+    if g.vrrp_garp_extra_if is not None:
+        w.line("vrrp_garp_extra_if", *(["all"] if g.vrrp_garp_extra_if[0] else []), str(g.vrrp_garp_extra_if[1]))
     _if(w, "vrrp_version", g.vrrp_version, 2, str)
     if g.enable_script_security:
         w.line("enable_script_security")
@@ -318,8 +323,14 @@ def _instance(w: _W, i: VrrpInstance, g: GlobalDefs) -> None:
     _if(w, "down_timer_adverts", i.down_timer_adverts, 3, str)
     for key in ("check_unicast_src", "lower_prio_no_advert"):  # written where they differ from the global default
         _if(w, key, getattr(i, key), getattr(g, "vrrp_" + key), lambda on: "on" if on else "off")
-    if i.use_vmac is not None:
-        w.line("use_vmac", quote(i.use_vmac))
+    if i.vmac is not None and i.vmac.kind == "ipvlan":
+        w.line("use_ipvlan", *(quote(x) for x in (i.vmac.name, i.vmac.address, i.vmac.mode) if x))
+    elif i.vmac is not None:  # the name as written (a default one is derived again)
+        w.line("use_vmac", *(quote(x) for x in (i.use_vmac, i.vmac.mac) if x))
+    if i.use_vmac_addr:
+        w.line("use_vmac_addr")
+    if i.garp_extra_if is not None:
+        w.line("garp_extra_if", *(["all"] if i.garp_extra_if[0] else []), str(i.garp_extra_if[1]))
     if i.accept is not None:
         w.line("accept" if i.accept else "no_accept")
     if i.auth_type or i.auth_pass is not None:

@@ -93,6 +93,11 @@ class AddressManager:
         self._own_ipr = ipr is None
         self._index_cache: dict[str, int] | None = None  # only inside cached_lookups()
 
+    @property
+    def ipr(self) -> IPRoute:
+        """The pyroute2 socket (links are made on it too: chimeha.runtime.vmac)."""
+        return self._ipr
+
     def close(self) -> None:
         if self._own_ipr:
             self._ipr.close()

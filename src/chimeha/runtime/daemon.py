@@ -48,6 +48,7 @@ from chimeha.runtime.netlink import NetlinkWorker
 from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.runtime.static import StaticManager
 from chimeha.runtime.tracking import Trackers
+from chimeha.runtime.vmac import LinkError, LinkManager
 from chimeha.vrrp.events import StateChanged
 from chimeha.vrrp.node import VrrpNode
 
@@ -114,6 +115,8 @@ class Daemon:
         self._timer_at: float | None = None
         self.interfaces: InterfaceMonitor | None = None
         self.static = StaticManager(self._nl)  # static_ipaddress / static_routes / static_rules
+        submit = getattr(self._nl, "submit", None)  # a netlink test double without a worker: no links
+        self.links: LinkManager | None = LinkManager(submit) if submit is not None else None
 
     @property
     def generation(self) -> int:
@@ -145,10 +148,13 @@ class Daemon:
         self.started_at = self.config_loaded_at = time.time()
         try:
             specs, groups = reloading.build_specs(self.config)
+            self._ensure_links(specs, self.config.global_defs.dynamic_interfaces)
             pre = reloading.preflight(specs, open_sockets=set(), primary_address=self._primary_lookup(),
                                       socket_factory=self._socket_factory,
                                       allow_missing=self.config.global_defs.dynamic_interfaces)
         except ChimeHaError as exc:
+            if self.links is not None and self.links.links:  # made before the refusal: not left behind
+                self.links.remove().result()
             raise DaemonError(str(exc)) from exc
         self._ex.setup_notify(self.config)
         self._ex.adopt_sockets(pre.opened)
@@ -178,6 +184,25 @@ class Daemon:
         self._gen += 1  # started: news for a poller even without any instance
         log.info("started %d VRRP instance(s) from %s", len(self.node.names), self.config_path)
 
+    def _ensure_links(self, specs, allow_missing: bool) -> list[str]:
+        """Create the VMAC/ipvlan links the specs need before anything looks for them; the names created.
+
+        Raises :class:`DaemonError` (FILE:LINE of the instance) when one cannot be made.
+        """
+        made: list[str] = []
+        if self.links is None:
+            return made
+        for s in specs:
+            for link in s.links():
+                fresh = self.links.links.get(link.name) != link
+                try:
+                    self.links.ensure((link,), allow_missing_base=allow_missing)
+                except LinkError as exc:
+                    raise DaemonError(f"{s.where}vrrp_instance {s.name}: {exc}") from exc
+                if fresh:
+                    made.append(link.name)
+        return made
+
     def _primary_lookup(self) -> Callable[[str, int], str | None]:
         """``primary_address`` for one preflight: one netlink query per (interface, family), not per instance."""
         found: dict[tuple[str, int], str | None] = {}
@@ -199,7 +224,9 @@ class Daemon:
             return
         watched: dict[str, set[int]] = {}
         for s in self.node.specs():
-            watched.setdefault(s.interface, set()).add(s.family)
+            for name in s.interfaces():
+                watched.setdefault(name, set())
+            watched[s.source_interface].add(s.family)
         if self.interfaces is None:
             self.interfaces = InterfaceMonitor(watched, submit, self.interface_changed)
             facts = self.interfaces.snapshot()
@@ -308,6 +335,11 @@ class Daemon:
         await self._ex.close_filter(5.0)
         self._ex.close_sockets()
         self._ex.close_notify()
+        if self.links is not None and self.links.links:  # after the VIPs are gone (same FIFO)
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(self.links.remove()), 5.0)
+            except (asyncio.TimeoutError, Exception):
+                log.exception("stop: removing the VMAC/ipvlan links failed")
         try:
             await asyncio.wait_for(self._loop.run_in_executor(None, self._nl.close), 5.0)
         except (asyncio.TimeoutError, Exception):
@@ -349,17 +381,21 @@ class Daemon:
             return status.ReloadOutcome(False, diags, "invalid configuration; still running the old one", self.now())
         for d in diags:  # warnings of a usable file (an include skipped as a FIFO...): say them on SIGHUP too
             log.warning("reload: %s", d)
+        made: list[str] = []
         try:
             specs, groups = reloading.build_specs(result.config)
+            made = self._ensure_links(specs, result.config.global_defs.dynamic_interfaces)
             pre = reloading.preflight(specs, open_sockets=set(self._ex.sockets),
                                       primary_address=self._primary_lookup(), socket_factory=self._socket_factory,
                                       allow_missing=result.config.global_defs.dynamic_interfaces)
         except ChimeHaError as exc:
+            self._drop_links(made)
             log.error("reload failed: %s", exc)
             return status.ReloadOutcome(False, diags + (str(exc),), "reload failed; nothing changed", self.now())
         try:
             plan = self.node.plan_reload(pre.specs, groups)
         except ChimeHaError as exc:
+            self._drop_links(made)
             pre.close()
             log.error("reload failed: %s", exc)
             return status.ReloadOutcome(False, diags + (str(exc),), "reload failed; nothing changed", self.now())
@@ -374,6 +410,9 @@ class Daemon:
         self.after_input()
         self._ex.refilter()
         self._ex.close_unused_sockets(self.node.socket_keys())
+        if self.links is not None:  # links no instance needs now go, behind the removed instances' VIPs
+            needed = {lk.name for sp in self.node.specs() for lk in sp.links()}
+            self._drop_links([n for n in list(self.links.links) if n not in needed])
         self._ex.setup_notify(self.config)
         self._start_trackers()
         self._reload_bfd()
@@ -385,6 +424,10 @@ class Daemon:
         msg = "reloaded: " + plan.summary()
         log.info(msg)
         return status.ReloadOutcome(True, diags, msg, self.now(), plan)
+
+    def _drop_links(self, names) -> None:
+        if self.links is not None and names:
+            self.links.remove(tuple(names))
 
     def _reload_bfd(self) -> None:
         """Sessions whose bfd_instance is unchanged keep running; their state is fed to the new trackers."""

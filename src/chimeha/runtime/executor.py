@@ -27,8 +27,8 @@ from chimeha.runtime.notify import Notifier, NotifyFifo
 from chimeha.vrrp import packet
 from chimeha.vrrp.ah import uses_ah
 from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceRemoved, InterfaceChanged,
-                                 LowerPriorityHeard, PacketDropped, PriorityChanged, RemoveAddresses, SendAdvert,
-                                 SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
+                                 LowerPriorityHeard, PacketDropped, PriorityChanged, RemoveAddresses, RestoreLink,
+                                 SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
 
 log = logging.getLogger("chimeha.runtime")
 
@@ -159,7 +159,7 @@ class Executor:
             self._advert(a)
         elif isinstance(a, (AddAddresses, RemoveAddresses)):
             spec = self._spec(a.instance)
-            dev = spec.interface if spec else ""
+            dev = spec.vip_interface if spec else ""
             if isinstance(a, AddAddresses):
                 self._added_on[a.instance] = dev
             else:  # a reload may have removed the instance already: remove where the VIPs were added
@@ -184,6 +184,11 @@ class Executor:
                                      wanted=lambda n=a.instance: self._holding.get(n, True), **pacing)
             if a.why == "master" and isinstance(first, concurrent.futures.Future):
                 self._announced[a.instance] = first
+        elif isinstance(a, RestoreLink):
+            links = getattr(self.daemon, "links", None)
+            if links is not None:
+                log.warning("%s: %s %s is gone; re-creating it", a.instance, a.link.kind, a.link.name)
+                links.restore(a.link)
         elif isinstance(a, InterfaceChanged):
             self.rebuild_sockets(a.interface, a.present, a.ifindex)
         elif isinstance(a, StateChanged):

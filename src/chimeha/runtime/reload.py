@@ -96,6 +96,14 @@ def build_specs(config: Any) -> tuple[list[InstanceSpec], dict[str, tuple[str, .
     return specs, sync_groups(config)
 
 
+def _exists(ifname: str) -> bool:
+    try:
+        socket.if_nametoindex(ifname)
+        return True
+    except OSError:
+        return False
+
+
 @dataclass
 class Preflight:
     """What :func:`preflight` found: specs with their source address, and sockets it opened."""
@@ -127,21 +135,21 @@ def preflight(specs: list[InstanceSpec], *, open_sockets: set[tuple[str, int]],
     result = Preflight([], {})
     try:
         for s in specs:
-            try:
-                socket.if_nametoindex(s.interface)
-            except OSError:
+            missing = [n for n in s.interfaces() if not _exists(n)]
+            if missing:
+                what = (f"interface {missing[0]} does not exist" if s.link is None or missing[0] == s.link.base
+                        else f"its {s.link.kind} {missing[0]} does not exist")
                 if not allow_missing:
-                    raise PreflightError(f"{s.where}vrrp_instance {s.name}: interface {s.interface} "
-                                         "does not exist") from None
-                log.warning("%svrrp_instance %s: interface %s does not exist; waiting in FAULT for it "
-                            "(dynamic_interfaces)", s.where, s.name, s.interface)
+                    raise PreflightError(f"{s.where}vrrp_instance {s.name}: {what}")
+                log.warning("%svrrp_instance %s: %s; waiting in FAULT for it (dynamic_interfaces)",
+                            s.where, s.name, what)
                 result.specs.append(s)
                 continue
             if not s.primary_address:
-                src = primary_address(s.interface, s.family)
+                src = primary_address(s.source_interface, s.family)
                 if not src:
                     log.warning("vrrp_instance %s: interface %s has no IPv%d address%s; waiting in FAULT for one",
-                                s.name, s.interface, s.family,
+                                s.name, s.source_interface, s.family,
                                 " (IPv6 needs a link-local address)" if s.family == 6 else "")
                 else:
                     s = dataclasses.replace(s, primary_address=src)

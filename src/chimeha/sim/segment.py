@@ -113,8 +113,8 @@ class Node:
                 self.core.set_tracked(name, False, now, detail=h.detail())
         if not self.link_up:
             for s in self.specs:
-                if any(t.kind == "interface" and t.name == s.interface for t in s.tracks):
-                    self.core.set_tracked(s.interface, False, now, kind="interface")
+                if any(t.kind == "interface" and t.name == s.source_interface for t in s.tracks):
+                    self.core.set_tracked(s.source_interface, False, now, kind="interface")
         self.core.start(now)
         for name, s in self.scripts.items():
             self.seg._push(now, self._run_script, name, self._epoch)
@@ -328,7 +328,7 @@ class Segment:
         node.link_up = up
         self.record(now, name, "event", "link restored" if up else "link cut")
         if node.running:
-            for ifname in sorted({s.interface for s in node.specs}):
+            for ifname in sorted({s.source_interface for s in node.specs}):  # the cable: not a VMAC
                 node.core.set_tracked(ifname, up, now, kind="interface")
         self.bfd.refresh(self, now)
 

@@ -212,7 +212,7 @@ def keepalived_objects(statuses: Iterable[InstanceStatus], *, version: str, rout
             7: (INTEGER, spec.priority),
             8: (INTEGER, st.priority),
             9: (INTEGER, 1 if st.vips_owned else 2),  # allSet(1) / notAllSet(2)
-            10: (OCTET_STRING, spec.interface.encode()),
+            10: (OCTET_STRING, spec.vip_interface.encode()),  # keepalived: vrrp->ifp, the VMAC
             12: (GAUGE32, round(st.advert_interval) if spec.version == 2 else round(st.advert_interval * 100)),
             13: (INTEGER, 2 if spec.nopreempt else 1),
             14: (GAUGE32, round(spec.preempt_delay)),

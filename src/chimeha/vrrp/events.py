@@ -44,7 +44,15 @@ class InstanceSpec:
     advert_addresses: tuple[str, ...] = ()
     primary_address: str = ""
     source_configured: bool = False  # primary_address is unicast_src_ip / mcast_src_ip, not the interface's
-    interface: str = ""
+    interface: str = ""  # where the VRRP socket is: the VMAC, or the base with vmac_xmit_base
+    # use_vmac / use_ipvlan (chimeha.vrrp.vmac.Link): the link to hold; its name is where VIPs
+    # without a dev go (``vip_interface``), its base is where the source address comes from.
+    link: Any = None
+    extra_links: tuple[Any, ...] = ()  # VMACs of VIPs on other interfaces / of the other family (use_vmac_addr)
+    # garp_extra_if: while MASTER, one gratuitous ARP/NA every this many seconds for these VIPs
+    # (one per interface that carries no adverts: keepalived's vrrp_send_vmac_update); 0 = off
+    garp_extra_interval: float = 0.0
+    garp_extra_addresses: tuple[Any, ...] = ()
     initial_state: str = "BACKUP"
     nopreempt: bool = False
     preempt_delay: float = 0.0
@@ -82,6 +90,25 @@ class InstanceSpec:
     #: accept mode: False (no_accept, or strict mode's default) drops traffic to the VIPs while held
     accept: bool = True
     where: str = ""  # "FILE:LINE: " of the vrrp_instance block, for messages ("" unknown)
+
+    @property
+    def vip_interface(self) -> str:
+        """Where VIPs without a ``dev`` and their gratuitous ARP/NA go."""
+        return self.link.name if self.link is not None else self.interface
+
+    @property
+    def source_interface(self) -> str:
+        """Whose address the adverts leave from (the configured interface: a VMAC has none of its own)."""
+        return self.link.base if self.link is not None else self.interface
+
+    def interfaces(self) -> tuple[str, ...]:
+        """Every interface the instance needs to run (socket, VIPs, source), each once."""
+        return tuple(dict.fromkeys((self.interface, self.vip_interface, self.source_interface,
+                                    *(lk.name for lk in self.extra_links))))
+
+    def links(self) -> tuple[Any, ...]:
+        """Every link the instance holds: its own, then its VIPs'."""
+        return ((self.link,) if self.link is not None else ()) + tuple(self.extra_links)
 
     @property
     def is_owner(self) -> bool:
@@ -283,6 +310,20 @@ class InterfaceChanged(NodeEvent):
     present: bool
     ifindex: int | None
     old_ifindex: int | None
+    at: float
+
+
+@dataclass(frozen=True)
+class RestoreLink(NodeEvent):
+    """Create ``link`` (a :class:`chimeha.vrrp.vmac.Link`) again: it was deleted, or went with its base.
+
+    keepalived re-creates a VMAC deleted under it; the executor asks the
+    runtime's link manager, and the interface monitor's next report brings
+    the instance back (with sockets on the new index).
+    """
+
+    instance: str
+    link: Any
     at: float
 
 

@@ -9,12 +9,14 @@ given, else empty, and the runtime (or the simulator) fills it in with
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from typing import Any
 
 from chimeha.vrrp.events import InstanceSpec, TrackSpec
 from chimeha.vrrp.strict import accept_of, adjusted, strict_of
 from chimeha.vrrp.sync_group import member_tracks
+from chimeha.vrrp.vmac import Link, mac_for
 
 
 def _where(node: Any) -> str:
@@ -166,6 +168,72 @@ def _config_fault(inst: Any) -> str | None:
     if getattr(inst, "unicast_fault_no_peer", False) and not inst.unicast_peers:
         return "unicast configured without any unicast_peer (unicast_fault_no_peer)"
     return None
+def _link(inst: Any) -> Link | None:
+    """The use_vmac / use_ipvlan link of ``inst`` (its name was resolved by the config build)."""
+    v = getattr(inst, "vmac", None)
+    if v is None or not inst.interface or not v.name:
+        return None
+    other_family = any(a.family != inst.family for a in inst.virtual_ipaddresses_excluded)
+    if v.kind == "ipvlan":
+        return Link("ipvlan", v.name, inst.interface, inst.family, mode=v.mode, address=v.address,
+                    ipv6=inst.family == 6 or other_family)
+    return Link("macvlan", v.name, inst.interface, inst.family, mac=mac_for(v.mac, inst.virtual_router_id or 0,
+                                                                           inst.family),
+                # keepalived: "unicast with use_vmac requires vmac_xmit_base - setting"
+                xmit_base=bool(inst.vmac_xmit_base or inst.unicast_peers), ipv6=inst.family == 6 or other_family)
+
+
+def _extra_links(inst: Any, link: Link | None) -> tuple[Link, ...]:
+    """The VIPs' own VMACs (config ``vip_vmacs``): the instance's MAC rule with the VIP's family."""
+    out: dict[str, Link] = {}
+    v = getattr(inst, "vmac", None)
+    configured = v.mac if v is not None and v.kind == "macvlan" else None
+    for vv in getattr(inst, "vip_vmacs", ()):
+        out.setdefault(vv.name, Link("macvlan", vv.name, vv.base, vv.family,
+                                     mac=mac_for(configured, inst.virtual_router_id or 0, vv.family),
+                                     ipv6=vv.family == 6))
+    return tuple(out.values())
+
+
+def _garp_extra(config: Any, inst: Any, link: Link | None, extra: tuple[Link, ...], vips: tuple) -> dict:
+    """keepalived's vmac_garp_intvl (garp_extra_if): which VIPs, how often (vrrp_send_vmac_update)."""
+    setting = getattr(inst, "garp_extra_if", None) or getattr(config.global_defs, "vrrp_garp_extra_if", None)
+    every, seconds = setting or (False, 0)
+    if not seconds:
+        return {}
+    own = link.name if link is not None else inst.interface
+    ours = {lk.name for lk in extra} | ({link.name} if link is not None else set())
+    xmit_base = link is not None and link.xmit_base
+    out, done, extra_vmac = [], set(), False
+    for va in vips:
+        dev = va.dev or own
+        if dev != own:
+            extra_vmac = extra_vmac or dev in ours
+        if (dev not in ours and not every) or (dev == own and not xmit_base) or dev in done:
+            continue
+        done.add(dev)
+        out.append(va)
+    if not out or not (extra_vmac or every):
+        return {}  # keepalived: no extra interface, no extra GARPs
+    return {"garp_extra_interval": float(seconds), "garp_extra_addresses": tuple(out)}
+
+
+def _placed(addresses, inst: Any, link: Link | None) -> tuple:
+    """Where each VIP goes with a link (keepalived 2.2.7 vrrp_complete_instance): on its own VMAC
+    (``vip_vmacs``); else, one of the instance's family without a dev, or with the instance's
+    interface as dev, on the instance's link; one of the other family without a dev on the
+    interface itself (the link's MAC is of the wrong family)."""
+    own = {vv.address: vv.name for vv in getattr(inst, "vip_vmacs", ())}
+    if link is None and not own:
+        return tuple(addresses)
+    out = []
+    for va in addresses:
+        if va.address in own:
+            va = dataclasses.replace(va, dev=own[va.address])
+        elif link is not None and va.dev in (None, link.base):
+            va = dataclasses.replace(va, dev=link.name if va.family == inst.family else link.base)
+        out.append(va)
+    return tuple(out)
 
 
 def instance_spec(config: Any, inst: Any, primary_address: str = "") -> InstanceSpec:
@@ -180,6 +248,12 @@ def _spec(config: Any, inst: Any, primary_address: str) -> InstanceSpec:
     advert = tuple(v.ip for v in inst.virtual_ipaddresses if v.family == family)
     grp = sync_group_of(config, inst.name)
     group = grp.name if grp is not None else None
+    link = _link(inst)
+    # keepalived: an ipvlan's address is the adverts' source (as if it were mcast_src_ip).
+    src = inst.unicast_src_ip or inst.mcast_src_ip or (link.address.split("/")[0] if link and link.address else "")
+    vips = _placed(inst.virtual_ipaddresses, inst, link)
+    evips = _placed(inst.virtual_ipaddresses_excluded, inst, link)
+    extra = _extra_links(inst, link)
     return InstanceSpec(
         name=inst.name,
         vrid=inst.virtual_router_id or 0,
@@ -188,9 +262,12 @@ def _spec(config: Any, inst: Any, primary_address: str) -> InstanceSpec:
         family=family,
         advert_int=inst.advert_int,
         advert_addresses=advert,
-        primary_address=primary_address or inst.unicast_src_ip or inst.mcast_src_ip or "",
-        source_configured=bool(inst.unicast_src_ip or inst.mcast_src_ip),
-        interface=inst.interface or "",
+        primary_address=primary_address or src,
+        source_configured=bool(src),
+        interface=link.socket_interface if link else inst.interface or "",
+        link=link,
+        extra_links=extra,
+        **_garp_extra(config, inst, link, extra, vips + evips),
         initial_state=_initial_state(inst),
         nopreempt=inst.nopreempt,
         preempt_delay=inst.preempt_delay,
@@ -214,8 +291,8 @@ def _spec(config: Any, inst: Any, primary_address: str) -> InstanceSpec:
         garp_master_refresh_repeat=inst.garp_master_refresh_repeat,
         lower_prio_no_advert=inst.lower_prio_no_advert,
         **_garp_settings(config, inst),
-        virtual_ipaddresses=tuple(inst.virtual_ipaddresses),
-        virtual_ipaddresses_excluded=tuple(inst.virtual_ipaddresses_excluded),
+        virtual_ipaddresses=vips,
+        virtual_ipaddresses_excluded=evips,
         virtual_routes=tuple(inst.virtual_routes),
         virtual_rules=tuple(r.spec for r in inst.virtual_rules if r.spec is not None),
         sync_group=group,

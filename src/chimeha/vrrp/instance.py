@@ -133,6 +133,7 @@ class VrrpInstance:
         self._advert_at: float | None = None
         self._garp_delay_at: float | None = None
         self._garp_refresh_at: float | None = None
+        self._garp_extra_at: float | None = None  # garp_extra_if
         self._garp_lower_at: list[float] = []  # pending garp_lower_prio_delay bursts (keepalived stacks them)
         self._hold_until: float = 0.0  # vrrp_startup_delay: no takeover before this
         self._link_fault: str | None = None  # the interface is missing / has no address
@@ -222,7 +223,8 @@ class VrrpInstance:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (None: no timer)."""
-        times = [t for t in (self._down_at, self._advert_at, self._garp_delay_at, self._garp_refresh_at) if t is not None]
+        times = [t for t in (self._down_at, self._advert_at, self._garp_delay_at, self._garp_refresh_at,
+                             self._garp_extra_at) if t is not None]
         times.extend(forget for _, _, forget in self._rivals.values())
         if self._garp_lower_at:
             times.append(self._garp_lower_at[0])
@@ -248,6 +250,13 @@ class VrrpInstance:
                 self._garp_refresh_at = self._garp_refresh_at + self.spec.garp_master_refresh
             else:
                 self._garp_refresh_at = None
+        if self._garp_extra_at is not None and now >= self._garp_extra_at:
+            self._garp_extra_at = None
+            if self.state is State.MASTER:
+                s = self.spec
+                self._actions.append(SendGratuitous(self.name, s.garp_extra_addresses, s.vip_interface, 1, "extra-if",
+                                                    now, interval=s.garp_interval, na_interval=s.gna_interval))
+                self._garp_extra_at = now + s.garp_extra_interval
         while self._garp_lower_at and now >= self._garp_lower_at[0]:
             self._garp_lower_at.pop(0)
             if self.state is State.MASTER:
@@ -595,6 +604,8 @@ class VrrpInstance:
         self._garp(now, self.spec.garp_master_repeat, "master")
         self._garp_delay_at = now + self.spec.garp_master_delay if self.spec.garp_master_delay > 0 else None
         self._garp_refresh_at = now + self.spec.garp_master_refresh if self.spec.garp_master_refresh > 0 else None
+        extra = self.spec.garp_extra_interval
+        self._garp_extra_at = now + extra if extra > 0 and self.spec.garp_extra_addresses else None
 
     def _to_backup(self, now: float, reason: str, down_in: float) -> None:
         was_master = self.state is State.MASTER
@@ -629,7 +640,7 @@ class VrrpInstance:
         self._actions.append(change)
 
     def _cancel_timers(self) -> None:
-        self._down_at = self._advert_at = self._garp_delay_at = self._garp_refresh_at = None
+        self._down_at = self._advert_at = self._garp_delay_at = self._garp_refresh_at = self._garp_extra_at = None
         self._garp_lower_at.clear()
 
     # -- outputs ---------------------------------------------------------
@@ -656,5 +667,5 @@ class VrrpInstance:
             return
         s = self.spec
         addrs = s.virtual_ipaddresses + s.virtual_ipaddresses_excluded
-        self._actions.append(SendGratuitous(self.name, addrs, s.interface, count, why, now,
+        self._actions.append(SendGratuitous(self.name, addrs, s.vip_interface, count, why, now,
                                             interval=s.garp_interval, na_interval=s.gna_interval))

@@ -59,7 +59,7 @@ from chimeha.vrrp import ah as ah_wire
 from chimeha.vrrp import packet
 from chimeha.vrrp.events import (AddAddresses, GroupStateChanged, InstanceRemoved, InstanceSpec, InterfaceChanged,
                                  LowerPriorityHeard, NodeEvent, PacketDropped, PriorityChanged, RemoveAddresses,
-                                 SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
+                                 RestoreLink, SendAdvert, SendGratuitous, SplitBrain, State, StateChanged, VipsChanged)
 from chimeha.vrrp.instance import VrrpInstance
 from chimeha.vrrp.node_types import InstanceStats, InstanceStatus, ReloadPlan, spec_key, strip_where
 from chimeha.vrrp.sync_group import SyncGroup
@@ -107,6 +107,7 @@ class VrrpNode:
         self._started = False
         self._ah = ah_wire.AhGuard()
         self._ifindex: dict[str, int | None] = {}  # interface -> index last reported (None: missing)
+        self._sources: dict[str, dict[int, str | None]] = {}  # interface -> {family: source} last reported
         # Bare VIP -> how many instances holding their VIPs list it: VipsChanged is queued for
         # every add/remove, so owned_vips() must not walk every instance each time (with 200
         # instances taking over together that walk was most of the takeover's CPU time).
@@ -211,26 +212,44 @@ class VrrpNode:
         known = ifname in self._ifindex
         old = self._ifindex.get(ifname)
         self._ifindex[ifname] = index
+        if sources is not None:
+            self._sources.setdefault(ifname, {}).update(sources)
         if known and old != index:
             self._queue.append(InterfaceChanged(ifname, present, index, old, now))
-        touched = tuple(n for n, i in self._instances.items() if i.spec.interface == ifname)
+        touched = tuple(n for n, i in self._instances.items() if ifname in i.spec.interfaces())
         for n in touched:
             inst = self._instances[n]
-            spec = inst.spec
-            fault = None
-            if not present:
-                fault = f"interface {ifname} does not exist"
-            elif sources is not None and spec.family in sources and not spec.source_configured:
-                src = sources[spec.family]
-                if src:
-                    inst.with_primary_address(src)
-                else:
-                    fault = (f"interface {ifname} has no IPv6 link-local address" if spec.family == 6
-                             else f"interface {ifname} has no IPv4 address")
+            fault = self._link_fault(inst)
+            for link in inst.spec.links() if self._started else ():
+                if self._link_lost(link, ifname, present):
+                    self._queue.append(RestoreLink(n, link, now))
             inst.set_link(fault, now)
         if self._started:
             self._flush(touched, now)
         return touched
+
+    def _link_fault(self, inst: VrrpInstance) -> str | None:
+        """Why ``inst`` cannot run on its interfaces as last reported (None: it can); sets its source address."""
+        spec = inst.spec
+        for name in spec.interfaces():
+            if name in self._ifindex and self._ifindex[name] is None:
+                return f"interface {name} does not exist"
+        src_if = spec.source_interface
+        known = self._sources.get(src_if, {})
+        if src_if in self._ifindex and spec.family in known and not spec.source_configured:
+            src = known[spec.family]
+            if not src:
+                return (f"interface {src_if} has no IPv6 link-local address" if spec.family == 6
+                        else f"interface {src_if} has no IPv4 address")
+            inst.with_primary_address(src)
+        return None
+
+    def _link_lost(self, link, ifname: str, present: bool) -> bool:
+        """The VMAC/ipvlan is missing while its base exists: it must be created again."""
+        base_up = self._ifindex.get(link.base) is not None
+        if ifname == link.name:
+            return not present and base_up
+        return ifname == link.base and present and link.name in self._ifindex and self._ifindex[link.name] is None
 
     def interface_index(self, ifname: str) -> int | None:
         """The index last reported for ``ifname`` (None: missing or never reported)."""
@@ -373,8 +392,11 @@ class VrrpNode:
             else:
                 changed.append(name)
                 if self._stats[name].vips_owned:
+                    # VIPs it no longer lists go; all of them when they move to another interface
+                    # (use_vmac added or dropped): they are added again on the new one.
+                    moved = spec.vip_interface != inst.spec.vip_interface
                     still = {_bare(v) for v in spec.virtual_ipaddresses}
-                    lost = tuple(v for v in inst.spec.virtual_ipaddresses if _bare(v) not in still)
+                    lost = tuple(v for v in inst.spec.virtual_ipaddresses if moved or _bare(v) not in still)
                     if lost:
                         gone.append((name, lost))
                     routes = {strip_where(r) for r in spec.virtual_routes}
@@ -406,8 +428,9 @@ class VrrpNode:
             if name in keep:
                 continue
             inst = self._instances[name]
-            if spec.interface in self._ifindex and self._ifindex[spec.interface] is None:
-                inst.set_link(f"interface {spec.interface} does not exist", now)  # still missing
+            fault = self._link_fault(inst)
+            if fault is not None:
+                inst.set_link(fault, now)  # still missing
             inst.start(now)
             if name in gone or name in gone_routes:
                 routes, rules = gone_routes.get(name, ((), ()))
