@@ -114,11 +114,11 @@ def test_value_specific_declaration_overrides_the_keyword():
 
 
 def test_warning_names_file_line_and_reason():
-    r = loads("vrrp_instance VI {\n  interface eth0\n  virtual_router_id 1\n  mcast_dst_ip 224.0.0.19\n"
+    r = loads("vrrp_instance VI {\n  interface eth0\n  virtual_router_id 1\n  promote_secondaries\n"
               "  virtual_ipaddress {\n    10.0.0.1\n  }\n}\n", "x.conf")
     (d,) = [d for d in r.diagnostics if d.code == "not-implemented"]
-    assert str(d).startswith("x.conf:4: warning: 'vrrp_instance mcast_dst_ip' is not implemented in chime-ha: ")
-    assert "multicast group" in d.message and r.ok
+    assert str(d).startswith("x.conf:4: warning: 'vrrp_instance promote_secondaries' is not implemented in chime-ha: ")
+    assert "promote_secondaries is not set" in d.message and r.ok
 
 
 # --------------------------------------------------------------------------- fields
@@ -204,7 +204,7 @@ def test_folded_fields_exist():
 def test_docs_table_is_generated():
     doc = (ROOT / "docs" / "config.md").read_text()
     assert C.splice(doc) == doc, "docs/config.md is stale: run python -m chimeha.config.capabilities --write docs/config.md"
-    assert "| `vrrp_instance use_vmac` | not-implemented |" in doc
+    assert "| `vrrp_instance vrf` | not-implemented |" in doc and "| `vrrp_instance use_vmac` | implemented |" in doc
 
 
 def test_markdown_cli(capsys):

@@ -184,7 +184,7 @@ def test_vips_and_gratuitous_arps_go_on_the_link_with_the_base_address_as_source
     assert node.spec("VI_1").primary_address == "10.0.0.1"  # the base's: a VMAC has none of its own
     garp = next(a for a in acts if isinstance(a, SendGratuitous))
     assert garp.interface == "vrrp.51" and any(isinstance(a, AddAddresses) for a in acts)
-    assert node.socket_keys() == {("vrrp.51", 4): True}
+    assert node.socket_keys() == {("vrrp.51", 4): {"224.0.0.18"}}
 
 
 def test_a_deleted_link_faults_the_instance_and_is_restored():
@@ -217,7 +217,7 @@ def test_xmit_base_sends_on_the_base_but_still_needs_the_link():
     link = V.Link("macvlan", "vrrp.51", "eth0", 4, mac="00:00:5e:00:01:33", xmit_base=True)
     node = VrrpNode([spec(link)])
     started(node)
-    assert node.socket_keys() == {("eth0", 4): True}
+    assert node.socket_keys() == {("eth0", 4): {"224.0.0.18"}}
     node.set_interface("vrrp.51", False, None, 10.0)
     assert node.state("VI_1") is State.FAULT
 
