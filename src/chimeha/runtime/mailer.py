@@ -20,7 +20,6 @@ import os
 import pwd
 import queue
 import re
-import smtplib
 import socket
 import threading
 import time
@@ -81,6 +80,8 @@ def rfc822_date(now: float | None = None) -> str:
 
 def deliver(settings: MailSettings, subject: str, body: str, date: str | None = None) -> None:
     """Send one mail now (blocking: the worker thread's job). Raises OSError / smtplib.SMTPException."""
+    import smtplib  # here, not at import: it loads the email package (~1 MiB) a daemon without mails never needs
+
     data = fmt.message(settings.sender, settings.recipients, subject, body, date or rfc822_date())
     data = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (keepalived's texts never need it)
     s = smtplib.SMTP(timeout=settings.timeout)
@@ -140,7 +141,7 @@ class Mailer:
                 self.sent += 1
                 self.history.append((subject, "sent"))
                 log.info("SMTP alert sent to %s:%d: %s", settings.host, settings.port, subject)
-            except (OSError, smtplib.SMTPException, ValueError) as exc:
+            except (OSError, ValueError) as exc:  # smtplib.SMTPException is an OSError
                 self.failed += 1
                 self.history.append((subject, f"failed: {exc}"))
                 log.warning("SMTP alert to %s:%d failed (%s): %s", settings.host, settings.port,
