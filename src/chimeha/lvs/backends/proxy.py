@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import socket
+import termios
 import threading
 import time
 
@@ -44,24 +46,74 @@ from ..types import DesiredState, DestKey, Service, ServiceKey
 from .base import BackendError
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+TCP_INFO = getattr(socket, "TCP_INFO", 11)
+TCP_CORK = getattr(socket, "TCP_CORK", 3)
+#: tcpi_state (first byte of struct tcp_info) once the peer's FIN has arrived
+_TCP_CLOSE_WAIT = 8
 log = logging.getLogger("chimeha.lvs.proxy")
 
 
-class _Upstream(asyncio.Protocol):
-    """The director -> real server leg; mirrors data back to the client."""
+def _fin_pending(sock) -> bool:
+    """Is the next thing ``sock`` will read its peer's FIN (CLOSE_WAIT, nothing unread)?
 
-    __slots__ = ("peer", "transport")
+    One getsockopt per relayed chunk (and an ioctl when the FIN is there); lets
+    the relay pass a response and the real server's FIN to the client together
+    instead of one loop iteration apart (see ``_Upstream``). Data still queued
+    in front of the FIN (a large answer) means: not yet.
+    """
+    try:
+        if sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 1)[0] != _TCP_CLOSE_WAIT:
+            return False
+        unread = bytearray(4)
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, unread)
+        return not any(unread)
+    except (OSError, IndexError, AttributeError, ValueError):
+        return False
+
+
+class _Upstream(asyncio.Protocol):
+    """The director -> real server leg; mirrors data back to the client.
+
+    Close ordering: a real server that answers and closes (HTTP ``Connection:
+    close``) sends its last data and its FIN together, but the event loop
+    reports them one iteration apart. Relayed as they come, the answer reaches
+    the client first; a client that closes as soon as it has the whole answer
+    (wrk, most HTTP clients) then closes *first* and keeps the TIME_WAIT, and a
+    stock kernel runs out of client ports at a few thousand connections per
+    second. So when the real server's FIN is already queued behind the data,
+    the answer and the FIN go to the client in one segment (``TCP_CORK``, then
+    ``shutdown(SHUT_WR)``): the client sees the FIN before it closes, its close
+    is the passive one, and the TIME_WAIT stays on the director (as with
+    HAProxy). Nothing is ever reset: the client's own close still ends the
+    connection, and data it sends after the FIN still reaches the real server
+    until the real server closes.
+    """
+
+    __slots__ = ("peer", "transport", "sock")
 
     def __init__(self, peer: "_Client"):
         self.peer = peer
         self.transport = None
+        self.sock = None
 
     def connection_made(self, transport):
         self.transport = transport
+        self.sock = transport.get_extra_info("socket")
 
     def data_received(self, data):
-        self.peer.transport.write(data)
-        self.peer.totals[2] += len(data)
+        peer = self.peer
+        peer.totals[2] += len(data)
+        if not peer.eof_up and _fin_pending(self.sock):
+            out = peer.transport
+            csock = out.get_extra_info("socket")
+            try:
+                csock.setsockopt(socket.IPPROTO_TCP, TCP_CORK, 1)
+            except (OSError, AttributeError):
+                pass
+            out.write(data)
+            peer.half_close(upstream=True)
+            return
+        peer.transport.write(data)
 
     def eof_received(self):
         return self.peer.half_close(upstream=True)
@@ -146,6 +198,14 @@ class _Client(asyncio.Protocol):
         the default loop, never closes a transport on its own after two EOFs.
         """
         if upstream:
+            if self.eof_up:
+                # already passed on with the last data (see _Upstream): now the kernel
+                # confirms it; close once the client is done too
+                if self.eof_client:
+                    self.transport.close()
+                    self.up.transport.close()
+                    return False
+                return True
             self.eof_up = True
             other = self.transport
         else:
