@@ -72,6 +72,7 @@ http {{
         listen {addr}:8091 backlog=4096;
         listen {addr}:8092 backlog=4096;
         listen {addr}:8093 backlog=4096;
+        listen {addr}:8094 backlog=4096;
         location / {{ return 200 "{name}\\n"; }}
     }}
 }}
@@ -201,7 +202,7 @@ def main() -> int:
         for i, (name, snat) in enumerate(HAND_SNAT.items()):
             (tmp / f"hand{i}.nft").write_text(HAND_NFT.format(port=hand_port(i), snat=snat, **fmt))
         (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=8081, **fmt))
-        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088),
+        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088), ("proxytr", 8094),
                            ("nftvip", 8086), ("nftnoc", 8093)):
             (tmp / f"{name}.conf").write_text(CHIMEHA_CONF.format(port=port, **fmt))
         (tmp / "current.nft").write_text(current_rules(8087))
@@ -255,6 +256,9 @@ def main() -> int:
                   extra=True),
             # as inside the VRRP daemon: control on the default loop, relaying on its own uvloop thread
             Setup("chime-ha proxy", lambda: chime("proxy", "proxy"), lambda: stop("proxy")),
+            # the relay before the epoll one: asyncio protocols on the uvloop thread (A/B)
+            Setup("chime-ha proxy (transports)", lambda: chime("proxytr", "proxy", "--proxy-relay", "transports"),
+                  lambda: stop("proxytr"), extra=True),
             # everything on one uvloop loop (standalone runner with --uvloop)
             Setup("chime-ha proxy, one uvloop", lambda: chime("proxyuv", "proxy", "--uvloop"),
                   lambda: stop("proxyuv")),
@@ -332,7 +336,8 @@ def hand_port(i: int) -> int:
 
 SETUP_PORT = {"haproxy (tcp)": 8081, "chime-ha nft": 8082, "chime-ha proxy": 8083, "chime-ha proxy, one uvloop": 8084,
               "chime-ha proxy, asyncio only": 8085, "chime-ha nft: snat to VIP": 8086, "chime-ha rules (static)": 8087, "chime-ha rules (previous layout)": 8086,
-              "chime-ha nft (no checks)": 8088, "chime-ha nft (no counters)": 8093}
+              "chime-ha nft (no checks)": 8088, "chime-ha nft (no counters)": 8093,
+              "chime-ha proxy (transports)": 8094}
 
 
 def report(args, setups, modes, results, errors, tw=None) -> None:

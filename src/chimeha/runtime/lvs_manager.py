@@ -63,7 +63,7 @@ class LvsManager:
                  netns: str | None = None, snat: str = "auto", health_checks: bool = True,
                  forwarding: str = "warn", backends: dict[str, Any] | None = None,
                  proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str | None = None,
-                 nft_counters: bool = True):
+                 nft_counters: bool = True, proxy_relay: str = "epoll"):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -74,6 +74,7 @@ class LvsManager:
         self.health_checks = health_checks
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
+        self.proxy_relay = proxy_relay
         self.snat_to = snat_to or ("vip" if self._sync_spec(config) else "masquerade")
         self.nft_counters = nft_counters
         #: conntrackd replicating connections (global_defs lvs_sync_daemon), while running
@@ -103,7 +104,7 @@ class LvsManager:
         b = self._backends.get(name)
         if b is None:
             b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to,
-                                                    self.nft_counters))
+                                                    self.nft_counters, self.proxy_relay))
             self._backends[name] = b
         return b
 
@@ -427,6 +428,8 @@ def standalone_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
     ap.add_argument("--proxy-loop", default="auto", choices=("auto", "thread", "same"),
                     help="proxy relays on its own uvloop thread, or on this process's loop")
+    ap.add_argument("--proxy-relay", default="epoll", choices=("epoll", "transports"),
+                    help="proxy TCP relay: epoll (default) or asyncio transports (the previous one, for A/B)")
     ap.add_argument("--forwarding", default="warn", choices=("warn", "enable"),
                     help="enable IPv4 forwarding in this namespace when nft needs it")
     ap.add_argument("--verify-interval", type=float, default=5.0, metavar="SECONDS",
@@ -445,7 +448,8 @@ def standalone_main(argv: list[str] | None = None) -> int:
         mgr = LvsManager(res.config, args.dataplane, health_checks=not args.no_checks, snat=args.snat,
                          forwarding=args.forwarding, verify_interval=args.verify_interval, snat_to=args.snat_to,
                          nft_counters=args.nft_counters == "on",
-                         proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop])
+                         proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop],
+                         proxy_relay=args.proxy_relay)
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()
         for e in mgr.errors:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import select
 import fcntl
 import logging
 import socket
@@ -44,30 +45,40 @@ from ..reconcile import Operation, apply_to
 from ..schedulers import Persistence, Server, make_scheduler
 from ..types import DesiredState, DestKey, Service, ServiceKey
 from .base import BackendError
+from .proxy_relay import Listener, Relay
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
-TCP_INFO = getattr(socket, "TCP_INFO", 11)
 TCP_CORK = getattr(socket, "TCP_CORK", 3)
-#: tcpi_state (first byte of struct tcp_info) once the peer's FIN has arrived
-_TCP_CLOSE_WAIT = 8
+POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+#: upstream chunks of a connection checked for a queued FIN (see _Upstream): enough for
+#: request/response protocols that close after an answer or two, free for long keep-alive
+FIN_CHECKS = 4
+#: bytes a client may send before its real server accepted the connection; then it is paused
+PENDING_MAX = 256 * 1024
 log = logging.getLogger("chimeha.lvs.proxy")
+_poll = select.poll()  # one per process; used only by the loop thread(s), never blocks (timeout 0)
 
 
-def _fin_pending(sock) -> bool:
-    """Is the next thing ``sock`` will read its peer's FIN (CLOSE_WAIT, nothing unread)?
+def _fin_pending(fd: int) -> bool:
+    """Is the next thing ``fd`` will read its peer's FIN (FIN arrived, nothing unread)?
 
-    One getsockopt per relayed chunk (and an ioctl when the FIN is there); lets
-    the relay pass a response and the real server's FIN to the client together
+    One ``poll(0)`` for POLLRDHUP (and an ioctl when the FIN is there); lets the
+    relay pass an answer and the real server's FIN to the client together
     instead of one loop iteration apart (see ``_Upstream``). Data still queued
     in front of the FIN (a large answer) means: not yet.
     """
     try:
-        if sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 1)[0] != _TCP_CLOSE_WAIT:
+        _poll.register(fd, POLLRDHUP)
+        try:
+            ready = _poll.poll(0)
+        finally:
+            _poll.unregister(fd)
+        if not ready or not ready[0][1] & POLLRDHUP:
             return False
-        unread = bytearray(4)
-        fcntl.ioctl(sock.fileno(), termios.FIONREAD, unread)
-        return not any(unread)
-    except (OSError, IndexError, AttributeError, ValueError):
+        buf = bytearray(4)
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+        return not any(buf)
+    except (OSError, ValueError):
         return False
 
 
@@ -89,30 +100,35 @@ class _Upstream(asyncio.Protocol):
     until the real server closes.
     """
 
-    __slots__ = ("peer", "transport", "sock")
+    __slots__ = ("peer", "transport", "fd", "checks")
 
     def __init__(self, peer: "_Client"):
         self.peer = peer
         self.transport = None
-        self.sock = None
+        self.fd = -1
+        self.checks = FIN_CHECKS
 
     def connection_made(self, transport):
         self.transport = transport
-        self.sock = transport.get_extra_info("socket")
 
     def data_received(self, data):
         peer = self.peer
         peer.totals[2] += len(data)
-        if not peer.eof_up and _fin_pending(self.sock):
-            out = peer.transport
-            csock = out.get_extra_info("socket")
-            try:
-                csock.setsockopt(socket.IPPROTO_TCP, TCP_CORK, 1)
-            except (OSError, AttributeError):
-                pass
-            out.write(data)
-            peer.half_close(upstream=True)
-            return
+        if self.checks:
+            self.checks -= 1
+            if self.fd < 0:
+                sock = self.transport.get_extra_info("socket")
+                self.fd = sock.fileno() if sock is not None else -1
+            if self.fd >= 0 and not peer.eof_up and _fin_pending(self.fd):
+                self.checks = 0
+                out = peer.transport
+                try:
+                    out.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, TCP_CORK, 1)
+                except (OSError, AttributeError):
+                    pass
+                out.write(data)
+                peer.half_close(upstream=True)
+                return
         peer.transport.write(data)
 
     def eof_received(self):
@@ -138,6 +154,8 @@ class _Client(asyncio.Protocol):
         self.server: Server | None = None
         self.client = ("", 0)
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.paused = False  # reading paused until the real server accepts (too much pending)
         self.closed = False
         self.eof_up = self.eof_client = False
         self.totals = [0, 0, 0]  # connections, bytes in (client -> server), bytes out
@@ -155,14 +173,16 @@ class _Client(asyncio.Protocol):
         server.active += 1
         self.totals = self.svc.totals.setdefault(server.key, [0, 0, 0])
         self.totals[0] += 1
-        transport.pause_reading()
-        asyncio.get_running_loop().create_task(self._connect(server))
+        # Reading stays on while the real server's connect is in flight: the request that
+        # usually follows the accept at once waits in ``pending`` (cheaper than stopping
+        # and restarting the read watcher, two epoll_ctl calls); only a client that sends
+        # more than PENDING_MAX before the real server answers is paused.
+        self.svc.loop.create_task(self._connect(server))
 
     async def _connect(self, server: Server):
-        loop = asyncio.get_running_loop()
         try:
-            _, up = await loop.create_connection(lambda: _Upstream(self), server.key.address,
-                                                 server.key.port or self.svc.key.port)
+            _, up = await self.svc.loop.create_connection(lambda: _Upstream(self), server.key.address,
+                                                          server.key.port or self.svc.key.port)
         except OSError as e:
             self.svc.connect_errors += 1
             log.debug("%s: connect to %s failed: %s", self.svc.key, server.key, e)
@@ -177,7 +197,8 @@ class _Client(asyncio.Protocol):
         self.pending.clear()
         if self.eof_client:
             up.transport.write_eof()
-        else:
+        elif self.paused:
+            self.paused = False
             self.transport.resume_reading()
 
     def data_received(self, data):
@@ -186,6 +207,10 @@ class _Client(asyncio.Protocol):
             self.up.transport.write(data)
         else:
             self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes > PENDING_MAX and not self.paused:
+                self.paused = True
+                self.transport.pause_reading()
 
     def eof_received(self):
         return self.half_close(upstream=False)
@@ -285,6 +310,8 @@ class _Service:
         self.udp_transport = None
         self.flows: dict[tuple, _UdpFlow] = {}
         self.udp_timeout = udp_timeout
+        self.loop: asyncio.AbstractEventLoop | None = None  # the relaying loop (set by open)
+        self.listener: Listener | None = None  # TCP with the epoll relay
         self.refused = self.connect_errors = 0
         #: per real server: [connections, bytes in, bytes out]; survives weight changes
         self.totals: dict[DestKey, list[int]] = {}
@@ -318,13 +345,16 @@ class _Service:
     def listening(self) -> bool:
         if self.key.protocol == "UDP":
             return self.udp_transport is not None and not self.udp_transport.is_closing()
+        if self.listener is not None:
+            return self.listener.serving()
         return self.server is not None and self.server.is_serving()
 
-    async def open(self) -> None:
+    async def open(self, relay: Relay | None = None) -> None:
+        """Listen; TCP connections go to ``relay`` (epoll), or to asyncio transports without one."""
         fam = socket.AF_INET6 if self.key.family == 6 else socket.AF_INET
         if self.key.fwmark is not None:
             raise BackendError(f"{self.key}: fwmark services need a kernel data plane (nft or ipvs)")
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         kind = socket.SOCK_DGRAM if self.key.protocol == "UDP" else socket.SOCK_STREAM
         if self.key.protocol == "SCTP":
             raise BackendError(f"{self.key}: the proxy data plane does not do SCTP")
@@ -342,7 +372,10 @@ class _Service:
                         "needs the VIP's port free on the director: use --dataplane nft)")
             raise BackendError(f"{self.key}: cannot listen: {e.strerror}{hint}") from None
         sock.setblocking(False)
-        if kind == socket.SOCK_STREAM:
+        if kind == socket.SOCK_STREAM and relay is not None:
+            sock.listen(4096)
+            self.listener = Listener(relay, sock, self)
+        elif kind == socket.SOCK_STREAM:
             self.server = await loop.create_server(lambda: _Client(self), sock=sock, backlog=4096)
         else:
             self.udp_transport, _ = await loop.create_datagram_endpoint(lambda: _UdpListener(self), sock=sock)
@@ -392,6 +425,9 @@ class _Service:
             self._end_flow(addr)
 
     async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.shutdown()  # established connections keep running (IPVS keeps them too)
+            self.listener = None
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -408,10 +444,16 @@ class ProxyBackend:
     name = "proxy"
 
     def __init__(self, udp_timeout: float = 300.0, log: logging.Logger | None = None,
-                 own_loop: bool | None = None):
+                 own_loop: bool | None = None, relay: str = "epoll"):
         """``own_loop``: relay on a dedicated uvloop event loop in a thread. None (default):
         when uvloop is installed and the caller's loop is not uvloop already (the VRRP daemon
-        must run the default loop for pyroute2's netlink sockets, and uvloop relays faster)."""
+        must run the default loop for pyroute2's netlink sockets, and uvloop relays faster).
+        ``relay``: "epoll" (default, :mod:`.proxy_relay`) or "transports" (asyncio protocols,
+        the relay before; kept for comparison in bench/dataplane)."""
+        if relay not in ("epoll", "transports"):
+            raise ValueError(f"proxy relay {relay!r}: epoll or transports")
+        self.relay_kind = relay
+        self._relay: Relay | None = None
         self.log = log or globals()["log"]
         self.udp_timeout = udp_timeout
         self._state = DesiredState()
@@ -465,8 +507,10 @@ class ProxyBackend:
             cur = self._svcs.get(key)
             if cur is None:
                 cur = _Service(svc, self.udp_timeout)
+                if self._relay is None and self.relay_kind == "epoll":
+                    self._relay = Relay(asyncio.get_running_loop())
                 try:
-                    await cur.open()
+                    await cur.open(self._relay)
                 except BackendError as e:
                     errors.append(str(e))
                     continue
@@ -517,6 +561,9 @@ class ProxyBackend:
         for s in self._svcs.values():
             await s.close()
         self._svcs.clear()
+        if self._relay is not None:
+            self._relay.close()  # and every connection still open
+            self._relay = None
         self._state = DesiredState()
 
     def stats(self) -> dict:
