@@ -72,9 +72,10 @@ class Relay:
                 continue
             h = handlers.get(fd)
             if h is not None:
-                h.event(fd, ev)
+                h(ev)
 
     def register(self, fd: int, handler, events: int) -> None:
+        """Watch ``fd`` for ``events``; ``handler(events)`` runs when some are ready."""
         self.handlers[fd] = handler
         self.ep.register(fd, events)
 
@@ -84,7 +85,7 @@ class Relay:
         self.dead.add(fd)
 
     def close(self) -> None:
-        for h in {id(h): h for h in self.handlers.values()}.values():
+        for h in {id(h.__self__): h.__self__ for h in self.handlers.values()}.values():
             h.shutdown()
         self.handlers.clear()
         self.loop.remove_reader(self.ep.fileno())
@@ -99,12 +100,12 @@ class Listener:
         self.fd = sock.fileno()
         self.conns: set[Conn] = set()
         sock.setblocking(False)
-        relay.register(self.fd, self, IN)
+        relay.register(self.fd, self.event, IN)
 
     def serving(self) -> bool:
         return self.fd >= 0 and self.sock.fileno() >= 0
 
-    def event(self, fd: int, ev: int) -> None:
+    def event(self, ev: int) -> None:
         accept = self.sock._accept  # (fd, address): no socket object for a refused client
         svc = self.svc
         for _ in range(ACCEPT_BATCH):
@@ -177,7 +178,7 @@ class Conn:
             return
         # the client is not read before the real server accepted: its request waits in the kernel
         self.umask = OUT | RDHUP
-        self.relay.register(self.ufd, self, self.umask)
+        self.relay.register(self.ufd, self.on_u, self.umask)
 
     def _connect_failed(self, err: int) -> None:
         """The real server refused (or is unreachable): reset the client, as the server would."""
@@ -190,29 +191,79 @@ class Conn:
         self.close()
 
     # ------------------------------------------------------------ events
-    def event(self, fd: int, ev: int) -> None:
-        if fd == self.ufd:
-            if not self.connected:
-                if not ev & (OUT | ERR):
-                    return
-                if ev & ERR:
-                    self._connect_failed(self.u.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                                         or errno.ECONNREFUSED)
-                    return
-                self.connected = True
-                self.cmask = IN | RDHUP
-                self.relay.register(self.cfd, self, self.cmask)
-                self._sync()
+    def on_c(self, ev: int) -> None:
+        """The client's socket is ready. Fast path: readable, nothing waiting, data fits."""
+        if ev == IN and not self.to_u:
+            try:
+                data = self.c.recv(CHUNK)
+            except (BlockingIOError, InterruptedError):
                 return
-            if ev & OUT and self.to_u:
-                self._flush(False)
-            if ev & (IN | RDHUP | ERR) and not self.closed and not self.eof_u:
-                self._pump(True, ev)
-        else:
-            if ev & OUT and self.to_c:
-                self._flush(True)
-            if ev & (IN | RDHUP | ERR) and not self.closed and not self.eof_c:
-                self._pump(False, ev)
+            except OSError:
+                self.close()
+                return
+            if data:
+                self.totals[1] += len(data)
+                try:
+                    n = self.u.send(data)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError:
+                    self.close()
+                    return
+                if n < len(data):
+                    self.to_u = data[n:]
+                    self._sync()
+                return
+            self.eof_c = True
+            self._settle()
+            return
+        if ev & OUT and self.to_c:
+            self._flush(True)
+        if ev & (IN | RDHUP | ERR) and not self.closed and not self.eof_c:
+            self._pump(False, ev)
+
+    def on_u(self, ev: int) -> None:
+        """The real server's socket is ready (first: its connect finished)."""
+        if ev == IN and not self.to_c:
+            try:
+                data = self.u.recv(CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.close()
+                return
+            if data:
+                self.totals[2] += len(data)
+                try:
+                    n = self.c.send(data)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError:
+                    self.close()
+                    return
+                if n < len(data):
+                    self.to_c = data[n:]
+                    self._sync()
+                return
+            self.eof_u = True
+            self._settle()
+            return
+        if not self.connected:
+            if not ev & (OUT | ERR):
+                return
+            if ev & ERR:
+                self._connect_failed(self.u.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                                     or errno.ECONNREFUSED)
+                return
+            self.connected = True
+            self.cmask = IN | RDHUP
+            self.relay.register(self.cfd, self.on_c, self.cmask)
+            self._sync()
+            return
+        if ev & OUT and self.to_u:
+            self._flush(False)
+        if ev & (IN | RDHUP | ERR) and not self.closed and not self.eof_u:
+            self._pump(True, ev)
 
     def _pump(self, to_client: bool, ev: int) -> None:
         """Read one side once; pass the data, and the FIN queued behind it, to the other."""
