@@ -37,6 +37,10 @@ import logging
 import select
 import socket
 
+# The relay's sockets are plain ``_socket.socket`` objects (RawSocket): socket.socket's Python
+# layer (its __init__, close() and family property) is measurable per connection here.
+from _socket import socket as RawSocket
+
 log = logging.getLogger("chimeha.lvs.proxy")
 
 IN, OUT = select.EPOLLIN, select.EPOLLOUT
@@ -48,6 +52,10 @@ CHUNK = 65536
 #: accepts per listener wake-up (the rest wait for the next one, so one busy
 #: listener does not starve relaying)
 ACCEPT_BATCH = 64
+_STREAM = int(socket.SOCK_STREAM)
+_AF4, _AF6 = int(socket.AF_INET), int(socket.AF_INET6)
+_STREAM_NB = int(socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+_NODELAY = (int(socket.IPPROTO_TCP), int(socket.TCP_NODELAY), 1)
 _INPROGRESS = (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY)
 
 
@@ -98,6 +106,7 @@ class Listener:
     def __init__(self, relay: Relay, sock: socket.socket, svc):
         self.relay, self.sock, self.svc = relay, sock, svc
         self.fd = sock.fileno()
+        self.family = int(sock.family)
         self.conns: set[Conn] = set()
         sock.setblocking(False)
         relay.register(self.fd, self.event, IN)
@@ -106,11 +115,11 @@ class Listener:
         return self.fd >= 0 and self.sock.fileno() >= 0
 
     def event(self, ev: int) -> None:
-        accept = self.sock._accept  # (fd, address): no socket object for a refused client
-        svc = self.svc
+        sock, svc = self.sock, self.svc
+        accept = RawSocket._accept  # (fd, address): no socket object for a refused client
         for _ in range(ACCEPT_BATCH):
             try:
-                cfd, addr = accept()
+                cfd, addr = accept(sock)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # EMFILE, ENFILE, ENOBUFS...: try again on the next wake-up
@@ -136,7 +145,7 @@ class Listener:
 
 
 def _abort_fd(fd: int) -> None:
-    s = socket.socket(fileno=fd)
+    s = RawSocket(fileno=fd)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
     s.close()
 
@@ -151,7 +160,7 @@ class Conn:
         self.lst, self.relay, self.svc, self.server = lst, lst.relay, lst.svc, server
         self.client = addr[0]
         svc = self.svc
-        self.c = socket.socket(lst.sock.family, socket.SOCK_STREAM, 0, cfd)
+        self.c = RawSocket(lst.family, _STREAM, 0, cfd)
         self.c.setblocking(False)
         self.cfd, self.ufd, self.u = cfd, -1, None
         self.connected = self.eof_c = self.eof_u = self.shut_c = self.shut_u = self.closed = False
@@ -165,11 +174,10 @@ class Conn:
         lst.conns.add(self)
         key = server.key
         try:
-            u = self.u = socket.socket(socket.AF_INET6 if ":" in key.address else socket.AF_INET,
-                                       socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            u = self.u = RawSocket(_AF6 if ":" in key.address else _AF4, _STREAM_NB)
             self.ufd = u.fileno()
-            self.c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            u.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.c.setsockopt(*_NODELAY)
+            u.setsockopt(*_NODELAY)
             err = u.connect_ex((key.address, key.port or svc.key.port))
         except OSError as e:
             err = e.errno or errno.EIO
