@@ -260,3 +260,69 @@ def test_reply_and_fin_reach_the_client_together(loop_kind):
     finally:
         px.close()
         srv.close()
+
+
+def test_workers_share_the_port_and_their_counters_add_up():
+    """workers=2: a spawned worker process listens too (SO_REUSEPORT); rr services run in both,
+    wlc stays in the backend's process; the counters of both processes add up."""
+    hits = []
+
+    def handler(c):
+        c.recv(100)
+        c.sendall(b"ok")
+        hits.append(1)
+        return "ok"
+
+    srv = Server(handler)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    rr = ServiceKey("TCP", "127.0.0.1", ports[0])
+    wlc = ServiceKey("TCP", "127.0.0.1", ports[1])
+    state = DesiredState({k: Service(k, algo, destinations=(Destination("127.0.0.1", srv.port, 1),))
+                          for k, algo in ((rr, "rr"), (wlc, "wlc"))})
+    backend = ProxyBackend(own_loop=False, workers=2)
+
+    def call(coro):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
+
+    async def apply():
+        await backend.apply(diff(state, await backend.read_actual()))
+
+    try:
+        call(apply())
+        for _ in range(400):  # the spawned worker imports, listens, then reports (every second)
+            if str(rr) in backend.worker_stats()[0]:
+                break
+            time.sleep(0.05)
+        n = 200
+        for port in ports:
+            for _ in range(n):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                    c.sendall(b"x")
+                    c.shutdown(socket.SHUT_WR)
+                    assert read_all(c) == b"ok"
+        assert srv.wait(2 * n) and len(srv.results) == 2 * n
+        stats = {}
+        for _ in range(100):  # the worker reports every second
+            stats = backend.stats()
+            conns = [stats[str(k)]["real_servers"][f"127.0.0.1:{srv.port}"]["connections"] for k in (rr, wlc)]
+            if conns == [n, n]:
+                break
+            time.sleep(0.05)
+        assert conns == [n, n]
+        worker = backend.worker_stats()[0]
+        assert worker[str(rr)]["real_servers"][f"127.0.0.1:{srv.port}"]["connections"] > 0  # shared
+        assert str(wlc) not in worker  # exact counts need one process: not in the worker
+        assert call(backend.verify())
+    finally:
+        call(backend.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+        srv.close()

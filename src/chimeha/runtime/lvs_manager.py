@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from chimeha.check.runner import RealServerMonitor
 from chimeha.config import load
 from chimeha.lvs.backends.base import BackendError
+from chimeha.lvs.backends.proxy_workers import default_workers
 from chimeha.lvs.backends.registry import BackendOptions, make_backend
 from chimeha.lvs.backends.select import Choice, choose
 from chimeha.lvs.catalog import DATAPLANES, ORDER
@@ -63,7 +64,8 @@ class LvsManager:
                  netns: str | None = None, snat: str = "auto", health_checks: bool = True,
                  forwarding: str = "warn", backends: dict[str, Any] | None = None,
                  proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str | None = None,
-                 nft_counters: bool = True, proxy_relay: str = "epoll"):
+                 nft_counters: bool = True, proxy_relay: str = "epoll",
+                 proxy_workers: int | None = None):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -75,6 +77,8 @@ class LvsManager:
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
         self.proxy_relay = proxy_relay
+        #: proxy relay processes; None: one per core, at most 4 (proxy_workers.default_workers)
+        self.proxy_workers = default_workers() if proxy_workers is None else proxy_workers
         self.snat_to = snat_to or ("vip" if self._sync_spec(config) else "masquerade")
         self.nft_counters = nft_counters
         #: conntrackd replicating connections (global_defs lvs_sync_daemon), while running
@@ -104,7 +108,7 @@ class LvsManager:
         b = self._backends.get(name)
         if b is None:
             b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to,
-                                                    self.nft_counters, self.proxy_relay))
+                                                    self.nft_counters, self.proxy_relay, self.proxy_workers))
             self._backends[name] = b
         return b
 
@@ -430,6 +434,8 @@ def standalone_main(argv: list[str] | None = None) -> int:
                     help="proxy relays on its own uvloop thread, or on this process's loop")
     ap.add_argument("--proxy-relay", default="epoll", choices=("epoll", "transports"),
                     help="proxy TCP relay: epoll (default) or asyncio transports (the previous one, for A/B)")
+    ap.add_argument("--proxy-workers", type=int, default=None, metavar="N",
+                    help="proxy relay processes (default: one per core, at most 4)")
     ap.add_argument("--forwarding", default="warn", choices=("warn", "enable"),
                     help="enable IPv4 forwarding in this namespace when nft needs it")
     ap.add_argument("--verify-interval", type=float, default=5.0, metavar="SECONDS",
@@ -449,7 +455,7 @@ def standalone_main(argv: list[str] | None = None) -> int:
                          forwarding=args.forwarding, verify_interval=args.verify_interval, snat_to=args.snat_to,
                          nft_counters=args.nft_counters == "on",
                          proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop],
-                         proxy_relay=args.proxy_relay)
+                         proxy_relay=args.proxy_relay, proxy_workers=args.proxy_workers)
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()
         for e in mgr.errors:

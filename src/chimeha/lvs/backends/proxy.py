@@ -46,6 +46,7 @@ from ..schedulers import Persistence, Server, make_scheduler
 from ..types import DesiredState, DestKey, Service, ServiceKey
 from .base import BackendError
 from .proxy_relay import Listener, Relay
+from .proxy_workers import Workers, parallel_ok
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 TCP_CORK = getattr(socket, "TCP_CORK", 3)
@@ -312,6 +313,7 @@ class _Service:
         self.udp_timeout = udp_timeout
         self.loop: asyncio.AbstractEventLoop | None = None  # the relaying loop (set by open)
         self.listener: Listener | None = None  # TCP with the epoll relay
+        self.reuse_port = False
         self.refused = self.connect_errors = 0
         #: per real server: [connections, bytes in, bytes out]; survives weight changes
         self.totals: dict[DestKey, list[int]] = {}
@@ -361,6 +363,8 @@ class _Service:
         sock = socket.socket(fam, kind)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sol = socket.IPPROTO_IPV6 if fam == socket.AF_INET6 else socket.IPPROTO_IP
             sock.setsockopt(sol, IP_FREEBIND, 1)
             sock.bind((self.key.address, self.key.port))
@@ -444,15 +448,21 @@ class ProxyBackend:
     name = "proxy"
 
     def __init__(self, udp_timeout: float = 300.0, log: logging.Logger | None = None,
-                 own_loop: bool | None = None, relay: str = "epoll"):
+                 own_loop: bool | None = None, relay: str = "epoll", reuse_port: bool = False,
+                 workers: int = 1):
         """``own_loop``: relay on a dedicated uvloop event loop in a thread. None (default):
         when uvloop is installed and the caller's loop is not uvloop already (the VRRP daemon
         must run the default loop for pyroute2's netlink sockets, and uvloop relays faster).
         ``relay``: "epoll" (default, :mod:`.proxy_relay`) or "transports" (asyncio protocols,
-        the relay before; kept for comparison in bench/dataplane)."""
+        the relay before; kept for comparison in bench/dataplane). ``reuse_port``: listen with
+        SO_REUSEPORT, so that several proxy processes share a VIP's port (an experiment of
+        bench/dataplane: each process then schedules on its own). ``workers``: relay the services
+        that allow it in that many processes (see :mod:`.proxy_workers`)."""
         if relay not in ("epoll", "transports"):
             raise ValueError(f"proxy relay {relay!r}: epoll or transports")
         self.relay_kind = relay
+        self.reuse_port = reuse_port
+        self._workers = Workers(workers - 1, type(self), udp_timeout) if workers > 1 else None
         self._relay: Relay | None = None
         self.log = log or globals()["log"]
         self.udp_timeout = udp_timeout
@@ -507,6 +517,7 @@ class ProxyBackend:
             cur = self._svcs.get(key)
             if cur is None:
                 cur = _Service(svc, self.udp_timeout)
+                cur.reuse_port = self.reuse_port or (self._workers is not None and parallel_ok(svc))
                 if self._relay is None and self.relay_kind == "epoll":
                     self._relay = Relay(asyncio.get_running_loop())
                 try:
@@ -518,6 +529,8 @@ class ProxyBackend:
             else:
                 cur.configure(svc)
         self._state = DesiredState({k: v for k, v in new.services.items() if k in self._svcs})
+        if self._workers is not None:
+            self._workers.apply(self._state)
         if self._sweeper is None and any(k.protocol == "UDP" for k in self._svcs):
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         if errors:
@@ -536,6 +549,10 @@ class ProxyBackend:
         """The services whose listeners are open now (a listener that died is absent)."""
         live = {k: v for k, v in self._state.services.items() if k in self._svcs and self._svcs[k].listening()}
         self.drift = None if len(live) == len(self._state.services) else "a listener closed"
+        dead = self._workers.dead() if self._workers is not None else []
+        if dead:  # its services read as missing: the repair's apply restarts the worker
+            self.drift = self.drift or f"proxy worker {', '.join(map(str, dead))} exited"
+            live = {k: v for k, v in live.items() if not parallel_ok(v)}
         self._state = DesiredState(live)
         return self._state
 
@@ -561,10 +578,16 @@ class ProxyBackend:
         for s in self._svcs.values():
             await s.close()
         self._svcs.clear()
+        if self._workers is not None:
+            await self._workers.close()
         if self._relay is not None:
             self._relay.close()  # and every connection still open
             self._relay = None
         self._state = DesiredState()
+
+    def worker_stats(self) -> list[dict]:
+        """Each worker process's last counter report (services it serves), for tests and debugging."""
+        return [dict(st) for st in self._workers.stats] if self._workers is not None else []
 
     def stats(self) -> dict:
         """Counters (read from another thread when the proxy has its own loop: list() copies are atomic)."""
@@ -577,4 +600,4 @@ class ProxyBackend:
                                                      s.totals.get(k, (0, 0, 0))))}
                                  for k, v in list(s.servers.items())},
             }
-        return out
+        return self._workers.merged_into(out) if self._workers is not None else out
