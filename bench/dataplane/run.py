@@ -203,7 +203,7 @@ def main() -> int:
         for i, (name, snat) in enumerate(HAND_SNAT.items()):
             (tmp / f"hand{i}.nft").write_text(HAND_NFT.format(port=hand_port(i), snat=snat, **fmt))
         (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=8081, **fmt))
-        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088), ("proxytr", 8094), ("proxy1", 8095),
+        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088), ("proxytr", 8094), ("proxy2", 8095),
                            ("nftvip", 8086), ("nftnoc", 8093)):
             (tmp / f"{name}.conf").write_text(CHIMEHA_CONF.format(port=port, **fmt))
         (tmp / "current.nft").write_text(current_rules(8087))
@@ -258,12 +258,11 @@ def main() -> int:
             # as inside the VRRP daemon: control on the default loop, relaying on its own uvloop thread
             Setup("chime-ha proxy", lambda: chime("proxy", "proxy"), lambda: stop("proxy")),
             # the relay before the epoll one: asyncio protocols on the uvloop thread, one process (A/B)
-            Setup("chime-ha proxy (transports)", lambda: chime("proxytr", "proxy", "--proxy-relay", "transports",
-                                                                 "--proxy-workers", "1"),
+            Setup("chime-ha proxy (transports)", lambda: chime("proxytr", "proxy", "--proxy-relay", "transports"),
                   lambda: stop("proxytr"), extra=True),
-            # the same relay in one process only (no worker processes): A/B of the workers
-            Setup("chime-ha proxy, 1 process", lambda: chime("proxy1", "proxy", "--proxy-workers", "1"),
-                  lambda: stop("proxy1"), extra=True),
+            # the same relay in two processes sharing VIP:80 (SO_REUSEPORT), each scheduling alone
+            Setup("chime-ha proxy, 2 processes", lambda: chime("proxy2", "proxy", "--proxy-workers", "2"),
+                  lambda: stop("proxy2")),
             # everything on one uvloop loop (standalone runner with --uvloop)
             Setup("chime-ha proxy, one uvloop", lambda: chime("proxyuv", "proxy", "--uvloop"),
                   lambda: stop("proxyuv")),
@@ -342,7 +341,7 @@ def hand_port(i: int) -> int:
 SETUP_PORT = {"haproxy (tcp)": 8081, "chime-ha nft": 8082, "chime-ha proxy": 8083, "chime-ha proxy, one uvloop": 8084,
               "chime-ha proxy, asyncio only": 8085, "chime-ha nft: snat to VIP": 8086, "chime-ha rules (static)": 8087, "chime-ha rules (previous layout)": 8086,
               "chime-ha nft (no checks)": 8088, "chime-ha nft (no counters)": 8093,
-              "chime-ha proxy (transports)": 8094, "chime-ha proxy, 1 process": 8095}
+              "chime-ha proxy (transports)": 8094, "chime-ha proxy, 2 processes": 8095}
 
 
 def report(args, setups, modes, results, errors, tw=None) -> None:

@@ -65,7 +65,7 @@ class LvsManager:
                  forwarding: str = "warn", backends: dict[str, Any] | None = None,
                  proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str | None = None,
                  nft_counters: bool = True, proxy_relay: str = "epoll",
-                 proxy_workers: int | None = None):
+                 proxy_workers: int = 1):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -77,8 +77,8 @@ class LvsManager:
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
         self.proxy_relay = proxy_relay
-        #: proxy relay processes; None: one per core, at most 4 (proxy_workers.default_workers)
-        self.proxy_workers = default_workers() if proxy_workers is None else proxy_workers
+        #: proxy relay processes (1: exact scheduling; more: see lvs/backends/proxy_workers.py)
+        self.proxy_workers = proxy_workers
         self.snat_to = snat_to or ("vip" if self._sync_spec(config) else "masquerade")
         self.nft_counters = nft_counters
         #: conntrackd replicating connections (global_defs lvs_sync_daemon), while running
@@ -414,6 +414,14 @@ class LvsManager:
 
 
 # ---------------------------------------------------------------- standalone
+def _workers_arg(value: str) -> int:
+    if value == "auto":
+        return default_workers()
+    if value.isdigit() and 1 <= int(value) <= 64:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"{value!r}: a number of processes (1-64) or auto")
+
+
 def standalone_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m chimeha.runtime.lvs_manager",
                                  description="Run only the virtual servers of a keepalived.conf")
@@ -434,8 +442,10 @@ def standalone_main(argv: list[str] | None = None) -> int:
                     help="proxy relays on its own uvloop thread, or on this process's loop")
     ap.add_argument("--proxy-relay", default="epoll", choices=("epoll", "transports"),
                     help="proxy TCP relay: epoll (default) or asyncio transports (the previous one, for A/B)")
-    ap.add_argument("--proxy-workers", type=int, default=None, metavar="N",
-                    help="proxy relay processes (default: one per core, at most 4)")
+    ap.add_argument("--proxy-workers", default=1, type=_workers_arg, metavar="N|auto",
+                    help="proxy relay processes (default 1; auto: one per core, at most 4); with more than "
+                         "one, rr/wrr/sh/dh/mh services without persistence run in every process and "
+                         "each process schedules on its own")
     ap.add_argument("--forwarding", default="warn", choices=("warn", "enable"),
                     help="enable IPv4 forwarding in this namespace when nft needs it")
     ap.add_argument("--verify-interval", type=float, default=5.0, metavar="SECONDS",
@@ -455,7 +465,8 @@ def standalone_main(argv: list[str] | None = None) -> int:
                          forwarding=args.forwarding, verify_interval=args.verify_interval, snat_to=args.snat_to,
                          nft_counters=args.nft_counters == "on",
                          proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop],
-                         proxy_relay=args.proxy_relay, proxy_workers=args.proxy_workers)
+                         proxy_relay=args.proxy_relay,
+                         proxy_workers=args.proxy_workers)
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()
         for e in mgr.errors:
