@@ -259,9 +259,9 @@ def main() -> int:
             Setup("chime-ha proxy", lambda: chime("proxy", "proxy"), lambda: stop("proxy")),
             # the relay before the epoll one: asyncio protocols on the uvloop thread, one process (A/B)
             Setup("chime-ha proxy (transports)", lambda: chime("proxytr", "proxy", "--proxy-relay", "transports"),
-                  lambda: stop("proxytr"), extra=True),
+                  lambda: stop("proxytr")),
             # the same relay in two processes sharing VIP:80 (SO_REUSEPORT), each scheduling alone
-            Setup("chime-ha proxy, 2 processes", lambda: chime("proxy2", "proxy", "--proxy-workers", "2"),
+            Setup("chime-ha proxy (2 processes)", lambda: chime("proxy2", "proxy", "--proxy-workers", "2"),
                   lambda: stop("proxy2")),
             # everything on one uvloop loop (standalone runner with --uvloop)
             Setup("chime-ha proxy, one uvloop", lambda: chime("proxyuv", "proxy", "--uvloop"),
@@ -341,7 +341,7 @@ def hand_port(i: int) -> int:
 SETUP_PORT = {"haproxy (tcp)": 8081, "chime-ha nft": 8082, "chime-ha proxy": 8083, "chime-ha proxy, one uvloop": 8084,
               "chime-ha proxy, asyncio only": 8085, "chime-ha nft: snat to VIP": 8086, "chime-ha rules (static)": 8087, "chime-ha rules (previous layout)": 8086,
               "chime-ha nft (no checks)": 8088, "chime-ha nft (no counters)": 8093,
-              "chime-ha proxy (transports)": 8094, "chime-ha proxy, 2 processes": 8095}
+              "chime-ha proxy (transports)": 8094, "chime-ha proxy (2 processes)": 8095}
 
 
 def report(args, setups, modes, results, errors, tw=None) -> None:
