@@ -326,3 +326,35 @@ def test_workers_share_the_port_and_their_counters_add_up():
         thread.join(5)
         loop.close()
         srv.close()
+
+
+def test_a_failing_handler_costs_one_connection_not_the_relay(monkeypatch):
+    from chimeha.lvs.backends import proxy_relay
+
+    srv = Server(lambda c: (c.recv(100), c.sendall(b"ok"))[0])
+    px = Proxy("asyncio", [srv.port])
+    real = proxy_relay.Conn.on_c
+    calls = []
+
+    def flaky(self, ev):
+        calls.append(ev)
+        if len(calls) == 1:
+            raise RuntimeError("injected")
+        return real(self, ev)
+
+    monkeypatch.setattr(proxy_relay.Conn, "on_c", flaky)
+    try:
+        with px.connect() as c:  # this one meets the injected bug: closed, not hung
+            c.sendall(b"x")
+            try:
+                assert read_all(c) == b""
+            except ConnectionResetError:
+                pass
+        with px.connect() as c:  # the relay still serves
+            c.sendall(b"x")
+            c.shutdown(socket.SHUT_WR)
+            assert read_all(c) == b"ok"
+        assert px.wait_idle() == [0]
+    finally:
+        px.close()
+        srv.close()

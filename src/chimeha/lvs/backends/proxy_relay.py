@@ -80,7 +80,12 @@ class Relay:
                 continue
             h = handlers.get(fd)
             if h is not None:
-                h(ev)
+                try:
+                    h(ev)
+                except Exception:  # a bug must cost one connection, not the batch or the relay
+                    log.exception("proxy relay: fd %d", fd)
+                    owner = h.__self__
+                    (owner.close if isinstance(owner, Conn) else owner.shutdown)()
 
     def register(self, fd: int, handler, events: int) -> None:
         """Watch ``fd`` for ``events``; ``handler(events)`` runs when some are ready."""
