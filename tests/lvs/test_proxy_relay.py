@@ -320,6 +320,18 @@ def test_workers_share_the_port_and_their_counters_add_up():
         assert worker[str(rr)]["real_servers"][f"127.0.0.1:{srv.port}"]["connections"] > 0  # shared
         assert str(wlc) not in worker  # exact counts need one process: not in the worker
         assert call(backend.verify())
+        # a worker that dies is drift; the repair's apply starts a new one
+        old = backend.worker_pids()[0]
+        os.kill(old, 9)  # our own child, by pid
+        for _ in range(200):
+            if not call(backend.verify()):
+                break
+            time.sleep(0.02)
+        assert "worker 1 exited" in backend.drift
+        call(apply())
+        new = backend.worker_pids()[0]
+        assert new not in (None, old)
+        assert call(backend.verify())
     finally:
         call(backend.close())
         loop.call_soon_threadsafe(loop.stop)

@@ -585,6 +585,10 @@ class ProxyBackend:
             self._relay = None
         self._state = DesiredState()
 
+    def worker_pids(self) -> list[int | None]:
+        """The worker processes' pids (None: not running), for tests and debugging."""
+        return [p.pid if p is not None else None for p in self._workers.procs] if self._workers is not None else []
+
     def worker_stats(self) -> list[dict]:
         """Each worker process's last counter report (services it serves), for tests and debugging."""
         return [dict(st) for st in self._workers.stats] if self._workers is not None else []
