@@ -462,7 +462,8 @@ class ProxyBackend:
             raise ValueError(f"proxy relay {relay!r}: epoll or transports")
         self.relay_kind = relay
         self.reuse_port = reuse_port
-        self._workers = Workers(workers - 1, type(self), udp_timeout) if workers > 1 else None
+        self._workers = (Workers(workers - 1, type(self), {"udp_timeout": udp_timeout, "relay": relay})
+                         if workers > 1 else None)
         self._relay: Relay | None = None
         self.log = log or globals()["log"]
         self.udp_timeout = udp_timeout
