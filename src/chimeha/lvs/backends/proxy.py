@@ -1,4 +1,4 @@
-"""Userspace data plane: an asyncio TCP and UDP proxy running every scheduler.
+"""Userspace data plane: a TCP and UDP proxy running every scheduler.
 
 Where the kernel path is not allowed (or a scheduler needs live connection
 counts that nftables cannot provide), chime-ha accepts the client itself and
@@ -8,15 +8,19 @@ sees every connection open and close, ``lc``/``wlc``/``sed``/``nq``/``lblc``/
 
 Performance notes (see bench/dataplane/RESULTS.md for numbers):
 
-* ``asyncio.Protocol`` callbacks, not streams: a received chunk is handed to
-  the other transport's ``write`` with no intermediate buffering or task
-  switch; back-pressure pauses the reading side when the writing side's
-  buffer passes its high-water mark.
+* TCP is relayed by :mod:`.proxy_relay`: non-blocking sockets on one epoll
+  set nested in the relaying loop (batched accepts, plain connect, EPOLLRDHUP
+  so that a real server's answer and FIN reach the client in one segment and
+  the client's close is the passive one). The asyncio-protocol relay below
+  (``_Client``/``_Upstream``) is the one before, kept selectable
+  (``relay="transports"``) for the benchmark's A/B.
 * By default the relaying runs on its own uvloop event loop in a thread
   (``own_loop``): the VRRP daemon must keep the default asyncio loop for
-  pyroute2's netlink sockets, and uvloop relays new connections markedly
-  faster. Configuration and counters cross threads through
-  ``run_coroutine_threadsafe``; the daemon loop stays free for VRRP timers.
+  pyroute2's netlink sockets. Configuration and counters cross threads
+  through ``run_coroutine_threadsafe``; the daemon loop stays free for VRRP
+  timers.
+* ``workers=N`` relays services that allow it in N processes sharing the port
+  (:mod:`.proxy_workers`).
 * Listeners are bound with ``IP_FREEBIND`` so a listener can be opened the
   moment VRRP adds the VIP (or just before) without racing the address.
 * The client address as seen by the real server is the director's (full
