@@ -60,9 +60,9 @@ def default_workers() -> int:
 class Workers:
     """The worker processes of one proxy backend, driven from the backend's relaying loop."""
 
-    def __init__(self, count: int, backend_cls, options: dict):
-        """``options``: keyword arguments of ``backend_cls`` for the workers' backends."""
-        self.count, self.backend_cls, self.options = count, backend_cls, dict(options)
+    def __init__(self, count: int, backend_cls, backend_kwargs: dict):
+        """``backend_kwargs``: keyword arguments of ``backend_cls`` for the workers' backends."""
+        self.count, self.backend_cls, self.backend_kwargs = count, backend_cls, dict(backend_kwargs)
         self.ctx = multiprocessing.get_context("spawn")
         self.procs: list = [None] * count
         self.pipes: list = [None] * count
@@ -72,7 +72,7 @@ class Workers:
 
     def _start(self, i: int) -> None:
         parent, child = self.ctx.Pipe()
-        p = self.ctx.Process(target=worker_main, args=(child, self.backend_cls, self.options),
+        p = self.ctx.Process(target=worker_main, args=(child, self.backend_cls, self.backend_kwargs),
                              name=f"chimeha-proxy-{i + 1}", daemon=True)
         p.start()
         child.close()
@@ -155,16 +155,16 @@ class Workers:
             self.procs[i] = None
 
 
-def worker_main(conn, backend_cls, options: dict) -> None:
+def worker_main(conn, backend_cls, backend_kwargs: dict) -> None:
     """A worker process: one backend on one uvloop loop, fed the desired state over ``conn``."""
     import uvloop
 
-    uvloop.run(_serve(conn, backend_cls, options))
+    uvloop.run(_serve(conn, backend_cls, backend_kwargs))
 
 
-async def _serve(conn, backend_cls, options: dict) -> None:
+async def _serve(conn, backend_cls, backend_kwargs: dict) -> None:
     loop = asyncio.get_running_loop()
-    backend = backend_cls(**options, own_loop=False, reuse_port=True)
+    backend = backend_cls(**backend_kwargs, own_loop=False, reuse_port=True)
     inbox: asyncio.Queue = asyncio.Queue()
 
     def readable() -> None:
