@@ -72,6 +72,8 @@ http {{
         listen {addr}:8091 backlog=4096;
         listen {addr}:8092 backlog=4096;
         listen {addr}:8093 backlog=4096;
+        listen {addr}:8094 backlog=4096;
+        listen {addr}:8095 backlog=4096;
         location / {{ return 200 "{name}\\n"; }}
     }}
 }}
@@ -184,13 +186,9 @@ def main() -> int:
     topo = Topology("bnch")
     topo.open()
     try:
-        client = topo.add_host("client", "192.168.231.5/24")
         d = topo.add_host("dir", "192.168.231.2/24", f"{VIP}/32")
         d.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        # Stock sysctls unless --tuned (a labelled column): nobody tunes these first.
-        if args.tuned:
-            for h in (client, d):
-                h.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"])
+        client = None  # the current setup's client (below): each setup has its own
         for i, addr in enumerate(RS, 1):
             h = topo.add_host(f"rs{i}", f"{addr}/24")
             wd = tmp / f"rs{i}"
@@ -205,7 +203,7 @@ def main() -> int:
         for i, (name, snat) in enumerate(HAND_SNAT.items()):
             (tmp / f"hand{i}.nft").write_text(HAND_NFT.format(port=hand_port(i), snat=snat, **fmt))
         (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=8081, **fmt))
-        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088),
+        for name, port in (("nft", 8082), ("proxy", 8083), ("proxyuv", 8084), ("proxyaio", 8085), ("nftnc", 8088), ("proxytr", 8094), ("proxy2", 8095),
                            ("nftvip", 8086), ("nftnoc", 8093)):
             (tmp / f"{name}.conf").write_text(CHIMEHA_CONF.format(port=port, **fmt))
         (tmp / "current.nft").write_text(current_rules(8087))
@@ -259,6 +257,12 @@ def main() -> int:
                   extra=True),
             # as inside the VRRP daemon: control on the default loop, relaying on its own uvloop thread
             Setup("chime-ha proxy", lambda: chime("proxy", "proxy"), lambda: stop("proxy")),
+            # the relay before the epoll one: asyncio protocols on the uvloop thread, one process (A/B)
+            Setup("chime-ha proxy (transports)", lambda: chime("proxytr", "proxy", "--proxy-relay", "transports"),
+                  lambda: stop("proxytr")),
+            # the same relay in two processes sharing VIP:80 (SO_REUSEPORT), each scheduling alone
+            Setup("chime-ha proxy (2 processes)", lambda: chime("proxy2", "proxy", "--proxy-workers", "2"),
+                  lambda: stop("proxy2")),
             # everything on one uvloop loop (standalone runner with --uvloop)
             Setup("chime-ha proxy, one uvloop", lambda: chime("proxyuv", "proxy", "--uvloop"),
                   lambda: stop("proxyuv")),
@@ -275,12 +279,21 @@ def main() -> int:
             setups = [s for s in setups if s.name in keep]
         else:
             setups = [s for s in setups if not s.extra]
+        # One client namespace (own address) per setup: with stock sysctls a client's TIME_WAIT
+        # sockets (60 s) block its ports towards VIP:80, so a setup that leaves many would
+        # otherwise slow down whichever setup runs after it. Each setup still meets its own.
+        clients = {s.name: topo.add_host(f"cl{i}", f"192.168.231.{100 + i}/24") for i, s in enumerate(setups)}
+        # Stock sysctls unless --tuned (a labelled column): nobody tunes these first.
+        if args.tuned:
+            for h in (*clients.values(), d):
+                h.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65535"])
         modes = {"keep-alive": [], "new connection": ["-H", "Connection: close"]}
         wanted = args.modes.split(",")
         if not set(wanted) <= set(modes):
             raise SystemExit(f"bench: --modes takes {', '.join(modes)}")
         modes = {m: v for m, v in modes.items() if m in wanted}
         results = {(s.name, m): [] for s in setups for m in modes}
+        tw = {s.name: [] for s in setups}  # client TIME_WAIT sockets after each new-connection load
         errors = {(s.name, m): 0 for s in setups for m in modes}
         for rnd in range(args.rounds):
             # rotate the order every round: no setup always runs first (fresh
@@ -292,6 +305,7 @@ def main() -> int:
                     for rs in RS:
                         d.run(["wrk", "-t1", "-c16", "-d2s", "-H", "Connection: close", f"http://{rs}:{port}/"],
                               timeout=60, check=False)
+                client = clients[s.name]
                 s.start()
                 try:
                     for mode, extra in modes.items():
@@ -303,11 +317,16 @@ def main() -> int:
                         errs = (sum(map(int, m.groups())) if m else 0) + (int(bad.group(1)) if bad else 0)
                         results[(s.name, mode)].append(rps)
                         errors[(s.name, mode)] += errs
-                        print(f"round {rnd + 1} {s.name:24s} {mode:15s} {rps:10.0f} req/s  errors {errs}",
+                        waits = ""
+                        if extra:
+                            ss = client.run(["ss", "-tanH", "state", "time-wait"], check=False).stdout
+                            tw[s.name].append(len(ss.splitlines()))
+                            waits = f"  client TIME_WAIT {tw[s.name][-1]}"
+                        print(f"round {rnd + 1} {s.name:24s} {mode:15s} {rps:10.0f} req/s  errors {errs}{waits}",
                               flush=True)
                 finally:
                     s.stop()
-        report(args, setups, modes, results, errors)
+        report(args, setups, modes, results, errors, tw)
     finally:
         topo.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -321,10 +340,11 @@ def hand_port(i: int) -> int:
 
 SETUP_PORT = {"haproxy (tcp)": 8081, "chime-ha nft": 8082, "chime-ha proxy": 8083, "chime-ha proxy, one uvloop": 8084,
               "chime-ha proxy, asyncio only": 8085, "chime-ha nft: snat to VIP": 8086, "chime-ha rules (static)": 8087, "chime-ha rules (previous layout)": 8086,
-              "chime-ha nft (no checks)": 8088, "chime-ha nft (no counters)": 8093}
+              "chime-ha nft (no checks)": 8088, "chime-ha nft (no counters)": 8093,
+              "chime-ha proxy (transports)": 8094, "chime-ha proxy (2 processes)": 8095}
 
 
-def report(args, setups, modes, results, errors) -> None:
+def report(args, setups, modes, results, errors, tw=None) -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
     cpu = ""
     try:
@@ -335,7 +355,7 @@ def report(args, setups, modes, results, errors) -> None:
         "# Data-plane benchmark (bench/dataplane)", "",
         f"- Command: `{' '.join([sys.executable.split('/')[-1], *sys.argv])}`",
         f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}",
-        f"- Layout: client -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}; one port per setup, 8080-8088), "
+        f"- Layout: client (one namespace and address per setup) -> director (VIP {VIP}:80) -> two nginx real servers ({RS[0]}, {RS[1]}; one port per setup, 8080-8088), "
         "all in network namespaces on one bridge; every process shares the same cores.",
         ("- Client and director namespaces: net.ipv4.tcp_tw_reuse=1, ip_local_port_range 1024-65535 (--tuned); "
          if args.tuned else "- Stock sysctls (no tcp_tw_reuse or port-range tuning); ")
@@ -359,6 +379,10 @@ def report(args, setups, modes, results, errors) -> None:
     lines += ["", "Raw rounds (req/s):", ""]
     for (name, mode), vals in results.items():
         lines.append(f"- {name}, {mode}: " + ", ".join(f"{v:,.0f}" for v in vals))
+    if tw and any(tw.values()):
+        lines += ["", "Client TIME_WAIT sockets after each new-connection measurement (each setup has its own "
+                  "client; stock port range 32768-60999, i.e. ~14,000 even ports for connect()):", ""]
+        lines += [f"- {name}: " + ", ".join(f"{v:,}" for v in vals) for name, vals in tw.items() if vals]
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
     print(text)

@@ -29,6 +29,7 @@ from chimeha.check.runner import RealServerMonitor
 from chimeha.config import load
 from chimeha.lvs.backends.base import BackendError
 from chimeha.lvs.backends.nft import SNAT_TO
+from chimeha.lvs.backends.proxy_workers import default_workers
 from chimeha.lvs.backends.registry import BackendOptions, make_backend
 from chimeha.lvs.backends.select import Choice, choose
 from chimeha.lvs.catalog import DATAPLANES, ORDER
@@ -65,7 +66,8 @@ class LvsManager:
                  netns: str | None = None, snat: str = "auto", health_checks: bool = True,
                  forwarding: str = "warn", backends: dict[str, Any] | None = None,
                  proxy_own_loop: bool | None = None, verify_interval: float = 5.0, snat_to: str | None = None,
-                 nft_counters: bool = True):
+                 nft_counters: bool = True, proxy_relay: str = "epoll",
+                 proxy_workers: int = 1):
         self.config = config
         self.dataplane = dataplane or "auto"
         if self.dataplane not in DATAPLANES:
@@ -76,6 +78,9 @@ class LvsManager:
         self.health_checks = health_checks
         self.forwarding = forwarding
         self.proxy_own_loop = proxy_own_loop
+        self.proxy_relay = proxy_relay
+        #: proxy relay processes (1: exact scheduling; more: see lvs/backends/proxy_workers.py)
+        self.proxy_workers = proxy_workers
         self.snat_to = snat_to or ("vip" if self._sync_spec(config) else "auto")
         self.nft_counters = nft_counters
         #: conntrackd replicating connections (global_defs lvs_sync_daemon), while running
@@ -106,7 +111,7 @@ class LvsManager:
         b = self._backends.get(name)
         if b is None:
             b = make_backend(name, BackendOptions(self.log, self.netns, self.snat, self.proxy_own_loop, self.snat_to,
-                                                    self.nft_counters))
+                                                    self.nft_counters, self.proxy_relay, self.proxy_workers))
             self._backends[name] = b
         return b
 
@@ -428,6 +433,14 @@ class LvsManager:
 
 
 # ---------------------------------------------------------------- standalone
+def _workers_arg(value: str) -> int:
+    if value == "auto":
+        return default_workers()
+    if value.isdigit() and 1 <= int(value) <= 64:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"{value!r}: a number of processes (1-64) or auto")
+
+
 def standalone_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m chimeha.runtime.lvs_manager",
                                  description="Run only the virtual servers of a keepalived.conf")
@@ -447,6 +460,12 @@ def standalone_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--uvloop", action="store_true", help="use uvloop's event loop")
     ap.add_argument("--proxy-loop", default="auto", choices=("auto", "thread", "same"),
                     help="proxy relays on its own uvloop thread, or on this process's loop")
+    ap.add_argument("--proxy-relay", default="epoll", choices=("epoll", "transports"),
+                    help="proxy TCP relay: epoll (default) or asyncio transports (the previous one, for A/B)")
+    ap.add_argument("--proxy-workers", default=1, type=_workers_arg, metavar="N|auto",
+                    help="proxy relay processes (default 1; auto: one per core, at most 4); with more than "
+                         "one, rr/wrr/sh/dh/mh services without persistence run in every process and "
+                         "each process schedules on its own")
     ap.add_argument("--forwarding", default="warn", choices=("warn", "enable"),
                     help="enable IPv4 forwarding in this namespace when nft needs it")
     ap.add_argument("--verify-interval", type=float, default=5.0, metavar="SECONDS",
@@ -465,7 +484,9 @@ def standalone_main(argv: list[str] | None = None) -> int:
         mgr = LvsManager(res.config, args.dataplane, health_checks=not args.no_checks, snat=args.snat,
                          forwarding=args.forwarding, verify_interval=args.verify_interval, snat_to=args.snat_to,
                          nft_counters=args.nft_counters == "on",
-                         proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop])
+                         proxy_own_loop={"auto": None, "thread": True, "same": False}[args.proxy_loop],
+                         proxy_relay=args.proxy_relay,
+                         proxy_workers=args.proxy_workers)
         mgr.owned = None if args.own is None else set(args.own)
         await mgr.start()
         for e in mgr.errors:

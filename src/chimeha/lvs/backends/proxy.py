@@ -1,4 +1,4 @@
-"""Userspace data plane: an asyncio TCP and UDP proxy running every scheduler.
+"""Userspace data plane: a TCP and UDP proxy running every scheduler.
 
 Where the kernel path is not allowed (or a scheduler needs live connection
 counts that nftables cannot provide), chime-ha accepts the client itself and
@@ -8,15 +8,19 @@ sees every connection open and close, ``lc``/``wlc``/``sed``/``nq``/``lblc``/
 
 Performance notes (see bench/dataplane/RESULTS.md for numbers):
 
-* ``asyncio.Protocol`` callbacks, not streams: a received chunk is handed to
-  the other transport's ``write`` with no intermediate buffering or task
-  switch; back-pressure pauses the reading side when the writing side's
-  buffer passes its high-water mark.
+* TCP is relayed by :mod:`.proxy_relay`: non-blocking sockets on one epoll
+  set nested in the relaying loop (batched accepts, plain connect, EPOLLRDHUP
+  so that a real server's answer and FIN reach the client in one segment and
+  the client's close is the passive one). The asyncio-protocol relay below
+  (``_Client``/``_Upstream``) is the one before, kept selectable
+  (``relay="transports"``) for the benchmark's A/B.
 * By default the relaying runs on its own uvloop event loop in a thread
   (``own_loop``): the VRRP daemon must keep the default asyncio loop for
-  pyroute2's netlink sockets, and uvloop relays new connections markedly
-  faster. Configuration and counters cross threads through
-  ``run_coroutine_threadsafe``; the daemon loop stays free for VRRP timers.
+  pyroute2's netlink sockets. Configuration and counters cross threads
+  through ``run_coroutine_threadsafe``; the daemon loop stays free for VRRP
+  timers.
+* ``workers=N`` relays services that allow it in N processes sharing the port
+  (:mod:`.proxy_workers`).
 * Listeners are bound with ``IP_FREEBIND`` so a listener can be opened the
   moment VRRP adds the VIP (or just before) without racing the address.
 * The client address as seen by the real server is the director's (full
@@ -30,8 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import select
+import fcntl
 import logging
 import socket
+import termios
 import threading
 import time
 
@@ -42,26 +49,92 @@ from ..reconcile import Operation, apply_to
 from ..schedulers import Persistence, Server, make_scheduler
 from ..types import DesiredState, DestKey, Service, ServiceKey
 from .base import BackendError
+from .proxy_relay import Listener, Relay
+from .proxy_workers import Workers, parallel_ok
 
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+TCP_CORK = getattr(socket, "TCP_CORK", 3)
+POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+#: upstream chunks of a connection checked for a queued FIN (see _Upstream): enough for
+#: request/response protocols that close after an answer or two, free for long keep-alive
+FIN_CHECKS = 4
+#: bytes a client may send before its real server accepted the connection; then it is paused
+PENDING_MAX = 256 * 1024
 log = logging.getLogger("chimeha.lvs.proxy")
+_poll = select.poll()  # one per process; used only by the loop thread(s), never blocks (timeout 0)
+
+
+def _fin_pending(fd: int) -> bool:
+    """Is the next thing ``fd`` will read its peer's FIN (FIN arrived, nothing unread)?
+
+    One ``poll(0)`` for POLLRDHUP (and an ioctl when the FIN is there); lets the
+    relay pass an answer and the real server's FIN to the client together
+    instead of one loop iteration apart (see ``_Upstream``). Data still queued
+    in front of the FIN (a large answer) means: not yet.
+    """
+    try:
+        _poll.register(fd, POLLRDHUP)
+        try:
+            ready = _poll.poll(0)
+        finally:
+            _poll.unregister(fd)
+        if not ready or not ready[0][1] & POLLRDHUP:
+            return False
+        buf = bytearray(4)
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+        return not any(buf)
+    except (OSError, ValueError):
+        return False
 
 
 class _Upstream(asyncio.Protocol):
-    """The director -> real server leg; mirrors data back to the client."""
+    """The director -> real server leg; mirrors data back to the client.
 
-    __slots__ = ("peer", "transport")
+    Close ordering: a real server that answers and closes (HTTP ``Connection:
+    close``) sends its last data and its FIN together, but the event loop
+    reports them one iteration apart. Relayed as they come, the answer reaches
+    the client first; a client that closes as soon as it has the whole answer
+    (wrk, most HTTP clients) then closes *first* and keeps the TIME_WAIT, and a
+    stock kernel runs out of client ports at a few thousand connections per
+    second. So when the real server's FIN is already queued behind the data,
+    the answer and the FIN go to the client in one segment (``TCP_CORK``, then
+    ``shutdown(SHUT_WR)``): the client sees the FIN before it closes, its close
+    is the passive one, and the TIME_WAIT stays on the director (as with
+    HAProxy). Nothing is ever reset: the client's own close still ends the
+    connection, and data it sends after the FIN still reaches the real server
+    until the real server closes.
+    """
+
+    __slots__ = ("peer", "transport", "fd", "checks")
 
     def __init__(self, peer: "_Client"):
         self.peer = peer
         self.transport = None
+        self.fd = -1
+        self.checks = FIN_CHECKS
 
     def connection_made(self, transport):
         self.transport = transport
 
     def data_received(self, data):
-        self.peer.transport.write(data)
-        self.peer.totals[2] += len(data)
+        peer = self.peer
+        peer.totals[2] += len(data)
+        if self.checks:
+            self.checks -= 1
+            if self.fd < 0:
+                sock = self.transport.get_extra_info("socket")
+                self.fd = sock.fileno() if sock is not None else -1
+            if self.fd >= 0 and not peer.eof_up and _fin_pending(self.fd):
+                self.checks = 0
+                out = peer.transport
+                try:
+                    out.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, TCP_CORK, 1)
+                except (OSError, AttributeError):
+                    pass
+                out.write(data)
+                peer.half_close(upstream=True)
+                return
+        peer.transport.write(data)
 
     def eof_received(self):
         return self.peer.half_close(upstream=True)
@@ -86,6 +159,8 @@ class _Client(asyncio.Protocol):
         self.server: Server | None = None
         self.client = ("", 0)
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.paused = False  # reading paused until the real server accepts (too much pending)
         self.closed = False
         self.eof_up = self.eof_client = False
         self.totals = [0, 0, 0]  # connections, bytes in (client -> server), bytes out
@@ -103,14 +178,16 @@ class _Client(asyncio.Protocol):
         server.active += 1
         self.totals = self.svc.totals.setdefault(server.key, [0, 0, 0])
         self.totals[0] += 1
-        transport.pause_reading()
-        asyncio.get_running_loop().create_task(self._connect(server))
+        # Reading stays on while the real server's connect is in flight: the request that
+        # usually follows the accept at once waits in ``pending`` (cheaper than stopping
+        # and restarting the read watcher, two epoll_ctl calls); only a client that sends
+        # more than PENDING_MAX before the real server answers is paused.
+        self.svc.loop.create_task(self._connect(server))
 
     async def _connect(self, server: Server):
-        loop = asyncio.get_running_loop()
         try:
-            _, up = await loop.create_connection(lambda: _Upstream(self), server.key.address,
-                                                 server.key.port or self.svc.key.port)
+            _, up = await self.svc.loop.create_connection(lambda: _Upstream(self), server.key.address,
+                                                          server.key.port or self.svc.key.port)
         except OSError as e:
             self.svc.connect_errors += 1
             log.debug("%s: connect to %s failed: %s", self.svc.key, server.key, e)
@@ -125,7 +202,8 @@ class _Client(asyncio.Protocol):
         self.pending.clear()
         if self.eof_client:
             up.transport.write_eof()
-        else:
+        elif self.paused:
+            self.paused = False
             self.transport.resume_reading()
 
     def data_received(self, data):
@@ -134,6 +212,10 @@ class _Client(asyncio.Protocol):
             self.up.transport.write(data)
         else:
             self.pending.append(data)
+            self.pending_bytes += len(data)
+            if self.pending_bytes > PENDING_MAX and not self.paused:
+                self.paused = True
+                self.transport.pause_reading()
 
     def eof_received(self):
         return self.half_close(upstream=False)
@@ -146,6 +228,14 @@ class _Client(asyncio.Protocol):
         the default loop, never closes a transport on its own after two EOFs.
         """
         if upstream:
+            if self.eof_up:
+                # already passed on with the last data (see _Upstream): now the kernel
+                # confirms it; close once the client is done too
+                if self.eof_client:
+                    self.transport.close()
+                    self.up.transport.close()
+                    return False
+                return True
             self.eof_up = True
             other = self.transport
         else:
@@ -225,6 +315,9 @@ class _Service:
         self.udp_transport = None
         self.flows: dict[tuple, _UdpFlow] = {}
         self.udp_timeout = udp_timeout
+        self.loop: asyncio.AbstractEventLoop | None = None  # the relaying loop (set by open)
+        self.listener: Listener | None = None  # TCP with the epoll relay
+        self.reuse_port = False
         self.refused = self.connect_errors = 0
         #: per real server: [connections, bytes in, bytes out]; survives weight changes
         self.totals: dict[DestKey, list[int]] = {}
@@ -258,19 +351,24 @@ class _Service:
     def listening(self) -> bool:
         if self.key.protocol == "UDP":
             return self.udp_transport is not None and not self.udp_transport.is_closing()
+        if self.listener is not None:
+            return self.listener.serving()
         return self.server is not None and self.server.is_serving()
 
-    async def open(self) -> None:
+    async def open(self, relay: Relay | None = None) -> None:
+        """Listen; TCP connections go to ``relay`` (epoll), or to asyncio transports without one."""
         fam = socket.AF_INET6 if self.key.family == 6 else socket.AF_INET
         if self.key.fwmark is not None:
             raise BackendError(f"{self.key}: fwmark services need a kernel data plane (nft or ipvs)")
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         kind = socket.SOCK_DGRAM if self.key.protocol == "UDP" else socket.SOCK_STREAM
         if self.key.protocol == "SCTP":
             raise BackendError(f"{self.key}: the proxy data plane does not do SCTP")
         sock = socket.socket(fam, kind)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sol = socket.IPPROTO_IPV6 if fam == socket.AF_INET6 else socket.IPPROTO_IP
             sock.setsockopt(sol, IP_FREEBIND, 1)
             sock.bind((self.key.address, self.key.port))
@@ -282,7 +380,10 @@ class _Service:
                         "needs the VIP's port free on the director: use --dataplane nft)")
             raise BackendError(f"{self.key}: cannot listen: {e.strerror}{hint}") from None
         sock.setblocking(False)
-        if kind == socket.SOCK_STREAM:
+        if kind == socket.SOCK_STREAM and relay is not None:
+            sock.listen(4096)
+            self.listener = Listener(relay, sock, self)
+        elif kind == socket.SOCK_STREAM:
             self.server = await loop.create_server(lambda: _Client(self), sock=sock, backlog=4096)
         else:
             self.udp_transport, _ = await loop.create_datagram_endpoint(lambda: _UdpListener(self), sock=sock)
@@ -332,6 +433,9 @@ class _Service:
             self._end_flow(addr)
 
     async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.shutdown()  # established connections keep running (IPVS keeps them too)
+            self.listener = None
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -348,10 +452,23 @@ class ProxyBackend:
     name = "proxy"
 
     def __init__(self, udp_timeout: float = 300.0, log: logging.Logger | None = None,
-                 own_loop: bool | None = None):
+                 own_loop: bool | None = None, relay: str = "epoll", reuse_port: bool = False,
+                 workers: int = 1):
         """``own_loop``: relay on a dedicated uvloop event loop in a thread. None (default):
         when uvloop is installed and the caller's loop is not uvloop already (the VRRP daemon
-        must run the default loop for pyroute2's netlink sockets, and uvloop relays faster)."""
+        must run the default loop for pyroute2's netlink sockets, and uvloop relays faster).
+        ``relay``: "epoll" (default, :mod:`.proxy_relay`) or "transports" (asyncio protocols,
+        the relay before; kept for comparison in bench/dataplane). ``reuse_port``: listen with
+        SO_REUSEPORT, so that several proxy processes share a VIP's port (an experiment of
+        bench/dataplane: each process then schedules on its own). ``workers``: relay the services
+        that allow it in that many processes (see :mod:`.proxy_workers`)."""
+        if relay not in ("epoll", "transports"):
+            raise ValueError(f"proxy relay {relay!r}: epoll or transports")
+        self.relay_kind = relay
+        self.reuse_port = reuse_port
+        self._workers = (Workers(workers - 1, type(self), {"udp_timeout": udp_timeout, "relay": relay})
+                         if workers > 1 else None)
+        self._relay: Relay | None = None
         self.log = log or globals()["log"]
         self.udp_timeout = udp_timeout
         self._state = DesiredState()
@@ -405,8 +522,11 @@ class ProxyBackend:
             cur = self._svcs.get(key)
             if cur is None:
                 cur = _Service(svc, self.udp_timeout)
+                cur.reuse_port = self.reuse_port or (self._workers is not None and parallel_ok(svc))
+                if self._relay is None and self.relay_kind == "epoll":
+                    self._relay = Relay(asyncio.get_running_loop())
                 try:
-                    await cur.open()
+                    await cur.open(self._relay)
                 except BackendError as e:
                     errors.append(str(e))
                     continue
@@ -414,6 +534,8 @@ class ProxyBackend:
             else:
                 cur.configure(svc)
         self._state = DesiredState({k: v for k, v in new.services.items() if k in self._svcs})
+        if self._workers is not None:
+            self._workers.apply(self._state)
         if self._sweeper is None and any(k.protocol == "UDP" for k in self._svcs):
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         if errors:
@@ -432,6 +554,10 @@ class ProxyBackend:
         """The services whose listeners are open now (a listener that died is absent)."""
         live = {k: v for k, v in self._state.services.items() if k in self._svcs and self._svcs[k].listening()}
         self.drift = None if len(live) == len(self._state.services) else "a listener closed"
+        dead = self._workers.dead() if self._workers is not None else []
+        if dead:  # its services read as missing: the repair's apply restarts the worker
+            self.drift = self.drift or f"proxy worker {', '.join(map(str, dead))} exited"
+            live = {k: v for k, v in live.items() if not parallel_ok(v)}
         self._state = DesiredState(live)
         return self._state
 
@@ -457,7 +583,20 @@ class ProxyBackend:
         for s in self._svcs.values():
             await s.close()
         self._svcs.clear()
+        if self._workers is not None:
+            await self._workers.close()
+        if self._relay is not None:
+            self._relay.close()  # and every connection still open
+            self._relay = None
         self._state = DesiredState()
+
+    def worker_pids(self) -> list[int | None]:
+        """The worker processes' pids (None: not running), for tests and debugging."""
+        return [p.pid if p is not None else None for p in self._workers.procs] if self._workers is not None else []
+
+    def worker_stats(self) -> list[dict]:
+        """Each worker process's last counter report (services it serves), for tests and debugging."""
+        return [dict(st) for st in self._workers.stats] if self._workers is not None else []
 
     def stats(self) -> dict:
         """Counters (read from another thread when the proxy has its own loop: list() copies are atomic)."""
@@ -470,4 +609,4 @@ class ProxyBackend:
                                                      s.totals.get(k, (0, 0, 0))))}
                                  for k, v in list(s.servers.items())},
             }
-        return out
+        return self._workers.merged_into(out) if self._workers is not None else out

@@ -34,13 +34,18 @@ class BackendOptions:
     snat_to: str = "auto"
     #: nft: named per-real-server counters (every packet of a DNATed flow is counted)
     nft_counters: bool = True
+    #: proxy: "epoll" (default) or "transports" (the previous asyncio-protocol relay, for A/B)
+    proxy_relay: str = "epoll"
+    #: proxy: relay processes (see proxy_workers.py)
+    proxy_workers: int = 1
 
 
 FACTORIES: dict[str, Callable[[BackendOptions], Backend]] = {
     "ipvs": lambda o: IpvsBackend(log=o.log),
     "nft": lambda o: NftBackend(netns=o.netns, snat=o.snat, log=o.log, snat_to=o.snat_to,
                                     counters=o.nft_counters),
-    "proxy": lambda o: ProxyBackend(log=o.log, own_loop=o.proxy_own_loop),
+    "proxy": lambda o: ProxyBackend(log=o.log, own_loop=o.proxy_own_loop, relay=o.proxy_relay,
+                                        workers=o.proxy_workers),
 }
 
 #: The data planes that forward (every one but auto and none).
