@@ -45,6 +45,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from chimeha.lab.netns import Topology, stop_process  # noqa: E402
 
+sys.path.insert(0, str(HERE))
+# the same DNAT table, HAProxy and chime-ha configurations as run.py
+from run import CHIMEHA_CONF, HAND_NFT, HAPROXY, wait_port  # noqa: E402
+
 VIP = "192.168.231.10"
 DIRECTOR = "192.168.231.2"
 RS = ("192.168.231.11", "192.168.231.12")
@@ -71,18 +75,6 @@ NGINX_TAIL = """        location / {{ return 200 "{name}\\n"; }}
 }}
 """
 
-HAND_NFT = """
-table ip snatbench {{
-    chain pre {{
-        type nat hook prerouting priority dstnat; policy accept;
-        ip daddr {vip} tcp dport 80 dnat to numgen inc mod 2 map {{ 0 : {rs1} . {port}, 1 : {rs2} . {port} }}
-    }}
-    chain post {{
-        type nat hook postrouting priority srcnat; policy accept;
-        ct status dnat ip daddr 192.168.231.0/24 {snat}
-    }}
-}}
-"""
 
 #: hand-written source NAT variants: name -> the postrouting statement
 HAND = {
@@ -92,39 +84,7 @@ HAND = {
     "hand nft: snat to VIP": f"snat ip to {VIP}",
 }
 
-HAPROXY = """
-global
-    maxconn 8000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-listen vip
-    bind {vip}:80
-    balance roundrobin
-    server rs1 {rs1}:{port}
-    server rs2 {rs2}:{port}
-"""
 
-CHIMEHA_CONF = """
-virtual_server {vip} 80 {{
-    delay_loop 6
-    lb_algo rr
-    lb_kind NAT
-    protocol TCP
-    real_server {rs1} {port} {{
-        TCP_CHECK {{
-            connect_timeout 3
-        }}
-    }}
-    real_server {rs2} {port} {{
-        TCP_CHECK {{
-            connect_timeout 3
-        }}
-    }}
-}}
-"""
 
 #: chime-ha setups: name -> extra lvs_manager arguments
 CHIME = {
@@ -134,14 +94,6 @@ CHIME = {
 }
 SETUPS = [*HAND, "haproxy (tcp)", *CHIME]
 
-
-def wait_port(host, addr, port, timeout=15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if host.run(["nc", "-z", "-w", "1", addr, str(port)], check=False).returncode == 0:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def wrk(host, conns: int, duration: int, close: bool, url: str) -> tuple[float, int]:
@@ -229,7 +181,7 @@ def main() -> int:
 
         def stop(setup: str) -> None:
             if setup in HAND:
-                d.run(["nft", "delete", "table", "ip", "snatbench"], check=False)
+                d.run(["nft", "delete", "table", "ip", "bench"], check=False)
             p = procs.pop("p", None)
             if p is not None:
                 stop_process(p)

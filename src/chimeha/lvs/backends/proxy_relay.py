@@ -204,6 +204,9 @@ class Conn:
         self.close()
 
     # ------------------------------------------------------------ events
+    # on_c and on_u repeat their fast path for each direction on purpose: it runs once per
+    # packet, and a shared helper taking the direction's attributes cost more than it saves
+    # (interpreter time is what keeps the proxy behind HAProxy, bench/dataplane/RESULTS.md).
     def on_c(self, ev: int) -> None:
         """The client's socket is ready. Fast path: readable, nothing waiting, data fits."""
         if ev == IN and not self.to_u:
