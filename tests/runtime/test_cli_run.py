@@ -54,3 +54,28 @@ def test_dump_paths_put_keepalived_names_in_the_directory(tmp_path):
     paths = dump_paths(str(tmp_path))
     assert (paths.data, paths.stats, paths.json) == (
         f"{tmp_path}/keepalived.data", f"{tmp_path}/keepalived.stats", f"{tmp_path}/keepalived.json")
+
+
+def test_proxy_workers_must_be_a_count_or_auto(tmp_path):
+    conf = tmp_path / "ok.conf"
+    conf.write_text("global_defs {\n    router_id x\n}\n")
+    for bad in ("0", "many", "65"):
+        p = _run("-f", str(conf), "--proxy-workers", bad)
+        assert p.returncode == 2, bad
+        assert "--proxy-workers" in p.stderr and "a number of processes (1-64) or auto" in p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_proxy_workers_reach_the_virtual_server_manager():
+    """`chime-ha run --proxy-workers` ends up in LvsManager(proxy_workers=...) via the daemon's lvs_options."""
+    from chimeha.cli import run as run_cli
+    from chimeha.lvs.backends.proxy_workers import default_workers
+    from chimeha.runtime.lvs_manager import LvsManager
+
+    assert run_cli._resolve_workers("3") == 3
+    assert run_cli._resolve_workers("auto") == default_workers() >= 1
+    from chimeha.config import loads
+    cfg = loads("virtual_server 10.0.0.1 80 {\n  lb_algo rr\n  protocol TCP\n"
+                "  real_server 10.0.0.2 80 {\n  }\n}\n").config
+    lvs = LvsManager(cfg, dataplane="proxy", **{"snat_to": None, "proxy_workers": run_cli._resolve_workers("2")})
+    assert lvs.proxy_workers == 2

@@ -36,6 +36,10 @@ def add_parser(sub) -> None:
                         "connection's VIP, or auto: the VIP where the real server's subnet holds it, so the "
                         "real servers' TIME_WAIT for the director's own connections never meets NATed ones "
                         "(default: vip with global_defs lvs_sync_daemon, else auto)")
+    p.add_argument("--proxy-workers", metavar="N|auto", default="1", type=_proxy_workers,
+                   help="userspace proxy data plane: relay processes (default 1; auto: one per core, at most "
+                        "4); with more than one, rr/wrr/sh/dh/mh services without persistence run in every "
+                        "process (SO_REUSEPORT) and each process schedules on its own")
     p.add_argument("--journal", metavar="PATH", default=None,
                    help="transition journal file (default: none, kept in memory)")
     p.add_argument("--metrics", metavar="ADDR", default=None,
@@ -98,13 +102,28 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
+def _proxy_workers(value: str) -> str:
+    if value == "auto" or (value.isdigit() and 1 <= int(value) <= 64):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: a number of processes (1-64) or auto")
+
+
+def _resolve_workers(value: str) -> int:
+    if value != "auto":
+        return int(value)
+    from chimeha.lvs.backends.proxy_workers import default_workers  # multiprocessing: only when asked
+
+    return default_workers()
+
+
 async def _main(args, config) -> int:
     from chimeha.runtime.daemon import Daemon, DaemonError
 
     log = logging.getLogger("chimeha.run")
     daemon = Daemon(args.file, config, dataplane=None if args.dataplane == "auto" else args.dataplane,
                     fast_detect=getattr(args, "fast_detect", "on") == "on",
-                    lvs_options={"snat_to": getattr(args, "snat_to", None)})
+                    lvs_options={"snat_to": getattr(args, "snat_to", None),
+                                 "proxy_workers": _resolve_workers(getattr(args, "proxy_workers", "1"))})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloading: set[asyncio.Task] = set()

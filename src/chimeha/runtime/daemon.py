@@ -92,7 +92,7 @@ class Daemon:
         self.fast_detect = fast_detect
         self.config = config
         self.dataplane = dataplane
-        self.lvs_options = dict(lvs_options or {})  # extra LvsManager keywords (snat_to)
+        self.lvs_options = dict(lvs_options or {})  # extra LvsManager keywords (snat_to, proxy_workers)
         self.state_hooks: list[Callable[[StateChanged], None]] = []
         self.event_hooks: list[Callable[[Any], None]] = []
         self.node = VrrpNode(())
