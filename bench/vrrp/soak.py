@@ -114,7 +114,8 @@ class Lab:
         out = ""
         if self.ping is not None:
             self.ping.send_signal(signal.SIGINT)
-            out, _ = self.ping.communicate(timeout=10)
+            self.ping.wait(timeout=10)
+            out = (self.logdir / f"ping-{self.daemon}.txt").read_text()
         for name, proc in self.procs.items():
             self.nodes[name].stop(proc, grace=5)
         self.topo.close()
@@ -132,6 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--kinds", default=",".join(FAULTS), help="comma-separated fault kinds to draw from")
     ap.add_argument("--targets", default="ab", help="nodes the faults may hit (a: the master)")
+    ap.add_argument("--schedule", help="explicit faults instead of random ones, e.g. partition:a,linkcut:a")
     ap.add_argument("--json")
     ap.add_argument("--logs", default="/tmp/chimeha-soak")
     args = ap.parse_args(argv)
@@ -140,7 +142,10 @@ def main(argv=None) -> int:
         return 2
     rng = random.Random(args.seed)
     schedule = []
-    for _ in range(args.faults):
+    for item in (args.schedule.split(",") if args.schedule else []):
+        kind, target = item.split(":")
+        schedule.append((kind, target, {"partition": 3.0, "loss30": 10.0, "linkcut": 3.0, "kill": 3.0, "hup": 0.0}[kind]))
+    for _ in range(0 if args.schedule else args.faults):
         kind = rng.choice(args.kinds.split(","))
         hold = {"partition": rng.uniform(2, 4), "loss30": 10.0, "linkcut": 3.0, "kill": 3.0, "hup": 0.0}[kind]
         schedule.append((kind, rng.choice(args.targets), hold))
@@ -160,8 +165,10 @@ def main(argv=None) -> int:
             time.sleep(0.2)
         time.sleep(2)
         for lab in labs.values():
-            lab.ping = lab.client.popen(["ping", "-n", "-D", "-O", "-i", "0.05", "-W", "1", lab.vip],
-                                        stdout=subprocess.PIPE, text=True)
+            # to a file, not a pipe: a pipe nobody reads fills up in about a minute and blocks ping
+            with open(logdir / f"ping-{lab.daemon}.txt", "w") as out:
+                lab.ping = lab.client.popen(["ping", "-n", "-D", "-O", "-i", "0.05", "-W", "1", lab.vip],
+                                            stdout=out)
         time.sleep(2)
         starts = []
         for i, (kind, target, hold) in enumerate(schedule):
