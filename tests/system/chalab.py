@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -118,3 +119,17 @@ def stop_service(node) -> None:
 
 def have_keepalived() -> bool:
     return shutil.which("keepalived") is not None
+
+
+@contextlib.contextmanager
+def stopped_at_end(*daemons, tail: int = 5000):
+    """Stop every daemon when the block ends; if it failed, print each one's log tail first."""
+    try:
+        yield
+    except BaseException:
+        for d in daemons:
+            print(f"--- {getattr(d, 'kind', 'daemon')} ---\n" + d.log()[-tail:])
+        raise
+    finally:
+        for d in daemons:
+            d.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalab import Daemon, holders, settle_on, wait_until
+from chalab import Daemon, holders, settle_on, stopped_at_end, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
@@ -42,7 +42,7 @@ def test_ah_mixed_cluster_elects_hands_over_and_preempts(topology, tmp_path, chi
     master = Daemon(a, kinds[0], conf(state="MASTER", priority=200), tmp_path)
     backup = Daemon(b, kinds[1], conf(state="BACKUP", priority=100), tmp_path)
     nodes = [a, b]
-    try:
+    with stopped_at_end(master, backup):
         backup.start()
         settle_on(nodes, VIP, "b", timeout=8, hold=0.5)
         master.start()
@@ -54,20 +54,13 @@ def test_ah_mixed_cluster_elects_hands_over_and_preempts(topology, tmp_path, chi
         assert backup.alive()
         ka = master if master.kind == "keepalived" else backup
         assert "invalid IPSEC" not in ka.log() and "already processed" not in ka.log()
-    except BaseException:
-        print(f"--- {master.kind} (a) ---\n" + master.log()[-5000:])
-        print(f"--- {backup.kind} (b) ---\n" + backup.log()[-5000:])
-        raise
-    finally:
-        master.stop()
-        backup.stop()
 
 
 def test_ah_wrong_password_splits_the_pair_and_counts_auth_drops(topology, tmp_path):
     a, b = _pair(topology)
     chime = Daemon(a, "chime-ha", conf(state="BACKUP", priority=200), tmp_path, control=True)
     ka = Daemon(b, "keepalived", conf(state="BACKUP", priority=100, password="wrong!"), tmp_path)
-    try:
+    with stopped_at_end(chime, ka):
         ka.start()
         chime.start()
         # Each drops the other's adverts, so both claim the VIP: the check has teeth on both sides.
@@ -78,10 +71,3 @@ def test_ah_wrong_password_splits_the_pair_and_counts_auth_drops(topology, tmp_p
                    5, "chime-ha counting keepalived's adverts as auth drops")
         assert chime.status()["instances"]["VI_AH"]["adverts_received"] == 0
         wait_until(lambda: "invalid IPSEC HMAC-MD5" in ka.log(), 5, "keepalived refusing chime-ha's ICV")
-    except BaseException:
-        print("--- chime-ha ---\n" + chime.log()[-5000:])
-        print("--- keepalived ---\n" + ka.log()[-5000:])
-        raise
-    finally:
-        chime.stop()
-        ka.stop()

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from chalab import Daemon, settle_on, wait_until
+from chalab import Daemon, settle_on, stopped_at_end, wait_until
 
 from chimeha.vrrp import packet
 
@@ -96,25 +96,20 @@ def test_custom_group_election_failover_and_capture(topology, tmp_path, family, 
     cap = lis.popen([sys.executable, HELPER, "eth0", "60"], stdout=out, stderr=subprocess.STDOUT, text=True)
     nodes = [a, b]
     try:
-        wait_until(lambda: capfile.read_text().startswith("ready"), 10, "capture helper ready")
-        backup.start()
-        master.start()
-        settle_on(nodes, vip, "a", timeout=12, hold=1.0)
-        maddr = chime.node.run(["ip", "maddr", "show", "dev", "eth0"]).stdout
-        assert group in maddr, maddr  # the kernel holds the membership (and reports it: IGMP / MLD)
-        master.stop()  # priority 0: the backup takes over after Skew_Time
-        settle_on(nodes, vip, "b", timeout=5, hold=0.5)
-        master.start()  # the higher priority preempts back
-        settle_on(nodes, vip, "a", timeout=12, hold=1.0)
-        assert master.alive() and backup.alive()
-        time.sleep(0.3)
-    except BaseException:
-        print(f"--- {master.kind} (a) ---\n" + master.log()[-5000:])
-        print(f"--- {backup.kind} (b) ---\n" + backup.log()[-5000:])
-        raise
+        with stopped_at_end(master, backup):
+            wait_until(lambda: capfile.read_text().startswith("ready"), 10, "capture helper ready")
+            backup.start()
+            master.start()
+            settle_on(nodes, vip, "a", timeout=12, hold=1.0)
+            maddr = chime.node.run(["ip", "maddr", "show", "dev", "eth0"]).stdout
+            assert group in maddr, maddr  # the kernel holds the membership (and reports it: IGMP / MLD)
+            master.stop()  # priority 0: the backup takes over after Skew_Time
+            settle_on(nodes, vip, "b", timeout=5, hold=0.5)
+            master.start()  # the higher priority preempts back
+            settle_on(nodes, vip, "a", timeout=12, hold=1.0)
+            assert master.alive() and backup.alive()
+            time.sleep(0.3)
     finally:
-        master.stop()
-        backup.stop()
         cap.kill()  # our own capture process, by its handle
         cap.wait(timeout=10)
         out.close()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chalab import Daemon, holders, settle_on, wait_until
+from chalab import Daemon, holders, settle_on, stopped_at_end, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
@@ -73,7 +73,7 @@ def test_mixed_cluster_election_stop_and_preempt(topology, tmp_path, version, fa
     # has been without (accepted) adverts for longer than Master_Down_Interval by the
     # time the VIP settles, so one more advert interval catches a late claim.
     hold = float(advert) + 0.5
-    try:
+    with stopped_at_end(master, backup):
         backup.start()
         master.start()
         settle_on(nodes, vip, "a", timeout=down + 8, hold=hold)
@@ -82,10 +82,3 @@ def test_mixed_cluster_election_stop_and_preempt(topology, tmp_path, version, fa
         master.start()  # higher priority comes back and preempts
         settle_on(nodes, vip, "a", timeout=down + 8, hold=hold)
         assert master.alive() and backup.alive()
-    except BaseException:
-        print(f"--- {master.kind} (a) ---\n" + master.log()[-5000:])
-        print(f"--- {backup.kind} (b) ---\n" + backup.log()[-5000:])
-        raise
-    finally:
-        master.stop()
-        backup.stop()

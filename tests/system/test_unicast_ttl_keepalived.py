@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from chalab import Daemon, settle_on, wait_until
+from chalab import Daemon, settle_on, stopped_at_end, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
@@ -52,21 +52,16 @@ def test_unicast_ttl_both_ways(topology, tmp_path, chime_master):
     cap = ka_node.popen([sys.executable, HELPER, "eth0", "60"], stdout=out, stderr=subprocess.STDOUT, text=True)
     nodes = [a, b]
     try:
-        wait_until(lambda: capfile.read_text().startswith("ready"), 10, "capture helper ready")
-        backup.start()
-        master.start()
-        settle_on(nodes, VIP, "a", timeout=12, hold=1.5)  # a TTL mismatch would put the VIP on both
-        master.stop()
-        settle_on(nodes, VIP, "b", timeout=5, hold=0.5)
-        master.start()
-        settle_on(nodes, VIP, "a", timeout=12, hold=1.5)
-    except BaseException:
-        print(f"--- {master.kind} (a) ---\n" + master.log()[-5000:])
-        print(f"--- {backup.kind} (b) ---\n" + backup.log()[-5000:])
-        raise
+        with stopped_at_end(master, backup):
+            wait_until(lambda: capfile.read_text().startswith("ready"), 10, "capture helper ready")
+            backup.start()
+            master.start()
+            settle_on(nodes, VIP, "a", timeout=12, hold=1.5)  # a TTL mismatch would put the VIP on both
+            master.stop()
+            settle_on(nodes, VIP, "b", timeout=5, hold=0.5)
+            master.start()
+            settle_on(nodes, VIP, "a", timeout=12, hold=1.5)
     finally:
-        master.stop()
-        backup.stop()
         cap.kill()  # our own capture process, by its handle
         cap.wait(timeout=10)
         out.close()
@@ -92,23 +87,18 @@ def test_unicast_fault_no_peer_faults_in_both(topology, tmp_path):
     ch = Daemon(a, "chime-ha", head + conf("10.8.1.11", "", 200, "MASTER", body.format(me="10.8.1.11")), tmp_path)
     ka = Daemon(b, "keepalived", head + conf("10.8.1.12", "", 200, "MASTER", body.format(me="10.8.1.12")), tmp_path)
     try:
-        ch.start()
-        ka.start()
-        wait_until(lambda: "Cannot use unicast without any peers" in ka.log(), 10, "keepalived's FAULT message")
-        wait_until(lambda: "-> FAULT" in ch.log(), 10, "chime-ha in FAULT")
-        time.sleep(2.5)  # longer than the Master_Down_Interval: nobody takes the VIP
-        assert VIP not in a.addresses_on() and VIP not in b.addresses_on()
-        ch.stop()
-        ka.stop()
-        got = [r.stdout.read().splitlines() for r in readers]
-        assert got[1] == ['INSTANCE "VI_U" FAULT 200', 'INSTANCE "VI_U" STOP 200'], got
-        assert got[0] == got[1], got
-    except BaseException:
-        print("--- chime-ha ---\n" + ch.log()[-4000:])
-        print("--- keepalived ---\n" + ka.log()[-4000:])
-        raise
+        with stopped_at_end(ch, ka):
+            ch.start()
+            ka.start()
+            wait_until(lambda: "Cannot use unicast without any peers" in ka.log(), 10, "keepalived's FAULT message")
+            wait_until(lambda: "-> FAULT" in ch.log(), 10, "chime-ha in FAULT")
+            time.sleep(2.5)  # longer than the Master_Down_Interval: nobody takes the VIP
+            assert VIP not in a.addresses_on() and VIP not in b.addresses_on()
+            ch.stop()
+            ka.stop()
+            got = [r.stdout.read().splitlines() for r in readers]
+            assert got[1] == ['INSTANCE "VI_U" FAULT 200', 'INSTANCE "VI_U" STOP 200'], got
+            assert got[0] == got[1], got
     finally:
-        ch.stop()
-        ka.stop()
         for node, r in zip((a, b), readers):
             node.stop(r)
