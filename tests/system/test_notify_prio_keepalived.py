@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from chalab import Daemon, wait_until
+from chalab import Daemon, stopped_at_end, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
@@ -47,28 +47,32 @@ vrrp_instance VI_P {
 """
 
 
+def _fifo_reader(node, argv: list[str] | None = None):
+    """A notify FIFO at /run/vrrp.fifo in ``node`` and a reader of it (``cat`` to a pipe by default)."""
+    node.run(["mkfifo", "/run/vrrp.fifo"])
+    if argv is not None:
+        return node.popen(argv)
+    return node.popen(["cat", "/run/vrrp.fifo"], stdout=subprocess.PIPE, text=True)
+
+
 def _run(topology, tmp_path, kind: str, name: str, addr: str, vip: str, vrid: int) -> list[str]:
     from chimeha.lab.node import add_node
 
     node = add_node(topology, name, f"{addr}/24")
     node.write_file("/run/w", "0\n")
-    node.run(["mkfifo", "/run/vrrp.fifo"])
-    reader = node.popen(["cat", "/run/vrrp.fifo"], stdout=subprocess.PIPE, text=True)
+    reader = _fifo_reader(node)
     d = Daemon(node, kind, CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vip": vip}, tmp_path)
     try:
-        d.start()
-        wait_until(lambda: vip in node.addresses_on(), 10, f"{kind}: MASTER alone")
-        node.write_file("/run/w", "1\n")  # 1 x -20: priority 80
-        wait_until(lambda: "80" in _priority(d), 10, f"{kind}: priority 80")
-        node.write_file("/run/w", "0\n")  # back to 100
-        wait_until(lambda: "100" in _priority(d, after="80"), 10, f"{kind}: priority 100 again")
-        d.stop()
-        return reader.stdout.read().splitlines()
-    except BaseException:
-        print(f"--- {kind} ---\n" + d.log()[-5000:])
-        raise
+        with stopped_at_end(d):
+            d.start()
+            wait_until(lambda: vip in node.addresses_on(), 10, f"{kind}: MASTER alone")
+            node.write_file("/run/w", "1\n")  # 1 x -20: priority 80
+            wait_until(lambda: "80" in _priority(d), 10, f"{kind}: priority 80")
+            node.write_file("/run/w", "0\n")  # back to 100
+            wait_until(lambda: "100" in _priority(d, after="80"), 10, f"{kind}: priority 100 again")
+            d.stop()
+            return reader.stdout.read().splitlines()
     finally:
-        d.stop()
         node.stop(reader)
 
 
@@ -130,20 +134,16 @@ def _run_group(topology, tmp_path, kind: str, name: str, addr: str, vips: tuple[
     from chimeha.lab.node import add_node
 
     node = add_node(topology, name, f"{addr}/24")
-    node.run(["mkfifo", "/run/vrrp.fifo"])
-    reader = node.popen(["cat", "/run/vrrp.fifo"], stdout=subprocess.PIPE, text=True)
+    reader = _fifo_reader(node)
     d = Daemon(node, kind, GROUP_CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vrid2": vrid + 1,
                                          "vip": vips[0], "vip2": vips[1]}, tmp_path)
     try:
-        d.start()
-        wait_until(lambda: set(vips) <= node.addresses_on(), 10, f"{kind}: both MASTER alone")
-        d.stop()
-        return reader.stdout.read().splitlines()
-    except BaseException:
-        print(f"--- {kind} ---\n" + d.log()[-5000:])
-        raise
+        with stopped_at_end(d):
+            d.start()
+            wait_until(lambda: set(vips) <= node.addresses_on(), 10, f"{kind}: both MASTER alone")
+            d.stop()
+            return reader.stdout.read().splitlines()
     finally:
-        d.stop()
         node.stop(reader)
 
 
@@ -190,9 +190,8 @@ def _run_removal(topology, tmp_path, kind: str, name: str, addr: str, base: int,
     from chimeha.lab.node import add_node
 
     node = add_node(topology, name, f"{addr}/24")
-    node.run(["mkfifo", "/run/vrrp.fifo"])
     # keepalived closes and reopens the FIFO on a reload: a plain `cat` would stop at that EOF.
-    reader = node.popen([sys.executable, "-c", READER])
+    reader = _fifo_reader(node, [sys.executable, "-c", READER])
     net = addr.rsplit(".", 1)[0]
     vals = {"kind": kind.replace("-", ""), "deleted": "    notify_deleted\n" if deleted else "",
             "vridA": base, "vridB": base + 1, "vridC": base + 2,
@@ -200,22 +199,19 @@ def _run_removal(topology, tmp_path, kind: str, name: str, addr: str, base: int,
     full = DEL_CONF % vals
     d = Daemon(node, kind, full, tmp_path)
     try:
-        d.start()
-        wait_until(lambda: {vals["vipA"], vals["vipB"], vals["vipC"]} <= node.addresses_on(), 10,
-                   f"{kind}: three MASTERs")
-        only_a = full[:full.index("vrrp_instance VI_B")]
-        node.write_file(d.conf, only_a)
-        d.signal("HUP")
-        wait_until(lambda: not ({vals["vipB"], vals["vipC"]} & node.addresses_on()), 10, f"{kind}: B, C removed")
-        time.sleep(1.0)
-        d.stop()
-        time.sleep(0.3)
-        return node.read_file("/run/fifo.log").splitlines()
-    except BaseException:
-        print(f"--- {kind} ---\n" + d.log()[-5000:])
-        raise
+        with stopped_at_end(d):
+            d.start()
+            wait_until(lambda: {vals["vipA"], vals["vipB"], vals["vipC"]} <= node.addresses_on(), 10,
+                       f"{kind}: three MASTERs")
+            only_a = full[:full.index("vrrp_instance VI_B")]
+            node.write_file(d.conf, only_a)
+            d.signal("HUP")
+            wait_until(lambda: not ({vals["vipB"], vals["vipC"]} & node.addresses_on()), 10, f"{kind}: B, C removed")
+            time.sleep(1.0)
+            d.stop()
+            time.sleep(0.3)
+            return node.read_file("/run/fifo.log").splitlines()
     finally:
-        d.stop()
         node.stop(reader)
 
 
@@ -256,24 +252,20 @@ def _run_rx_lower(topology, tmp_path, kind: str, name: str, addr: str, vip: str,
     node = add_node(topology, name, f"{addr}/24")
     rogue = topology.add_host(f"r{name}", addr.rsplit(".", 1)[0] + ".99/24")
     node.write_file("/run/rx.sh", '#!/bin/sh\necho "args=$#" >> /run/rx.log\n', mode=0o755)
-    node.run(["mkfifo", "/run/vrrp.fifo"])
-    reader = node.popen(["cat", "/run/vrrp.fifo"], stdout=subprocess.PIPE, text=True)
+    reader = _fifo_reader(node)
     d = Daemon(node, kind, RX_CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vip": vip}, tmp_path)
     try:
-        d.start()
-        wait_until(lambda: vip in node.addresses_on(), 10, f"{kind}: MASTER alone")
-        cfg = {"family": 4, "ifname": "eth0", "source": addr.rsplit(".", 1)[0] + ".99", "version": 2,
-               "vrid": vrid, "priority": 50, "vips": [vip], "interval": 0.4, "auth_pass": None, "seconds": 1.1}
-        rogue.run([sys.executable, SENDER, json.dumps(cfg)], timeout=20)
-        wait_until(lambda: node.run(["test", "-e", "/run/rx.log"], check=False).returncode == 0
-                   and len(node.read_file("/run/rx.log").splitlines()) >= 3, 5, f"{kind}: rx script runs")
-        d.stop()
-        return reader.stdout.read().splitlines(), node.read_file("/run/rx.log").splitlines()
-    except BaseException:
-        print(f"--- {kind} ---\n" + d.log()[-5000:])
-        raise
+        with stopped_at_end(d):
+            d.start()
+            wait_until(lambda: vip in node.addresses_on(), 10, f"{kind}: MASTER alone")
+            cfg = {"family": 4, "ifname": "eth0", "source": addr.rsplit(".", 1)[0] + ".99", "version": 2,
+                   "vrid": vrid, "priority": 50, "vips": [vip], "interval": 0.4, "auth_pass": None, "seconds": 1.1}
+            rogue.run([sys.executable, SENDER, json.dumps(cfg)], timeout=20)
+            wait_until(lambda: node.run(["test", "-e", "/run/rx.log"], check=False).returncode == 0
+                       and len(node.read_file("/run/rx.log").splitlines()) >= 3, 5, f"{kind}: rx script runs")
+            d.stop()
+            return reader.stdout.read().splitlines(), node.read_file("/run/rx.log").splitlines()
     finally:
-        d.stop()
         node.stop(reader)
 
 
@@ -294,20 +286,16 @@ def _run_initial(topology, tmp_path, kind: str, name: str, addr: str, vip: str, 
 
     node = add_node(topology, name, f"{addr}/24")
     node.write_file("/run/w", "1\n")
-    node.run(["mkfifo", "/run/vrrp.fifo"])
-    reader = node.popen(["cat", "/run/vrrp.fifo"], stdout=subprocess.PIPE, text=True)
+    reader = _fifo_reader(node)
     d = Daemon(node, kind, CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vip": vip}, tmp_path)
     try:
-        d.start()
-        wait_until(lambda: vip in node.addresses_on(), 10, f"{kind}: MASTER alone")
-        time.sleep(0.5)
-        d.stop()
-        return reader.stdout.read().splitlines()
-    except BaseException:
-        print(f"--- {kind} ---\n" + d.log()[-5000:])
-        raise
+        with stopped_at_end(d):
+            d.start()
+            wait_until(lambda: vip in node.addresses_on(), 10, f"{kind}: MASTER alone")
+            time.sleep(0.5)
+            d.stop()
+            return reader.stdout.read().splitlines()
     finally:
-        d.stop()
         node.stop(reader)
 
 
