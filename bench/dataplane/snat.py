@@ -47,33 +47,17 @@ from chimeha.lab.netns import Topology, stop_process  # noqa: E402
 
 sys.path.insert(0, str(HERE))
 # the same DNAT table, HAProxy and chime-ha configurations as run.py
-from run import CHIMEHA_CONF, HAND_NFT, HAPROXY, wait_port  # noqa: E402
+from run import CHIMEHA_CONF, HAND_NFT, HAPROXY, NGINX, RS, VIP, wait_port  # noqa: E402
 
-VIP = "192.168.231.10"
 DIRECTOR = "192.168.231.2"
-RS = ("192.168.231.11", "192.168.231.12")
 FIRST_PORT = 9000
 
-NGINX_HEAD = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir};
-    proxy_temp_path {dir};
-    fastcgi_temp_path {dir};
-    uwsgi_temp_path {dir};
-    scgi_temp_path {dir};
-    keepalive_requests 1000000;
-    server {{
-"""
-NGINX_TAIL = """        location / {{ return 200 "{name}\\n"; }}
-    }}
-}}
-"""
+def nginx_conf(directory, addr: str, name: str, ports) -> str:
+    """run.py's nginx configuration, listening on ``ports`` instead of run.py's fixed ones."""
+    listens = "".join(f"        listen {addr}:{p} backlog=4096;\n" for p in ports)
+    text = re.sub(r"(        listen \{addr\}:\d+ backlog=4096;\n)+", lambda _: listens.replace("{", "{{").replace("}", "}}"),
+                  NGINX)
+    return text.format(dir=directory, addr=addr, name=name)
 
 
 #: hand-written source NAT variants: name -> the postrouting statement
@@ -149,8 +133,7 @@ def main() -> int:
             rs_list.append(h)
             wd = tmp / f"rs{i}"
             wd.mkdir()
-            listens = "".join(f"        listen {addr}:{p} backlog=4096;\n" for p in ports.values())
-            (wd / "nginx.conf").write_text(NGINX_HEAD.format(dir=wd) + listens + NGINX_TAIL.format(name=f"rs{i}"))
+            (wd / "nginx.conf").write_text(nginx_conf(wd, addr, f"rs{i}", ports.values()))
             h.popen(["nginx", "-c", str(wd / "nginx.conf")])
             assert wait_port(h, addr, min(ports.values())), f"nginx rs{i} did not start"
         fmt = dict(vip=VIP, rs1=RS[0], rs2=RS[1])
