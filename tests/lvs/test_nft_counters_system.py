@@ -37,6 +37,12 @@ def test_render_declares_counters_maps_and_chains():
     assert f"counter {base}_c {{" in text and f"counter {base}_o {{" in text
     assert f'{VIP} . {RS[0]} . 9101 : "{base}_c"' in text
     assert "chain count_pre {" in text and "chain count_out {" in text
+    # connections are counted on a NAT hook (first packet only), before source NAT;
+    # the per-packet chains hold one rule per direction and no connection count
+    new_chain = text.split("chain count_new {", 1)[1].split("\n  }", 1)[0]
+    assert "type nat hook postrouting priority srcnat - 1;" in new_chain and "@rsc4" in new_chain
+    per_packet = text.split("chain count_pre {", 1)[1].split("\n  }", 1)[0]
+    assert "@rsc4" not in per_packet and "ct state new" not in per_packet
     # values read from the live table are carried into the new one
     carried = Renderer(counters={f"{base}_i": (7, 700)}).render(want)
     assert f"counter {base}_i {{\n    packets 7 bytes 700\n  }}" in carried

@@ -7,11 +7,14 @@ Three named counters per real server of an address service:
 * ``..._o``: packets and bytes from it back to clients (the reply direction).
 
 Maps ``VIP . real server address . real server port : counter`` pick the
-counter; two filter chains run after NAT, ``count_pre`` (prerouting: remote
+counter. Connections are counted in ``count_new``, a NAT chain on postrouting
+just before source NAT: the kernel runs NAT chains for a connection's first
+packet only, so that count costs nothing per packet. Packets and bytes are
+counted by two filter chains after NAT, ``count_pre`` (prerouting: remote
 clients and replies of remote real servers; loopback is skipped, it was
 counted on output) and ``count_out`` (output: local clients and replies of a
-real server on the director). Only DNATed connections (``ct status dnat``)
-are looked up. The key has no VIP port (nftables cannot concatenate
+real server on the director), one rule per direction. Only DNATed connections
+(``ct status dnat``) are looked up. The key has no VIP port (nftables cannot concatenate
 ``ct original proto-dst``): a real server behind two ports of one VIP is
 counted for the first of those services only.
 
@@ -51,7 +54,8 @@ def _entries(state: DesiredState) -> dict[int, list[tuple[str, str, int, str]]]:
 def render(state: DesiredState, values: dict[str, tuple[int, int]]) -> list[str]:
     """Counter declarations (with carried values), lookup maps and the two counting chains."""
     lines: list[str] = []
-    rules: list[str] = []
+    rules: list[str] = []  # per packet, after NAT
+    new_rules: list[str] = []  # per connection (first packet)
     for fam, entries in _entries(state).items():
         if not entries:
             continue
@@ -66,11 +70,14 @@ def render(state: DesiredState, values: dict[str, tuple[int, int]]) -> list[str]
                          f"    elements = {{ {elems} }}\n  }}")
         to_rs = f"ct original {famname} daddr . {famname} daddr . th dport"
         from_rs = f"ct original {famname} daddr . {famname} saddr . th sport"
-        rules += [f"ct status dnat ct direction original ct state new {PROTOS} counter name {to_rs} map @rsc{fam}",
-                  f"ct status dnat ct direction original {PROTOS} counter name {to_rs} map @rsi{fam}",
+        new_rules.append(f"ct status dnat {PROTOS} counter name {to_rs} map @rsc{fam}")
+        rules += [f"ct status dnat ct direction original {PROTOS} counter name {to_rs} map @rsi{fam}",
                   f"ct status dnat ct direction reply {PROTOS} counter name {from_rs} map @rso{fam}"]
     if not rules:
         return lines
+    # srcnat - 1: before the table's source NAT rule, whose verdict ends its chain
+    lines.append("  chain count_new {\n    type nat hook postrouting priority srcnat - 1; policy accept;\n"
+                 + "".join(f"    {r}\n" for r in new_rules) + "  }")
     for chain, hook, first in (("count_pre", "prerouting", ["iif lo return"]), ("count_out", "output", [])):
         lines.append(f"  chain {chain} {{\n    type filter hook {hook} priority 10; policy accept;\n"
                      + "".join(f"    {r}\n" for r in first + rules) + "  }")

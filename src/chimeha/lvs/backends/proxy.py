@@ -14,11 +14,12 @@ Performance notes (see bench/dataplane/RESULTS.md for numbers):
   the client's close is the passive one). The asyncio-protocol relay below
   (``_Client``/``_Upstream``) is the one before, kept selectable
   (``relay="transports"``) for the benchmark's A/B.
-* By default the relaying runs on its own uvloop event loop in a thread
+* By default the relaying runs on its own event loop in a thread
   (``own_loop``): the VRRP daemon must keep the default asyncio loop for
-  pyroute2's netlink sockets. Configuration and counters cross threads
-  through ``run_coroutine_threadsafe``; the daemon loop stays free for VRRP
-  timers.
+  pyroute2's netlink sockets. That loop's selector is the relay's epoll
+  (:mod:`.proxy_loop`): relaying never goes through an event-loop iteration.
+  Configuration and counters cross threads through
+  ``run_coroutine_threadsafe``; the daemon loop stays free for VRRP timers.
 * ``workers=N`` relays services that allow it in N processes sharing the port
   (:mod:`.proxy_workers`).
 * Listeners are bound with ``IP_FREEBIND`` so a listener can be opened the
@@ -49,6 +50,7 @@ from ..reconcile import Operation, apply_to
 from ..schedulers import Persistence, Server, make_scheduler
 from ..types import DesiredState, DestKey, Service, ServiceKey
 from .base import BackendError
+from .proxy_loop import new_loop as new_relay_loop
 from .proxy_relay import Listener, Relay
 from .proxy_workers import Workers, parallel_ok
 
@@ -454,9 +456,9 @@ class ProxyBackend:
     def __init__(self, udp_timeout: float = 300.0, log: logging.Logger | None = None,
                  own_loop: bool | None = None, relay: str = "epoll", reuse_port: bool = False,
                  workers: int = 1):
-        """``own_loop``: relay on a dedicated uvloop event loop in a thread. None (default):
-        when uvloop is installed and the caller's loop is not uvloop already (the VRRP daemon
-        must run the default loop for pyroute2's netlink sockets, and uvloop relays faster).
+        """``own_loop``: relay on a dedicated event loop in a thread (:mod:`.proxy_loop`; uvloop
+        for the transports relay). None (default): when the caller's loop is not uvloop already
+        (the VRRP daemon must run the default loop for pyroute2's netlink sockets).
         ``relay``: "epoll" (default, :mod:`.proxy_relay`) or "transports" (asyncio protocols,
         the relay before; kept for comparison in bench/dataplane). ``reuse_port``: listen with
         SO_REUSEPORT, so that several proxy processes share a VIP's port (an experiment of
@@ -488,7 +490,8 @@ class ProxyBackend:
             want = not isinstance(asyncio.get_running_loop(), uvloop.Loop)
         if not want:
             return None
-        loop = uvloop.new_event_loop()
+        # the epoll relay shares the loop's epoll (proxy_loop); the transports relay wants uvloop
+        loop = new_relay_loop() if self.relay_kind == "epoll" else uvloop.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name="chimeha-proxy", daemon=True)
         self._thread.start()
         self._loop = loop

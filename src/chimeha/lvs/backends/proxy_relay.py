@@ -6,10 +6,11 @@ table): a task and a coroutine per connect, a getpeername, extra getsockname,
 setsockopt and epoll_ctl calls inside the loop library, and no way to see a
 real server's FIN together with its last data. Here:
 
-* One epoll object per relaying loop; its descriptor is watched by the event
-  loop (``loop.add_reader``), so everything still runs on the loop's thread
+* One epoll object per relaying loop, so everything runs on the loop's thread
   (no locks; configuration and counters stay where they were) and one wake-up
-  handles every ready socket.
+  handles every ready socket. On the proxy's own thread that epoll is the
+  loop's selector (:mod:`.proxy_loop`: one ``epoll_wait`` per wake-up); on any
+  other loop it is nested, watched with ``loop.add_reader``.
 * ``EPOLLRDHUP`` tells, with the data, that the peer's FIN is queued. A reply
   and the real server's FIN then leave for the client in one segment
   (``send(MSG_MORE)`` + ``shutdown(SHUT_WR)``): the client sees the FIN before
@@ -41,6 +42,8 @@ import socket
 # layer (its __init__, close() and family property) is measurable per connection here.
 from _socket import socket as RawSocket
 
+from .proxy_loop import selector_of
+
 log = logging.getLogger("chimeha.lvs.proxy")
 
 IN, OUT = select.EPOLLIN, select.EPOLLOUT
@@ -63,19 +66,31 @@ class Relay:
     """One epoll set of listeners and connections, driven from an event loop."""
 
     def __init__(self, loop):
+        """Relay on ``loop``: on the loop's own epoll when it is a :func:`.proxy_loop.new_loop`
+        (its selector hands the relay's events over directly), else on an epoll of its own that
+        the loop watches."""
         self.loop = loop
-        self.ep = select.epoll()
+        self.selector = selector = selector_of(loop)
         self.handlers: dict[int, object] = {}
         #: descriptors closed during the current batch of events: their later events in the
         #: batch are stale (and the number may already belong to a new socket); level-triggered
         #: epoll reports a new socket's events again on the next poll
         self.dead: set[int] = set()
-        loop.add_reader(self.ep.fileno(), self.run_once)
+        if selector is not None:
+            self.ep = selector.epoll
+            selector.dispatch = self.dispatch
+        else:
+            self.ep = select.epoll()
+            loop.add_reader(self.ep.fileno(), self.run_once)
 
     def run_once(self) -> None:
+        self.dispatch(self.ep.poll(0, 256))
+
+    def dispatch(self, events) -> None:
+        """Run the handlers of ``events`` ((fd, mask) pairs of this relay's descriptors)."""
         handlers, dead = self.handlers, self.dead
         dead.clear()
-        for fd, ev in self.ep.poll(0, 256):
+        for fd, ev in events:
             if fd in dead:
                 continue
             h = handlers.get(fd)
@@ -101,8 +116,11 @@ class Relay:
         for h in {id(h.__self__): h.__self__ for h in self.handlers.values()}.values():
             h.shutdown()
         self.handlers.clear()
-        self.loop.remove_reader(self.ep.fileno())
-        self.ep.close()
+        if self.selector is not None:
+            self.selector.dispatch = None  # the epoll is the loop's: it closes with the loop
+        else:
+            self.loop.remove_reader(self.ep.fileno())
+            self.ep.close()
 
 
 class Listener:

@@ -156,10 +156,14 @@ class Workers:
 
 
 def worker_main(conn, backend_cls, backend_kwargs: dict) -> None:
-    """A worker process: one backend on one uvloop loop, fed the desired state over ``conn``."""
+    """A worker process: one backend on one relay loop, fed the desired state over ``conn``."""
     import uvloop
 
-    uvloop.run(_serve(conn, backend_cls, backend_kwargs))
+    from .proxy_loop import new_loop
+
+    factory = new_loop if backend_kwargs.get("relay", "epoll") == "epoll" else uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(conn, backend_cls, backend_kwargs))
 
 
 async def _serve(conn, backend_cls, backend_kwargs: dict) -> None:
