@@ -3,8 +3,9 @@
 Half-close both ways, byte-exact large transfers in both directions at once,
 a refusing real server, a client reset, and the close ordering that keeps
 TIME_WAIT off the client (the real server's FIN reaches the client with the
-reply). Each runs on the default asyncio loop and on uvloop, with plain
-blocking sockets on the test's side.
+reply). Each runs on the default asyncio loop (the relay's epoll nested), on
+uvloop, and on the proxy thread's own loop (proxy_loop: the relay's epoll is
+the loop's selector), with plain blocking sockets on the test's side.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 import uvloop
 
 from chimeha.lvs.backends.proxy import ProxyBackend
+from chimeha.lvs.backends.proxy_loop import new_loop as new_relay_loop
 from chimeha.lvs.reconcile import diff
 from chimeha.lvs.types import DesiredState, Destination, Service, ServiceKey
 
@@ -29,7 +31,8 @@ class Proxy:
     """A ProxyBackend on its own loop in a thread; the test talks to it with blocking sockets."""
 
     def __init__(self, loop_kind: str, dests, sched: str = "rr"):
-        self.loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.new_event_loop()
+        self.loop = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop,
+                     "relay loop": new_relay_loop}[loop_kind]()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         with socket.socket() as s:
@@ -112,7 +115,7 @@ def read_all(sock: socket.socket) -> bytes:
     return bytes(out)
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
+@pytest.fixture(params=["asyncio", "uvloop", "relay loop"])
 def loop_kind(request):
     return request.param
 
