@@ -137,6 +137,22 @@ virtual_server {vip} 80 {{
 """
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of ``pid`` and its descendants so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for t in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
 def wait_port(host, addr, port, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -295,6 +311,7 @@ def main() -> int:
         results = {(s.name, m): [] for s in setups for m in modes}
         tw = {s.name: [] for s in setups}  # client TIME_WAIT sockets after each new-connection load
         errors = {(s.name, m): 0 for s in setups for m in modes}
+        cpu = {(s.name, m): [] for s in setups for m in modes}  # balancer CPU us per request
         for rnd in range(args.rounds):
             # rotate the order every round: no setup always runs first (fresh
             # machine) or right after another one's leftovers
@@ -307,11 +324,17 @@ def main() -> int:
                               timeout=60, check=False)
                 client = clients[s.name]
                 s.start()
+                # the setup's process (HAProxy, chime-ha; the only one running): its CPU per request
+                balancer = next(iter(procs.values()), None)
                 try:
                     for mode, extra in modes.items():
+                        cpu0 = tree_cpu(balancer.pid) if balancer else None
                         out = client.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s", *extra,
                                           f"http://{VIP}/"], timeout=args.duration + 60).stdout
                         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+                        requests = int(re.search(r"(\d+) requests in", out).group(1))
+                        if balancer:
+                            cpu[(s.name, mode)].append((tree_cpu(balancer.pid) - cpu0) / max(requests, 1) * 1e6)
                         m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
                         bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
                         errs = (sum(map(int, m.groups())) if m else 0) + (int(bad.group(1)) if bad else 0)
@@ -326,7 +349,7 @@ def main() -> int:
                               flush=True)
                 finally:
                     s.stop()
-        report(args, setups, modes, results, errors, tw)
+        report(args, setups, modes, results, errors, tw, cpu)
     finally:
         topo.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -344,8 +367,9 @@ SETUP_PORT = {"haproxy (tcp)": 8081, "chime-ha nft": 8082, "chime-ha proxy": 808
               "chime-ha proxy (transports)": 8094, "chime-ha proxy (2 processes)": 8095}
 
 
-def report(args, setups, modes, results, errors, tw=None) -> None:
+def report(args, setups, modes, results, errors, tw=None, cpu=None) -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
+    cpu_med = {k: statistics.median(v) for k, v in (cpu or {}).items() if v}
     cpu = ""
     try:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -379,6 +403,16 @@ def report(args, setups, modes, results, errors, tw=None) -> None:
     lines += ["", "Raw rounds (req/s):", ""]
     for (name, mode), vals in results.items():
         lines.append(f"- {name}, {mode}: " + ", ".join(f"{v:,.0f}" for v in vals))
+    if cpu_med:
+        lines += ["", "The balancer process's CPU per request (user + system, all its threads and worker "
+                  "processes, including the kernel's network work done in its context), medians of the rounds, "
+                  "microseconds (for chime-ha nft the daemon only: the kernel forwards); none for static rules:", "",
+                  "| setup | " + " | ".join(f"{m} us/request" for m in modes) + " |",
+                  "|---|" + "---|" * len(modes)]
+        for s in setups:
+            if any((s.name, m) in cpu_med for m in modes):
+                lines.append(f"| {s.name} | " + " | ".join(f"{cpu_med[(s.name, m)]:.1f}" if (s.name, m) in cpu_med
+                                                            else "-" for m in modes) + " |")
     if tw and any(tw.values()):
         lines += ["", "Client TIME_WAIT sockets after each new-connection measurement (each setup has its own "
                   "client; stock port range 32768-60999, i.e. ~14,000 even ports for connect()):", ""]
