@@ -28,6 +28,12 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.05):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
+def wait_ipv6_usable(node, ifname: str = "eth0") -> None:
+    """Wait until no IPv6 address of ``node`` is tentative (DAD done): until then it can neither send nor bind."""
+    wait_until(lambda: "tentative" not in node.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout,
+               10, f"{node.name} IPv6 addresses usable")
+
+
 def holders(nodes, vip: str) -> list[str]:
     """Names of the nodes that have ``vip`` on their interface now."""
     return [n.name for n in nodes if vip in n.addresses_on()]

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from chalab import Daemon, captured, capturing, mixed_pair, settle_on, stopped_at_end, wait_until
+from chalab import (Daemon, captured, capturing, mixed_pair, settle_on, stopped_at_end, wait_ipv6_usable,
+                    wait_until)
 
 from chimeha.vrrp import packet
 
@@ -44,11 +45,6 @@ CASES = [
 ]
 
 
-def _wait_ll(node) -> None:
-    wait_until(lambda: "tentative" not in node.run(["ip", "-6", "addr", "show", "dev", "eth0"]).stdout,
-               10, f"{node.name} IPv6 addresses usable")
-
-
 @pytest.mark.parametrize("family,group,chime_master,how", CASES)
 def test_custom_group_election_failover_and_capture(topology, tmp_path, family, group, chime_master, how):
     from chimeha.lab.node import add_node
@@ -63,8 +59,8 @@ def test_custom_group_election_failover_and_capture(topology, tmp_path, family, 
     b = add_node(topology, "b", f"{b_addr}/{plen}")
     lis = topology.add_host("lis", f"{l_addr}/{plen}")
     if family == 6:
-        _wait_ll(a)
-        _wait_ll(b)
+        wait_ipv6_usable(a)
+        wait_ipv6_usable(b)
     other = {"global": "instance", "instance": "global"}[how]
     hows = (how, other) if chime_master else (other, how)  # chime-ha's node names the group `how`
     master, backup = mixed_pair(
