@@ -42,7 +42,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from chimeha.lab.cluster import CONF_PATH, IFNAME, SERVERS, SeedCluster, seed_configs  # noqa: E402
-from chimeha.lab.node import _children  # noqa: E402
+from chimeha.lab.node import child_pids  # noqa: E402
 from chimeha.lab.predict import TOLERANCE as SIM_TOLERANCE, Window, predict_windows  # noqa: E402
 from chimeha.lab.runner import LabRunner, format_step, steps_for  # noqa: E402
 
@@ -85,14 +85,14 @@ def _tree(pid: int) -> list[int]:
     while todo:
         p = todo.pop()
         out.append(p)
-        todo.extend(_children(p))
+        todo.extend(child_pids(p))
     return out
 
 
 def daemon_pids(cluster: SeedCluster, node: str) -> list[int]:
     """Host PIDs of the daemon's processes (not the nsenter wrapper)."""
     run = cluster.daemon_runs[node]
-    return [p for k in _children(run.proc.pid) for p in _tree(k)]
+    return [p for k in child_pids(run.proc.pid) for p in _tree(k)]
 
 
 def _status_kb(pid: int, field: str) -> int:

@@ -24,24 +24,15 @@ import time
 from pathlib import Path
 
 CHIME_HA = str(Path(sys.executable).with_name("chime-ha"))
-INSTANCE = """vrrp_instance VI_1 {
-    state MASTER
-    interface eth0
-    virtual_router_id 77
-    priority 200
-    advert_int 0.1
-    version 3
-    virtual_ipaddress {
-        10.77.0.100/24
-    }
-}
-"""
 
 
 def conf(first: int, n: int) -> str:
-    lines = "".join(f"    from 10.{100 + i // 250}.{i % 250}.0/24 table {100 + i % 50} preference {1000 + i}\n"
-                    for i in range(first, first + n))
-    return "static_rules {\n" + lines + "}\n" + INSTANCE
+    """Rules ``first`` .. ``first + n - 1`` (preference 1000 + i) beside the scene's lone MASTER instance."""
+    from chimeha.lab.static_scene import static_config
+
+    rules = [f"from 10.{100 + i // 250}.{i % 250}.0/24 table {100 + i % 50} preference {1000 + i}"
+             for i in range(first, first + n)]
+    return static_config(static_rules=rules)
 
 
 def prios(node) -> set[int]:
@@ -58,8 +49,9 @@ def wait_for(node, want: set[int], t0: float, timeout: float = 60.0) -> float:
 
 def one_round(topo, kind: str, n: int, tag: str) -> dict:
     from chimeha.lab.node import add_node
+    from chimeha.lab.static_scene import NODE_ADDRESS
 
-    node = add_node(topo, f"{kind[0]}{tag}", "10.77.0.11/24")
+    node = add_node(topo, f"{kind[0]}{tag}", NODE_ADDRESS)
     path = "/etc/keepalived/bench.conf"
     node.write_file(path, conf(0, n))
     if kind == "chime-ha":

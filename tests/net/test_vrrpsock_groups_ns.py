@@ -10,48 +10,57 @@ from nshelp_net import popen_py, run_py
 
 pytestmark = pytest.mark.system
 
-GROUPS = """
-import json, select, subprocess, time
-from chimeha.net.vrrpsock import VrrpSocket
-s = VrrpSocket({ifname!r}, 4, join_group=False)
-s.join("224.0.0.99")
-s.join("224.0.0.99")  # idempotent
-joined = subprocess.run(["ip", "maddr", "show", "dev", {ifname!r}], capture_output=True, text=True).stdout
-print("ready", flush=True)
-got = []
-deadline = time.time() + 6
-while len(got) < 1 and time.time() < deadline:
-    r, _, _ = select.select([s], [], [], 0.3)
-    if r and (m := s.recv()):
-        got.append([m.dst, m.ttl])
-s.leave_others(set())
-left = subprocess.run(["ip", "maddr", "show", "dev", {ifname!r}], capture_output=True, text=True).stdout
-print(json.dumps(dict(joined="224.0.0.99" in joined, left="224.0.0.99" not in left, got=got, groups=sorted(s.groups))))
-"""
 
-SEND = """
-import json
-from chimeha.net.vrrpsock import VrrpSocket
-s = VrrpSocket({ifname!r}, 4, src_addr={src!r}, join_group=False)
-s.send(bytes.fromhex({payload!r}), "224.0.0.18")  # a group the receiver did not join: not delivered
-s.send(bytes.fromhex({payload!r}), "224.0.0.99")
-s.send(bytes.fromhex({payload!r}), {peer!r}, ttl=9)  # unicast_ttl
-print(json.dumps(True))
-"""
+def _receiver(family: int, want: int, setup: tuple[str, ...] = (),
+              report: tuple[str, ...] = ("print(json.dumps(got))",)) -> str:
+    """A snippet to ``.format(ifname=...)``: a VrrpSocket on ``ifname`` runs the ``setup`` lines, prints
+    ready, collects ``want`` packets as ``[dst, ttl]`` (for 6 s at most), then runs the ``report`` lines."""
+    return "\n".join([
+        "import json, select, subprocess, time",
+        "from chimeha.net.vrrpsock import VrrpSocket",
+        f"s = VrrpSocket({{ifname!r}}, {family}, join_group=False)",
+        *setup,
+        'print("ready", flush=True)',
+        "got = []",
+        "deadline = time.time() + 6",
+        f"while len(got) < {want} and time.time() < deadline:",
+        "    r, _, _ = select.select([s], [], [], 0.3)",
+        "    if r and (m := s.recv()):",
+        "        got.append([m.dst, m.ttl])",
+        *report,
+        "",
+    ])
 
-RECV_UNICAST = """
-import json, select, time
-from chimeha.net.vrrpsock import VrrpSocket
-s = VrrpSocket({ifname!r}, 4, join_group=False)
-print("ready", flush=True)
-got = []
-deadline = time.time() + 6
-while len(got) < 1 and time.time() < deadline:
-    r, _, _ = select.select([s], [], [], 0.3)
-    if r and (m := s.recv()):
-        got.append([m.dst, m.ttl])
-print(json.dumps(got))
-"""
+
+def _sender(family: int, not_joined: str, joined: str, with_src: bool = False) -> str:
+    """A snippet to ``.format(ifname=..., payload=..., peer=...[, src=...])``: the payload to a group the
+    receiver did not join (never delivered), to the one it joined, and to ``peer`` with TTL 9 (unicast_ttl)."""
+    src = ", src_addr={src!r}" if with_src else ""
+    return "\n".join([
+        "import json",
+        "from chimeha.net.vrrpsock import VrrpSocket",
+        f"s = VrrpSocket({{ifname!r}}, {family}{src}, join_group=False)",
+        f"s.send(bytes.fromhex({{payload!r}}), {not_joined!r})",
+        f"s.send(bytes.fromhex({{payload!r}}), {joined!r})",
+        "s.send(bytes.fromhex({payload!r}), {peer!r}, ttl=9)",
+        "print(json.dumps(True))",
+        "",
+    ])
+
+
+MADDR = 'subprocess.run(["ip", "maddr", "show", "dev", {ifname!r}], capture_output=True, text=True).stdout'
+GROUPS = _receiver(4, 1, setup=(
+    's.join("224.0.0.99")',
+    's.join("224.0.0.99")  # idempotent',
+    f"joined = {MADDR}",
+), report=(
+    "s.leave_others(set())",
+    f"left = {MADDR}",
+    'print(json.dumps(dict(joined="224.0.0.99" in joined, left="224.0.0.99" not in left, got=got,'
+    " groups=sorted(s.groups))))",
+))
+SEND = _sender(4, "224.0.0.18", "224.0.0.99", with_src=True)
+RECV_UNICAST = _receiver(4, 1)
 
 
 def test_custom_group_join_receive_leave_and_unicast_ttl(topology):
@@ -71,30 +80,8 @@ def test_custom_group_join_receive_leave_and_unicast_ttl(topology):
     assert json.loads(out.strip().splitlines()[-1]) == [["10.1.0.3", 9]]
 
 
-RECV6 = """
-import json, select, time
-from chimeha.net.vrrpsock import VrrpSocket
-s = VrrpSocket({ifname!r}, 6, join_group=False)
-s.join("ff02::99")
-print("ready", flush=True)
-got = []
-deadline = time.time() + 6
-while len(got) < 2 and time.time() < deadline:
-    r, _, _ = select.select([s], [], [], 0.3)
-    if r and (m := s.recv()):
-        got.append([m.dst, m.ttl])
-print(json.dumps(got))
-"""
-
-SEND6 = """
-import json
-from chimeha.net.vrrpsock import VrrpSocket
-s = VrrpSocket({ifname!r}, 6, join_group=False)
-s.send(bytes.fromhex({payload!r}), "ff02::12")  # not joined by the receiver
-s.send(bytes.fromhex({payload!r}), "ff02::99")
-s.send(bytes.fromhex({payload!r}), {peer!r}, ttl=9)
-print(json.dumps(True))
-"""
+RECV6 = _receiver(6, 2, setup=('s.join("ff02::99")',))
+SEND6 = _sender(6, "ff02::12", "ff02::99")
 
 
 def test_ipv6_custom_group_and_unicast_hop_limit(topology):

@@ -121,7 +121,9 @@ def test_no_daemon_is_one_clear_line(argv, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,words", [
     (["journal", "-n", "-4"], "-4 is negative"), (["journal", "-n", "lots"], "'lots' is not a whole number"),
-    (["status", "--dump", "everything"], "invalid choice: 'everything'")])
+    (["status", "--dump", "everything"], "invalid choice: 'everything'"),
+    (["run", "--control-max-connections", "0"], "0 is less than 1"),
+    (["run", "--control-max-connections", "9x"], "'9x' is not a whole number")])
 def test_bad_arguments_exit_2_with_a_message(argv, words, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)

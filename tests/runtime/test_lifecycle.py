@@ -91,3 +91,31 @@ async def test_insecure_script_not_run_under_security(tmp_path):
     res = await run_lifecycle("startup", c)
     assert res.error and "enable_script_security" in res.error and not (tmp_path / "ran").exists()
     assert sys.executable
+
+
+async def test_a_program_that_cannot_start_is_an_error_not_an_exception(tmp_path):
+    res = await run_bounded((str(tmp_path / "missing"),), 5)
+    assert not res.ok and res.returncode is None
+    assert res.error == f"cannot run {tmp_path / 'missing'}: No such file or directory"
+    res = await run_bounded(("/bin/true",), 5, user="no-such-user-chimeha")
+    assert not res.ok and res.error == "unknown user or group: getpwnam(): name not found: 'no-such-user-chimeha'"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+async def test_runs_as_the_user_without_roots_groups():
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    shared = tempfile.mkdtemp(prefix="chimeha-lc-")  # pytest's tmp_path is not reachable for nobody
+    os.chmod(shared, 0o777)
+    out = Path(shared) / "ids"
+    try:
+        res = await run_bounded(("/bin/sh", "-c", f"echo $(id -u) $(id -G) > {out}"), 5, user="nobody")
+        assert res.ok, res.describe()
+        uid, *groups = out.read_text().split()
+    finally:
+        shutil.rmtree(shared)
+    nobody = pwd.getpwnam("nobody")
+    assert int(uid) == nobody.pw_uid and groups == [str(nobody.pw_gid)]  # root's supplementary groups dropped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 CHIME_HA = str(Path(sys.executable).with_name("chime-ha"))
+CAPTURE_HELPER = str(Path(__file__).resolve().parent.parent / "vrrp" / "capture_helper.py")
 FAKE_SERVICE = "#!/bin/sh\n# stands in for chime-server: pgrep matches the script's name\nwhile :; do sleep 1; done\n"
 
 
@@ -24,6 +26,12 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.05):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def wait_ipv6_usable(node, ifname: str = "eth0") -> None:
+    """Wait until no IPv6 address of ``node`` is tentative (DAD done): until then it can neither send nor bind."""
+    wait_until(lambda: "tentative" not in node.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout,
+               10, f"{node.name} IPv6 addresses usable")
 
 
 def holders(nodes, vip: str) -> list[str]:
@@ -99,9 +107,40 @@ class Daemon:
         out = self.node.run([sys.executable, "-c",
                              "import json,sys; from chimeha.observe.control import ControlClient;"
                              f"print(json.dumps(ControlClient({self.control!r}, timeout=10).status()))"])
-        import json
-
         return json.loads(out.stdout)
+
+
+def mixed_pair(a, b, chime_master: bool, master_conf: str, backup_conf: str, logdir: Path) -> tuple[Daemon, Daemon]:
+    """The master (on ``a``) and backup (on ``b``) of a chime-ha + keepalived pair; chime-ha is the master or not."""
+    kinds = ("chime-ha", "keepalived") if chime_master else ("keepalived", "chime-ha")
+    return Daemon(a, kinds[0], master_conf, logdir), Daemon(b, kinds[1], backup_conf, logdir)
+
+
+@contextlib.contextmanager
+def capturing(host, capfile: Path, seconds: int = 60, ifname: str = "eth0"):
+    """Capture the VRRP packets on ``host``'s ``ifname`` into ``capfile`` while the block runs.
+
+    The block starts once the capture socket is bound, so no packet of the
+    block is missed; the capture process (ours) is killed when it ends.
+    """
+    with open(capfile, "w") as out:
+        cap = host.popen([sys.executable, CAPTURE_HELPER, ifname, str(seconds)], stdout=out,
+                         stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_until(lambda: capfile.read_text().startswith("ready"), 10, "capture helper ready")
+            yield
+        finally:
+            cap.kill()
+            cap.wait(timeout=10)
+
+
+def captured(capfile: Path) -> list[dict]:
+    """The packets :func:`capturing` wrote to ``capfile`` (none if it never started)."""
+    try:
+        text = capfile.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def start_service(node) -> None:

@@ -12,21 +12,16 @@ chime-ha node has joined the group on its interface (``ip maddr``).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 
-from chalab import Daemon, settle_on, stopped_at_end, wait_until
+from chalab import (Daemon, captured, capturing, mixed_pair, settle_on, stopped_at_end, wait_ipv6_usable,
+                    wait_until)
 
 from chimeha.vrrp import packet
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
-
-HELPER = os.path.join(os.path.dirname(__file__), "..", "vrrp", "capture_helper.py")
 
 
 def conf(*, me: str, priority: int, state: str, vip: str, group: str, how: str, family: int) -> str:
@@ -50,19 +45,6 @@ CASES = [
 ]
 
 
-def _wait_ll(node) -> None:
-    wait_until(lambda: "tentative" not in node.run(["ip", "-6", "addr", "show", "dev", "eth0"]).stdout,
-               10, f"{node.name} IPv6 addresses usable")
-
-
-def _records(path) -> list[dict]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
 @pytest.mark.parametrize("family,group,chime_master,how", CASES)
 def test_custom_group_election_failover_and_capture(topology, tmp_path, family, group, chime_master, how):
     from chimeha.lab.node import add_node
@@ -77,27 +59,24 @@ def test_custom_group_election_failover_and_capture(topology, tmp_path, family, 
     b = add_node(topology, "b", f"{b_addr}/{plen}")
     lis = topology.add_host("lis", f"{l_addr}/{plen}")
     if family == 6:
-        _wait_ll(a)
-        _wait_ll(b)
-    kinds = ("chime-ha", "keepalived") if chime_master else ("keepalived", "chime-ha")
+        wait_ipv6_usable(a)
+        wait_ipv6_usable(b)
     other = {"global": "instance", "instance": "global"}[how]
     hows = (how, other) if chime_master else (other, how)  # chime-ha's node names the group `how`
-    master = Daemon(a, kinds[0], conf(me=a_addr, priority=200, state="MASTER", vip=f"{vip}/{plen}", group=group,
-                                      how=hows[0], family=family), tmp_path)
-    backup = Daemon(b, kinds[1], conf(me=b_addr, priority=100, state="BACKUP", vip=f"{vip}/{plen}", group=group,
-                                      how=hows[1], family=family), tmp_path)
+    master, backup = mixed_pair(
+        a, b, chime_master,
+        conf(me=a_addr, priority=200, state="MASTER", vip=f"{vip}/{plen}", group=group, how=hows[0], family=family),
+        conf(me=b_addr, priority=100, state="BACKUP", vip=f"{vip}/{plen}", group=group, how=hows[1], family=family),
+        tmp_path)
     chime = master if chime_master else backup
     for d in (master, backup):
         text = d.node.read_file(d.conf)
         check = d.node.run(["keepalived", "-t", "-f", d.conf], check=False)
         assert check.returncode == 0, (text, check.stdout + check.stderr)
     capfile = tmp_path / "capture.jsonl"
-    out = open(capfile, "w")
-    cap = lis.popen([sys.executable, HELPER, "eth0", "60"], stdout=out, stderr=subprocess.STDOUT, text=True)
     nodes = [a, b]
-    try:
+    with capturing(lis, capfile):
         with stopped_at_end(master, backup):
-            wait_until(lambda: capfile.read_text().startswith("ready"), 10, "capture helper ready")
             backup.start()
             master.start()
             settle_on(nodes, vip, "a", timeout=12, hold=1.0)
@@ -109,11 +88,7 @@ def test_custom_group_election_failover_and_capture(topology, tmp_path, family, 
             settle_on(nodes, vip, "a", timeout=12, hold=1.0)
             assert master.alive() and backup.alive()
             time.sleep(0.3)
-    finally:
-        cap.kill()  # our own capture process, by its handle
-        cap.wait(timeout=10)
-        out.close()
-    recs = [r for r in _records(capfile) if r["family"] == family]
+    recs = [r for r in captured(capfile) if r["family"] == family]
     by_src: dict[str, set[str]] = {}
     prios: dict[str, set[int]] = {}
     for r in recs:

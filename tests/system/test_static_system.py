@@ -11,7 +11,6 @@ reload that changes its virtual routes and rules.
 from __future__ import annotations
 
 import json
-import textwrap
 import threading
 import time
 
@@ -19,67 +18,35 @@ import pytest
 
 from chalab import Daemon, have_keepalived, wait_until
 
+from chimeha.lab.static_scene import NODE_ADDRESS, VIP, static_config
+
 pytestmark = pytest.mark.system
 
-VIP = "10.77.0.100"
+FIRST = static_config(
+    static_ipaddress=["10.77.0.5/24 dev eth0", "fd00:77::5/64 dev eth0"],
+    static_routes=["10.78.0.0/24 via 10.77.0.1 dev eth0", "10.79.0.0/24 dev eth0 table 100",
+                   "fd00:78::/64 via fd00:77::1 dev eth0"],
+    static_rules=["from 10.77.0.0/24 table 100 preference 200",
+                  "to 10.80.0.0/16 table 101",
+                  "fwmark 0x10/0xff lookup 102 priority 300",
+                  "iif eth0 uidrange 100-200 table 103 preference 301",
+                  "ipproto tcp dport 80-80 sport 1000-2000 table 104 preference 302",
+                  "from 10.77.0.9 blackhole preference 303",
+                  "not from all table 105 preference 304 no_track",
+                  "from all goto 400 preference 305",
+                  "from all nop preference 400",
+                  "inet6 x from fd00::/64 table 106",
+                  "to 10.83.0.0/24 realms 3/4 suppress_prefixlength 0 table 5 preference 314"],
+    virtual_routes=["10.81.0.0/24 via 10.77.0.1 dev eth0", "10.82.0.0/24 dev eth0"],
+    virtual_rules=["from 10.77.0.100 table 110 preference 500", "to 10.82.0.0/24 table 111",
+                   "to fd02::/64 table 112 preference 501"])
 
-
-def conf(static_addr: str, static_routes: str, static_rules: str, vroutes: str, vrules: str) -> str:
-    return textwrap.dedent("""\
-        static_ipaddress {
-        %s
-        }
-        static_routes {
-        %s
-        }
-        static_rules {
-        %s
-        }
-        vrrp_instance VI_1 {
-            state MASTER
-            interface eth0
-            virtual_router_id 77
-            priority 200
-            advert_int 0.1
-            version 3
-            virtual_ipaddress {
-                10.77.0.100/24
-            }
-            virtual_routes {
-        %s
-            }
-            virtual_rules {
-        %s
-            }
-        }
-        """) % (static_addr, static_routes, static_rules, vroutes, vrules)
-
-
-FIRST = conf(
-    "    10.77.0.5/24 dev eth0\n    fd00:77::5/64 dev eth0",
-    "    10.78.0.0/24 via 10.77.0.1 dev eth0\n    10.79.0.0/24 dev eth0 table 100\n"
-    "    fd00:78::/64 via fd00:77::1 dev eth0",
-    "    from 10.77.0.0/24 table 100 preference 200\n"
-    "    to 10.80.0.0/16 table 101\n"
-    "    fwmark 0x10/0xff lookup 102 priority 300\n"
-    "    iif eth0 uidrange 100-200 table 103 preference 301\n"
-    "    ipproto tcp dport 80-80 sport 1000-2000 table 104 preference 302\n"
-    "    from 10.77.0.9 blackhole preference 303\n"
-    "    not from all table 105 preference 304 no_track\n"
-    "    from all goto 400 preference 305\n"
-    "    from all nop preference 400\n"
-    "    inet6 x from fd00::/64 table 106\n"
-    "    to 10.83.0.0/24 realms 3/4 suppress_prefixlength 0 table 5 preference 314",
-    "        10.81.0.0/24 via 10.77.0.1 dev eth0\n        10.82.0.0/24 dev eth0",
-    "        from 10.77.0.100 table 110 preference 500\n        to 10.82.0.0/24 table 111\n"
-    "        to fd02::/64 table 112 preference 501")
-
-SECOND = conf(
-    "    10.77.0.6/24 dev eth0",
-    "    10.78.0.0/24 via 10.77.0.1 dev eth0",
-    "    from 10.77.0.0/24 table 100 preference 200\n    to 10.85.0.0/16 table 101",
-    "        10.81.0.0/24 via 10.77.0.1 dev eth0\n        10.84.0.0/24 dev eth0",
-    "        from 10.77.0.100 table 110 preference 500\n        to 10.86.0.0/24 table 113 preference 502")
+SECOND = static_config(
+    static_ipaddress=["10.77.0.6/24 dev eth0"],
+    static_routes=["10.78.0.0/24 via 10.77.0.1 dev eth0"],
+    static_rules=["from 10.77.0.0/24 table 100 preference 200", "to 10.85.0.0/16 table 101"],
+    virtual_routes=["10.81.0.0/24 via 10.77.0.1 dev eth0", "10.84.0.0/24 dev eth0"],
+    virtual_rules=["from 10.77.0.100 table 110 preference 500", "to 10.86.0.0/24 table 113 preference 502"])
 
 DEFAULT_RULES = {0, 32766, 32767}
 
@@ -104,7 +71,7 @@ def run_scenario(topology, tmp_path, kind: str, name: str) -> dict:
     """Start ``kind`` with FIRST, SIGHUP with SECOND, stop: the snapshot after each step, VIP losses counted."""
     from chimeha.lab.node import add_node
 
-    node = add_node(topology, name, "10.77.0.11/24")
+    node = add_node(topology, name, NODE_ADDRESS)
     node.run(["ip", "addr", "add", "fd00:77::11/64", "dev", "eth0", "nodad"])
     d = Daemon(node, kind, FIRST, tmp_path)
     out: dict = {}

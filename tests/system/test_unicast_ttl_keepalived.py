@@ -13,19 +13,15 @@ neither takes the VIP.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-from chalab import Daemon, settle_on, stopped_at_end, wait_until
+from chalab import Daemon, captured, capturing, mixed_pair, settle_on, stopped_at_end, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
-HELPER = os.path.join(os.path.dirname(__file__), "..", "vrrp", "capture_helper.py")
 VIP = "10.8.1.100"
 
 
@@ -43,17 +39,13 @@ def test_unicast_ttl_both_ways(topology, tmp_path, chime_master):
 
     a = add_node(topology, "a", "10.8.1.11/24")
     b = add_node(topology, "b", "10.8.1.12/24")
-    kinds = ("chime-ha", "keepalived") if chime_master else ("keepalived", "chime-ha")
-    master = Daemon(a, kinds[0], conf("10.8.1.11", "10.8.1.12", 200, "MASTER"), tmp_path)
-    backup = Daemon(b, kinds[1], conf("10.8.1.12", "10.8.1.11", 100, "BACKUP"), tmp_path)
+    master, backup = mixed_pair(a, b, chime_master, conf("10.8.1.11", "10.8.1.12", 200, "MASTER"),
+                                conf("10.8.1.12", "10.8.1.11", 100, "BACKUP"), tmp_path)
     ka_node = b if chime_master else a
     capfile = tmp_path / "cap.jsonl"
-    out = open(capfile, "w")
-    cap = ka_node.popen([sys.executable, HELPER, "eth0", "60"], stdout=out, stderr=subprocess.STDOUT, text=True)
     nodes = [a, b]
-    try:
+    with capturing(ka_node, capfile):
         with stopped_at_end(master, backup):
-            wait_until(lambda: capfile.read_text().startswith("ready"), 10, "capture helper ready")
             backup.start()
             master.start()
             settle_on(nodes, VIP, "a", timeout=12, hold=1.5)  # a TTL mismatch would put the VIP on both
@@ -61,12 +53,8 @@ def test_unicast_ttl_both_ways(topology, tmp_path, chime_master):
             settle_on(nodes, VIP, "b", timeout=5, hold=0.5)
             master.start()
             settle_on(nodes, VIP, "a", timeout=12, hold=1.5)
-    finally:
-        cap.kill()  # our own capture process, by its handle
-        cap.wait(timeout=10)
-        out.close()
     chime_addr = "10.8.1.11" if chime_master else "10.8.1.12"
-    recs = [json.loads(line) for line in capfile.read_text().splitlines() if line.startswith("{")]
+    recs = captured(capfile)
     mine = [r for r in recs if r["src"] == chime_addr]
     assert mine and {r["ttl"] for r in mine} == {7}, mine[:3]
     assert {r["dst"] for r in mine} == {"10.8.1.11" if not chime_master else "10.8.1.12"}

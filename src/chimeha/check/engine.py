@@ -165,7 +165,6 @@ class Job:
             # Writable without ERR/HUP is a completed connect: SO_ERROR is asked only otherwise.
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if events & _ERR else 0
             if err:
-                self.close()
                 self.fail_os(OSError(err, ""), now)
                 return
             if not self.urls:  # TCP_CHECK: connected is all we wanted
@@ -185,7 +184,6 @@ class Job:
         except BlockingIOError:
             return
         except OSError as exc:
-            self.close()
             self.fail_os(exc, now)
             return
         if self.sent >= len(request):
@@ -200,7 +198,6 @@ class Job:
             except BlockingIOError:
                 return
             except OSError as exc:
-                self.close()
                 self.fail_os(exc, now)
                 return
             if not data or self.size > _http.MAX_BODY:
@@ -234,6 +231,8 @@ class Job:
             self.finish(CheckResult(False, f"connect to {self.where} timed out after {self.timeout:g} s"), now)
 
     def fail_os(self, exc: OSError, now: float) -> None:
+        """The attempt failed on ``exc``: close its socket (if it has one yet) and report the failure."""
+        self.close()
         if self.urls:
             self.finish(CheckResult(False, _http.connection_error(self.urls[self.url_i].path, self.where, exc)), now)
         else:

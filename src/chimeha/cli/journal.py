@@ -8,6 +8,7 @@ import sys
 
 from chimeha.observe.control import ControlClient, ControlError
 
+from .argtypes import whole_number
 from .status import add_control_argument
 
 DESCRIPTION = """\
@@ -35,23 +36,13 @@ exit status:
   2  bad command-line arguments"""
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("journal", help="show (or follow) state changes and their reasons",
                                    description=DESCRIPTION, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_control_argument(parser)
     parser.add_argument("-f", "--follow", action="store_true", help="keep running and print new entries as they happen")
-    parser.add_argument("-n", "--lines", type=_non_negative, default=50, metavar="N",
+    parser.add_argument("-n", "--lines", type=whole_number(0), default=50, metavar="N",
                         help="how many past entries to show first (default 50; 0 for none)")
     parser.add_argument("--instance", metavar="NAME", help="only this VRRP instance's entries")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")

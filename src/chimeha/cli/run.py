@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from chimeha.cli.argtypes import whole_number
 from chimeha.lvs.catalog import DATAPLANES  # noqa: E402  (one declaration per data plane)
 from chimeha.lvs.backends.nft import SNAT_TO  # noqa: E402
 DEFAULT_CONTROL_PATH = "/run/chime-ha/control.sock"  # chimeha.observe.control's default
@@ -24,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--control", metavar="PATH", default=DEFAULT_CONTROL_PATH,
                    help="control socket for chime-ha status/journal/reload (default: %(default)s; "
                         "'none' disables it)")
-    p.add_argument("--control-max-connections", metavar="N", type=_positive, default=64,
+    p.add_argument("--control-max-connections", metavar="N", type=whole_number(1), default=64,
                    help="control connections served at once; when full the one idle longest is closed, "
                         "and a connection idle 5 s without a request is closed (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
@@ -53,16 +54,6 @@ def add_parser(sub) -> None:
                         "process it found exits, besides its interval (default: %(default)s; "
                         "off: keepalived's schedule only)")
     p.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def setup_logging(level: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from chimeha.lab import bgp_apps
 from chimeha.lab.cluster import daemon_argv
 from chimeha.lab.netns import BuiltOrTornDown, NetnsError, Topology, run_ip
-from chimeha.lab.node import Node, add_node
+from chimeha.lab.node import Node, add_node, child_pids, first_child
 
 VIP = "10.99.60.10"
 ROUTER_LAN, ROUTER_CLIENT, CLIENT = "10.99.1.1", "10.99.2.1", "10.99.2.2"
@@ -184,7 +184,7 @@ class BgpLab(BuiltOrTornDown):
         self.daemons[name] = proc = n.popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if procs:
-            shell = _wait_child(proc.pid)
+            shell = first_child(proc.pid, "the command nsenter started")
             for path in procs:
                 with open(path, "w") as fh:
                     fh.write(f"{shell}\n")
@@ -194,7 +194,7 @@ class BgpLab(BuiltOrTornDown):
         """SIGKILL the director's chime-ha (its bgpd dies with it: PR_SET_PDEATHSIG)."""
         proc = self.daemons.pop(name)
         # nsenter's child is chime-ha (host PID; a wrapper such as the bench's cgroup shell execs it)
-        for pid in _children(proc.pid):
+        for pid in child_pids(proc.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -317,24 +317,6 @@ FLOW_LOG = f"""table netdev chimeha_lab {{
   }}
 }}
 """
-
-
-def _wait_child(pid: int, timeout: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kids = _children(pid)
-        if kids:
-            return kids[0]
-        time.sleep(0.01)
-    raise NetnsError(f"process {pid} started no command")
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(p) for p in fh.read().split()]
-    except (FileNotFoundError, ProcessLookupError):
-        return []
 
 
 def dataplane_needs_local_vip(dataplane: str) -> bool:

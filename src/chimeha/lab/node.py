@@ -134,7 +134,7 @@ class Node:
                 err = proc.stderr.read().strip()
             stop_process(proc)
             raise NetnsError(f"[{self.name}] node init did not start: {err or line.strip() or 'no output'}")
-        self.init_pid = _child_of(proc.pid)
+        self.init_pid = first_child(proc.pid, "the init process forked by unshare")
         self._init_started = process_start_time(self.init_pid)
         # unshare is our child and reaps the init; should unshare die first
         # (killed from outside) while we are a subreaper, the init becomes ours.
@@ -206,7 +206,7 @@ class Node:
         after ``grace`` seconds.
         """
         if proc.poll() is None:
-            kids = _children(proc.pid)
+            kids = child_pids(proc.pid)
             try:
                 if kids:
                     for pid in kids:
@@ -279,7 +279,7 @@ def _readline_with_timeout(proc: subprocess.Popen, timeout: float) -> str:
         sel.close()
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """Direct children of ``pid`` (host PIDs), empty when it has none or is gone."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
@@ -288,16 +288,12 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _child_of(pid: int, timeout: float = 5.0) -> int:
-    """The PID of ``unshare``'s forked child: the node's init, seen from here."""
+def first_child(pid: int, what: str, timeout: float = 5.0) -> int:
+    """The host PID of the first child ``pid`` forks, waited for up to ``timeout`` s (NetnsError names ``what``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as fh:
-                kids = fh.read().split()
-        except FileNotFoundError:
-            kids = []
+        kids = child_pids(pid)
         if kids:
-            return int(kids[0])
+            return kids[0]
         time.sleep(0.01)
-    raise NetnsError(f"cannot find the init process forked by unshare (pid {pid})")
+    raise NetnsError(f"cannot find {what} (pid {pid} forked no child within {timeout:g} s)")

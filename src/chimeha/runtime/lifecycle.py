@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 
-from chimeha.runtime.scripts import ScriptResult, insecure_reason, user_ids
+from chimeha.runtime.scripts import ScriptResult, insecure_reason, spawn_detached
 
 log = logging.getLogger("chimeha.runtime.lifecycle")
 
@@ -43,20 +43,9 @@ async def run_bounded(argv: tuple[str, ...], timeout: float, *, user: str | None
     """Exec ``argv`` in its own session; past ``timeout`` SIGTERM its group, past ``grace`` more SIGKILL it."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    try:
-        uid, gid = user_ids(user, group)
-    except KeyError as exc:
-        return ScriptResult(False, None, error=f"unknown user or group: {exc.args[0]}")
-    kw: dict = {}
-    if uid is not None:
-        kw.update(user=uid, group=gid, extra_groups=[])
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **kw)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return ScriptResult(False, None, error=f"cannot run {argv[0]}: {reason}")
+    proc, failed = await spawn_detached(argv, user=user, group=group)
+    if failed:
+        return failed
     try:
         rc = await asyncio.wait_for(asyncio.shield(proc.wait()), timeout)
         return ScriptResult(rc == 0, rc, duration=loop.time() - started)

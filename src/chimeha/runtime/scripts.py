@@ -55,6 +55,31 @@ def user_ids(user: str | None, group: str | None) -> tuple[int | None, int | Non
     return pw.pw_uid, gid
 
 
+async def spawn_detached(argv, *, user: str | None = None, group: str | None = None,
+                         env: dict[str, str] | None = None):
+    """Start ``argv`` (no shell) as ``user`` [``group``] in its own session, stdio on /dev/null.
+
+    Returns ``(process, None)``, or ``(None, failure)`` with a ScriptResult that
+    says why it could not start (unknown user or group, missing file...). Its
+    own session makes its pgid its pid, so a timeout can kill every child it forks.
+    """
+    try:
+        uid, gid = user_ids(user, group)
+    except KeyError as exc:
+        return None, ScriptResult(False, None, error=f"unknown user or group: {exc.args[0]}")
+    kw: dict = {}
+    if uid is not None:
+        kw.update(user=uid, group=gid, extra_groups=[])  # drop root's supplementary groups too
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True, env=env, **kw)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, ScriptResult(False, None, error=f"cannot run {argv[0]}: {reason}")
+    return proc, None
+
+
 async def run_program(argv: tuple[str, ...] | list[str], timeout: float | None = None, *,
                       user: str | None = None, group: str | None = None,
                       env: dict[str, str] | None = None) -> ScriptResult:
@@ -63,28 +88,9 @@ async def run_program(argv: tuple[str, ...] | list[str], timeout: float | None =
     started = loop.time()
     if not argv:
         return ScriptResult(False, None, error="empty command")
-    try:
-        uid, gid = user_ids(user, group)
-    except KeyError as exc:
-        return ScriptResult(False, None, error=f"unknown user or group: {exc.args[0]}")
-    kw: dict = {}
-    if uid is not None:
-        kw["user"] = uid
-        kw["group"] = gid
-        kw["extra_groups"] = []
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-            **kw,
-        )
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return ScriptResult(False, None, error=f"cannot run {argv[0]}: {reason}")
+    proc, failed = await spawn_detached(argv, user=user, group=group, env=env)
+    if failed:
+        return failed
     try:
         rc = await wait_bounded(proc.wait(), timeout)
     except BaseException:  # cancelled (stop, reload) or worse: never leave the group behind
