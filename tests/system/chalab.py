@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -32,6 +33,17 @@ def wait_ipv6_usable(node, ifname: str = "eth0") -> None:
     """Wait until no IPv6 address of ``node`` is tentative (DAD done): until then it can neither send nor bind."""
     wait_until(lambda: "tentative" not in node.run(["ip", "-6", "addr", "show", "dev", ifname]).stdout,
                10, f"{node.name} IPv6 addresses usable")
+
+
+def in_parallel(*calls):
+    """Run independent ``calls`` (e.g. one keepalived node and one chime-ha node) at once.
+
+    Returns their results in order; the first exception is re-raised once all have ended,
+    so no daemon is left running behind a failure.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [f.result() for f in futures]
 
 
 def holders(nodes, vip: str) -> list[str]:

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from chalab import Daemon, stopped_at_end, wait_until
+from chalab import Daemon, in_parallel, stopped_at_end, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
@@ -55,10 +55,24 @@ def _fifo_reader(node, argv: list[str] | None = None):
     return node.popen(["cat", "/run/vrrp.fifo"], stdout=subprocess.PIPE, text=True)
 
 
-def _run(topology, tmp_path, kind: str, name: str, addr: str, vip: str, vrid: int) -> list[str]:
+def _node(topology, name: str, addr: str):
     from chimeha.lab.node import add_node
 
-    node = add_node(topology, name, f"{addr}/24")
+    return add_node(topology, name, f"{addr}/24")
+
+
+def _both(topology, run, ka_args: tuple, ch_args: tuple):
+    """``run(node, "keepalived", ...)`` and ``run(node, "chime-ha", ...)`` on two nodes at once.
+
+    The nodes share the bridge but use different VRIDs and VIPs, so neither daemon
+    acts on the other's adverts; the nodes are made first (the topology is not thread-safe).
+    """
+    ka_node, ch_node = _node(topology, "ka", ka_args[0]), _node(topology, "ch", ch_args[0])
+    return in_parallel(lambda: run(ka_node, "keepalived", *ka_args),
+                       lambda: run(ch_node, "chime-ha", *ch_args))
+
+
+def _run(node, kind: str, addr: str, tmp_path, vip: str, vrid: int) -> list[str]:
     node.write_file("/run/w", "0\n")
     reader = _fifo_reader(node)
     d = Daemon(node, kind, CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vip": vip}, tmp_path)
@@ -90,8 +104,8 @@ def _priority(d: Daemon, after: str | None = None) -> str:
 
 
 def test_priority_change_fifo_lines_match_keepalived(topology, tmp_path):
-    ka = _run(topology, tmp_path, "keepalived", "ka", "10.9.1.11", "10.9.1.100", 91)
-    ch = _run(topology, tmp_path, "chime-ha", "ch", "10.9.1.12", "10.9.1.101", 92)
+    ka, ch = _both(topology, _run, ("10.9.1.11", tmp_path, "10.9.1.100", 91),
+                   ("10.9.1.12", tmp_path, "10.9.1.101", 92))
     assert 'INSTANCE "VI_P" MASTER_PRIORITY 80' in ka, ka  # what keepalived 2.2.7 writes
     print("keepalived FIFO:", ka)
     assert ch == ka, f"chime-ha {ch} != keepalived {ka}"
@@ -130,10 +144,7 @@ vrrp_instance VI_B {
 """
 
 
-def _run_group(topology, tmp_path, kind: str, name: str, addr: str, vips: tuple[str, str], vrid: int) -> list[str]:
-    from chimeha.lab.node import add_node
-
-    node = add_node(topology, name, f"{addr}/24")
+def _run_group(node, kind: str, addr: str, tmp_path, vips: tuple[str, str], vrid: int) -> list[str]:
     reader = _fifo_reader(node)
     d = Daemon(node, kind, GROUP_CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vrid2": vrid + 1,
                                          "vip": vips[0], "vip2": vips[1]}, tmp_path)
@@ -149,8 +160,8 @@ def _run_group(topology, tmp_path, kind: str, name: str, addr: str, vips: tuple[
 
 def test_sync_group_fifo_lines_match_keepalived(topology, tmp_path):
     """keepalived 2.2.7 writes a group's line with priority 0: ``GROUP "G" MASTER 0``."""
-    ka = _run_group(topology, tmp_path, "keepalived", "ka", "10.9.1.11", ("10.9.1.100", "10.9.1.102"), 93)
-    ch = _run_group(topology, tmp_path, "chime-ha", "ch", "10.9.1.12", ("10.9.1.101", "10.9.1.103"), 95)
+    ka, ch = _both(topology, _run_group, ("10.9.1.11", tmp_path, ("10.9.1.100", "10.9.1.102"), 93),
+                   ("10.9.1.12", tmp_path, ("10.9.1.101", "10.9.1.103"), 95))
     groups = [[line for line in lines if line.startswith("GROUP")] for lines in (ka, ch)]
     assert groups[0] == ['GROUP "G" BACKUP 0', 'GROUP "G" MASTER 0', 'GROUP "G" STOP 0'], ka
     assert groups[1] == groups[0], (ch, ka)
@@ -185,11 +196,8 @@ with open("/run/fifo.log", "ab", buffering=0) as out:
 """
 
 
-def _run_removal(topology, tmp_path, kind: str, name: str, addr: str, base: int, deleted: bool) -> list[str]:
+def _run_removal(node, kind: str, addr: str, tmp_path, base: int, deleted: bool) -> list[str]:
     """Three MASTER instances; a SIGHUP to a config without VI_B and VI_C (VI_B has notify_deleted if asked)."""
-    from chimeha.lab.node import add_node
-
-    node = add_node(topology, name, f"{addr}/24")
     # keepalived closes and reopens the FIFO on a reload: a plain `cat` would stop at that EOF.
     reader = _fifo_reader(node, [sys.executable, "-c", READER])
     net = addr.rsplit(".", 1)[0]
@@ -217,8 +225,8 @@ def _run_removal(topology, tmp_path, kind: str, name: str, addr: str, base: int,
 
 @pytest.mark.parametrize("deleted", [False, True], ids=["default-fault", "notify_deleted"])
 def test_instances_removed_by_reload_are_notified_as_keepalived_does(topology, tmp_path, deleted):
-    ka = _run_removal(topology, tmp_path, "keepalived", "ka", "10.9.2.11", 110, deleted)
-    ch = _run_removal(topology, tmp_path, "chime-ha", "ch", "10.9.2.12", 120, deleted)
+    ka, ch = _both(topology, _run_removal, ("10.9.2.11", tmp_path, 110, deleted),
+                   ("10.9.2.12", tmp_path, 120, deleted))
     print("keepalived FIFO:", ka)
     removed = 'INSTANCE "VI_B" DELETED 100' if deleted else 'INSTANCE "VI_B" FAULT 100'
     assert removed in ka and 'INSTANCE "VI_C" FAULT 100' in ka, ka
@@ -245,12 +253,8 @@ vrrp_instance VI_R {
 """
 
 
-def _run_rx_lower(topology, tmp_path, kind: str, name: str, addr: str, vip: str, vrid: int):
+def _run_rx_lower(node, kind: str, addr: str, rogue, tmp_path, vip: str, vrid: int):
     """A MASTER hears three adverts of priority 50 from a third host (a lower-priority master)."""
-    from chimeha.lab.node import add_node
-
-    node = add_node(topology, name, f"{addr}/24")
-    rogue = topology.add_host(f"r{name}", addr.rsplit(".", 1)[0] + ".99/24")
     node.write_file("/run/rx.sh", '#!/bin/sh\necho "args=$#" >> /run/rx.log\n', mode=0o755)
     reader = _fifo_reader(node)
     d = Daemon(node, kind, RX_CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vip": vip}, tmp_path)
@@ -270,8 +274,11 @@ def _run_rx_lower(topology, tmp_path, kind: str, name: str, addr: str, vip: str,
 
 
 def test_master_rx_lower_pri_matches_keepalived(topology, tmp_path):
-    ka, ka_runs = _run_rx_lower(topology, tmp_path, "keepalived", "ka", "10.9.3.11", "10.9.3.100", 97)
-    ch, ch_runs = _run_rx_lower(topology, tmp_path, "chime-ha", "ch", "10.9.3.12", "10.9.3.101", 98)
+    # Each rogue sends from .99 of its own /24, so both get a distinct subnet here.
+    rogues = [topology.add_host(f"r{name}", f"{net}.99/24") for name, net in (("ka", "10.9.3"), ("ch", "10.9.5"))]
+    (ka, ka_runs), (ch, ch_runs) = _both(topology, _run_rx_lower,
+                                         ("10.9.3.11", rogues[0], tmp_path, "10.9.3.100", 97),
+                                         ("10.9.5.12", rogues[1], tmp_path, "10.9.5.101", 98))
     print("keepalived FIFO:", ka, ka_runs)
     want = ['INSTANCE "VI_R" BACKUP 200', 'INSTANCE "VI_R" MASTER 200'] + \
         ['INSTANCE "VI_R" MASTER_RX_LOWER_PRI 200'] * 3 + ['INSTANCE "VI_R" STOP 200']
@@ -280,11 +287,8 @@ def test_master_rx_lower_pri_matches_keepalived(topology, tmp_path):
     assert ka_runs == ch_runs == ["args=0"] * 3  # the script gets no arguments
 
 
-def _run_initial(topology, tmp_path, kind: str, name: str, addr: str, vip: str, vrid: int) -> list[str]:
+def _run_initial(node, kind: str, addr: str, tmp_path, vip: str, vrid: int) -> list[str]:
     """The tracked value already lowers the priority when the daemon starts."""
-    from chimeha.lab.node import add_node
-
-    node = add_node(topology, name, f"{addr}/24")
     node.write_file("/run/w", "1\n")
     reader = _fifo_reader(node)
     d = Daemon(node, kind, CONF % {"kind": kind.replace("-", ""), "vrid": vrid, "vip": vip}, tmp_path)
@@ -300,7 +304,7 @@ def _run_initial(topology, tmp_path, kind: str, name: str, addr: str, vip: str, 
 
 
 def test_priority_lowered_at_start_fifo_lines_match_keepalived(topology, tmp_path):
-    ka = _run_initial(topology, tmp_path, "keepalived", "ka", "10.9.4.11", "10.9.4.100", 81)
-    ch = _run_initial(topology, tmp_path, "chime-ha", "ch", "10.9.4.12", "10.9.4.101", 82)
+    ka, ch = _both(topology, _run_initial, ("10.9.4.11", tmp_path, "10.9.4.100", 81),
+                   ("10.9.4.12", tmp_path, "10.9.4.101", 82))
     print("keepalived FIFO:", ka)
     assert ch == ka, (ch, ka)
