@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from chalab import Daemon, have_keepalived, wait_until
+from chalab import Daemon, have_keepalived, in_parallel, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from smtpsink import body, headers, read_jsonl  # noqa: E402
@@ -28,29 +28,30 @@ PORT = 2525
 VIP = "10.9.0.100"
 
 
-GROUP = textwrap.dedent(f"""\
-    vrrp_sync_group G_M {{
-        group {{
+GROUP = textwrap.dedent("""\
+    vrrp_sync_group G_M {
+        group {
             VI_M
             VI_N
-        }}
+        }
         smtp_alert
-    }}
-    vrrp_instance VI_N {{
+    }
+    vrrp_instance VI_N {
         state BACKUP
         interface eth0
-        virtual_router_id 62
+        virtual_router_id %(vrid)d
         priority 100
         advert_int 1
         smtp_alert
-        virtual_ipaddress {{
+        virtual_ipaddress {
             10.9.0.101/24
-        }}
-    }}
+        }
+    }
     """)
 
 
-def conf(extra_global: str = "", lvs: bool = True, group: bool = False) -> str:
+def conf(extra_global: str = "", lvs: bool = True, group: bool = False, vrid: int = 61) -> str:
+    """VI_M has ``vrid`` (VI_N ``vrid + 1``): two nodes on one bridge must not share an instance."""
     vs = textwrap.dedent(f"""\
         virtual_server {VIP} 80 {{
             protocol TCP
@@ -80,7 +81,7 @@ def conf(extra_global: str = "", lvs: bool = True, group: bool = False) -> str:
         vrrp_instance VI_M {{
             state BACKUP
             interface eth0
-            virtual_router_id 61
+            virtual_router_id {vrid}
             priority 100
             advert_int 1
             smtp_alert
@@ -88,7 +89,7 @@ def conf(extra_global: str = "", lvs: bool = True, group: bool = False) -> str:
                 {VIP}/24
             }}
         }}
-        """) + vs + (GROUP if group else "")
+        """) + vs + (GROUP % {"vrid": vrid + 1} if group else "")
 
 
 def start_sink(node, out: Path):
@@ -102,15 +103,20 @@ def subjects(mails) -> list[str]:
     return [headers(m)["Subject"] for m in mails]
 
 
-def run_vrrp_cycle(topology, tmp_path, kind: str, name: str, extra_global: str = "", lvs: bool = False,
-                   group: bool = False, until: str = "VRRP Instance VI_M - Entering MASTER state", between=None):
-    """Start ``kind`` alone on a node, wait for MASTER's mail, SIGTERM it; the received mails."""
+def mail_node(topology, name: str, address: str = "10.9.0.11"):
     from chimeha.lab.node import add_node
 
-    node = add_node(topology, name, "10.9.0.11/24")
+    return add_node(topology, name, f"{address}/24")
+
+
+def run_vrrp_cycle(topology, tmp_path, kind: str, name: str, extra_global: str = "", lvs: bool = False,
+                   group: bool = False, until: str = "VRRP Instance VI_M - Entering MASTER state", between=None,
+                   node=None, vrid: int = 61):
+    """Start ``kind`` alone on a node, wait for MASTER's mail, SIGTERM it; the received mails."""
+    node = node or mail_node(topology, name)
     out = tmp_path / f"{name}-mails.jsonl"
     sink = start_sink(node, out)
-    d = Daemon(node, kind, conf(extra_global, lvs=lvs, group=group), tmp_path)
+    d = Daemon(node, kind, conf(extra_global, lvs=lvs, group=group, vrid=vrid), tmp_path)
     try:
         d.start()
         wait_until(lambda: until in " ".join(subjects(read_jsonl(out))), 20, f"{kind}: {until}")
@@ -203,12 +209,18 @@ def test_stuck_smtp_server_does_not_delay_failover(topology, tmp_path):
         print(d.log()[-3000:])
 
 
+def _both_cycles(topology, tmp_path, **kw):
+    """chime-ha's and keepalived's cycles at once, on two nodes with their own VRIDs (mails name no VRID)."""
+    c, k = mail_node(topology, "c", "10.9.0.11"), mail_node(topology, "k", "10.9.0.12")
+    return in_parallel(lambda: run_vrrp_cycle(topology, tmp_path, "chime-ha", "c", node=c, vrid=61, **kw),
+                       lambda: run_vrrp_cycle(topology, tmp_path, "keepalived", "k", node=k, vrid=71, **kw))
+
+
 @pytest.mark.keepalived
 def test_same_mails_as_keepalived(topology, tmp_path):
     if not have_keepalived():
         pytest.skip("needs keepalived")
-    _, ours, _ = run_vrrp_cycle(topology, tmp_path, "chime-ha", "c")
-    _, theirs, _ = run_vrrp_cycle(topology, tmp_path, "keepalived", "k")
+    (_, ours, _), (_, theirs, _) = _both_cycles(topology, tmp_path)
 
     def strip(mails):
         return [(m["helo"], m["mail_from"], m["rcpt_to"],
@@ -227,8 +239,7 @@ def test_sync_group_mails_as_keepalived(topology, tmp_path):
     if not have_keepalived():
         pytest.skip("needs keepalived")
     until = "VRRP Group G_M - Entering MASTER state"
-    _, ours, _ = run_vrrp_cycle(topology, tmp_path, "chime-ha", "c", group=True, until=until)
-    _, theirs, _ = run_vrrp_cycle(topology, tmp_path, "keepalived", "k", group=True, until=until)
+    (_, ours, _), (_, theirs, _) = _both_cycles(topology, tmp_path, group=True, until=until)
     print("keepalived:", subjects(theirs), "chime-ha:", subjects(ours))
 
     def running(mails):  # keepalived sends in parallel: arrival order is not theirs to keep; no stop mails
