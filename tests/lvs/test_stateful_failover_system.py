@@ -15,6 +15,7 @@ director knows none of them and they die.
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 import textwrap
@@ -50,7 +51,7 @@ ECHO = textwrap.dedent("""
 """)
 
 CLIENT = textwrap.dedent("""
-    import asyncio, json, signal, sys, time
+    import asyncio, json, signal, sys, threading, time
     TARGETS, N, SECONDS = json.loads(sys.argv[1])
     echoes = {}
     async def conn(key, host, port, deadline):
@@ -70,11 +71,22 @@ CLIENT = textwrap.dedent("""
         except (OSError, asyncio.TimeoutError, ConnectionError):
             return
     async def main():
+        # SECONDS is an upper bound: a line on stdin ends the run now (the survivors' window is over)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        def stop_on_stdin():
+            if sys.stdin.readline():
+                loop.call_soon_threadsafe(stop.set)
+        threading.Thread(target=stop_on_stdin, daemon=True).start()
         deadline = time.monotonic() + SECONDS
         tasks = [asyncio.create_task(conn(f"{h}:{p}#{i}", h, p, deadline)) for h, p in TARGETS for i in range(N)]
         await asyncio.sleep(1)
         print("open", flush=True)
-        await asyncio.gather(*tasks)
+        await asyncio.wait([asyncio.gather(*tasks), asyncio.create_task(stop.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         print(json.dumps(echoes), flush=True)
     asyncio.run(main())
 """)
@@ -137,10 +149,10 @@ def run_failover(sync: bool, tag: str, monkeypatch) -> dict:
             if sync:
                 assert cluster.wait_for(
                     lambda: (_status(cluster, "server2").get("lvs_sync") or {}).get("running"), 10, step=0.5)
-            seconds = 24.0  # cut at ~5 s, takeover ~4 s later, then >= 10 exchanges after +8 s
+            seconds = 40.0  # an upper bound: the client is told to stop once the window below is over
             client = cluster.client.popen([sys.executable, "-c", CLIENT,
                                            json.dumps([TARGETS, PER_TARGET, seconds])],
-                                          stdout=subprocess.PIPE, text=True)
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert client.stdout.readline().strip() == "open"
             time.sleep(2.5)  # every connection exchanging through server1, replicated to server2
             t_cut = time.monotonic()
@@ -148,7 +160,13 @@ def run_failover(sync: bool, tag: str, monkeypatch) -> dict:
             cluster.wait_for(lambda: all(cluster.holders(v) == ["server2"] for v, _ in TARGETS), 15,
                              "server2 did not take the VIPs")
             t_taken = time.monotonic()
-            out, _ = client.communicate(timeout=seconds + 30)
+            # A survivor needs >= 10 exchanges (one per 0.1 s) after t_taken + 8: stopping the
+            # client 4 s later leaves room for ~40 (the fixed 24 s run used to leave ~8 s).
+            # Without sync every connection dies early and the client prints its result at once.
+            window_end = t_taken + 8 + 4
+            while time.monotonic() < window_end and not select.select([client.stdout], [], [], 0.1)[0]:
+                pass
+            out, _ = client.communicate("stop\n", timeout=seconds + 30)
             echoes = json.loads(out.strip().splitlines()[-1])
             sync_state = _status(cluster, "server2").get("lvs_sync")
         finally:
