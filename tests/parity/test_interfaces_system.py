@@ -24,7 +24,13 @@ pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 VIP = "10.77.0.100"
 
 
-def conf(prio: int, iface: str = "eth0", globals_: str = "") -> str:
+# Not a timing test (but for vrrp_startup_delay, which keeps VRRPv2's 1 s): VRRPv3 at
+# 0.5 s makes Master_Down_Interval ~1.8 s instead of ~3.6 s, and every wait below with it.
+FAST = "    version 3\n    advert_int 0.5\n"
+SLOW = "    advert_int 1\n"
+
+
+def conf(prio: int, iface: str = "eth0", globals_: str = "", timers: str = FAST) -> str:
     return f"""global_defs {{
     router_id n{prio}
 {globals_}}}
@@ -33,8 +39,7 @@ vrrp_instance VI_1 {{
     interface {iface}
     virtual_router_id 77
     priority {prio}
-    advert_int 1
-    virtual_ipaddress {{
+{timers}    virtual_ipaddress {{
         {VIP}/24
     }}
 }}
@@ -110,8 +115,8 @@ def test_backup_interface_deleted_and_recreated_keeps_one_vip_holder(topology, t
         recreate(topology, ch_node, "10.77.0.12/24")
         assert ifindex(ch_node) != before
         time.sleep(1.0)
-        # Longer than a Master_Down_Interval (3.6 s): with a dead socket chime-ha would take the VIP here.
-        steady(lambda: holders(ka_node, ch_node) == ["ka"], 6.0, "exactly one VIP holder, keepalived")
+        # Longer than a Master_Down_Interval (1.8 s): with a dead socket chime-ha would take the VIP here.
+        steady(lambda: holders(ka_node, ch_node) == ["ka"], 3.0, "exactly one VIP holder, keepalived")
         assert "VRRP sockets opened on interface index" in ch.log() and ch.log().count("-> BACKUP") >= 2
         assert "No such device" not in ch.log() and "Traceback" not in ch.log()
     finally:
@@ -133,7 +138,7 @@ def test_master_interface_deleted_and_recreated_takes_back_over_alone(topology, 
         recreate(topology, ch_node, "10.77.0.11/24")
         # Priority 200 preempts again; keepalived must hear the rebuilt socket's adverts to let go.
         wait_until(lambda: holders(ch_node, ka_node) == ["ch"], 15, "chime-ha the only VIP holder again")
-        steady(lambda: holders(ch_node, ka_node) == ["ch"], 4.0, "exactly one VIP holder, chime-ha")
+        steady(lambda: holders(ch_node, ka_node) == ["ch"], 2.5, "exactly one VIP holder, chime-ha")
         # The GARP sender was re-opened on the new interface too (the old one was bound to the dead index).
         assert "gratuitous announcement" not in ch.log() and "Traceback" not in ch.log()
     finally:
@@ -156,7 +161,7 @@ def test_interface_missing_at_start_waits_in_fault_then_joins(topology, tmp_path
         assert "started 1 VRRP instance(s)" in ch.log()  # it did not refuse to start
         recreate(topology, ch_node, "10.77.0.12/24", ifname="eth1", port="rx1")
         wait_until(lambda: "-> BACKUP" in ch.log(), 10, "chime-ha BACKUP once eth1 exists")
-        steady(lambda: holders(ka_node) == ["ka"] and not holds(ch_node, "eth1"), 5.0, "keepalived the only holder")
+        steady(lambda: holders(ka_node) == ["ka"] and not holds(ch_node, "eth1"), 2.5, "keepalived the only holder")
         ka.stop()  # priority 0 from keepalived: chime-ha takes over on its new interface
         wait_until(lambda: holds(ch_node, "eth1"), 10, "chime-ha MASTER on eth1")
     finally:
@@ -172,9 +177,9 @@ def test_vrrp_startup_delay_holds_the_takeover_like_keepalived(topology, tmp_pat
     ka_node = add_node(topology, "ka", "10.77.0.12/24")
     delay = "    vrrp_startup_delay 3\n"
     t0 = time.monotonic()
-    ch = NodeDaemon(ch_node, conf(100, globals_=delay).replace("virtual_router_id 77", "virtual_router_id 78")
+    ch = NodeDaemon(ch_node, conf(100, globals_=delay, timers=SLOW).replace("virtual_router_id 77", "virtual_router_id 78")
                     .replace(VIP, "10.77.0.101"), tmp_path / "ch.log").start()
-    ka = Keepalived(ka_node, conf(100, globals_=delay), tmp_path / "ka.log")
+    ka = Keepalived(ka_node, conf(100, globals_=delay, timers=SLOW), tmp_path / "ka.log")
     try:
         wait_until(lambda: "delaying start-up for 3 s" in ch.log(), 10, "chime-ha announces the delay")
         seen = {}
@@ -202,7 +207,8 @@ def test_ipv6_instance_without_link_local_waits_in_fault_and_recovers(tmp_path, 
     interface eth0
     virtual_router_id 79
     priority 100
-    advert_int 1
+    version 3
+    advert_int 0.5
     virtual_ipaddress {
         fd77::100/64
     }
