@@ -83,10 +83,12 @@ def test_strict_no_accept_drops_traffic_to_the_vip(topology, tmp_path, accept):
 
 
 def _sync_conf(prio: int, state: str) -> str:
+    # Not a timing test: VRRPv3 at 0.5 s halves every election and takeover (Master_Down_Interval ~1.8 s).
     insts = ""
     for name, vrid, vip in (("VI_1", 71, VIP), ("VI_2", 72, VIP2)):
         insts += (f"vrrp_instance {name} {{\n    state {state}\n    interface eth0\n    virtual_router_id {vrid}\n"
-                  f"    priority {prio}\n    advert_int 1\n    virtual_ipaddress {{\n        {vip}/24\n    }}\n}}\n")
+                  f"    priority {prio}\n    version 3\n    advert_int 0.5\n"
+                  f"    virtual_ipaddress {{\n        {vip}/24\n    }}\n}}\n")
     return ("global_defs {\n    enable_script_security\n    script_user root\n}\n"
             "vrrp_script chk_fail_file {\n    script \"/run/bin/chk.sh\"\n    interval 1\n    fall 1\n    rise 1\n}\n"
             "vrrp_sync_group G {\n    group {\n        VI_1\n        VI_2\n    }\n"
@@ -143,7 +145,7 @@ def test_strict_ipv6_vip_is_dropped_but_still_resolves(topology, tmp_path):
     vip6 = "fd00:7::100"
     text = ("global_defs {\n    vrrp_strict\n}\n"
             "vrrp_instance VI_6 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 62\n"
-            f"    priority 200\n    advert_int 1\n    virtual_ipaddress {{\n        {vip6}/64\n    }}\n}}\n")
+            f"    priority 200\n    advert_int 0.5\n    virtual_ipaddress {{\n        {vip6}/64\n    }}\n}}\n")  # IPv6 is VRRPv3: 0.5 s adverts (not a timing test)
     d = Daemon(a, "chime-ha", text, tmp_path)
     try:
         assert c.run(["ping", "-6", "-c", "1", "-W", "1", "fd00:7::11"], check=False).returncode == 0
