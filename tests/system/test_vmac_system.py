@@ -31,14 +31,19 @@ VRID = 77
 VMAC = "00:00:5e:00:01:4d"  # 77 = 0x4d
 
 
-def conf(prio: int, extra: str = "", vmac: str = "use_vmac") -> str:
+# Not timing tests: VRRPv3 at 0.5 s halves every Master_Down_Interval (~1.8 s instead of ~3.6 s).
+# V2 where the test reads VRRPv2 adverts off the wire, paces GARPs, or quotes a config line number.
+FAST = "    version 3\n    advert_int 0.5\n"
+V2 = "    advert_int 1\n"
+
+
+def conf(prio: int, extra: str = "", vmac: str = "use_vmac", timers: str = FAST) -> str:
     return f"""vrrp_instance VI_1 {{
     state BACKUP
     interface eth0
     virtual_router_id {VRID}
     priority {prio}
-    advert_int 1
-    {vmac}
+{timers}    {vmac}
     garp_master_delay 1
 {extra}    virtual_ipaddress {{
         {VIP}/24
@@ -116,8 +121,9 @@ def test_missing_interface_is_a_file_line_error(topology, tmp_path):
     from chimeha.lab.node import add_node
 
     node = add_node(topology, "ch", "10.77.0.11/24")
-    good = conf(200).replace("VI_1", "VI_0").replace(f"virtual_router_id {VRID}", "virtual_router_id 76")
-    ch = NodeDaemon(node, good + conf(200).replace("interface eth0", "interface eth9"), tmp_path / "ch.log").start()
+    good = conf(200, timers=V2).replace("VI_1", "VI_0").replace(f"virtual_router_id {VRID}", "virtual_router_id 76")
+    ch = NodeDaemon(node, good + conf(200, timers=V2).replace("interface eth0", "interface eth9"),
+                    tmp_path / "ch.log").start()
     try:
         ch.proc.wait(timeout=15)
         assert re.search(r"keepalived.conf:13: vrrp_instance VI_1: vrrp\.77: cannot create the macvlan: its interface "
@@ -137,7 +143,7 @@ def test_ipvlan_reports_what_the_kernel_says(topology, tmp_path):
     if probe.returncode == 0:
         node.run(["ip", "link", "del", "ipvprobe"])
         pytest.skip("this kernel has ipvlan; the failure path cannot be shown")
-    ch = NodeDaemon(node, conf(200, vmac="use_ipvlan ipv.77 10.77.0.21/24"), tmp_path / "ch.log").start()
+    ch = NodeDaemon(node, conf(200, vmac="use_ipvlan ipv.77 10.77.0.21/24", timers=V2), tmp_path / "ch.log").start()
     try:
         ch.proc.wait(timeout=15)
         assert re.search(r"keepalived.conf:1: vrrp_instance VI_1: ipv.77: cannot create the ipvlan on eth0: "
@@ -200,7 +206,7 @@ def test_adverts_leave_from_the_vmac_or_with_vmac_xmit_base_from_the_base(topolo
     cap = client.popen(["tcpdump", "-l", "-n", "-e", "-i", "eth0", "ip proto 112 or arp or igmp"],
                        stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)
-    ch = NodeDaemon(node, conf(200, "    vmac_xmit_base\n" if xmit_base else ""), tmp_path / "ch.log").start()
+    ch = NodeDaemon(node, conf(200, "    vmac_xmit_base\n" if xmit_base else "", timers=V2), tmp_path / "ch.log").start()
     try:
         wait_until(lambda: VIP in node.addresses_on("vrrp.77"), 15, "MASTER")
         time.sleep(2.5)
@@ -327,7 +333,7 @@ def test_garp_extra_if_refreshes_a_vip_vmac_that_sends_no_adverts(topology, tmp_
 
     node = add_node(topology, "ch", "10.77.0.11/24")
     client = topology.add_host("cl", CLIENT)
-    text = conf(200, "    garp_extra_if 1\n", vmac="").replace(f"{VIP}/24", f"{VIP}/24 use_vmac")
+    text = conf(200, "    garp_extra_if 1\n", vmac="", timers=V2).replace(f"{VIP}/24", f"{VIP}/24 use_vmac")
     cap = client.popen(["tcpdump", "-l", "-n", "-e", "-tt", "-i", "eth0", "arp"], stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)
     ch = NodeDaemon(node, text, tmp_path / "ch.log").start()
