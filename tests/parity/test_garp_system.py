@@ -29,12 +29,14 @@ VIP = "10.76.0.100"
 
 
 def conf(prio: int, extra: str = "") -> str:
+    # Not timing tests: VRRPv3 at 0.5 s makes Master_Down_Interval ~1.8 s instead of ~3.6 s.
     return f"""vrrp_instance VI_1 {{
     state BACKUP
     interface eth0
     virtual_router_id 76
     priority {prio}
-    advert_int 1
+    version 3
+    advert_int 0.5
 {extra}    virtual_ipaddress {{
         {VIP}/24
     }}
@@ -124,11 +126,11 @@ def test_higher_prio_send_advert_lets_keepalived_hear_the_yielding_master(topolo
         time.sleep(1.5)
         nft(ka_node, "delete chain inet part out\n")  # keepalived's adverts flow, chime-ha's are still dropped there
         wait_until(lambda: VIP not in ch_node.addresses_on(), 5, "chime-ha yields to priority 200")
-        time.sleep(3.0)
+        time.sleep(1.5)  # three advert intervals of silence from us
         cap.terminate()
         out, _ = cap.communicate(timeout=5)
         seen = [(float(m.group(1)), m.group(2), int(m.group(3))) for m in
-                re.finditer(r"^(\d+\.\d+) IP (\S+) > \S+ VRRPv2, Advertisement, vrid 76, prio (\d+)", out, re.M)]
+                re.finditer(r"^(\d+\.\d+) IP (\S+) > \S+ VRRPv3, Advertisement, vrid 76, prio (\d+)", out, re.M)]
         first_ka = next(t for t, src, prio in seen if src == "10.76.0.11" and prio == 200)
         ours_after = [(t - first_ka, prio) for t, src, prio in seen if src == "10.76.0.12" and t >= first_ka]
         # Exactly one advert of ours, at our priority, right after keepalived's first (then we are BACKUP).
@@ -146,7 +148,7 @@ def test_vrrp_garp_interval_paces_the_burst_like_keepalived(topology, tmp_path):
     from chimeha.lab.node import add_node
 
     text = ("global_defs {{\n    vrrp_garp_interval 0.2\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n"
-            "    interface eth0\n    virtual_router_id {vrid}\n    priority 100\n    advert_int 1\n"
+            "    interface eth0\n    virtual_router_id {vrid}\n    priority 100\n    version 3\n    advert_int 0.5\n"
             "    garp_master_repeat 3\n    garp_master_delay 30\n    virtual_ipaddress {{\n        {a}/24\n"
             "        {b}/24\n    }}\n}}\n")
     ch_node = add_node(topology, "ch", "10.76.0.11/24")
