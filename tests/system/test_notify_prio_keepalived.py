@@ -36,7 +36,8 @@ vrrp_instance VI_P {
     interface eth0
     virtual_router_id %(vrid)d
     priority 100
-    advert_int 1
+    version 3
+    advert_int 0.5
     track_file {
         weightfile
     }
@@ -126,7 +127,8 @@ vrrp_instance VI_A {
     interface eth0
     virtual_router_id %(vrid)d
     priority 100
-    advert_int 1
+    version 3
+    advert_int 0.5
     virtual_ipaddress {
         %(vip)s/24
     }
@@ -136,7 +138,8 @@ vrrp_instance VI_B {
     interface eth0
     virtual_router_id %(vrid2)d
     priority 100
-    advert_int 1
+    version 3
+    advert_int 0.5
     virtual_ipaddress {
         %(vip2)s/24
     }
@@ -179,7 +182,8 @@ DEL_CONF = """global_defs {
     interface eth0
     virtual_router_id %%(vrid%(n)s)d
     priority 100
-    advert_int 1
+    version 3
+    advert_int 0.5
 %(extra)s    virtual_ipaddress {
         %%(vip%(n)s)s/24
     }
