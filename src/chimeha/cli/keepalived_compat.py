@@ -248,9 +248,10 @@ def daemon(ns, extra: list[str], chime) -> int:
         _daemonize()
     pid_files = [f for f in (ns.pid_file or DEFAULT_PID_FILE, ns.vrrp_pid_file, ns.checkers_pid_file,
                              ns.bfd_pid_file) if f]
-    for path in pid_files:
-        with open(path, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
+    # the main PID file last, each one whole at once (rename): a script that waits for the main
+    # file and then reads the others finds them complete
+    for path in reversed(pid_files):
+        _write_pid_file(path)
     syslog = None if (ns.no_syslog or not os.path.exists("/dev/log")) else (facility, not ns.log_console)
     try:
         if syslog or not ns.log_console:
@@ -267,6 +268,13 @@ def daemon(ns, extra: list[str], chime) -> int:
                     os.unlink(path)
             except OSError:
                 pass
+
+
+def _write_pid_file(path: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)
 
 
 def _daemonize() -> None:

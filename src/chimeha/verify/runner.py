@@ -168,8 +168,10 @@ class Verifier:
         other = next(n for n in self.nodes if n.name != master)
 
         t0 = time.monotonic()
-        mnode.run(["systemctl", "stop", self.service])
+        # marked before the stop is sent: an interruption while `systemctl stop` runs (the service
+        # may be down already) must still start it again; starting a running service is harmless
         self.stopped_on = mnode
+        mnode.run(["systemctl", "stop", self.service])
         moved = self._wait_all_on(other.name, t0)
         check = self._endpoints_step(3, "service-stop", "")
         ok = moved is not None and check.ok
