@@ -72,10 +72,17 @@ def test_surviving_master_reannounces_when_it_hears_the_lower_priority_master(to
     ch = NodeDaemon(ch_node, conf(200, "    garp_master_delay 1\n"), tmp_path / "ch.log").start()
     ka_node.write_file("/etc/keepalived/ka.conf", conf(100, "    garp_master_delay 1\n"))
     ka_log = open(tmp_path / "ka.log", "ab")
-    ka = ka_node.popen(["keepalived", "-n", "-l", "-D", "-f", "/etc/keepalived/ka.conf", "-p", "/run/ka.pid",
-                        "-r", "/run/ka-vrrp.pid", "-c", "/run/ka-chk.pid"], stdout=ka_log, stderr=subprocess.STDOUT)
+    ka = None
     try:
+        # keepalived starts once chime-ha is MASTER: it hears the adverts from its first
+        # Master_Down_Interval on and never claims the VIP before the partition (with both
+        # started at once keepalived, the faster to start, could win for a moment and its
+        # delayed GARP burst would then point the client at it)
         wait_until(lambda: VIP in ch_node.addresses_on() and "-> MASTER" in ch.log(), 15, "chime-ha MASTER")
+        ka = ka_node.popen(["keepalived", "-n", "-l", "-D", "-f", "/etc/keepalived/ka.conf", "-p", "/run/ka.pid",
+                            "-r", "/run/ka-vrrp.pid", "-c", "/run/ka-chk.pid"], stdout=ka_log, stderr=subprocess.STDOUT)
+        wait_until(lambda: "Entering BACKUP STATE" in (tmp_path / "ka.log").read_text(errors="replace"), 10,
+                   "keepalived BACKUP")
         client.run(["ping", "-c", "1", "-W", "1", VIP])
         assert client_mac(client) == mac(ch_node)
         cut_vrrp(ch_node)
@@ -95,7 +102,8 @@ def test_surviving_master_reannounces_when_it_hears_the_lower_priority_master(to
         assert client_mac(client) == mac(ch_node) and VIP in ch_node.addresses_on()
     finally:
         ch.kill()
-        ka_node.stop(ka, grace=5)
+        if ka is not None:
+            ka_node.stop(ka, grace=5)
         ka_log.close()
 
 
