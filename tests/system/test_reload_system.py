@@ -58,7 +58,12 @@ def pair(topology, tmp_path):
     db = Daemon(b, "chime-ha", inst("VI_1", "BACKUP", 100) + inst("VI_2", "BACKUP", 100), tmp_path,
                 control=True)
     try:
+        # b first, until it is MASTER alone; then a preempts it. Started together, both
+        # Master_Down timers (0.3 s) could expire within a few ms of each other and the
+        # brief double master of the start would be taken for a move after settling.
         db.start()
+        for name in ("VI_1", "VI_2"):
+            wait_until(lambda name=name: holders([a, b], VIPS[name]) == ["b"], 10, f"{name} on b alone")
         da.start()
         for name in ("VI_1", "VI_2"):
             settle_on([a, b], VIPS[name], "a", timeout=10, hold=0.3)
