@@ -35,7 +35,7 @@ class RelaySelector(selectors.EpollSelector):
 
     def __init__(self) -> None:
         super().__init__()
-        #: ``dispatch(fd, events)`` of the relay whose sockets share this epoll (set by the relay)
+        #: ``dispatch([(fd, events), ...])`` of the relay whose sockets share this epoll (set by the relay)
         self.dispatch = None
 
     @property
