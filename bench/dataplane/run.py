@@ -74,6 +74,7 @@ http {{
         listen {addr}:8093 backlog=4096;
         listen {addr}:8094 backlog=4096;
         listen {addr}:8095 backlog=4096;
+        listen {addr}:8096 backlog=4096;
         location / {{ return 200 "{name}\\n"; }}
     }}
 }}
@@ -279,6 +280,11 @@ def main() -> int:
             # the same relay in two processes sharing VIP:80 (SO_REUSEPORT), each scheduling alone
             Setup("chime-ha proxy (2 processes)", lambda: chime("proxy2", "proxy", "--proxy-workers", "2"),
                   lambda: stop("proxy2")),
+            # not a product: the relay in the kernel (splice_probe.py: sockhash + sk_skb verdict, no
+            # back-pressure), what kernel splicing would give the proxy
+            Setup("kernel splice (probe)", lambda: popen_ready("splice", [
+                sys.executable, str(HERE / "splice_probe.py"), "relay", f"{VIP}:80",
+                *(f"{a}:{SETUP_PORT['kernel splice (probe)']}" for a in RS)]), lambda: stop("splice"), extra=True),
             # everything on one uvloop loop (standalone runner with --uvloop)
             Setup("chime-ha proxy, one uvloop", lambda: chime("proxyuv", "proxy", "--uvloop"),
                   lambda: stop("proxyuv")),
@@ -364,7 +370,8 @@ def hand_port(i: int) -> int:
 SETUP_PORT = {"haproxy (tcp)": 8081, "chime-ha nft": 8082, "chime-ha proxy": 8083, "chime-ha proxy, one uvloop": 8084,
               "chime-ha proxy, asyncio only": 8085, "chime-ha nft: snat to VIP": 8086, "chime-ha rules (static)": 8087, "chime-ha rules (previous layout)": 8086,
               "chime-ha nft (no checks)": 8088, "chime-ha nft (no counters)": 8093,
-              "chime-ha proxy (transports)": 8094, "chime-ha proxy (2 processes)": 8095}
+              "chime-ha proxy (transports)": 8094, "chime-ha proxy (2 processes)": 8095,
+              "kernel splice (probe)": 8096}
 
 
 def report(args, setups, modes, results, errors, tw=None, cpu=None) -> None:
