@@ -23,13 +23,17 @@ from chimeha.vrrp import packet
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
+# Not a timing test: VRRPv3's shortest interval keepalived takes makes the elections and the
+# failover quick (hold windows below are several intervals long).
+ADVERT = 0.2
+
 
 def conf(*, me: str, priority: int, state: str, vip: str, group: str, how: str, family: int) -> str:
     lines = ["global_defs {", "    router_id node_" + me.replace(":", "_").replace(".", "_")]
     if how == "global":
         lines.append(f"    vrrp_mcast_group{family} {group}")
     lines += ["}", "vrrp_instance VI_G {", f"    state {state}", "    interface eth0", "    virtual_router_id 61",
-              f"    priority {priority}", "    advert_int 0.5", "    version 3"]
+              f"    priority {priority}", f"    advert_int {ADVERT}", "    version 3"]
     if how == "instance":
         lines.append(f"    mcast_dst_ip {group}")
     lines += ["    virtual_ipaddress {", f"        {vip}", "    }", "}", ""]
@@ -77,9 +81,15 @@ def test_custom_group_election_failover_and_capture(topology, tmp_path, family, 
     nodes = [a, b]
     with capturing(lis, capfile):
         with stopped_at_end(master, backup):
-            backup.start()
+            # The master first, the backup once the master holds the VIP: with 0.2 s adverts a
+            # backup started at the same time could time out just as the master comes up, and
+            # the brief double master would fail the settle below. The hold outlasts the
+            # backup's start (~1 s) plus its Master_Down_Interval (0.72 s): a backup deaf to
+            # the group would claim the VIP within it.
             master.start()
-            settle_on(nodes, vip, "a", timeout=12, hold=1.0)
+            wait_until(lambda: vip in a.addresses_on(), 12, f"{vip} on a")
+            backup.start()
+            settle_on(nodes, vip, "a", timeout=12, hold=2.0)
             maddr = chime.node.run(["ip", "maddr", "show", "dev", "eth0"]).stdout
             assert group in maddr, maddr  # the kernel holds the membership (and reports it: IGMP / MLD)
             master.stop()  # priority 0: the backup takes over after Skew_Time
@@ -103,7 +113,7 @@ def test_custom_group_election_failover_and_capture(topology, tmp_path, family, 
     assert any(0 in p for p in prios.values()), prios
     # Every advert on the wire, keepalived's and ours, passes our receive checks for that group (v3 checksum
     # over the group), and an advert summed over the standard group would not.
-    exp = packet.Expectation(vrid=61, version=3, family=family, interval=0.5, addresses=(vip,), group=group)
+    exp = packet.Expectation(vrid=61, version=3, family=family, interval=ADVERT, addresses=(vip,), group=group)
     for r in recs:
         raw = bytes.fromhex(r["payload"])
         ok = packet.validate(raw, source=r["src"], destination=r["dst"], ttl=r["ttl"], family=family, expect=exp)
