@@ -41,7 +41,8 @@ GROUP = textwrap.dedent("""\
         interface eth0
         virtual_router_id %(vrid)d
         priority 100
-        advert_int 1
+        advert_int 0.5
+        version 3
         smtp_alert
         virtual_ipaddress {
             10.9.0.101/24
@@ -51,7 +52,10 @@ GROUP = textwrap.dedent("""\
 
 
 def conf(extra_global: str = "", lvs: bool = True, group: bool = False, vrid: int = 61) -> str:
-    """VI_M has ``vrid`` (VI_N ``vrid + 1``): two nodes on one bridge must not share an instance."""
+    """VI_M has ``vrid`` (VI_N ``vrid + 1``): two nodes on one bridge must not share an instance.
+
+    VRRPv3 at 0.5 s (the mails name no version): MASTER after ~1.8 s alone instead of v2's ~3.6 s.
+    """
     vs = textwrap.dedent(f"""\
         virtual_server {VIP} 80 {{
             protocol TCP
@@ -74,7 +78,7 @@ def conf(extra_global: str = "", lvs: bool = True, group: bool = False, vrid: in
             }}
             notification_email_from ka@lab1.test
             smtp_server 127.0.0.1 {PORT}
-            smtp_connect_timeout 5
+            smtp_connect_timeout 3
             smtp_helo_name lab1.helo
             {extra_global}
         }}
@@ -83,7 +87,8 @@ def conf(extra_global: str = "", lvs: bool = True, group: bool = False, vrid: in
             interface eth0
             virtual_router_id {vrid}
             priority 100
-            advert_int 1
+            advert_int 0.5
+            version 3
             smtp_alert
             virtual_ipaddress {{
                 {VIP}/24
@@ -185,8 +190,8 @@ def test_chime_ha_mails_and_lifecycle_scripts(topology, tmp_path):
 
 
 def test_stuck_smtp_server_does_not_delay_failover(topology, tmp_path):
-    """A receiver that accepts and never greets: each mail waits smtp_connect_timeout (5 s) on the mail
-    thread, yet MASTER comes after Master_Down_Interval (~3.6 s), before the first mail gives up."""
+    """A receiver that accepts and never greets: each mail waits smtp_connect_timeout (3 s) on the mail
+    thread, yet MASTER comes after Master_Down_Interval (~1.8 s), before the first mail gives up."""
     from chimeha.lab.node import add_node
 
     node = add_node(topology, "b", "10.9.0.12/24")
