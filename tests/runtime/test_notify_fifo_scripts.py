@@ -154,12 +154,14 @@ async def test_a_slow_script_does_not_let_the_next_transition_overtake_it(tmp_pa
 
 async def test_a_hung_script_delays_the_next_ones_only_up_to_order_wait(tmp_path, monkeypatch):
     monkeypatch.setattr(notify, "ORDER_WAIT", 0.3)
-    hung, out = recorder(tmp_path, sleep=8)
+    # "Hung" is 4 s, >10 times ORDER_WAIT: the next script must run long before it ends
+    # (drain then waits for it, so a longer hang only costs test time).
+    hung, out = recorder(tmp_path, sleep=4)
     fast, _ = recorder(tmp_path)
     n = Notifier()
     n.notify("INSTANCE", "VI_1", "MASTER", 100, scripts(notify_master=hung + ["hung"]))
     n.notify("INSTANCE", "VI_1", "BACKUP", 100, scripts(notify_backup=fast + ["next"]))
-    await until(lambda: out.exists() and "next" in out.read_text(), 6, "the next script despite the hung one")
+    await until(lambda: out.exists() and "next" in out.read_text(), 3.5, "the next script despite the hung one")
     assert "hung" not in out.read_text()
     await n.drain(15)
 
