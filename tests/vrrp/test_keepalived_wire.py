@@ -144,15 +144,17 @@ def test_v3_ipv4_adverts_use_the_pseudo_header_checksum(topology, tmp_path):
 
 def test_v3_ipv6_adverts(topology, tmp_path):
     vips = ["2001:db8::10", "2001:db8::11"]
-    recs, log = capture_keepalived(topology, tmp_path, ka_conf(3, vips, auth=False, prio=150), wait_v6=True)
+    # 0.5 s: keepalived (priority 150) waits a Master_Down_Interval before its first advert
+    recs, log = capture_keepalived(topology, tmp_path, ka_conf(3, vips, auth=False, advert_int="0.5", prio=150),
+                                   wait_v6=True)
     adverts, zeros = split(recs)
     assert len(adverts) >= 2 and zeros, log
-    exp = Expectation(vrid=51, version=3, family=6, interval=1.0, addresses=tuple(vips))
+    exp = Expectation(vrid=51, version=3, family=6, interval=0.5, addresses=tuple(vips))
     for rec in adverts:
         assert rec["family"] == 6 and rec["dst"] == "ff02::12" and rec["ttl"] == 255
         assert rec["src"].startswith("fe80::")
-        check_record(rec, exp, version=3, prio=150, interval=1.0, vips=vips, auth=False)
-    check_record(zeros[0], exp, version=3, prio=0, interval=1.0, vips=vips, auth=False)
+        check_record(rec, exp, version=3, prio=150, interval=0.5, vips=vips, auth=False)
+    check_record(zeros[0], exp, version=3, prio=0, interval=0.5, vips=vips, auth=False)
 
 
 SENDER = os.path.join(os.path.dirname(__file__), "send_helper.py")
