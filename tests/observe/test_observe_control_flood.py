@@ -38,7 +38,8 @@ vrrp_instance VI_1 {{
     interface eth0
     virtual_router_id 51
     priority 200
-    advert_int 1
+    version 3
+    advert_int 0.5
     virtual_ipaddress {{
         192.168.231.10/32
     }}
