@@ -27,9 +27,11 @@ LISTENER = ("import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET,
 
 def _strict_conf(accept: bool) -> str:
     version = "3" if accept else "2"
+    # Not a timing test: the VRRPv3 case at 0.5 s (VRRPv2 takes whole seconds only).
+    advert = "0.5" if accept else "1"
     return ("global_defs {\n    vrrp_strict\n}\n"
             "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 61\n"
-            f"    priority 200\n    advert_int 1\n    version {version}\n"
+            f"    priority 200\n    advert_int {advert}\n    version {version}\n"
             + ("    accept\n" if accept else "")
             + f"    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n")
 
@@ -154,7 +156,7 @@ def test_strict_ipv6_vip_is_dropped_but_still_resolves(topology, tmp_path):
         wait_until(lambda: "chimeha_vips" in _table(a), 5, "the filter table")
         wait_until(lambda: "tentative" not in a.run(["ip", "-6", "addr", "show", "dev", "eth0"]).stdout,
                    10, "the VIP usable (DAD done)")
-        assert c.run(["ping", "-6", "-c", "2", "-W", "1", vip6], check=False).returncode != 0
+        assert c.run(["ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", vip6], check=False).returncode != 0
         neigh = c.run(["ip", "-6", "neigh", "show", vip6], check=False).stdout
         assert "lladdr" in neigh, neigh  # the solicitation for the VIP was answered
         assert c.run(["ping", "-6", "-c", "1", "-W", "1", "fd00:7::11"], check=False).returncode == 0
