@@ -23,6 +23,37 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.05):
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
+def start_tcpdump(host, args: list[str], timeout: float = 10.0) -> subprocess.Popen:
+    """``tcpdump ARGS`` inside ``host`` (text stdout piped), returned once it is capturing.
+
+    tcpdump says "listening on ..." on stderr after it has opened the interface: waiting
+    for that line instead of a fixed sleep misses no packet sent afterwards. stderr is read
+    with os.read (a buffered readline could swallow the line select() would wait for).
+    """
+    import selectors
+
+    proc = host.popen(["tcpdump", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fd = proc.stderr.fileno()
+    sel = selectors.DefaultSelector()
+    sel.register(fd, selectors.EVENT_READ)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.1):
+                chunk = os.read(fd, 4096)
+                seen += chunk
+                if b"listening on" in seen:
+                    return proc
+                if not chunk:
+                    break
+    finally:
+        sel.close()
+    proc.kill()
+    proc.wait(timeout=5)
+    raise AssertionError(f"tcpdump did not start capturing within {timeout} s: {seen.decode(errors='replace')!r}")
+
+
 def children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:

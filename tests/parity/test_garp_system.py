@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from nodeproc import NodeDaemon, wait_until
+from nodeproc import NodeDaemon, start_tcpdump, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.keepalived]
 
@@ -162,8 +162,7 @@ def test_vrrp_garp_interval_paces_the_burst_like_keepalived(topology, tmp_path):
     ch_node = add_node(topology, "ch", "10.76.0.11/24")
     ka_node = add_node(topology, "ka", "10.76.0.12/24")
     client = topology.add_host("cl", "10.76.0.50/24")
-    cap = client.popen(["tcpdump", "-l", "-n", "-e", "-tt", "-i", "eth0", "arp"], stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    cap = start_tcpdump(client, ["-l", "-n", "-e", "-tt", "-i", "eth0", "arp"])
     ch = NodeDaemon(ch_node, text.format(vrid=81, a="10.76.0.101", b="10.76.0.102"), tmp_path / "ch.log").start()
     ka_node.write_file("/etc/keepalived/ka.conf", text.format(vrid=82, a="10.76.0.111", b="10.76.0.112"))
     ka_log = open(tmp_path / "ka.log", "ab")
