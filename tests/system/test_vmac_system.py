@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "parity"))
-from nodeproc import NodeDaemon, wait_until  # noqa: E402
+from nodeproc import NodeDaemon, start_tcpdump, wait_until  # noqa: E402
 
 pytestmark = [pytest.mark.system]
 
@@ -203,9 +203,7 @@ def test_adverts_leave_from_the_vmac_or_with_vmac_xmit_base_from_the_base(topolo
 
     node = add_node(topology, "ch", "10.77.0.11/24")
     client = topology.add_host("cl", CLIENT)
-    cap = client.popen(["tcpdump", "-l", "-n", "-e", "-i", "eth0", "ip proto 112 or arp or igmp"],
-                       stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    cap = start_tcpdump(client, ["-l", "-n", "-e", "-i", "eth0", "ip proto 112 or arp or igmp"])
     ch = NodeDaemon(node, conf(200, "    vmac_xmit_base\n" if xmit_base else "", timers=V2), tmp_path / "ch.log").start()
     try:
         wait_until(lambda: VIP in node.addresses_on("vrrp.77"), 15, "MASTER")
@@ -290,7 +288,8 @@ def test_a_vips_use_vmac_and_use_vmac_addr_make_vmacs_of_their_own(topology, tmp
     interface eth0
     virtual_router_id {VRID}
     priority 200
-    advert_int 1
+    version 3
+    advert_int 0.5
     garp_master_delay 1
     virtual_ipaddress {{
         {VIP}/24 use_vmac
@@ -301,7 +300,8 @@ vrrp_instance VI_2 {{
     interface eth0
     virtual_router_id 78
     priority 200
-    advert_int 1
+    version 3
+    advert_int 0.5
     use_vmac
     use_vmac_addr
     virtual_ipaddress {{
@@ -312,6 +312,7 @@ vrrp_instance VI_2 {{
     }}
 }}
 """
+    # (VRRPv3 at 0.5 s: not a timing test, both instances are MASTER after ~1.7 s alone)
     ch = NodeDaemon(node, text, tmp_path / "ch.log").start()
     try:
         wait_until(lambda: VIP in node.addresses_on("vrrp.77") and "fd00:78::101" in node.addresses_on("vrrp6.78"),
@@ -334,8 +335,7 @@ def test_garp_extra_if_refreshes_a_vip_vmac_that_sends_no_adverts(topology, tmp_
     node = add_node(topology, "ch", "10.77.0.11/24")
     client = topology.add_host("cl", CLIENT)
     text = conf(200, "    garp_extra_if 1\n", vmac="", timers=V2).replace(f"{VIP}/24", f"{VIP}/24 use_vmac")
-    cap = client.popen(["tcpdump", "-l", "-n", "-e", "-tt", "-i", "eth0", "arp"], stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    cap = start_tcpdump(client, ["-l", "-n", "-e", "-tt", "-i", "eth0", "arp"])
     ch = NodeDaemon(node, text, tmp_path / "ch.log").start()
     try:
         wait_until(lambda: VIP in node.addresses_on("vrrp.77"), 15, "the VIP on its own VMAC")
