@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from splice_probe import (  # noqa: E402
     BPF_MAP_CREATE, BPF_MAP_TYPE_SOCKHASH, BPF_MAP_UPDATE_ELEM, BPF_PROG_ATTACH, BPF_PROG_LOAD,
     BPF_PROG_TYPE_SK_SKB, BPF_SK_SKB_VERDICT, HELPER_GET_SOCKET_COOKIE, HELPER_SK_REDIRECT_HASH,
-    SO_COOKIE, bpf, insn, mem_available_kib, written,
+    SO_COOKIE, bpf, insn, loopback_pair, mem_available_kib, written,
 )
 
 BPF_MAP_LOOKUP_ELEM, BPF_MAP_LOOKUP_AND_DELETE_ELEM = 1, 21
@@ -180,12 +180,7 @@ def counters(start: int, n: int) -> bytes:
 
 def demo(seconds: float, bound: int) -> int:
     splicer = BoundedSplicer(bound)
-    srv, lst = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(lst.getsockname())
-    c, _ = lst.accept()
-    u = socket.create_connection(srv.getsockname())
-    server, _ = srv.accept()
-    splicer.pair(c, u)
+    client, c, u, server = loopback_pair(splicer)
     before = mem_available_kib()
     client.setblocking(False)
     sent, seq, pending, end = 0, 0, b"", time.monotonic() + seconds

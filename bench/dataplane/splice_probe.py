@@ -279,15 +279,22 @@ def mem_available_kib() -> int:
     return -1
 
 
-def memory(seconds: float) -> int:
-    """One spliced pair on loopback, a server that reads nothing, a client that keeps sending."""
-    splicer = Splicer()
+def loopback_pair(splicer) -> tuple[socket.socket, socket.socket, socket.socket, socket.socket]:
+    """client -> (c, u) -> server on loopback, c and u paired by ``splicer``."""
     srv, lst = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(lst.getsockname())
     c, _ = lst.accept()
     u = socket.create_connection(srv.getsockname())
     server, _ = srv.accept()
+    srv.close()
+    lst.close()
     splicer.pair(c, u)
+    return client, c, u, server
+
+
+def memory(seconds: float) -> int:
+    """One spliced pair on loopback, a server that reads nothing, a client that keeps sending."""
+    client, _c, _u, server = loopback_pair(Splicer())
     before = mem_available_kib()
     client.setblocking(False)
     sent, chunk, end = 0, b"z" * 65536, time.monotonic() + seconds
